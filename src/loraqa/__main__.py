@@ -1,0 +1,5 @@
+import sys
+
+from loraqa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,203 @@
+"""The `loraqa` command: train, eval, predict, merge.
+
+Every user-fixable problem is a LoraqaError, printed as one line `loraqa: error: ...` with exit
+status 2 and no traceback. Heavy imports happen inside the commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+
+from loraqa.config import schema
+from loraqa.errors import LoraqaError
+
+CONFIG_HELP = "YAML config (see configs/); optional, the defaults are in `loraqa config`"
+OVERRIDES_HELP = "config overrides such as training.learning_rate=1e-4 lora.r=16 (section.key=value)"
+
+
+def _config_reference() -> str:
+    """Every config key with its type and default, generated from the schema (never out of date)."""
+    lines = ["config keys (section.key: type = default):"]
+    root = schema.RunConfig()
+    for f in dataclasses.fields(root):
+        value = getattr(root, f.name)
+        if dataclasses.is_dataclass(value):
+            hints = typing.get_type_hints(type(value))
+            for sub in dataclasses.fields(value):
+                hint = getattr(hints[sub.name], "__name__", None) or str(hints[sub.name]).replace("typing.", "")
+                lines.append(f"  {f.name}.{sub.name}: {hint} = {getattr(value, sub.name)!r}")
+        else:
+            lines.append(f"  {f.name} = {value!r}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loraqa", description="LoRA adapters for SQuAD-style question answering.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    train = sub.add_parser(
+        "train",
+        help="train an adapter, then evaluate it (and the base model) on the test split",
+        description="Train a LoRA adapter as CONFIG says; evaluate the base model (baseline) and the adapter "
+        "on the test split; print both rows and the run directory.",
+        epilog=_config_reference(),
+        formatter_class=fmt,
+    )
+    train.add_argument("config", nargs="?", help=CONFIG_HELP)
+    train.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished or failed run in output_dir")
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate a base model alone (zero-shot baseline) or with an adapter",
+        description="Evaluate on the test split (data.test, data.test_samples): SQuAD EM/F1, ROUGE, losses; "
+        "writes metrics.json, predictions.json, predictions.jsonl.",
+        epilog=_config_reference(),
+        formatter_class=fmt,
+    )
+    evaluate.add_argument("config", nargs="?", help=CONFIG_HELP)
+    evaluate.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    evaluate.add_argument("--adapter", help="adapter directory (runs/NAME/adapter); its training model settings are used")
+    evaluate.add_argument("--model", help="base model name, hub id or directory (default: config or the adapter's base)")
+    evaluate.add_argument("--decoding", default=None, help="comma list of decodings: greedy,beam4,topk50,topp0.95,temp1.3")
+    evaluate.add_argument("--output", help="output directory (default: next to the adapter, or runs/NAME/eval-base)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in the output directory")
+
+    predict = sub.add_parser("predict", help="answer a question about a context, or a JSONL file of them")
+    predict.add_argument("overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16")
+    predict.add_argument("--adapter", help="adapter directory; omit to ask the base model alone")
+    predict.add_argument("--model", help="base model (default: the adapter's base, else model.name's default)")
+    predict.add_argument("--question", help="the question")
+    predict.add_argument("--context", help="the context the answer is taken from")
+    predict.add_argument("--input", help="JSONL file: one {\"id\", \"question\", \"context\"} per line")
+    predict.add_argument("--output", help="write JSONL answers here instead of stdout (must not exist)")
+    predict.add_argument("--decoding", help="greedy (default), beamN, topkK, toppP or tempT")
+    predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+    merge = sub.add_parser("merge", help="write base + adapter as one full model (safetensors)")
+    merge.add_argument("--adapter", required=True, help="adapter directory")
+    merge.add_argument("--output", required=True, help="directory for the merged model")
+    merge.add_argument("--model", help="base model (default: the adapter's base)")
+    merge.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+
+    sub.add_parser("config", help="print every config key with its default")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except LoraqaError as exc:
+        print(f"loraqa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loraqa: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command == "config":
+        print(_config_reference())
+        return 0
+    _quiet_libraries()
+    from loraqa.config.loader import load_config
+
+    if args.command == "train":
+        from loraqa.training.pipeline import run_training
+
+        config_path, overrides = _split_config_arg(args.config, args.overrides)
+        run_training(load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite)
+        return 0
+    if args.command == "eval":
+        from loraqa.evaluation.decoding import parse_decoding_list
+        from loraqa.evaluation.pipeline import run_evaluation
+
+        config_path, overrides = _split_config_arg(args.config, args.overrides)
+        if args.model and not args.adapter:
+            overrides = [*overrides, f"model.name={args.model}"]
+        config = load_config(config_path, overrides)
+        decodings = parse_decoding_list(args.decoding) if args.decoding else [config.generation.decoding]
+        run_evaluation(
+            config, adapter=args.adapter, decodings=decodings, output=args.output,
+            overwrite=args.overwrite, base_name=args.model,
+        )  # fmt: skip
+        return 0
+    if args.command == "predict":
+        return _predict(args, load_config)
+    if args.command == "merge":
+        return _merge(args, load_config)
+    raise AssertionError(args.command)
+
+
+def _predict(args, load_config) -> int:
+    from loraqa.data.records import QARecord
+    from loraqa.errors import ConfigError
+    from loraqa.inference.predict import answer, print_answers, read_questions
+
+    if bool(args.input) == bool(args.question or args.context):
+        raise ConfigError("--input/--question", "give either --question with --context, or --input FILE")
+    if args.input is None and not (args.question and args.context):
+        raise ConfigError("--context", "--question needs --context (the text the answer comes from)")
+    if args.output and os.path.exists(args.output):
+        raise ConfigError("--output", f"{args.output} exists; choose a new file")
+    overrides = [*args.overrides, f"training.device={args.device}"]
+    if args.decoding:
+        overrides.append(f"generation.decoding={args.decoding}")
+    if args.model and not args.adapter:
+        overrides.append(f"model.name={args.model}")
+    config = load_config(None, overrides)
+    records = read_questions(args.input) if args.input else [QARecord("q1", args.context, args.question)]
+    ready = _ready(config, args.adapter, args.model)
+    print_answers(answer(ready, config, records), args.output)
+    return 0
+
+
+def _merge(args, load_config) -> int:
+    from loraqa.inference.merge import write_merged
+
+    config = load_config(None, [])
+    ready = _ready(config, args.adapter, args.model)
+    target = write_merged(ready, args.output, args.overwrite)
+    print(f"merged model written to {target}")
+    return 0
+
+
+def _ready(config, adapter: str | None, base_name: str | None):
+    from loraqa.models.inference import load_ready_model, model_config_for_adapter
+    from loraqa.models.loading import inspect_base
+    from loraqa.training.device import plan_device
+
+    model_config = model_config_for_adapter(adapter, config.model, base_name) if adapter else config.model
+    spec = inspect_base(model_config)
+    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    return load_ready_model(model_config, plan, adapter, spec=spec)
+
+
+def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """`loraqa train key=value` (no file) puts an override where the config path would be."""
+    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
+        return None, [config, *overrides]
+    return config, overrides
+
+
+def _quiet_libraries() -> None:
+    # Our own lines say what matters; library warnings (e.g. "newly initialized qa_outputs") are noise here.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside transformers/peft
+
+    transformers.logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

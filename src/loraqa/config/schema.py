@@ -1,0 +1,120 @@
+"""The configuration tree: every default in one visible place, one per line, with why.
+
+A run is described by `RunConfig`. YAML files and `key=value` overrides are checked against these
+dataclasses by `loraqa.config.loader`; names follow transformers and peft so users recognise them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Strategy = Literal["no", "steps", "epoch"]
+FormulationName = Literal["auto", "extractive", "seq2seq", "causal"]
+BestMetric = Literal["f1", "exact_match", "rouge1", "rouge2", "rougeL", "eval_loss"]
+
+
+@dataclass
+class DataConfig:
+    train: str = "squad-v1.1:train"  # a file (.json[.gz] SQuAD, .jsonl, .csv), a bundled name, or hub:NAME[:SPLIT]
+    validation: str | None = None  # None: a seeded slice of `train` becomes the model-selection split
+    test: str = "squad-v1.1:dev"  # the official dev set: the honest held-out number
+    train_samples: int | None = None  # deterministic subset (seeded shuffle); None keeps all
+    validation_samples: int = 200  # size of the validation split (carved from train or sampled)
+    test_samples: int | None = None  # evaluate on a seeded subset of the test set; None uses all
+    seed: int = 42  # drives sampling and the validation split, separately from training.seed
+    skip_invalid: bool = False  # skip bad records with a count instead of stopping at the first
+    version_2_with_negative: bool | Literal["auto"] = "auto"  # SQuAD v2 (unanswerable questions)
+    max_context_chars: int = 100_000  # longer contexts are refused: a guard against runaway memory
+
+
+@dataclass
+class ModelConfig:
+    name: str = "minilm-l6"  # offline name (minilm-l6, smollm2-135m), hub id, or local directory
+    formulation: FormulationName = "auto"  # auto picks from the architecture
+    closed_book: bool = False  # generative only: the prompt holds the question without the context
+    max_seq_length: int = 384  # tokens of prompt (+ answer for causal) or extractive window
+    doc_stride: int = 128  # extractive: overlap between windows over a long context
+    max_answer_length: int = 30  # extractive: longest span in tokens; generative: longest target
+    use_chat_template: bool | Literal["auto"] = "auto"  # causal: use the tokenizer's chat template
+    add_tokens: list[str] = field(default_factory=list)  # new vocabulary, resized before LoRA
+    trust_remote_code: bool = False  # never run a hub repo's code unless asked (it is printed)
+    revision: str | None = None  # hub revision to pin
+
+
+@dataclass
+class LoraSettings:
+    r: int = 8  # rank of the update matrices
+    lora_alpha: float = 16  # the update is scaled by lora_alpha / r
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = "qv"  # preset (qv, attention, attention_mlp, all_linear) or names
+    bias: Literal["none", "all", "lora_only"] = "none"
+    modules_to_save: list[str] | None = None  # None: the formulation's default (the extractive QA head)
+    layers_to_transform: list[int] | None = None  # LoRA on these layers only (upper layers: faster backward)
+    max_trainable_share: float = 0.05  # stop before training when more than this share is trainable
+    allow_large_trainable_share: bool = False  # the explicit way past max_trainable_share
+
+
+@dataclass
+class TrainingConfig:
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "linear"
+    warmup_steps: int = 0  # wins over warmup_ratio when > 0
+    warmup_ratio: float = 0.0  # scales with batch size, unlike a fixed step count
+    weight_decay: float = 0.0
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: Precision = "auto"  # auto: bf16 on a GPU that has it, fp32 on CPU and MPS, never fp16 on T5
+    device: Device = "auto"  # asking for cuda/mps where there is none is an error, not a fallback
+    gradient_checkpointing: bool = False  # saves memory, costs ~25% speed; input grads are enabled for LoRA
+    eval_strategy: Strategy = "no"
+    eval_steps: int | None = None
+    save_strategy: Strategy = "no"
+    save_steps: int = 500
+    save_total_limit: int | None = 2  # the best checkpoint is never the one deleted
+    load_best_model_at_end: bool = False
+    metric_for_best_model: BestMetric = "f1"
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    early_stopping_threshold: float = 0.0  # any improvement counts; a larger value stops sooner
+    logging_steps: int = 10
+    group_by_length: bool = True  # batches of similar length waste less on padding
+    dataloader_num_workers: int = 0
+    torch_threads: int | None = None  # None: torch's default (all cores)
+
+
+@dataclass
+class EvaluationConfig:
+    baseline: bool = True  # also evaluate the base model without adapter on the same test split
+    batch_size: int = 16
+    n_best_size: int = 20  # extractive: candidate starts/ends considered per window
+    null_score_diff_threshold: float = 0.0  # SQuAD v2: predict "no answer" above this margin
+    write_predictions: bool = True
+
+
+@dataclass
+class GenerationSettings:
+    decoding: str = "greedy"  # greedy, beamN, topkN, toppP, tempT (as in `loraqa eval --decoding`)
+    max_new_tokens: int = 24  # SQuAD answers are short; longer budgets mostly buy rambling
+    stop_at_newline: bool = True  # an answer is one line
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    output_dir: str = "runs/{name}"  # {name} is replaced by `name`
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+    @property
+    def run_dir(self) -> str:
+        return self.output_dir.replace("{name}", self.name)

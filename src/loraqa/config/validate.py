@@ -1,0 +1,122 @@
+"""Range and cross-field checks on a typed RunConfig, before anything slow happens."""
+
+from __future__ import annotations
+
+from loraqa.config.schema import RunConfig
+from loraqa.errors import ConfigError
+
+LORA_PRESETS = ("qv", "attention", "attention_mlp", "all_linear")
+
+
+def validate_config(config: RunConfig) -> None:
+    """Raise ConfigError on the first value that is out of range or contradicts another."""
+    _check_data(config)
+    _check_model(config)
+    _check_lora(config)
+    _check_training(config)
+    _check_evaluation(config)
+
+
+def _positive(key: str, value: float | int | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(key, f"must be > 0, got {value}")
+
+
+def _check_data(config: RunConfig) -> None:
+    data = config.data
+    _positive("data.train_samples", data.train_samples, allow_none=True)
+    _positive("data.test_samples", data.test_samples, allow_none=True)
+    _positive("data.validation_samples", data.validation_samples)
+    _positive("data.max_context_chars", data.max_context_chars)
+    if not config.name.strip() or "/" in config.name:
+        raise ConfigError("name", f"must be a non-empty name without '/', got {config.name!r}")
+
+
+def _check_model(config: RunConfig) -> None:
+    model = config.model
+    if not model.name.strip():
+        raise ConfigError("model.name", "must not be empty")
+    _positive("model.max_seq_length", model.max_seq_length)
+    _positive("model.max_answer_length", model.max_answer_length)
+    _positive("model.doc_stride", model.doc_stride)
+    if model.formulation == "extractive":
+        check_doc_stride(model.doc_stride, model.max_seq_length)
+    if model.closed_book and model.formulation == "extractive":
+        raise ConfigError("model.closed_book", "an extractive model needs the context; use seq2seq or causal")
+
+
+def check_doc_stride(doc_stride: int, max_seq_length: int) -> None:
+    if doc_stride >= max_seq_length:
+        raise ConfigError("model.doc_stride", f"must be smaller than model.max_seq_length ({max_seq_length})")
+
+
+def _check_lora(config: RunConfig) -> None:
+    lora = config.lora
+    if lora.r < 1:
+        raise ConfigError("lora.r", f"the rank must be at least 1, got {lora.r}")
+    _positive("lora.lora_alpha", lora.lora_alpha)
+    if not 0.0 <= lora.lora_dropout < 1.0:
+        raise ConfigError("lora.lora_dropout", f"must be in [0, 1), got {lora.lora_dropout}")
+    if isinstance(lora.target_modules, str):
+        if not lora.target_modules.strip():
+            raise ConfigError("lora.target_modules", "must name a preset or modules")
+    elif not lora.target_modules:
+        raise ConfigError("lora.target_modules", "must not be an empty list")
+    if not 0.0 < lora.max_trainable_share <= 1.0:
+        raise ConfigError("lora.max_trainable_share", f"must be in (0, 1], got {lora.max_trainable_share}")
+    if lora.layers_to_transform is not None and any(i < 0 for i in lora.layers_to_transform):
+        raise ConfigError("lora.layers_to_transform", "layer indices must be >= 0")
+
+
+def _check_training(config: RunConfig) -> None:
+    t = config.training
+    _positive("training.learning_rate", t.learning_rate)
+    _positive("training.per_device_train_batch_size", t.per_device_train_batch_size)
+    _positive("training.gradient_accumulation_steps", t.gradient_accumulation_steps)
+    _positive("training.logging_steps", t.logging_steps)
+    _positive("training.save_steps", t.save_steps)
+    _positive("training.eval_steps", t.eval_steps, allow_none=True)
+    _positive("training.torch_threads", t.torch_threads, allow_none=True)
+    if t.max_steps <= 0 and t.num_train_epochs <= 0:
+        raise ConfigError("training.num_train_epochs", "must be > 0 unless training.max_steps is set")
+    if t.max_steps == 0 or t.max_steps < -1:
+        raise ConfigError("training.max_steps", f"must be > 0, or -1 to use num_train_epochs; got {t.max_steps}")
+    if not 0.0 <= t.warmup_ratio < 1.0:
+        raise ConfigError("training.warmup_ratio", f"must be in [0, 1), got {t.warmup_ratio}")
+    if t.warmup_steps < 0:
+        raise ConfigError("training.warmup_steps", "must be >= 0")
+    if t.weight_decay < 0:
+        raise ConfigError("training.weight_decay", "must be >= 0")
+    if t.max_grad_norm < 0:
+        raise ConfigError("training.max_grad_norm", "must be >= 0 (0 disables clipping)")
+    if t.save_total_limit is not None and t.save_total_limit < 1:
+        raise ConfigError("training.save_total_limit", "must be >= 1, or null to keep every checkpoint")
+    if t.eval_strategy == "steps" and t.eval_steps is None:
+        raise ConfigError("training.eval_steps", "is required when training.eval_strategy is 'steps'")
+    if t.load_best_model_at_end:
+        if t.eval_strategy == "no":
+            raise ConfigError("training.load_best_model_at_end", "needs training.eval_strategy 'steps' or 'epoch'")
+        if t.save_strategy != t.eval_strategy:
+            raise ConfigError(
+                "training.save_strategy",
+                f"must equal training.eval_strategy ('{t.eval_strategy}') when load_best_model_at_end is true",
+            )
+        if t.eval_strategy == "steps" and t.save_steps % (t.eval_steps or 1) != 0:
+            raise ConfigError("training.save_steps", "must be a multiple of training.eval_steps to keep the best model")
+    if t.early_stopping_patience is not None:
+        if t.early_stopping_patience < 1:
+            raise ConfigError("training.early_stopping_patience", "must be >= 1")
+        if not t.load_best_model_at_end:
+            raise ConfigError("training.early_stopping_patience", "needs training.load_best_model_at_end: true")
+
+
+def _check_evaluation(config: RunConfig) -> None:
+    e = config.evaluation
+    _positive("evaluation.batch_size", e.batch_size)
+    _positive("evaluation.n_best_size", e.n_best_size)
+    _positive("generation.max_new_tokens", config.generation.max_new_tokens)
+    from loraqa.evaluation.decoding import parse_decoding  # local: keeps config import-light
+
+    parse_decoding(config.generation.decoding, key="generation.decoding")

@@ -1,0 +1,61 @@
+"""The three splits a run uses, from the `data` config section.
+
+train: a seeded subset of `data.train`; validation (model selection): `data.validation` or, by
+default, a seeded slice of train that shares no context with the rest; test: `data.test` (the
+official dev set by default), optionally a seeded subset. Deterministic for a given `data.seed`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from loraqa.config.schema import DataConfig
+from loraqa.data.records import QARecord
+from loraqa.data.sources import LoadResult, load_records
+from loraqa.data.splits import sample_records, split_train_validation
+
+
+@dataclass
+class RunData:
+    train: list[QARecord]
+    validation: list[QARecord]
+    test: list[QARecord]
+    version_2: bool
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _load(source: str, data: DataConfig, skipped: dict[str, dict[str, int]]) -> LoadResult:
+    result = load_records(
+        source,
+        skip_invalid=data.skip_invalid,
+        version_2=data.version_2_with_negative,
+        max_context_chars=data.max_context_chars,
+    )
+    if result.skipped:
+        skipped[source] = dict(result.skipped)
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(result.skipped.items()))
+        print(f"loraqa: skipped invalid records in {source}: {counts}", file=sys.stderr)
+    return result
+
+
+def load_test(data: DataConfig) -> tuple[list[QARecord], bool]:
+    skipped: dict[str, dict[str, int]] = {}
+    result = _load(data.test, data, skipped)
+    return sample_records(result.records, data.test_samples, data.seed), result.version_2
+
+
+def load_run_data(data: DataConfig) -> RunData:
+    skipped: dict[str, dict[str, int]] = {}
+    train_result = _load(data.train, data, skipped)
+    if data.validation is None:
+        # Carve validation out first, then subsample train, so train_samples does not change validation.
+        rest, validation = split_train_validation(train_result.records, data.validation_samples, data.seed)
+    else:
+        rest = train_result.records
+        validation = sample_records(_load(data.validation, data, skipped).records, data.validation_samples, data.seed)
+    train = sample_records(rest, data.train_samples, data.seed)
+    test_result = _load(data.test, data, skipped)
+    test = sample_records(test_result.records, data.test_samples, data.seed)
+    version_2 = train_result.version_2 or test_result.version_2
+    return RunData(train, validation, test, version_2, skipped)

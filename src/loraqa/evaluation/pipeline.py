@@ -1,0 +1,59 @@
+"""`loraqa eval`: the base model alone (zero-shot baseline) or base + adapter, on the test split,
+for one or several decodings, written to an output directory and printed as one table."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from transformers import set_seed
+
+from loraqa.config.schema import RunConfig
+from loraqa.data.prepare import load_test
+from loraqa.errors import RunDirError
+from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
+from loraqa.models.inference import load_ready_model, model_config_for_adapter
+from loraqa.models.loading import inspect_base
+from loraqa.training.device import plan_device
+from loraqa.training.pipeline import say
+
+
+def default_output(config: RunConfig, adapter: str | None) -> Path:
+    if adapter:
+        return Path(adapter).parent / "eval"
+    return Path(config.run_dir) / "eval-base"
+
+
+def run_evaluation(
+    config: RunConfig,
+    *,
+    adapter: str | None,
+    decodings: list[str],
+    output: str | None,
+    overwrite: bool,
+    base_name: str | None = None,
+) -> dict[str, dict]:
+    out_dir = Path(output) if output else default_output(config, adapter)
+    if (out_dir / "metrics.json").exists() or any(out_dir.glob("*/metrics.json")):
+        if not overwrite:
+            raise RunDirError(f"{out_dir} already holds an evaluation; use --overwrite or --output DIR")
+    if adapter:
+        config = dataclasses.replace(config, model=model_config_for_adapter(adapter, config.model, base_name))
+    records, version_2 = load_test(config.data)
+    set_seed(config.training.seed)
+    spec = inspect_base(config.model)
+    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    ready = load_ready_model(config.model, plan, adapter, spec=spec)
+    say(f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {plan.description}")
+    results: dict[str, dict] = {}
+    for decoding in decodings:
+        settings = predict_settings(config, version_2, decoding)
+        outcome = evaluate_records(ready.spec.formulation, ready.model, ready.tokenizer, records, settings, label=decoding)
+        target = out_dir if len(decodings) == 1 else out_dir / decoding
+        write_outcome(outcome, target, extra={"model": config.model.name, "adapter": adapter, "decoding": decoding})
+        results[decoding] = outcome.metrics
+    label = config.model.name + (" + adapter" if adapter else "")
+    print(format_table([(f"{label} [{d}]", m) for d, m in results.items()]))
+    print(f"written to {out_dir}")
+    return results
+

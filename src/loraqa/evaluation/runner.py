@@ -1,0 +1,98 @@
+"""Evaluate a model on records: SQuAD EM/F1, ROUGE, the formulation's own metrics, and per-question rows.
+
+Writes, in a directory: `metrics.json`, `predictions.json` (the official `{id: answer}` format the
+official SQuAD evaluate script reads) and `predictions.jsonl` (one row per question with gold
+answers, scores, confidence and a failure category).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from loraqa.config.schema import RunConfig
+from loraqa.data.records import QARecord
+from loraqa.evaluation.decoding import parse_decoding
+from loraqa.formulations import PredictSettings
+from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
+from loraqa.runs.atomic import write_json_atomic, write_text_atomic
+
+
+@dataclass
+class EvalOutcome:
+    metrics: dict[str, float]
+    rows: list[dict]
+
+
+def predict_settings(config: RunConfig, version_2: bool, decoding: str | None = None) -> PredictSettings:
+    generation = config.generation
+    return PredictSettings(
+        batch_size=config.evaluation.batch_size,
+        generate_kwargs=parse_decoding(decoding or generation.decoding),
+        max_new_tokens=generation.max_new_tokens,
+        stop_at_newline=generation.stop_at_newline,
+        n_best_size=config.evaluation.n_best_size,
+        null_score_diff_threshold=config.evaluation.null_score_diff_threshold,
+        version_2=version_2,
+    )
+
+
+def evaluate_records(
+    formulation, model, tokenizer, records: Sequence[QARecord], settings: PredictSettings, label: str = "eval"
+) -> EvalOutcome:
+    """Answer every record and score the answers; nothing is written."""
+    started = time.perf_counter()
+    with tqdm(total=len(records), desc=label, unit="q", leave=False, dynamic_ncols=True) as bar:
+        result = formulation.predict(model, tokenizer, records, settings, progress=bar.update)
+    seconds = time.perf_counter() - started
+    predictions = {p.id: p.text for p in result.predictions}
+    gold = {r.id: r.answer_texts for r in records}
+    metrics: dict[str, float] = dict(squad_scores(predictions, gold))
+    metrics.update(rouge_scores([predictions[r.id] for r in records], [r.answer_texts for r in records]))
+    metrics.update(result.metrics)
+    rows = []
+    for record, prediction in zip(records, result.predictions):
+        rows.append(
+            {
+                "id": record.id,
+                "question": record.question,
+                "gold_answers": record.answer_texts,
+                "prediction": prediction.text,
+                "exact_match": exact_match(prediction.text, record.answer_texts),
+                "f1": f1(prediction.text, record.answer_texts),
+                "confidence": prediction.confidence,
+                "failure": failure_category(prediction.text, record.answer_texts, record.question),
+            }
+        )
+    failures = Counter(row["failure"] for row in rows if row["failure"])
+    metrics["failures"] = dict(failures)
+    metrics["seconds"] = round(seconds, 2)
+    metrics["questions_per_second"] = round(len(records) / seconds, 3) if seconds > 0 else 0.0
+    return EvalOutcome(metrics, rows)
+
+
+def write_outcome(outcome: EvalOutcome, directory: str | Path, extra: dict | None = None) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(directory / "metrics.json", {**(extra or {}), **outcome.metrics})
+    write_json_atomic(directory / "predictions.json", {row["id"]: row["prediction"] for row in outcome.rows})
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in outcome.rows)
+    write_text_atomic(directory / "predictions.jsonl", lines)
+
+
+def format_table(rows: list[tuple[str, dict]]) -> str:
+    """A plain table of EM / F1 / time for each labelled metrics dict."""
+    header = f"{'model':<28} {'EM':>7} {'F1':>7} {'ROUGE-L':>8} {'n':>6} {'time':>9}"
+    lines = [header, "-" * len(header)]
+    for label, m in rows:
+        lines.append(
+            f"{label:<28} {m['exact_match']:>7.2f} {m['f1']:>7.2f} {m.get('rougeL', 0.0):>8.2f} "
+            f"{m['count']:>6} {m['seconds']:>8.1f}s"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The one interface every QA formulation implements.
+
+Data loading, training, evaluation and serving call only this; none of them branch on which
+formulation is in use. A formulation knows how to: build its model class, turn `QARecord`s into
+training features, collate them, and turn model outputs back into answers with a confidence.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from loraqa.config.schema import ModelConfig
+from loraqa.data.records import QARecord
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    text: str
+    confidence: float  # in [0, 1]: the model's probability of this answer (see each formulation)
+
+
+@dataclass
+class PredictSettings:
+    batch_size: int = 16
+    generate_kwargs: dict[str, Any] = field(default_factory=lambda: {"do_sample": False, "num_beams": 1})
+    max_new_tokens: int = 24
+    stop_at_newline: bool = True
+    n_best_size: int = 20
+    null_score_diff_threshold: float = 0.0
+    version_2: bool = False
+    with_loss: bool = True  # also compute teacher-forced loss and token/position accuracy
+
+
+@dataclass
+class PredictResult:
+    predictions: list[Prediction]
+    metrics: dict[str, float]  # eval_loss, token_accuracy / start_accuracy, end_accuracy
+
+
+Progress = Callable[[int], None]  # called with how many records were finished since the last call
+
+
+class Formulation(ABC):
+    """How one family of models answers SQuAD questions."""
+
+    name: str
+    peft_task_type: str  # peft TaskType value
+    default_modules_to_save: Sequence[str] = ()
+    label_names: Sequence[str] = ("labels",)
+    has_own_loss = False  # True when compute_loss is overridden
+
+    def __init__(self, model_config: ModelConfig):
+        self.config = model_config
+
+    @abstractmethod
+    def auto_model_class(self) -> type:
+        """The transformers Auto class that builds this formulation's model."""
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        """Set padding side and pad token as this formulation needs (called once after loading)."""
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @abstractmethod
+    def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
+        """Tokenize records into features; each has `input_ids` (its length drives length grouping)."""
+
+    @abstractmethod
+    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
+        """Pad a list of features into a batch with as little padding as the batch allows."""
+
+    def compute_loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """A faster loss than the model's own, or None to use `model(**batch).loss`."""
+        return None
+
+    @abstractmethod
+    def predict(
+        self,
+        model,
+        tokenizer,
+        records: Sequence[QARecord],
+        settings: PredictSettings,
+        progress: Progress | None = None,
+    ) -> PredictResult:
+        """Answer every record; with settings.with_loss also score the gold answers."""
+
+
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length (longest first), so padding is small and OOM shows up early."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,154 @@
+"""Causal (decoder-only) QA: prompt + answer + EOS, loss on the answer tokens only.
+
+Training batches are LEFT-padded, so every example's answer ends in the last column. That lets the
+loss ask the model for logits of the last `max answer length + 1` positions only
+(`logits_to_keep`): the LM head over a 49k vocabulary is about a fifth of SmolLM2's forward FLOPs,
+and the prompt positions never needed it. Position ids are derived from the attention mask so left
+padding does not shift positions.
+
+The target ends with EOS as a real label (never masked as padding), so the model learns to stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from loraqa.data.records import QARecord
+from loraqa.formulations.base import (
+    Formulation,
+    PredictResult,
+    PredictSettings,
+    Prediction,
+    Progress,
+)
+from loraqa.formulations.generation import generate_answers
+from loraqa.formulations.teacher_forcing import teacher_forced_metrics
+
+INSTRUCTION = "Answer the question with a short span copied from the context."
+CLOSED_BOOK_INSTRUCTION = "Answer the question with a short phrase."
+
+
+class CausalFormulation(Formulation):
+    name = "causal"
+    peft_task_type = "CAUSAL_LM"
+    has_own_loss = True
+
+    def auto_model_class(self) -> type:
+        return AutoModelForCausalLM
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        super().prepare_tokenizer(tokenizer)
+        tokenizer.padding_side = "left"
+
+    # --- prompts ---------------------------------------------------------------------------
+
+    def _uses_chat(self, tokenizer) -> bool:
+        if self.config.use_chat_template == "auto":
+            return tokenizer.chat_template is not None
+        return bool(self.config.use_chat_template)
+
+    def _prompt_text(self, record: QARecord, context: str, tokenizer) -> str:
+        if self.config.closed_book:
+            body = f"{CLOSED_BOOK_INSTRUCTION}\nQuestion: {record.question}"
+        else:
+            body = f"{INSTRUCTION}\nContext: {context}\nQuestion: {record.question}"
+        if self._uses_chat(tokenizer):
+            messages = [{"role": "user", "content": body}]
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return body + "\nAnswer:"
+
+    def prompt_ids(self, record: QARecord, tokenizer, reserve: int) -> list[int]:
+        """Token ids of the prompt, leaving `reserve` tokens of max_seq_length for the answer.
+
+        A context that does not fit is cut at a token boundary, so the question (at the end) survives.
+        """
+        budget = self.config.max_seq_length - reserve
+        special = not self._uses_chat(tokenizer)  # a chat template writes its own special tokens
+        ids = tokenizer(self._prompt_text(record, record.context, tokenizer), add_special_tokens=special)["input_ids"]
+        if len(ids) > budget and not self.config.closed_book:
+            overhead = len(ids) - len(tokenizer(record.context, add_special_tokens=False)["input_ids"])
+            keep = max(budget - overhead - 2, 0)  # 2: tokens can merge differently at the cut
+            offsets = tokenizer(record.context, add_special_tokens=False, return_offsets_mapping=True)[
+                "offset_mapping"
+            ]
+            cut = offsets[keep - 1][1] if keep > 0 else 0
+            text = self._prompt_text(record, record.context[:cut], tokenizer)
+            ids = tokenizer(text, add_special_tokens=special)["input_ids"]
+        return ids[-budget:] if len(ids) > budget else ids
+
+    def _target_ids(self, record: QARecord, tokenizer) -> list[int]:
+        answer = record.answers[0].text if record.answers else ""
+        text = answer if self._uses_chat(tokenizer) or not answer else " " + answer
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][: self.config.max_answer_length]
+        return ids + [tokenizer.eos_token_id]
+
+    # --- training ----------------------------------------------------------------------------
+
+    def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
+        features = []
+        for record in records:
+            target = self._target_ids(record, tokenizer)
+            prompt = self.prompt_ids(record, tokenizer, reserve=len(target))
+            features.append({"input_ids": prompt + target, "n_target": [len(target)]})
+        return features
+
+    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.full((len(features), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(features), width), dtype=torch.long)
+        labels = torch.full((len(features), width), -100, dtype=torch.long)
+        for row, feature in enumerate(features):
+            ids = torch.tensor(feature["input_ids"], dtype=torch.long)
+            input_ids[row, width - len(ids) :] = ids
+            attention[row, width - len(ids) :] = 1
+            n = feature["n_target"][0]
+            labels[row, width - n :] = ids[len(ids) - n :]
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids, "labels": labels}
+
+    def compute_loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss, _, _ = self._answer_loss(model, batch)
+        return loss
+
+    def _answer_loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+        """Mean cross-entropy over answer tokens, how many there were, and how many argmax got right."""
+        labels = batch["labels"]
+        keep = min(int((labels != -100).sum(dim=1).max()) + 1, labels.shape[1])
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            logits_to_keep=keep,
+        )
+        logits = out.logits[:, :-1, :].float()
+        targets = labels[:, labels.shape[1] - keep + 1 :]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        mask = targets != -100
+        correct = int(((logits.argmax(-1) == targets) & mask).sum())
+        return loss, int(mask.sum()), correct
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    def predict(
+        self,
+        model,
+        tokenizer,
+        records: Sequence[QARecord],
+        settings: PredictSettings,
+        progress: Progress | None = None,
+    ) -> PredictResult:
+        prompts = [self.prompt_ids(r, tokenizer, reserve=settings.max_new_tokens) for r in records]
+        answers = generate_answers(model, tokenizer, prompts, settings, decoder_only=True, progress=progress)
+        predictions = [Prediction(r.id, text, conf) for r, (text, conf) in zip(records, answers)]
+        metrics = self._teacher_forced_metrics(model, tokenizer, records, settings) if settings.with_loss else {}
+        return PredictResult(predictions, metrics)
+
+    def _teacher_forced_metrics(self, model, tokenizer, records, settings) -> dict[str, float]:
+        features = self.training_features(records, tokenizer)
+        collate = lambda batch: self.collate(batch, tokenizer)  # noqa: E731
+        return teacher_forced_metrics(model, features, collate, settings.batch_size, self._answer_loss)

@@ -1,0 +1,82 @@
+"""Seq2seq QA (T5, FLAN-T5): `question: ... context: ...` in, the answer text out.
+
+Label padding is -100 so padding never counts in the loss, and -100 never reaches a decoder
+(the OverflowError pitfall). T5 is never trained in fp16 (NaN losses); see training.device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+
+from loraqa.data.records import QARecord
+from loraqa.formulations.base import (
+    Formulation,
+    PredictResult,
+    PredictSettings,
+    Prediction,
+    Progress,
+)
+from loraqa.formulations.generation import generate_answers
+from loraqa.formulations.teacher_forcing import teacher_forced_metrics
+
+
+class Seq2SeqFormulation(Formulation):
+    name = "seq2seq"
+    peft_task_type = "SEQ_2_SEQ_LM"
+
+    def auto_model_class(self) -> type:
+        return AutoModelForSeq2SeqLM
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        super().prepare_tokenizer(tokenizer)
+        tokenizer.padding_side = "right"
+
+    def prompt_text(self, record: QARecord) -> str:
+        if self.config.closed_book:
+            return f"question: {record.question}"
+        return f"question: {record.question} context: {record.context}"
+
+    def prompt_ids(self, record: QARecord, tokenizer) -> list[int]:
+        # The question comes first, so truncation only ever cuts the end of the context.
+        return tokenizer(self.prompt_text(record), truncation=True, max_length=self.config.max_seq_length)["input_ids"]
+
+    def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
+        features = []
+        for record in records:
+            answer = record.answers[0].text if record.answers else ""
+            labels = tokenizer(text_target=answer, truncation=True, max_length=self.config.max_answer_length)
+            features.append({"input_ids": self.prompt_ids(record, tokenizer), "labels": labels["input_ids"]})
+        return features
+
+    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
+        collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
+        return dict(collator([dict(f) for f in features]))
+
+    def predict(
+        self,
+        model,
+        tokenizer,
+        records: Sequence[QARecord],
+        settings: PredictSettings,
+        progress: Progress | None = None,
+    ) -> PredictResult:
+        prompts = [self.prompt_ids(r, tokenizer) for r in records]
+        answers = generate_answers(model, tokenizer, prompts, settings, decoder_only=False, progress=progress)
+        predictions = [Prediction(r.id, text, conf) for r, (text, conf) in zip(records, answers)]
+        metrics = self._teacher_forced_metrics(model, tokenizer, records, settings) if settings.with_loss else {}
+        return PredictResult(predictions, metrics)
+
+    def _teacher_forced_metrics(self, model, tokenizer, records, settings) -> dict[str, float]:
+        features = self.training_features(records, tokenizer)
+        collate = lambda batch: self.collate(batch, tokenizer)  # noqa: E731
+        return teacher_forced_metrics(model, features, collate, settings.batch_size, _score_batch)
+
+
+def _score_batch(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+    out = model(**batch)
+    labels = batch["labels"]
+    mask = labels != -100
+    return out.loss, int(mask.sum()), int(((out.logits.argmax(-1) == labels) & mask).sum())

@@ -1,0 +1,36 @@
+"""Teacher-forced scoring of gold answers: eval loss and token accuracy, shared by generative formulations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from loraqa.formulations.base import batches_by_length, model_device
+
+# (model, batch) -> (mean loss over answer tokens, number of answer tokens, number predicted right)
+ScoreBatch = Callable[[object, dict[str, torch.Tensor]], tuple[torch.Tensor, int, int]]
+
+
+@torch.no_grad()
+def teacher_forced_metrics(model, features, collate, batch_size: int, score_batch: ScoreBatch) -> dict[str, float]:
+    """Token-weighted eval_loss and token_accuracy (0-100) over all features.
+
+    Token accuracy is argmax-vs-gold under teacher forcing: it flatters the model (frequent tokens,
+    given the gold prefix) and is reported beside, never instead of, EM/F1 on generated answers.
+    """
+    device = model_device(model)
+    total_loss, total_tokens, total_correct = 0.0, 0, 0
+    was_training = model.training
+    model.eval()
+    for batch_index in batches_by_length([len(f["input_ids"]) for f in features], batch_size):
+        batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_index]).items()}
+        loss, tokens, correct = score_batch(model, batch)
+        total_loss += float(loss) * tokens
+        total_tokens += tokens
+        total_correct += correct
+    model.train(was_training)
+    return {
+        "eval_loss": total_loss / max(total_tokens, 1),
+        "token_accuracy": 100.0 * total_correct / max(total_tokens, 1),
+    }

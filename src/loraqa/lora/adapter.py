@@ -1,0 +1,165 @@
+"""Attach, check, save and load LoRA adapters (peft), with the seeds' pitfalls turned into errors.
+
+- A trainable share above `max_trainable_share` stops the run before training and names the
+  modules responsible (a `modules_to_save: [embed_tokens, lm_head]` made 46% of T5 trainable).
+- An adapter is saved as peft writes it (adapter_config.json + adapter_model.safetensors) with the
+  tokenizer and a `loraqa.json` describing its base, into a temporary directory renamed at the end.
+- Loading resizes the base embeddings to the adapter's vocabulary BEFORE attaching the adapter,
+  and refuses an adapter made for another base with a message naming both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import SafetensorError, safe_open
+
+from loraqa import __version__
+from loraqa.config.schema import LoraSettings, ModelConfig
+from loraqa.errors import AdapterError, ConfigError
+from loraqa.lora.presets import resolve_target_modules
+from loraqa.runs.atomic import atomic_directory, write_json_atomic
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+META_FILE = "loraqa.json"
+
+
+def attach_lora(model, settings: LoraSettings, formulation, model_type: str) -> PeftModel:
+    """Wrap `model` with fresh LoRA layers and check the trainable share."""
+    modules_to_save = settings.modules_to_save
+    if modules_to_save is None:
+        modules_to_save = list(formulation.default_modules_to_save) or None
+    lora_config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=resolve_target_modules(settings.target_modules, model_type),
+        bias=settings.bias,
+        modules_to_save=modules_to_save,
+        layers_to_transform=settings.layers_to_transform,
+        task_type=formulation.peft_task_type,
+        fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
+    )
+    try:
+        peft_model = get_peft_model(model, lora_config)
+    except ValueError as exc:
+        raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
+    check_trainable_share(peft_model, settings)
+    return peft_model
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def check_trainable_share(model, settings: LoraSettings) -> None:
+    trainable, total = parameter_counts(model)
+    share = trainable / max(total, 1)
+    if share <= settings.max_trainable_share or settings.allow_large_trainable_share:
+        return
+    groups: dict[str, int] = defaultdict(int)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups[_trainable_group(name)] += param.numel()
+    parts = ", ".join(
+        f"{group} {count / 1e6:.2f}M ({100 * count / total:.1f}%)"
+        for group, count in sorted(groups.items(), key=lambda kv: -kv[1])[:4]
+    )
+    raise ConfigError(
+        "lora.max_trainable_share",
+        f"{100 * share:.1f}% of {total:,} parameters would train (limit {100 * settings.max_trainable_share:.0f}%): "
+        f"{parts}; drop the large entries from lora.modules_to_save or set lora.allow_large_trainable_share=true",
+    )
+
+
+def _trainable_group(name: str) -> str:
+    if "lora_" in name:
+        return "LoRA layers"
+    if "modules_to_save" in name:
+        module = name.split(".modules_to_save")[0].rsplit(".", 1)[-1]
+        return f"modules_to_save '{module}'"
+    return f"'{name}'"
+
+
+def adapter_meta(model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model) -> dict:
+    return {
+        "loraqa_version": __version__,
+        "base_model": model_config.name,
+        "model_type": hf_config.model_type,
+        "hidden_size": _hidden_size(hf_config),
+        "vocab_size": len(tokenizer),
+        "embedding_rows": model.get_input_embeddings().weight.shape[0],
+        "formulation": formulation_name,
+        "model_config": dataclasses.asdict(model_config),
+    }
+
+
+def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> None:
+    """Write adapter + tokenizer + loraqa.json; the directory appears only when complete."""
+    with atomic_directory(directory) as tmp:
+        peft_model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        write_json_atomic(tmp / META_FILE, meta)
+
+
+def read_adapter_meta(directory: str | Path) -> dict:
+    """Check an adapter directory is complete and readable; return its loraqa.json (or {})."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AdapterError(f"adapter directory not found: {directory}")
+    for name in ADAPTER_FILES:
+        if not (directory / name).is_file():
+            raise AdapterError(f"{directory / name}: missing (not a complete LoRA adapter)")
+    try:
+        json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{directory / 'adapter_config.json'}: corrupt ({exc})") from None
+    try:
+        with safe_open(str(directory / "adapter_model.safetensors"), framework="pt") as handle:
+            list(handle.keys())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterError(f"{directory / 'adapter_model.safetensors'}: corrupt ({str(exc).splitlines()[0]})") from None
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
+        return {}
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{meta_path}: corrupt ({exc})") from None
+
+
+def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, hf_config, meta: dict) -> PeftModel:
+    """Attach a saved adapter to `base_model` (resizing embeddings first when its vocabulary grew)."""
+    directory = Path(directory)
+    if meta:
+        theirs = (meta.get("model_type"), meta.get("hidden_size"))
+        ours = (hf_config.model_type, _hidden_size(hf_config))
+        if theirs != ours:
+            raise AdapterError(
+                f"{directory} was trained on base '{meta.get('base_model')}' ({theirs[0]}, hidden {theirs[1]}) "
+                f"but the base model is '{base_name}' ({ours[0]}, hidden {ours[1]})"
+            )
+    rows = base_model.get_input_embeddings().weight.shape[0]
+    wanted = int(meta.get("embedding_rows", len(tokenizer)))
+    if wanted != rows:
+        # Resize before attaching: the adapter's saved embedding layers have the grown shape.
+        base_model.resize_token_embeddings(wanted)
+    try:
+        return PeftModel.from_pretrained(base_model, str(directory), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdapterError(f"{directory} does not fit base '{base_name}': {first[:300]}") from None
+
+
+def _hidden_size(hf_config) -> int | None:
+    for attr in ("hidden_size", "d_model", "n_embd", "dim"):
+        value = getattr(hf_config, attr, None)
+        if isinstance(value, int):
+            return value
+    return None

@@ -1,0 +1,32 @@
+"""Building small run configs for tests (real pipeline, tiny models, a few steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loraqa.config.loader import load_config
+
+
+def tiny_overrides(model_dir: Path, files: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [
+        f"model.name={model_dir}",
+        f"data.train={files['train']}",
+        f"data.test={files['test']}",
+        "data.validation_samples=4",
+        "lora.allow_large_trainable_share=true",  # tiny models: LoRA is a large share of few weights
+        "training.max_steps=3",
+        "training.per_device_train_batch_size=4",
+        "training.learning_rate=1e-2",
+        "training.device=cpu",
+        "training.logging_steps=1",
+        "model.max_seq_length=64",
+        "model.doc_stride=16",
+        "generation.max_new_tokens=4",
+        "evaluation.batch_size=4",
+        f"output_dir={out}",
+        *extra,
+    ]
+
+
+def tiny_config(model_dir: Path, files: dict[str, Path], out: Path, *extra: str):
+    return load_config(None, tiny_overrides(model_dir, files, out, *extra))

