@@ -50,7 +50,9 @@ def load_run_data(data: DataConfig) -> RunData:
     train_result = _load(data.train, data, skipped)
     if data.validation is None:
         # Carve validation out first, then subsample train, so train_samples does not change validation.
-        rest, validation = split_train_validation(train_result.records, data.validation_samples, data.seed)
+        rest, validation = split_train_validation(
+            train_result.records, data.validation_samples, data.seed, source=data.train
+        )
     else:
         rest = train_result.records
         validation = sample_records(_load(data.validation, data, skipped).records, data.validation_samples, data.seed)
