@@ -28,8 +28,14 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 META_FILE = "loraqa.json"
 
 
-def attach_lora(model, settings: LoraSettings, formulation, model_type: str) -> PeftModel:
-    """Wrap `model` with fresh LoRA layers and check the trainable share."""
+def attach_lora(
+    model, settings: LoraSettings, formulation, model_type: str, new_token_ids: list[int] | None = None
+) -> PeftModel:
+    """Wrap `model` with fresh LoRA layers and check the trainable share.
+
+    `new_token_ids` (tokens added to the vocabulary) get trainable embedding rows that are saved
+    with the adapter; the rest of the embedding matrix stays frozen (no 46%-trainable trap).
+    """
     modules_to_save = settings.modules_to_save
     if modules_to_save is None:
         modules_to_save = list(formulation.default_modules_to_save) or None
@@ -43,6 +49,7 @@ def attach_lora(model, settings: LoraSettings, formulation, model_type: str) -> 
         layers_to_transform=settings.layers_to_transform,
         task_type=formulation.peft_task_type,
         fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
+        trainable_token_indices=list(new_token_ids) if new_token_ids else None,
     )
     try:
         peft_model = get_peft_model(model, lora_config)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from transformers import EarlyStoppingCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from loraqa.config.schema import RunConfig
 from loraqa.data.prepare import RunData, load_run_data
@@ -24,7 +23,7 @@ from loraqa.runs.atomic import write_json_atomic, write_text_atomic
 from loraqa.runs.rundir import RunDirectory
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
-from loraqa.training.trainer import FeatureDataset, QATrainer
+from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint
 
 
 def say(message: str) -> None:
@@ -63,12 +62,13 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool) -> dict:
 
     if config.training.gradient_checkpointing:
         model.enable_input_require_grads()  # LoRA-only grads need a grad path through frozen inputs
-    peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type)
+    new_tokens = tokenizer.convert_tokens_to_ids(config.model.add_tokens) if config.model.add_tokens else None
+    peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type, new_tokens)
     trainable, total = parameter_counts(peft_model)
     say(f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
     trainer = _trainer(config, run, spec, peft_model, tokenizer, data, settings, plan)
-    checkpoint = get_last_checkpoint(str(run.checkpoints)) if resume and run.checkpoints.exists() else None
+    checkpoint = last_complete_checkpoint(str(run.checkpoints)) if resume else None
     if resume:
         say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
     fit_started = time.perf_counter()

@@ -6,18 +6,27 @@
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
    stopping select on what users care about, not on token accuracy.
 A non-finite loss stops training at once, naming the step, before a bad update is saved.
+Checkpoints are written under a staging directory and renamed into place when complete, so a crash
+mid-save never leaves a `checkpoint-N` that `--resume` would pick.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Callable
 
 import torch
 from transformers import Trainer
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from loraqa.errors import TrainingError
+
+STAGING_DIR = ".staging"  # not matched by `checkpoint-*`: Trainer and resume never see it
+TRAINER_STATE_NAME = "trainer_state.json"
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -40,6 +49,7 @@ class QATrainer(Trainer):
         self.formulation = formulation
         self.qa_evaluator = qa_evaluator
         self.nan_hint = nan_hint
+        self._staging: str | None = None
         if formulation.has_own_loss:
             # Our loss is a per-batch mean: Trainer must still divide it over accumulation steps.
             self.loss_is_scaled_for_ga = False
@@ -84,3 +94,47 @@ class QATrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    # --- checkpoints: stage, then rename ----------------------------------------------------------
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        root = self.args.output_dir
+        self._staging = os.path.join(root, STAGING_DIR)
+        try:
+            super()._save_checkpoint(model, trial)  # writes STAGING_DIR/checkpoint-N, rotates nothing real
+        finally:
+            self._staging = None
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = os.path.join(root, STAGING_DIR, name), os.path.join(root, name)
+        if self.state.best_global_step:
+            best = os.path.join(root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
+            if self.state.best_global_step == self.state.global_step or os.path.isdir(best):
+                self.state.best_model_checkpoint = best
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))  # with the real path
+        if os.path.isdir(final):
+            shutil.rmtree(final)
+        os.replace(staged, final)
+        shutil.rmtree(os.path.join(root, STAGING_DIR), ignore_errors=True)
+        # The best checkpoint is protected; the newest too (for resuming).
+        rotate_checkpoints(root, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+
+
+def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
+    """The newest `checkpoint-N` (only complete ones exist under that name); clears a crashed save."""
+    shutil.rmtree(os.path.join(checkpoint_dir, STAGING_DIR), ignore_errors=True)
+    if not os.path.isdir(checkpoint_dir):
+        return None
+    steps = []
+    for name in os.listdir(checkpoint_dir):
+        prefix, _, number = name.partition("-")
+        state = os.path.join(checkpoint_dir, name, TRAINER_STATE_NAME)
+        if prefix == PREFIX_CHECKPOINT_DIR and number.isdigit() and os.path.isfile(state):
+            try:
+                TrainerState.load_from_json(state)
+            except (ValueError, OSError):
+                continue  # unreadable state: not a checkpoint to resume from
+            steps.append(int(number))
+    return os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None

@@ -1,0 +1,334 @@
+"""Seeds' pipeline vs loraqa, side by side in one invocation on one machine.
+
+    .venv/bin/python bench/speed.py            # smollm2-135m, minilm-l6, tiny-t5: ~35-40 min on 2 CPU cores
+    .venv/bin/python bench/speed.py --quick    # a smoke check with a few examples: ~4 min
+    .venv/bin/python bench/speed.py --growth --no-compare   # growth only (1k/2k/4k, 128-512 tokens): ~45 min
+    .venv/bin/python bench/speed.py --growth --no-compare --growth-sizes 250,500,1000 --growth-per-length 96  # ~12 min
+
+For each model it trains LoRA twice on the same SQuAD v1.1 train questions with the same LoRA config
+and optimiser settings: (a) the seeds' pipeline rebuilt (bench/speed_baseline.py: padding to
+max_length, random sampler, the model's own full-vocabulary loss, batch-1 greedy generate) and
+(b) loraqa (bench/speed_loraqa.py: QATrainer + FeatureDataset + the formulation's collate/loss,
+merged adapter, batched predict). Each variant runs in its own child process, so peak RSS is that
+variant's own. Reported per variant: training examples/s and real (non-pad) tokens/s, peak RSS,
+dev F1/EM on the same dev questions, answering questions/s, and model FLOPs utilisation (useful
+training FLOPs, see common.FlopModel, over the fp32 matmul peak measured in the same run with the
+same thread count). loraqa's batched answers are also compared with its batch-1 answers on the same
+merged model. `--growth` adds training time vs number of examples and vs window length (minilm-l6).
+
+Writes bench/results/speed-<date>.json (-quick / -growth suffixes for those modes) and prints a table.
+The machine is shared and noisy: trust the ratios within one run more than the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import MODEL_KEYS, build_tiny_t5, matmul_peak, questions, records_of_length, setups, vm_hwm_mib, write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# (train questions, dev questions, batch-1 identity questions) per model
+DEFAULT_SIZES = {"smollm2-135m": (96, 48, 16), "minilm-l6": (1000, 500, 64), "tiny-t5": (400, 100, 32)}
+QUICK_SIZES = {"smollm2-135m": (16, 8, 4), "minilm-l6": (64, 32, 16), "tiny-t5": (32, 16, 8)}
+GROWTH_MODEL = "minilm-l6"
+GROWTH_SIZES, QUICK_GROWTH_SIZES = (1000, 2000, 4000), (32, 64, 128)
+GROWTH_LENGTHS = (128, 256, 384, 512)  # extractive windows of about these many tokens
+GROWTH_PER_LENGTH, QUICK_GROWTH_PER_LENGTH = 256, 16
+TCMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(MODEL_KEYS), help=f"comma list of {', '.join(MODEL_KEYS)}")
+    p.add_argument("--train", default=None, help="train questions: N for every model, or key=N,key=N")
+    p.add_argument("--eval", default=None, help="dev questions: N for every model, or key=N,key=N")
+    p.add_argument("--identity", default=None, help="questions answered again at batch 1 (N or key=N,...)")
+    p.add_argument("--quick", action="store_true", help="a few examples per model: a smoke check")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=42, help="data sampling seed")
+    p.add_argument("--no-compare", action="store_true", help="skip the side-by-side runs (e.g. with --growth)")
+    p.add_argument("--growth", action="store_true", help=f"also time loraqa on {GROWTH_MODEL} vs size and length")
+    p.add_argument("--growth-sizes", default=None, help="comma list of train questions (default 1000,2000,4000)")
+    p.add_argument("--growth-lengths", default=",".join(map(str, GROWTH_LENGTHS)), help="window lengths in tokens")
+    p.add_argument("--growth-per-length", type=int, default=None, help="train questions per length bucket")
+    p.add_argument("--tcmalloc", action="store_true", help="preload tcmalloc in both variants (apt libtcmalloc-minimal4)")
+    p.add_argument("--out", default=None, help="result JSON (default bench/results/speed-<date>.json)")
+    # internal: one variant in this process (the parent starts these)
+    p.add_argument("--variant", choices=("baseline", "loraqa"), help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--child-out", help=argparse.SUPPRESS)
+    p.add_argument("--tiny-t5-dir", help=argparse.SUPPRESS)
+    p.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--length-bucket", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODEL_KEYS]
+    if unknown:
+        p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_KEYS)}")
+    args.model_list = models
+    return args
+
+
+def per_model(value: str | None, index: int, models: list[str], quick: bool) -> dict[str, int]:
+    """`N` or `key=N,...` over the defaults for each model."""
+    base = QUICK_SIZES if quick else DEFAULT_SIZES
+    sizes = {m: base[m][index] for m in models}
+    if value:
+        for part in value.split(","):
+            key, _, number = part.rpartition("=")
+            for m in [key] if key else models:
+                if m not in sizes:
+                    raise SystemExit(f"speed.py: '{m}' in '{value}' is not one of the chosen models")
+                sizes[m] = int(number)
+    return sizes
+
+
+# --- one variant, in a child process -------------------------------------------------------------------
+
+
+def run_child(args) -> None:
+    torch.set_num_threads(args.threads)
+    setup = setups(args.tiny_t5_dir)[args.model]
+    if args.length_bucket:
+        from transformers import AutoTokenizer
+
+        from loraqa.models.offline import resolve_model_path
+
+        setup = dataclasses.replace(setup, model=dataclasses.replace(setup.model, max_seq_length=512))
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(setup.model.name))
+        train = records_of_length(tokenizer, setup.model, args.length_bucket, int(args.train), args.seed)
+        dev = []
+    else:
+        train, dev = questions(int(args.train), int(args.eval or 0), args.seed)
+    if args.variant == "baseline":
+        import speed_baseline
+
+        result = speed_baseline.run(setup, train, dev, train_only=args.train_only)
+    else:
+        import speed_loraqa
+
+        identity = int(args.identity or 0)
+        result = speed_loraqa.run(setup, train, dev, train_only=args.train_only, identity_questions=identity)
+    result["rss_peak_mib"] = round(vm_hwm_mib())
+    result["threads"] = torch.get_num_threads()
+    write_json(args.child_out, result)
+
+
+def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
+    """Run one variant as a child process; its result plus the peak RSS the kernel accounted to it."""
+    out, log = workdir / f"{name}.json", workdir / f"{name}.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads),
+               "--seed", str(args.seed), "--child-out", str(out), *extra]  # fmt: skip
+    if args.tiny_t5_dir:
+        command += ["--tiny-t5-dir", args.tiny_t5_dir]
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    if args.tcmalloc:
+        env["LD_PRELOAD"] = args.tcmalloc_path
+    print(f"  {name} ...", end="", flush=True)
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0 or not out.exists():
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise SystemExit(f"\nspeed.py: {name} failed (exit {proc.returncode}); last lines of {log}:\n{tail}")
+    result = json.loads(out.read_text())
+    result["rss_peak_mib_kernel"] = round(usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    result["wall_seconds"] = round(seconds, 1)
+    print(f" {seconds:.0f}s", flush=True)
+    return result
+
+
+# --- the parent: compare, growth, report ---------------------------------------------------------------
+
+
+def compare(args, workdir: Path, peak: float) -> dict:
+    train = per_model(args.train, 0, args.model_list, args.quick)
+    dev = per_model(args.eval, 1, args.model_list, args.quick)
+    identity = per_model(args.identity, 2, args.model_list, args.quick)
+    results = {}
+    for key in args.model_list:
+        print(f"{key}: {train[key]} train questions, {dev[key]} dev questions", flush=True)
+        sizes = ["--model", key, "--train", str(train[key]), "--eval", str(dev[key])]
+        row = {
+            "baseline": spawn(args, workdir, f"{key}-baseline", ["--variant", "baseline", *sizes]),
+            "loraqa": spawn(args, workdir, f"{key}-loraqa",
+                            ["--variant", "loraqa", *sizes, "--identity", str(identity[key])]),  # fmt: skip
+        }
+        for variant in row.values():
+            variant["train"]["mfu"] = round(variant["train"]["useful_gflop_per_s"] / peak, 4)
+        row["speedup"] = speedups(row["baseline"], row["loraqa"])
+        row["answers_agree_across_variants"] = sum(
+            row["baseline"]["answers"][i] == a for i, a in row["loraqa"]["answers"].items()
+        )  # different adapters (other batch order): a sanity count only
+        if key == "tiny-t5":
+            row["note"] = setups("x")["tiny-t5"].notes
+        results[key] = row
+    return results
+
+
+def speedups(baseline: dict, loraqa: dict) -> dict:
+    b, q = baseline, loraqa
+    return {
+        "train_examples_per_s": round(q["train"]["examples_per_s"] / b["train"]["examples_per_s"], 2),
+        "train_tokens_per_s": round(q["train"]["tokens_per_s"] / b["train"]["tokens_per_s"], 2),
+        "eval_questions_per_s": round(q["eval"]["questions_per_s"] / b["eval"]["questions_per_s"], 2),
+        "peak_rss": round(q["rss_peak_mib_kernel"] / b["rss_peak_mib_kernel"], 2),
+        "batched_vs_batch1_questions_per_s": (
+            round(q["eval"]["questions_per_s"] / q["batch1"]["questions_per_s"], 2) if "batch1" in q else None
+        ),
+    }
+
+
+def growth(args, workdir: Path, peak: float) -> dict:
+    sizes = [int(s) for s in (args.growth_sizes or ",".join(map(str, QUICK_GROWTH_SIZES if args.quick else GROWTH_SIZES))).split(",")]
+    lengths = [int(s) for s in args.growth_lengths.split(",")]
+    per_length = args.growth_per_length or (QUICK_GROWTH_PER_LENGTH if args.quick else GROWTH_PER_LENGTH)
+    print(f"growth: loraqa on {GROWTH_MODEL}, {sizes} questions; windows of {lengths} tokens x {per_length}", flush=True)
+    by_size = []
+    for n in sizes:
+        r = spawn(args, workdir, f"growth-n{n}", ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train", str(n),
+                                                  "--train-only"])  # fmt: skip
+        by_size.append({"questions": n, **_growth_row(r, peak)})
+    by_length = []
+    for length in lengths:
+        r = spawn(args, workdir, f"growth-len{length}", ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train",
+                                                         str(per_length), "--length-bucket", str(length), "--train-only"])  # fmt: skip
+        by_length.append({"length": length, **_growth_row(r, peak)})
+    first, last = by_size[0], by_size[-1]
+    per_example = [row["seconds"] / row["questions"] for row in by_size]
+    lf, ll = by_length[0], by_length[-1]
+    return {
+        "by_size": by_size,
+        "by_length": by_length,
+        # 1.0 = time exactly proportional to the number of examples
+        "size_time_ratio_vs_linear": round((last["seconds"] / first["seconds"]) / (last["questions"] / first["questions"]), 3),
+        "seconds_per_example_spread": round(max(per_example) / min(per_example), 3),
+        # time per window ~ length^k: k = 1 is linear, 2 is quadratic
+        "length_exponent": round(math.log(ll["seconds"] / lf["seconds"]) / math.log(ll["length"] / lf["length"]), 2),
+        "tokens_per_s_longest_vs_shortest": round(ll["tokens_per_s"] / lf["tokens_per_s"], 2),
+    }
+
+
+def _growth_row(result: dict, peak: float) -> dict:
+    t = result["train"]
+    return {"features": t["features"], "real_tokens": t["real_tokens"], "seconds": t["seconds"],
+            "examples_per_s": t["examples_per_s"], "tokens_per_s": t["tokens_per_s"],
+            "mfu": round(t["useful_gflop_per_s"] / peak, 4), "padding_share": t["padding_share"],
+            "rss_peak_mib": result["rss_peak_mib_kernel"]}  # fmt: skip
+
+
+def table(results: dict) -> str:
+    head = (f"{'model':<13} {'variant':<8} {'train ex/s':>10} {'real tok/s':>10} {'pad':>5} {'MFU':>6} "
+            f"{'peak RSS':>9} {'F1':>6} {'EM':>6} {'eval q/s':>9}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for key, row in results.items():
+        for name in ("baseline", "loraqa"):
+            v = row[name]
+            t, e = v["train"], v["eval"]
+            label = "seeds" if name == "baseline" else "loraqa"
+            lines.append(
+                f"{key:<13} {label:<8} {t['examples_per_s']:>10.3f} {t['tokens_per_s']:>10.1f} "
+                f"{100 * t['padding_share']:>4.0f}% {100 * t['mfu']:>5.1f}% {v['rss_peak_mib_kernel']:>5} MiB "
+                f"{e['f1']:>6.1f} {e['exact_match']:>6.1f} {e['questions_per_s']:>9.3f}"
+            )
+        s = row["speedup"]
+        lines.append(
+            f"{'':<13} {'ratio':<8} {s['train_examples_per_s']:>9.2f}x {s['train_tokens_per_s']:>9.2f}x {'':>5} {'':>6} "
+            f"{s['peak_rss']:>8.2f}x {'':>6} {'':>6} {s['eval_questions_per_s']:>8.2f}x"
+        )
+        b1 = row["loraqa"].get("batch1")
+        if b1:
+            lines.append(
+                f"{'':<13} loraqa batched vs batch-1 on the same merged model: {b1['identical']}/{b1['questions']} "
+                f"answers identical, batch-1 {b1['questions_per_s']:.3f} q/s "
+                f"(batched {s['batched_vs_batch1_questions_per_s']:.2f}x)"
+            )
+    return "\n".join(lines)
+
+
+def growth_table(g: dict) -> str:
+    lines = [f"{'questions':>9} {'windows':>8} {'seconds':>8} {'ex/s':>7} {'tok/s':>7} {'MFU':>6}"]
+    for r in g["by_size"]:
+        lines.append(f"{r['questions']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
+                     f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%")  # fmt: skip
+    lines.append(f"time ratio vs linear: {g['size_time_ratio_vs_linear']} (1.0 = linear); "
+                 f"seconds/example spread {g['seconds_per_example_spread']}")  # fmt: skip
+    lines.append(f"{'length':>9} {'windows':>8} {'seconds':>8} {'ex/s':>7} {'tok/s':>7} {'MFU':>6}")
+    for r in g["by_length"]:
+        lines.append(f"{r['length']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
+                     f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%")  # fmt: skip
+    lines.append(f"time per window ~ length^{g['length_exponent']}; tok/s longest/shortest "
+                 f"{g['tokens_per_s_longest_vs_shortest']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def machine(args) -> dict:
+    import peft
+    import transformers
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "allocator": "tcmalloc" if args.tcmalloc else "system (glibc)",
+            "load_average_at_start": os.getloadavg()}  # fmt: skip
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.variant:
+        run_child(args)
+        return
+    started = time.perf_counter()
+    args.tcmalloc_path = next((p for p in TCMALLOC_PATHS if Path(p).exists()), None)
+    if args.tcmalloc and not args.tcmalloc_path:
+        raise SystemExit("speed.py: --tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)")
+    mode = "-quick" if args.quick else ("-growth" if args.no_compare else "")
+    out = Path(args.out) if args.out else RESULTS / f"speed-{datetime.date.today().isoformat()}{mode}.json"
+    report: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "command": " ".join(["python", "bench/speed.py", *sys.argv[1:]]), "machine": machine(args)}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="loraqa-speed-") as tmp:
+        workdir = Path(tmp)
+        args.tiny_t5_dir = None
+        if "tiny-t5" in args.model_list and not args.no_compare:
+            args.tiny_t5_dir = str(build_tiny_t5(workdir / "tiny-t5"))
+        print(f"fp32 matmul peak, {args.threads} threads ...", end="", flush=True)
+        report["matmul_peak_start"] = matmul_peak(args.threads)
+        print(f" {report['matmul_peak_start']['median_gflops']} GFLOP/s", flush=True)
+        peak = report["matmul_peak_start"]["median_gflops"]
+        if not args.no_compare:
+            report["models"] = compare(args, workdir, peak)
+        if args.growth:
+            report["growth"] = growth(args, workdir, peak)
+        report["matmul_peak_end"] = matmul_peak(args.threads)
+    report["mfu_peak_gflops"] = peak
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    write_json(out, report)
+    print()
+    if "models" in report:
+        print(table(report["models"]))
+    if "growth" in report:
+        print(growth_table(report["growth"]))
+    print(f"matmul peak {peak} GFLOP/s at start, {report['matmul_peak_end']['median_gflops']} at end; "
+          f"total {report['total_seconds'] / 60:.1f} min; wrote {out}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

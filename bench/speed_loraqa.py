@@ -1,0 +1,113 @@
+"""Variant (b) of bench/speed.py: loraqa as `loraqa train` runs it.
+
+The formulation's training_features / collate / compute_loss through `QATrainer` + `FeatureDataset`
+(dynamic padding, length-grouped batches, causal logits only for answer tokens), the TrainingArguments
+that `loraqa.training.arguments` maps, then the adapter merged and the formulation's batched
+`predict` (length-sorted, left-padded, KV cache, stop at EOS/newline). Loaded through loraqa's own
+`inspect_base` / `load_tokenizer` / `load_model` / `attach_lora`, as `loraqa.training.pipeline` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+
+from transformers import set_seed
+
+from common import CountingCollate, Setup, Timer, flop_model, train_report, vm_hwm_mib
+from loraqa.config.schema import EvaluationConfig, GenerationSettings, RunConfig
+from loraqa.formulations import PredictSettings
+from loraqa.lora.adapter import attach_lora
+from loraqa.metrics import squad_scores
+from loraqa.models.loading import inspect_base, load_model, load_tokenizer
+from loraqa.training.arguments import training_arguments
+from loraqa.training.device import plan_device
+from loraqa.training.trainer import FeatureDataset, QATrainer
+
+
+def lengths_of(formulation_name: str, features: list[dict]) -> tuple[list[int], list[int]]:
+    """Real tokens per feature (encoder side for seq2seq) and answer tokens per feature."""
+    lengths = [len(f["input_ids"]) for f in features]
+    if formulation_name == "causal":
+        return lengths, [f["n_target"][0] for f in features]
+    if formulation_name == "seq2seq":
+        return lengths, [len(f["labels"]) for f in features]
+    return lengths, [0] * len(features)
+
+
+def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, identity_questions: int = 0) -> dict:
+    timer = Timer()
+    spec = inspect_base(setup.model)
+    formulation = spec.formulation
+    plan = plan_device("cpu", "fp32", spec.model_type)
+    set_seed(setup.training.seed)
+    with timer("load"):
+        tokenizer = load_tokenizer(spec, setup.model)
+        model = load_model(spec, setup.model, tokenizer, plan.torch_device)
+    flops = flop_model(model, formulation.name)
+    peft_model = attach_lora(model, setup.lora, formulation, spec.model_type)
+
+    with timer("tokenize"):
+        features = formulation.training_features(train_records, tokenizer)
+    lengths, targets = lengths_of(formulation.name, features)
+    collate = CountingCollate(lambda batch: formulation.collate(batch, tokenizer), seq2seq=formulation.name == "seq2seq")
+    config = RunConfig(
+        model=setup.model, lora=setup.lora, training=setup.training,
+        evaluation=EvaluationConfig(batch_size=setup.eval_batch_size),
+        generation=GenerationSettings(max_new_tokens=setup.max_new_tokens),
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = training_arguments(config, plan, output_dir, formulation.label_names)
+        args.disable_tqdm = True  # the benchmark's child logs go to a file
+        trainer = QATrainer(
+            model=peft_model, args=args, train_dataset=FeatureDataset(features), data_collator=collate,
+            processing_class=tokenizer, formulation=formulation, qa_evaluator=None, nan_hint="benchmark",
+        )  # fmt: skip
+        started = time.perf_counter()
+        output = trainer.train()
+        train_seconds = time.perf_counter() - started
+    result = {
+        "variant": "loraqa",
+        "train": train_report(
+            questions=len(train_records), lengths=lengths, targets=targets, seq2seq=formulation.name == "seq2seq",
+            positions=collate.positions, seconds=train_seconds, loss=output.training_loss, flops=flops,
+        ),  # fmt: skip
+        "rss_after_train_mib": round(vm_hwm_mib()),
+    }
+    if train_only:
+        result["phase_seconds"] = timer.seconds
+        return result
+
+    with timer("merge"):
+        merged = peft_model.merge_and_unload()  # as loraqa's pipeline evaluates
+    # with_loss=False: time answering only (the seeds' loop computed no teacher-forced loss either)
+    settings = PredictSettings(batch_size=setup.eval_batch_size, max_new_tokens=setup.max_new_tokens, with_loss=False)
+    gold = {r.id: r.answer_texts for r in eval_records}
+    started = time.perf_counter()
+    predicted = formulation.predict(merged, tokenizer, eval_records, settings)
+    seconds = time.perf_counter() - started
+    answers = {p.id: p.text for p in predicted.predictions}
+    scores = squad_scores(answers, gold)
+    result["eval"] = {
+        "questions": len(eval_records), "batch_size": settings.batch_size, "seconds": round(seconds, 2),
+        "questions_per_s": round(len(eval_records) / seconds, 3),
+        "f1": round(scores["f1"], 2), "exact_match": round(scores["exact_match"], 2),
+    }  # fmt: skip
+    result["answers"] = answers
+
+    if identity_questions:
+        # The same merged model and prompts, one question per call: isolates what batching changes.
+        subset = eval_records[:identity_questions]
+        started = time.perf_counter()
+        single = formulation.predict(merged, tokenizer, subset, dataclasses.replace(settings, batch_size=1))
+        seconds = time.perf_counter() - started
+        differing = {p.id: [answers[p.id], p.text] for p in single.predictions if p.text != answers[p.id]}
+        result["batch1"] = {
+            "questions": len(subset), "seconds": round(seconds, 2),
+            "questions_per_s": round(len(subset) / seconds, 3),
+            "identical": len(subset) - len(differing),
+            "differing": differing,  # id -> [batched answer, batch-1 answer]
+        }  # fmt: skip
+    result["phase_seconds"] = timer.seconds
+    return result

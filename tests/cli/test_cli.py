@@ -1,0 +1,152 @@
+"""The `loraqa` command as a user runs it: real pipelines on tiny models, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from loraqa.cli import main
+from run_helpers import tiny_overrides
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("loraqa: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_gpt2(tiny_model_dir, qa_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "gpt2-run"
+    assert main(["train", *tiny_overrides(tiny_model_dir("gpt2"), qa_files, out)]) == 0
+    return out
+
+
+def test_train_prints_both_rows_and_the_run_directory(tiny_model_dir, qa_files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "train", *tiny_overrides(tiny_model_dir("bert"), qa_files, out))
+    assert code == 0
+    assert "(no adapter)" in stdout and "+ LoRA" in stdout
+    assert f"run directory: {out}" in stdout
+
+
+def test_existing_run_is_refused_then_resumed_or_overwritten(trained_gpt2, tiny_model_dir, qa_files, capsys):
+    args = tiny_overrides(tiny_model_dir("gpt2"), qa_files, trained_gpt2)
+    before = (trained_gpt2 / "metrics.json").read_text()
+    code, _, err = run_cli(capsys, "train", *args)
+    assert code == 2
+    assert "already holds a run" in one_line_error(err)
+    assert (trained_gpt2 / "metrics.json").read_text() == before  # nothing touched
+
+    code, _, err = run_cli(capsys, "train", *args, "lora.r=4", "--resume")
+    assert code == 2 and "'lora.r' changed" in one_line_error(err)
+
+
+def test_eval_base_and_adapter_with_several_decodings(trained_gpt2, tiny_model_dir, qa_files, tmp_path, capsys):
+    model_args = tiny_overrides(tiny_model_dir("gpt2"), qa_files, tmp_path / "x")
+    code, stdout, _ = run_cli(capsys, "eval", *model_args, "--output", str(tmp_path / "base"))
+    assert code == 0 and json.loads((tmp_path / "base" / "metrics.json").read_text())["adapter"] is None
+
+    code, stdout, _ = run_cli(
+        capsys, "eval", *model_args, "--adapter", str(trained_gpt2 / "adapter"),
+        "--decoding", "greedy,beam2,topk5", "--output", str(tmp_path / "dec"),
+    )  # fmt: skip
+    assert code == 0
+    for decoding in ("greedy", "beam2", "topk5"):
+        assert f"[{decoding}]" in stdout
+        metrics = json.loads((tmp_path / "dec" / decoding / "metrics.json").read_text())
+        assert metrics["decoding"] == decoding and metrics["count"] == 8
+        assert (tmp_path / "dec" / decoding / "predictions.json").is_file()
+    # an evaluation already there is not overwritten
+    code, _, err = run_cli(capsys, "eval", *model_args, "--output", str(tmp_path / "base"))
+    assert code == 2 and "already holds an evaluation" in one_line_error(err)
+
+
+def test_predict_one_question_and_a_file(trained_gpt2, tmp_path, capsys):
+    adapter = str(trained_gpt2 / "adapter")
+    code, stdout, _ = run_cli(capsys, "predict", "--adapter", adapter, "--question", "Who founded Avalon?",
+                              "--context", "The town of Avalon was founded in 1800 by Ada.")  # fmt: skip
+    assert code == 0 and "confidence" in stdout
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"id": "a", "question": "Who?", "context": "Ada did."}\n{"question": "When?", "context": "In 1800."}\n')
+    code, _, _ = run_cli(capsys, "predict", "--adapter", adapter, "--input", str(questions), "--output", str(tmp_path / "answers.jsonl"))
+    rows = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert code == 0 and [r["id"] for r in rows] == ["a", "2"]
+    assert all(0.0 <= r["confidence"] <= 1.0 for r in rows)
+
+    code, _, err = run_cli(capsys, "predict", "--adapter", adapter, "--input", str(questions), "--output", str(tmp_path / "answers.jsonl"))
+    assert code == 2 and "exists" in one_line_error(err)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Who?"}\n')
+    code, _, err = run_cli(capsys, "predict", "--adapter", adapter, "--input", str(bad))
+    assert code == 2 and "bad.jsonl: record line 1: missing or empty 'context'" in one_line_error(err)
+
+
+def test_merge_writes_a_plain_model_that_answers_the_same(trained_gpt2, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    merged = tmp_path / "merged"
+    code, _, _ = run_cli(capsys, "merge", "--adapter", str(trained_gpt2 / "adapter"), "--output", str(merged))
+    assert code == 0 and (merged / "model.safetensors").is_file()
+    assert not any("lora" in name for name, _ in AutoModelForCausalLM.from_pretrained(merged).named_parameters())
+    code, _, err = run_cli(capsys, "merge", "--adapter", str(trained_gpt2 / "adapter"), "--output", str(merged))
+    assert code == 2 and "not empty" in one_line_error(err)
+
+
+def test_adapter_on_another_base_names_both(trained_gpt2, tiny_model_dir, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "eval", "--adapter", str(trained_gpt2 / "adapter"),
+                           "--model", str(tiny_model_dir("bert")), "--output", str(tmp_path / "e"))  # fmt: skip
+    line = one_line_error(err)
+    assert code == 2 and "was trained on base" in line and str(tiny_model_dir("bert")) in line
+
+
+@pytest.mark.parametrize("broken", ["adapter_model.safetensors", "adapter_config.json"])
+def test_incomplete_or_corrupt_adapter(trained_gpt2, tmp_path, capsys, broken):
+    import shutil
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(trained_gpt2 / "adapter", copy)
+    (copy / broken).write_bytes(b"\x00garbage")
+    code, _, err = run_cli(capsys, "predict", "--adapter", str(copy), "--question", "q?", "--context", "c.")
+    assert code == 2 and f"{broken}: corrupt" in one_line_error(err)
+    (copy / broken).unlink()
+    code, _, err = run_cli(capsys, "predict", "--adapter", str(copy), "--question", "q?", "--context", "c.")
+    assert code == 2 and f"{broken}: missing" in one_line_error(err)
+
+
+def test_bad_data_file_is_one_line_naming_file(tiny_model_dir, qa_files, tmp_path, capsys):
+    broken = tmp_path / "train.json"
+    broken.write_text('{"data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [')
+    code, _, err = run_cli(capsys, "train", *tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "r"),
+                           f"data.train={broken}")  # fmt: skip
+    assert code == 2 and "train.json" in one_line_error(err)
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "loraqa", "train", "lora.r=0"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "loraqa: error: config key 'lora.r': the rank must be at least 1, got 0"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_every_option_and_config_key(capsys):
+    for command in ("train", "eval", "predict", "merge"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--resume" in out and "--decoding" in out and "training.learning_rate" in out

@@ -1,0 +1,90 @@
+"""Training knobs as users set them: best model, early stopping, checkpoint limits, NaN stop,
+gradient checkpointing, added tokens, the trainable-share guard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from loraqa.errors import ConfigError, TrainingError
+from loraqa.training.pipeline import run_training
+from loraqa.training.trainer import QATrainer
+from run_helpers import tiny_config
+
+EVERY_STEP = ("training.eval_strategy=steps", "training.eval_steps=1", "training.save_strategy=steps",
+              "training.save_steps=1")  # fmt: skip
+
+
+def test_best_model_is_kept_and_never_rotated_away(tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", *EVERY_STEP,
+                         "training.max_steps=5", "training.save_total_limit=1",
+                         "training.load_best_model_at_end=true", "training.metric_for_best_model=eval_loss")  # fmt: skip
+    run_training(config)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    evals = [entry for entry in log if "eval_loss" in entry and "eval_f1" in entry]
+    assert len(evals) == 5  # real QA evaluation every step
+    best_step = min(evals, key=lambda e: e["eval_loss"])["step"]
+    remaining = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert f"checkpoint-{best_step}" in remaining
+    assert not (tmp_path / "run" / "checkpoints" / ".staging").exists()
+
+
+def test_early_stopping_ends_training_early(tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", *EVERY_STEP,
+                         "training.max_steps=30", "training.learning_rate=1e-6",
+                         "training.load_best_model_at_end=true", "training.metric_for_best_model=f1",
+                         "training.early_stopping_patience=2", "evaluation.baseline=false")  # fmt: skip
+    run_training(config)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert max(entry.get("step", 0) for entry in log) < 30
+
+
+def test_nan_loss_stops_at_that_step_and_keeps_the_last_checkpoint(tiny_model_dir, qa_files, tmp_path, monkeypatch):
+    original = QATrainer.compute_loss
+
+    def poisoned(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = original(self, model, inputs, return_outputs, num_items_in_batch)
+        return loss * float("nan") if self.state.global_step == 2 else loss
+
+    monkeypatch.setattr(QATrainer, "compute_loss", poisoned)
+    config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", "training.save_strategy=steps",
+                         "training.save_steps=1", "training.max_steps=6", "evaluation.baseline=false")  # fmt: skip
+    with pytest.raises(TrainingError, match="became nan at step 3"):
+        run_training(config)
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-1", "checkpoint-2"]
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_gradient_checkpointing_trains_lora(tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir("llama"), qa_files, tmp_path / "run", "training.gradient_checkpointing=true",
+                         "evaluation.baseline=false")  # fmt: skip
+    summary = run_training(config)
+    assert torch.isfinite(torch.tensor(summary["train_loss"]))
+
+
+def test_added_tokens_survive_save_and_reload(tiny_model_dir, qa_files, tmp_path):
+    from loraqa.models.inference import load_ready_model, model_config_for_adapter
+    from loraqa.training.device import plan_device
+
+    config = tiny_config(tiny_model_dir("t5"), qa_files, tmp_path / "run", 'model.add_tokens=["[Question]"]',
+                         "evaluation.baseline=false")  # fmt: skip
+    run_training(config)
+    adapter = tmp_path / "run" / "adapter"
+    meta = json.loads((adapter / "loraqa.json").read_text())
+    assert meta["embedding_rows"] == meta["vocab_size"] > 0
+    ready = load_ready_model(model_config_for_adapter(adapter, config.model), plan_device("cpu", "auto", "t5"),
+                             str(adapter), merge=False)  # fmt: skip
+    assert ready.tokenizer.convert_tokens_to_ids("[Question]") == meta["vocab_size"] - 1
+    assert ready.model.get_input_embeddings().weight.shape[0] >= meta["vocab_size"]
+
+
+def test_modules_to_save_trap_is_stopped_before_training(tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir("t5"), qa_files, tmp_path / "run", "lora.allow_large_trainable_share=false",
+                         "lora.modules_to_save=[lm_head]")  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        run_training(config)
+    assert "modules_to_save 'lm_head'" in str(caught.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
