@@ -158,7 +158,7 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
 # --- the parent: compare, growth, report ---------------------------------------------------------------
 
 
-def compare(args, workdir: Path, peak: float) -> dict:
+def compare(args, workdir: Path) -> dict:
     train = per_model(args.train, 0, args.model_list, args.quick)
     dev = per_model(args.eval, 1, args.model_list, args.quick)
     identity = per_model(args.identity, 2, args.model_list, args.quick)
@@ -171,8 +171,6 @@ def compare(args, workdir: Path, peak: float) -> dict:
             "loraqa": spawn(args, workdir, f"{key}-loraqa",
                             ["--variant", "loraqa", *sizes, "--identity", str(identity[key])]),  # fmt: skip
         }
-        for variant in row.values():
-            variant["train"]["mfu"] = round(variant["train"]["useful_gflop_per_s"] / peak, 4)
         row["speedup"] = speedups(row["baseline"], row["loraqa"])
         row["answers_agree_across_variants"] = sum(
             row["baseline"]["answers"][i] == a for i, a in row["loraqa"]["answers"].items()
@@ -196,7 +194,7 @@ def speedups(baseline: dict, loraqa: dict) -> dict:
     }
 
 
-def growth(args, workdir: Path, peak: float) -> dict:
+def growth(args, workdir: Path) -> dict:
     sizes = [int(s) for s in (args.growth_sizes or ",".join(map(str, QUICK_GROWTH_SIZES if args.quick else GROWTH_SIZES))).split(",")]
     lengths = [int(s) for s in args.growth_lengths.split(",")]
     per_length = args.growth_per_length or (QUICK_GROWTH_PER_LENGTH if args.quick else GROWTH_PER_LENGTH)
@@ -205,12 +203,12 @@ def growth(args, workdir: Path, peak: float) -> dict:
     for n in sizes:
         r = spawn(args, workdir, f"growth-n{n}", ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train", str(n),
                                                   "--train-only"])  # fmt: skip
-        by_size.append({"questions": n, **_growth_row(r, peak)})
+        by_size.append({"questions": n, **_growth_row(r)})
     by_length = []
     for length in lengths:
         r = spawn(args, workdir, f"growth-len{length}", ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train",
                                                          str(per_length), "--length-bucket", str(length), "--train-only"])  # fmt: skip
-        by_length.append({"length": length, **_growth_row(r, peak)})
+        by_length.append({"length": length, **_growth_row(r)})
     first, last = by_size[0], by_size[-1]
     per_example = [row["seconds"] / row["questions"] for row in by_size]
     lf, ll = by_length[0], by_length[-1]
@@ -226,12 +224,20 @@ def growth(args, workdir: Path, peak: float) -> dict:
     }
 
 
-def _growth_row(result: dict, peak: float) -> dict:
+def _growth_row(result: dict) -> dict:
     t = result["train"]
     return {"features": t["features"], "real_tokens": t["real_tokens"], "seconds": t["seconds"],
             "examples_per_s": t["examples_per_s"], "tokens_per_s": t["tokens_per_s"],
-            "mfu": round(t["useful_gflop_per_s"] / peak, 4), "padding_share": t["padding_share"],
+            "useful_gflop_per_s": t["useful_gflop_per_s"], "padding_share": t["padding_share"],
             "rss_peak_mib": result["rss_peak_mib_kernel"]}  # fmt: skip
+
+
+def add_mfu(report: dict, peak: float) -> None:
+    """Model FLOPs utilisation: useful training FLOP/s over the fp32 matmul peak."""
+    rows = [row[v]["train"] for row in report.get("models", {}).values() for v in ("baseline", "loraqa")]
+    rows += report.get("growth", {}).get("by_size", []) + report.get("growth", {}).get("by_length", [])
+    for row in rows:
+        row["mfu"] = round(row["useful_gflop_per_s"] / peak, 4)
 
 
 def table(results: dict) -> str:
@@ -312,13 +318,15 @@ def main(argv=None) -> None:
         print(f"fp32 matmul peak, {args.threads} threads ...", end="", flush=True)
         report["matmul_peak_start"] = matmul_peak(args.threads)
         print(f" {report['matmul_peak_start']['median_gflops']} GFLOP/s", flush=True)
-        peak = report["matmul_peak_start"]["median_gflops"]
         if not args.no_compare:
-            report["models"] = compare(args, workdir, peak)
+            report["models"] = compare(args, workdir)
         if args.growth:
-            report["growth"] = growth(args, workdir, peak)
+            report["growth"] = growth(args, workdir)
         report["matmul_peak_end"] = matmul_peak(args.threads)
+    # The machine is shared: the busier of the two measurements understates what the CPU can do.
+    peak = max(report["matmul_peak_start"]["median_gflops"], report["matmul_peak_end"]["median_gflops"])
     report["mfu_peak_gflops"] = peak
+    add_mfu(report, peak)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out, report)
     print()
@@ -326,7 +334,8 @@ def main(argv=None) -> None:
         print(table(report["models"]))
     if "growth" in report:
         print(growth_table(report["growth"]))
-    print(f"matmul peak {peak} GFLOP/s at start, {report['matmul_peak_end']['median_gflops']} at end; "
+    print(f"fp32 matmul peak {report['matmul_peak_start']['median_gflops']} GFLOP/s at start, "
+          f"{report['matmul_peak_end']['median_gflops']} at end (MFU uses {peak}); "
           f"total {report['total_seconds'] / 60:.1f} min; wrote {out}")  # fmt: skip
 
 

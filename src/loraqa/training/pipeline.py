@@ -6,6 +6,7 @@ model's weights are loaded; the baseline is the same base model on the same test
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from loraqa.evaluation.runner import evaluate_records, format_table, predict_set
 from loraqa.lora.adapter import adapter_meta, attach_lora, parameter_counts, save_adapter
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
+from loraqa.errors import RunDirError
 from loraqa.runs.rundir import RunDirectory
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
@@ -36,8 +38,18 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     run.open_for_training(config, resume=resume, overwrite=overwrite)
     try:
         return _train(config, run, resume)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        raise RunDirError(
+            f"cannot write {exc.filename or run.path}: {exc.strerror}; completed checkpoints and any earlier "
+            "adapter are intact (free space, then run again with --resume)"
+        ) from None
     finally:
         run.release()
+
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
 
 
 def _train(config: RunConfig, run: RunDirectory, resume: bool) -> dict:
