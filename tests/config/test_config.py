@@ -69,6 +69,13 @@ def test_bad_values_name_the_key(override, key, words):
     assert "\n" not in message
 
 
+def test_bare_no_means_the_string_no(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  save_strategy: no\n  eval_strategy: no\n")
+    config = load_config(str(path), ["training.save_strategy=no"])
+    assert (config.training.save_strategy, config.training.eval_strategy) == ("no", "no")
+
+
 def test_best_model_needs_matching_save_strategy():
     with pytest.raises(ConfigError, match="training.save_strategy"):
         load_config(None, ["training.eval_strategy=steps", "training.eval_steps=10",

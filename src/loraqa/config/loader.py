@@ -114,6 +114,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 errors.append(exc.problem)
         raise ConfigError(key, f"expected {_describe(hint)}, got {value!r}")
     if origin is Literal:
+        if value is False and "no" in args:
+            value = "no"  # YAML 1.1 reads a bare `no` as false: `save_strategy: no` means "no"
         if value in args and type(value) is type(args[args.index(value)]):
             return value
         raise ConfigError(key, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
