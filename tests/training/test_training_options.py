@@ -88,3 +88,18 @@ def test_modules_to_save_trap_is_stopped_before_training(tiny_model_dir, qa_file
         run_training(config)
     assert "modules_to_save 'lm_head'" in str(caught.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_squad_v2_data_reports_has_and_no_answer_scores(tiny_model_dir, qa_rows, tmp_path):
+    from tiny_models import write_jsonl
+
+    rows = [dict(r) for r in qa_rows]
+    for r in rows[::3]:
+        r.update(question=r["question"].replace("?", " on the moon?"), answers=[], is_impossible=True)
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", rows[:32]),
+             "test": write_jsonl(tmp_path / "test.jsonl", rows[32:])}  # fmt: skip
+    for family in ("bert", "gpt2"):
+        summary = run_training(tiny_config(tiny_model_dir(family), files, tmp_path / family))
+        metrics = summary["adapter"]
+        assert metrics["NoAns_total"] + metrics["HasAns_total"] == metrics["count"] == 8
+        assert metrics["NoAns_total"] > 0
