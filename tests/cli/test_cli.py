@@ -150,3 +150,17 @@ def test_help_lists_every_option_and_config_key(capsys):
         assert done.value.code == 0
     out = capsys.readouterr().out
     assert "--resume" in out and "--decoding" in out and "training.learning_rate" in out
+
+
+def test_adapter_on_a_base_with_another_vocabulary(trained_gpt2, tiny_model_dir, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    other = tmp_path / "gpt2-bigger-vocab"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("gpt2"))
+    model.resize_token_embeddings(model.config.vocab_size + 8)
+    model.save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_model_dir("gpt2")).save_pretrained(other)
+    code, _, err = run_cli(capsys, "eval", "--adapter", str(trained_gpt2 / "adapter"), "--model", str(other),
+                           "--output", str(tmp_path / "e"))  # fmt: skip
+    line = one_line_error(err)
+    assert code == 2 and "vocabulary of" in line and str(other) in line

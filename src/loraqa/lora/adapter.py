@@ -95,6 +95,7 @@ def _trainable_group(name: str) -> str:
 
 
 def adapter_meta(model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model) -> dict:
+    """What loading needs to check the base and rebuild the vocabulary (saved as loraqa.json)."""
     return {
         "loraqa_version": __version__,
         "base_model": model_config.name,
@@ -102,6 +103,7 @@ def adapter_meta(model_config: ModelConfig, formulation_name: str, hf_config, to
         "hidden_size": _hidden_size(hf_config),
         "vocab_size": len(tokenizer),
         "embedding_rows": model.get_input_embeddings().weight.shape[0],
+        "base_vocab_size": hf_config.vocab_size,  # before tokens were added
         "formulation": formulation_name,
         "model_config": dataclasses.asdict(model_config),
     }
@@ -152,6 +154,12 @@ def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, h
                 f"{directory} was trained on base '{meta.get('base_model')}' ({theirs[0]}, hidden {theirs[1]}) "
                 f"but the base model is '{base_name}' ({ours[0]}, hidden {ours[1]})"
             )
+    base_vocab = meta.get("base_vocab_size")
+    if base_vocab is not None and base_vocab != hf_config.vocab_size:
+        raise AdapterError(
+            f"{directory} was trained on base '{meta.get('base_model')}' with a vocabulary of {base_vocab} "
+            f"but the base model '{base_name}' has {hf_config.vocab_size}"
+        )
     rows = base_model.get_input_embeddings().weight.shape[0]
     wanted = int(meta.get("embedding_rows", len(tokenizer)))
     if wanted != rows:
