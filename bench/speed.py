@@ -43,7 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # (train questions, dev questions, batch-1 identity questions) per model
 DEFAULT_SIZES = {"smollm2-135m": (96, 48, 16), "minilm-l6": (1000, 500, 64), "tiny-t5": (400, 100, 32)}
-QUICK_SIZES = {"smollm2-135m": (16, 8, 4), "minilm-l6": (64, 32, 16), "tiny-t5": (32, 16, 8)}
+QUICK_SIZES = {"smollm2-135m": (8, 4, 2), "minilm-l6": (64, 32, 16), "tiny-t5": (32, 16, 8)}
 GROWTH_MODEL = "minilm-l6"
 GROWTH_SIZES, QUICK_GROWTH_SIZES = (1000, 2000, 4000), (32, 64, 128)
 GROWTH_LENGTHS = (128, 256, 384, 512)  # extractive windows of about these many tokens
@@ -139,6 +139,7 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     if args.tcmalloc:
         env["LD_PRELOAD"] = args.tcmalloc_path
     print(f"  {name} ...", end="", flush=True)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with open(log, "w") as handle:
         proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -151,7 +152,10 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     result = json.loads(out.read_text())
     result["rss_peak_mib_kernel"] = round(usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
     result["wall_seconds"] = round(seconds, 1)
-    print(f" {seconds:.0f}s", flush=True)
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
+    # 1-minute load average before and after: above the thread count, another process shared the CPU
+    result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    print(f" {seconds:.0f}s (load {load_before:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
     return result
 
 

@@ -230,6 +230,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False) 
         "rss_after_train_mib": round(vm_hwm_mib()),
     }
     if not train_only:
+        answer_one_by_one(formulation, peft_model, tokenizer, eval_records[:1], setup)  # warm-up, untimed
         started = time.perf_counter()
         answers = answer_one_by_one(formulation, peft_model, tokenizer, eval_records, setup)
         seconds = time.perf_counter() - started

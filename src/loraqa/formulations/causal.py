@@ -18,22 +18,16 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from loraqa.data.records import QARecord
-from loraqa.formulations.base import (
-    Formulation,
-    PredictResult,
-    PredictSettings,
-    Prediction,
-    Progress,
-)
-from loraqa.formulations.generation import generate_answers
-from loraqa.formulations.teacher_forcing import teacher_forced_metrics
+from loraqa.formulations.base import PredictSettings
+from loraqa.formulations.generative import GenerativeFormulation
 
 INSTRUCTION = "Answer the question with a short span copied from the context."
 CLOSED_BOOK_INSTRUCTION = "Answer the question with a short phrase."
 
 
-class CausalFormulation(Formulation):
+class CausalFormulation(GenerativeFormulation):
     name = "causal"
+    decoder_only = True
     peft_task_type = "CAUSAL_LM"
     has_own_loss = True
 
@@ -134,21 +128,8 @@ class CausalFormulation(Formulation):
 
     # --- prediction ----------------------------------------------------------------------------
 
-    def predict(
-        self,
-        model,
-        tokenizer,
-        records: Sequence[QARecord],
-        settings: PredictSettings,
-        progress: Progress | None = None,
-    ) -> PredictResult:
-        prompts = [self.prompt_ids(r, tokenizer, reserve=settings.max_new_tokens) for r in records]
-        answers = generate_answers(model, tokenizer, prompts, settings, decoder_only=True, progress=progress)
-        predictions = [Prediction(r.id, text, conf) for r, (text, conf) in zip(records, answers)]
-        metrics = self._teacher_forced_metrics(model, tokenizer, records, settings) if settings.with_loss else {}
-        return PredictResult(predictions, metrics)
+    def generation_prompt(self, record: QARecord, tokenizer, settings: PredictSettings) -> list[int]:
+        return self.prompt_ids(record, tokenizer, reserve=settings.max_new_tokens)
 
-    def _teacher_forced_metrics(self, model, tokenizer, records, settings) -> dict[str, float]:
-        features = self.training_features(records, tokenizer)
-        collate = lambda batch: self.collate(batch, tokenizer)  # noqa: E731
-        return teacher_forced_metrics(model, features, collate, settings.batch_size, self._answer_loss)
+    def score_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+        return self._answer_loss(model, batch)

@@ -12,19 +12,13 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from loraqa.data.records import QARecord
-from loraqa.formulations.base import (
-    Formulation,
-    PredictResult,
-    PredictSettings,
-    Prediction,
-    Progress,
-)
-from loraqa.formulations.generation import generate_answers
-from loraqa.formulations.teacher_forcing import teacher_forced_metrics
+from loraqa.formulations.base import PredictSettings
+from loraqa.formulations.generative import GenerativeFormulation
 
 
-class Seq2SeqFormulation(Formulation):
+class Seq2SeqFormulation(GenerativeFormulation):
     name = "seq2seq"
+    decoder_only = False
     peft_task_type = "SEQ_2_SEQ_LM"
 
     def auto_model_class(self) -> type:
@@ -55,28 +49,11 @@ class Seq2SeqFormulation(Formulation):
         collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
         return dict(collator([dict(f) for f in features]))
 
-    def predict(
-        self,
-        model,
-        tokenizer,
-        records: Sequence[QARecord],
-        settings: PredictSettings,
-        progress: Progress | None = None,
-    ) -> PredictResult:
-        prompts = [self.prompt_ids(r, tokenizer) for r in records]
-        answers = generate_answers(model, tokenizer, prompts, settings, decoder_only=False, progress=progress)
-        predictions = [Prediction(r.id, text, conf) for r, (text, conf) in zip(records, answers)]
-        metrics = self._teacher_forced_metrics(model, tokenizer, records, settings) if settings.with_loss else {}
-        return PredictResult(predictions, metrics)
+    def generation_prompt(self, record: QARecord, tokenizer, settings: PredictSettings) -> list[int]:
+        return self.prompt_ids(record, tokenizer)
 
-    def _teacher_forced_metrics(self, model, tokenizer, records, settings) -> dict[str, float]:
-        features = self.training_features(records, tokenizer)
-        collate = lambda batch: self.collate(batch, tokenizer)  # noqa: E731
-        return teacher_forced_metrics(model, features, collate, settings.batch_size, _score_batch)
-
-
-def _score_batch(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
-    out = model(**batch)
-    labels = batch["labels"]
-    mask = labels != -100
-    return out.loss, int(mask.sum()), int(((out.logits.argmax(-1) == labels) & mask).sum())
+    def score_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+        out = model(**batch)
+        labels = batch["labels"]
+        mask = labels != -100
+        return out.loss, int(mask.sum()), int(((out.logits.argmax(-1) == labels) & mask).sum())

@@ -21,7 +21,7 @@ from loraqa.evaluation.runner import evaluate_records, format_table, predict_set
 from loraqa.lora.adapter import adapter_meta, attach_lora, parameter_counts, save_adapter
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
-from loraqa.errors import RunDirError
+from loraqa.errors import DataError, RunDirError
 from loraqa.runs.rundir import RunDirectory
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
@@ -121,14 +121,12 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, 
     formulation = spec.formulation
     features = formulation.training_features(data.train, tokenizer)
     if not features:
-        from loraqa.errors import DataError
-
         raise DataError(config.data.train, "no training examples left after sampling")
-    evaluator = None
-    if config.training.eval_strategy != "no":
 
-        def evaluator(model) -> dict:
-            return evaluate_records(formulation, model, tokenizer, data.validation, settings, label="validation").metrics
+    def evaluate_validation(model) -> dict:
+        return evaluate_records(formulation, model, tokenizer, data.validation, settings, label="validation").metrics
+
+    evaluator = evaluate_validation if config.training.eval_strategy != "no" else None
 
     callbacks = []
     if config.training.early_stopping_patience is not None:
