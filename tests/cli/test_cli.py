@@ -132,6 +132,7 @@ def test_bad_data_file_is_one_line_naming_file(tiny_model_dir, qa_files, tmp_pat
     code, _, err = run_cli(capsys, "train", *tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "r"),
                            f"data.train={broken}")  # fmt: skip
     assert code == 2 and "train.json" in one_line_error(err)
+    assert not (tmp_path / "r").exists()  # the corrected command is not blocked by a half-made run
 
 
 def test_real_process_exit_code_and_no_traceback(tmp_path):

@@ -34,10 +34,15 @@ def say(message: str) -> None:
 
 def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train an adapter as configured; return the summary that is also written to summary.json."""
+    started = time.perf_counter()
+    # Input checks first: a run that fails on bad data or a bad model name leaves no run directory behind.
+    data = load_run_data(config.data)
+    spec = inspect_base(config.model)
+    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     run = RunDirectory(config.run_dir)
     run.open_for_training(config, resume=resume, overwrite=overwrite)
     try:
-        return _train(config, run, resume)
+        return _train(config, run, resume, data, spec, plan, started)
     except OSError as exc:
         if exc.errno not in _WRITE_ERRORS:
             raise
@@ -52,13 +57,9 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
 
 
-def _train(config: RunConfig, run: RunDirectory, resume: bool) -> dict:
-    started = time.perf_counter()
+def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, spec, plan, started: float) -> dict:
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
-    data = load_run_data(config.data)
-    spec = inspect_base(config.model)
-    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     say(f"run directory {run.path}")
     say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
     say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
