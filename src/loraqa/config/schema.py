@@ -75,7 +75,7 @@ class TrainingConfig:
     gradient_checkpointing: bool = False  # saves memory, costs ~25% speed; input grads are enabled for LoRA
     eval_strategy: Strategy = "no"
     eval_steps: int | None = None
-    save_strategy: Strategy = "no"
+    save_strategy: Strategy = "steps"  # checkpoints make `--resume` possible after a crash
     save_steps: int = 500
     save_total_limit: int | None = 2  # the best checkpoint is never the one deleted
     load_best_model_at_end: bool = False
