@@ -1,9 +1,14 @@
 """Seeds' pipeline vs loraqa, side by side in one invocation on one machine.
 
-    .venv/bin/python bench/speed.py            # smollm2-135m, minilm-l6, tiny-t5: ~35-40 min on 2 CPU cores
-    .venv/bin/python bench/speed.py --quick    # a smoke check with a few examples: ~4 min
-    .venv/bin/python bench/speed.py --growth --no-compare   # growth only (1k/2k/4k, 128-512 tokens): ~45 min
-    .venv/bin/python bench/speed.py --growth --no-compare --growth-sizes 250,500,1000 --growth-per-length 96  # ~12 min
+    .venv/bin/python bench/speed.py            # smollm2-135m, minilm-l6, tiny-t5 (default sizes below)
+    .venv/bin/python bench/speed.py --quick    # smoke check, a few examples per model
+    .venv/bin/python bench/speed.py --growth --no-compare   # growth only: 1k/2k/4k questions, 128-512 tokens
+    .venv/bin/python bench/speed.py --models minilm-l6 --train 2000 --eval 500   # one model, other sizes
+
+Expected duration on this project's 2-core CPU (measured 2026-11-24): the default run ~15 min when
+the machine is otherwise idle (25 min measured while another process shared the CPU for a while);
+--quick ~2.5 min; --growth with the default 1k/2k/4k sizes ~20 min (10.4 min measured for 500/1k/2k
+with 128 windows per length). Scale with --train/--eval to fill a longer slot: time is linear in both.
 
 For each model it trains LoRA twice on the same SQuAD v1.1 train questions with the same LoRA config
 and optimiser settings: (a) the seeds' pipeline rebuilt (bench/speed_baseline.py: padding to
@@ -48,11 +53,16 @@ GROWTH_MODEL = "minilm-l6"
 GROWTH_SIZES, QUICK_GROWTH_SIZES = (1000, 2000, 4000), (32, 64, 128)
 GROWTH_LENGTHS = (128, 256, 384, 512)  # extractive windows of about these many tokens
 GROWTH_PER_LENGTH, QUICK_GROWTH_PER_LENGTH = 256, 16
-TCMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4")
+TCMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--models", default=",".join(MODEL_KEYS), help=f"comma list of {', '.join(MODEL_KEYS)}")
     p.add_argument("--train", default=None, help="train questions: N for every model, or key=N,key=N")
     p.add_argument("--eval", default=None, help="dev questions: N for every model, or key=N,key=N")
@@ -65,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--growth-sizes", default=None, help="comma list of train questions (default 1000,2000,4000)")
     p.add_argument("--growth-lengths", default=",".join(map(str, GROWTH_LENGTHS)), help="window lengths in tokens")
     p.add_argument("--growth-per-length", type=int, default=None, help="train questions per length bucket")
-    p.add_argument("--tcmalloc", action="store_true", help="preload tcmalloc in both variants (apt libtcmalloc-minimal4)")
+    p.add_argument("--tcmalloc", action="store_true", help="preload tcmalloc in both variants (libtcmalloc-minimal4)")
     p.add_argument("--out", default=None, help="result JSON (default bench/results/speed-<date>.json)")
     # internal: one variant in this process (the parent starts these)
     p.add_argument("--variant", choices=("baseline", "loraqa"), help=argparse.SUPPRESS)
@@ -199,19 +209,21 @@ def speedups(baseline: dict, loraqa: dict) -> dict:
 
 
 def growth(args, workdir: Path) -> dict:
-    sizes = [int(s) for s in (args.growth_sizes or ",".join(map(str, QUICK_GROWTH_SIZES if args.quick else GROWTH_SIZES))).split(",")]
+    default_sizes = QUICK_GROWTH_SIZES if args.quick else GROWTH_SIZES
+    sizes = [int(s) for s in args.growth_sizes.split(",")] if args.growth_sizes else list(default_sizes)
     lengths = [int(s) for s in args.growth_lengths.split(",")]
     per_length = args.growth_per_length or (QUICK_GROWTH_PER_LENGTH if args.quick else GROWTH_PER_LENGTH)
-    print(f"growth: loraqa on {GROWTH_MODEL}, {sizes} questions; windows of {lengths} tokens x {per_length}", flush=True)
+    print(f"growth: loraqa on {GROWTH_MODEL}, {sizes} questions; {per_length} windows of {lengths} tokens", flush=True)
     by_size = []
     for n in sizes:
-        r = spawn(args, workdir, f"growth-n{n}", ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train", str(n),
-                                                  "--train-only"])  # fmt: skip
+        extra = ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train", str(n), "--train-only"]
+        r = spawn(args, workdir, f"growth-n{n}", extra)
         by_size.append({"questions": n, **_growth_row(r)})
     by_length = []
     for length in lengths:
-        r = spawn(args, workdir, f"growth-len{length}", ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train",
-                                                         str(per_length), "--length-bucket", str(length), "--train-only"])  # fmt: skip
+        extra = ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train", str(per_length),
+                 "--length-bucket", str(length), "--train-only"]  # fmt: skip
+        r = spawn(args, workdir, f"growth-len{length}", extra)
         by_length.append({"length": length, **_growth_row(r)})
     first, last = by_size[0], by_size[-1]
     per_example = [row["seconds"] / row["questions"] for row in by_size]
@@ -220,7 +232,9 @@ def growth(args, workdir: Path) -> dict:
         "by_size": by_size,
         "by_length": by_length,
         # 1.0 = time exactly proportional to the number of examples
-        "size_time_ratio_vs_linear": round((last["seconds"] / first["seconds"]) / (last["questions"] / first["questions"]), 3),
+        "size_time_ratio_vs_linear": round(
+            (last["seconds"] / first["seconds"]) / (last["questions"] / first["questions"]), 3
+        ),
         "seconds_per_example_spread": round(max(per_example) / min(per_example), 3),
         # time per window ~ length^k: k = 1 is linear, 2 is quadratic
         "length_exponent": round(math.log(ll["seconds"] / lf["seconds"]) / math.log(ll["length"] / lf["length"]), 2),
@@ -260,7 +274,8 @@ def table(results: dict) -> str:
             )
         s = row["speedup"]
         lines.append(
-            f"{'':<13} {'ratio':<8} {s['train_examples_per_s']:>9.2f}x {s['train_tokens_per_s']:>9.2f}x {'':>5} {'':>6} "
+            f"{'':<13} {'ratio':<8} {s['train_examples_per_s']:>9.2f}x {s['train_tokens_per_s']:>9.2f}x "
+            f"{'':>5} {'':>6} "
             f"{s['peak_rss']:>8.2f}x {'':>6} {'':>6} {s['eval_questions_per_s']:>8.2f}x"
         )
         b1 = row["loraqa"].get("batch1")
@@ -312,8 +327,11 @@ def main(argv=None) -> None:
         raise SystemExit("speed.py: --tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)")
     mode = "-quick" if args.quick else ("-growth" if args.no_compare else "")
     out = Path(args.out) if args.out else RESULTS / f"speed-{datetime.date.today().isoformat()}{mode}.json"
-    report: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                    "command": " ".join(["python", "bench/speed.py", *sys.argv[1:]]), "machine": machine(args)}  # fmt: skip
+    report: dict = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/speed.py", *sys.argv[1:]]),
+        "machine": machine(args),
+    }
     with tempfile.TemporaryDirectory(prefix="loraqa-speed-") as tmp:
         workdir = Path(tmp)
         args.tiny_t5_dir = None

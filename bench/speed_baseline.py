@@ -98,7 +98,8 @@ def seq2seq_features(formulation, records, tokenizer) -> tuple[list[dict], list[
         answer = record.answers[0].text if record.answers else ""
         source = tokenizer(formulation.prompt_text(record), max_length=config.max_seq_length,
                            padding="max_length", truncation=True)  # fmt: skip
-        target = tokenizer(text_target=answer, max_length=config.max_answer_length, padding="max_length", truncation=True)
+        target = tokenizer(text_target=answer, max_length=config.max_answer_length,
+                           padding="max_length", truncation=True)  # fmt: skip
         labels = [t if m else -100 for t, m in zip(target["input_ids"], target["attention_mask"])]
         rows.append({"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": labels})
         lengths.append(sum(source["attention_mask"]))
@@ -155,17 +156,15 @@ def answer_one_by_one(formulation, model, tokenizer, records, setup: Setup) -> d
     if formulation.name == "extractive":
         return _extract_one_by_one(formulation, model, tokenizer, records)
     answers = {}
+    settings = PredictSettings(max_new_tokens=setup.max_new_tokens)
     for record in records:
-        if formulation.name == "causal":
-            ids = formulation.prompt_ids(record, tokenizer, reserve=setup.max_new_tokens)
-        else:
-            ids = formulation.prompt_ids(record, tokenizer)
+        ids = formulation.generation_prompt(record, tokenizer, settings)  # the prompt loraqa generates from
         input_ids = torch.tensor([ids])
         out = model.generate(
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=setup.max_new_tokens,
             do_sample=False, num_beams=1, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )  # fmt: skip
-        new = out[0, len(ids) :] if formulation.name == "causal" else out[0]
+        new = out[0, len(ids) :] if formulation.decoder_only else out[0]
         text = tokenizer.decode(new, skip_special_tokens=True)
         answers[record.id] = text.strip().split("\n", 1)[0].strip()
     return answers

@@ -51,7 +51,8 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
     with timer("tokenize"):
         features = formulation.training_features(train_records, tokenizer)
     lengths, targets = lengths_of(formulation.name, features)
-    collate = CountingCollate(lambda batch: formulation.collate(batch, tokenizer), seq2seq=formulation.name == "seq2seq")
+    seq2seq = formulation.name == "seq2seq"
+    collate = CountingCollate(lambda batch: formulation.collate(batch, tokenizer), seq2seq=seq2seq)
     config = RunConfig(
         model=setup.model, lora=setup.lora, training=setup.training,
         evaluation=EvaluationConfig(batch_size=setup.eval_batch_size),
@@ -70,7 +71,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
     result = {
         "variant": "loraqa",
         "train": train_report(
-            questions=len(train_records), lengths=lengths, targets=targets, seq2seq=formulation.name == "seq2seq",
+            questions=len(train_records), lengths=lengths, targets=targets, seq2seq=seq2seq,
             positions=collate.positions, seconds=train_seconds, loss=output.training_loss, flops=flops,
         ),  # fmt: skip
         "rss_after_train_mib": round(vm_hwm_mib()),

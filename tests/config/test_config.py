@@ -59,6 +59,7 @@ def test_overrides_are_typed():
         ("training.early_stopping_patience=3", "training.early_stopping_patience", "load_best_model_at_end"),
         ("generation.decoding=beam-search", "generation.decoding", "unknown decoding"),
         ("name=a/b", "name", "without '/'"),
+        ("evaluation.write_predictions=false", "evaluation.write_predictions", "unknown key"),
     ],
 )
 def test_bad_values_name_the_key(override, key, words):
@@ -80,6 +81,11 @@ def test_best_model_needs_matching_save_strategy():
     with pytest.raises(ConfigError, match="training.save_strategy"):
         load_config(None, ["training.eval_strategy=steps", "training.eval_steps=10",
                            "training.load_best_model_at_end=true", "training.save_strategy=epoch"])  # fmt: skip
+
+
+def test_eval_loss_selection_needs_the_loss():
+    with pytest.raises(ConfigError, match="evaluation.with_loss"):
+        load_config(None, ["training.metric_for_best_model=eval_loss", "evaluation.with_loss=false"])
 
 
 def test_extractive_doc_stride_must_be_smaller_than_window():

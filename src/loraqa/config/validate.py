@@ -115,6 +115,8 @@ def _check_training(config: RunConfig) -> None:
 def _check_evaluation(config: RunConfig) -> None:
     e = config.evaluation
     _positive("evaluation.batch_size", e.batch_size)
+    if config.training.metric_for_best_model == "eval_loss" and not e.with_loss:
+        raise ConfigError("evaluation.with_loss", "must be true when training.metric_for_best_model is eval_loss")
     _positive("evaluation.n_best_size", e.n_best_size)
     _positive("generation.max_new_tokens", config.generation.max_new_tokens)
     from loraqa.evaluation.decoding import parse_decoding  # local: keeps config import-light

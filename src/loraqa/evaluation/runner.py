@@ -40,6 +40,7 @@ def predict_settings(config: RunConfig, version_2: bool, decoding: str | None = 
         n_best_size=config.evaluation.n_best_size,
         null_score_diff_threshold=config.evaluation.null_score_diff_threshold,
         version_2=version_2,
+        with_loss=config.evaluation.with_loss,
     )
 
 
