@@ -17,6 +17,7 @@ import yaml
 from loraqa.config.schema import RunConfig
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
+from loraqa.runs.atomic import write_text_atomic
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
@@ -36,9 +37,8 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (the run directory keeps what actually ran)."""
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    Path(path).write_text(text, encoding="utf-8")
+    """Write the resolved config as YAML, atomically (the run directory keeps what actually ran)."""
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def _read_yaml(path: str) -> dict[str, Any]:

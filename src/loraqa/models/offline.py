@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.errors import LoraqaError
+from loraqa.runs.atomic import replace_directory
 
 try:
     import fcntl
@@ -167,7 +168,7 @@ def cached_conversion(source: Path, target: Path, convert: Callable[[Path, Path]
         try:
             convert(source, building)
             (building / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-            _replace_dir(building, target)
+            replace_directory(building, target)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
@@ -188,17 +189,6 @@ def _remove_leftovers(target: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     for stale in target.parent.glob(f".{target.name}.old-*"):
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    # os.replace cannot overwrite a non-empty directory: move an outdated build aside first
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 # ---------------------------------------------------------------------------------------------

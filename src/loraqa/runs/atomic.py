@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,16 +50,12 @@ def atomic_directory(target: str | Path):
 
 
 def replace_directory(source: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
+    """Rename `source` to `target`; an existing `target` is moved aside (`.NAME.old-*`) and removed."""
+    if not target.exists():
+        os.replace(source, target)
+        return
+    # os.replace cannot overwrite a non-empty directory; a fresh aside name never collides.
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, aside / target.name)
     os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def save_into(target: str | Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp_dir)` and publish tmp_dir as `target` only if it completes."""
-    with atomic_directory(target) as tmp:
-        write(tmp)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from loraqa.config.loader import config_to_dict
+from loraqa.config.loader import config_to_dict, save_config
 from loraqa.config.schema import RunConfig
 from loraqa.errors import RunDirError
-from loraqa.runs.atomic import write_text_atomic
 
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
@@ -63,7 +62,7 @@ class RunDirectory:
                     "or choose another name/output_dir"
                 )
             self._clear()
-        write_text_atomic(self.path / CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        save_config(config, self.path / CONFIG_FILE)
 
     def _lock(self) -> None:
         handle = open(self.path / LOCK_FILE, "a+")

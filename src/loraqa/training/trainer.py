@@ -16,17 +16,19 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from transformers import Trainer
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from loraqa.errors import TrainingError
+from loraqa.runs.atomic import replace_directory
 
 STAGING_DIR = ".staging"  # not matched by `checkpoint-*`: Trainer and resume never see it
-TRAINER_STATE_NAME = "trainer_state.json"
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -114,9 +116,7 @@ class QATrainer(Trainer):
             if self.state.best_global_step == self.state.global_step or os.path.isdir(best):
                 self.state.best_model_checkpoint = best
                 self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))  # with the real path
-        if os.path.isdir(final):
-            shutil.rmtree(final)
-        os.replace(staged, final)
+        replace_directory(Path(staged), Path(final))
         shutil.rmtree(os.path.join(root, STAGING_DIR), ignore_errors=True)
         # The best checkpoint is protected; the newest too (for resuming).
         rotate_checkpoints(root, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
