@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from loraqa.allocator import active_allocator, reexec_with_tcmalloc
 from loraqa.config.loader import load_config
 from loraqa.training.pipeline import run_training
 
@@ -35,6 +36,7 @@ DEFAULT_TRAIN_SAMPLES = {"minilm-l6": 16000, "smollm2-135m": 1800}
 
 
 def main(argv: list[str] | None = None) -> int:
+    reexec_with_tcmalloc()  # train as the `loraqa` command does
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="minilm-l6,smollm2-135m")
     parser.add_argument("--train-samples", type=int, help="override the per-model default")
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": stamp,
-        "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {"cpu_threads": torch.get_num_threads(), "allocator": active_allocator(), "platform": platform.platform(), "torch": torch.__version__},
         "runs": [],
     }
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -100,6 +102,7 @@ def _run(model: str, args, stamp: str) -> dict:
             and summary["train_seconds"] <= TRAIN_BUDGET_SECONDS
             and summary["adapter"]["f1"] >= BARS[model]
         ),
+        "validation_curve": _validation_curve(Path(summary["run_dir"]) / "train_log.jsonl"),
         "run_dir": summary["run_dir"],
         "device": summary["device"],
     }
@@ -108,6 +111,18 @@ def _run(model: str, args, stamp: str) -> dict:
 def _scores(metrics: dict) -> dict:
     keep = ("exact_match", "f1", "rougeL", "count", "eval_loss", "seconds", "questions_per_second")
     return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _validation_curve(log: Path) -> list[dict]:
+    """EM/F1 on the validation split at each in-training evaluation (training.eval_strategy)."""
+    if not log.exists():
+        return []
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [
+        {"step": e.get("step"), "exact_match": e["eval_exact_match"], "f1": e["eval_f1"]}
+        for e in entries
+        if "eval_f1" in e
+    ]
 
 
 def _write(results: dict, args, stamp: str) -> None:

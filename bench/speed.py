@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from loraqa.allocator import find_tcmalloc
+
 from common import MODEL_KEYS, build_tiny_t5, matmul_peak, questions, records_of_length, setups, vm_hwm_mib, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,10 +55,11 @@ GROWTH_MODEL = "minilm-l6"
 GROWTH_SIZES, QUICK_GROWTH_SIZES = (1000, 2000, 4000), (32, 64, 128)
 GROWTH_LENGTHS = (128, 256, 384, 512)  # extractive windows of about these many tokens
 GROWTH_PER_LENGTH, QUICK_GROWTH_PER_LENGTH = 256, 16
-TCMALLOC_PATHS = (
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
-)
+# Which malloc each variant runs with. "shipped": each pipeline as a user gets it: the seeds' scripts
+# under glibc's allocator, loraqa under tcmalloc when the system has it (the `loraqa` command
+# re-executes itself with it: src/loraqa/allocator.py). "system"/"tcmalloc": both variants alike,
+# to separate the allocator's share of the speedup from the rest.
+ALLOCATORS = ("shipped", "system", "tcmalloc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,7 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--growth-sizes", default=None, help="comma list of train questions (default 1000,2000,4000)")
     p.add_argument("--growth-lengths", default=",".join(map(str, GROWTH_LENGTHS)), help="window lengths in tokens")
     p.add_argument("--growth-per-length", type=int, default=None, help="train questions per length bucket")
-    p.add_argument("--tcmalloc", action="store_true", help="preload tcmalloc in both variants (libtcmalloc-minimal4)")
+    p.add_argument("--allocator", choices=ALLOCATORS, default="shipped",
+                   help="shipped: seeds under glibc, loraqa under tcmalloc if installed; system/tcmalloc: both alike")  # fmt: skip
     p.add_argument("--out", default=None, help="result JSON (default bench/results/speed-<date>.json)")
     # internal: one variant in this process (the parent starts these)
     p.add_argument("--variant", choices=("baseline", "loraqa"), help=argparse.SUPPRESS)
@@ -146,7 +150,8 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     if args.tiny_t5_dir:
         command += ["--tiny-t5-dir", args.tiny_t5_dir]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    if args.tcmalloc:
+    env.pop("LD_PRELOAD", None)
+    if uses_tcmalloc(args, name):
         env["LD_PRELOAD"] = args.tcmalloc_path
     print(f"  {name} ...", end="", flush=True)
     load_before = os.getloadavg()[0]
@@ -167,6 +172,12 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(f" {seconds:.0f}s (load {load_before:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
     return result
+
+
+def uses_tcmalloc(args, name: str) -> bool:
+    if args.allocator == "shipped":
+        return args.tcmalloc_path is not None and not name.endswith("-baseline")
+    return args.allocator == "tcmalloc"
 
 
 # --- the parent: compare, growth, report ---------------------------------------------------------------
@@ -312,7 +323,8 @@ def machine(args) -> dict:
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-            "allocator": "tcmalloc" if args.tcmalloc else "system (glibc)",
+            "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "x-baseline") else "glibc",
+                          "loraqa": "tcmalloc" if uses_tcmalloc(args, "x-loraqa") else "glibc"},
             "load_average_at_start": os.getloadavg()}  # fmt: skip
 
 
@@ -322,9 +334,9 @@ def main(argv=None) -> None:
         run_child(args)
         return
     started = time.perf_counter()
-    args.tcmalloc_path = next((p for p in TCMALLOC_PATHS if Path(p).exists()), None)
-    if args.tcmalloc and not args.tcmalloc_path:
-        raise SystemExit("speed.py: --tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)")
+    args.tcmalloc_path = find_tcmalloc()
+    if args.allocator == "tcmalloc" and not args.tcmalloc_path:
+        raise SystemExit("speed.py: --allocator tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)")
     mode = "-quick" if args.quick else ("-growth" if args.no_compare else "")
     out = Path(args.out) if args.out else RESULTS / f"speed-{datetime.date.today().isoformat()}{mode}.json"
     report: dict = {

@@ -1,5 +1,5 @@
 import sys
 
-from loraqa.cli import main
+from loraqa.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

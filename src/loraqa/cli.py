@@ -12,6 +12,7 @@ import os
 import sys
 import typing
 
+from loraqa.allocator import reexec_with_tcmalloc
 from loraqa.config import schema
 from loraqa.errors import LoraqaError
 
@@ -88,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config", help="print every config key with its default")
     return parser
+
+
+def entry() -> int:
+    """The `loraqa` command: under tcmalloc when the system has it (see allocator.py), then main."""
+    reexec_with_tcmalloc()
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,10 @@ def test_causal_answer_only_loss_equals_full_logits_loss(tiny_model_dir, qa_rows
         total += float(F.cross_entropy(logits, labels[1:], ignore_index=-100, reduction="sum"))
         count += n
     assert float(fast) == pytest.approx(total / count, rel=1e-4)
+    # collate sizes the kept logits on the host; reading it back from the labels gives the same
+    assert batch["logits_to_keep"] == int((batch["labels"] != -100).sum(dim=1).max()) + 1
+    without = {k: v for k, v in batch.items() if k != "logits_to_keep"}
+    assert float(formulation.compute_loss(model, without)) == pytest.approx(float(fast), rel=1e-6)
 
 
 def test_causal_labels_end_with_a_real_eos_even_when_pad_is_eos(tiny_model_dir, qa_rows):

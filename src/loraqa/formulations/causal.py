@@ -103,16 +103,22 @@ class CausalFormulation(GenerativeFormulation):
             n = feature["n_target"][0]
             labels[row, width - n :] = ids[len(ids) - n :]
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids, "labels": labels}
+        # Answers end in the last column (left padding): the loss needs logits for the longest
+        # answer plus the position before it. Known here as a plain int, so the loss never has to
+        # read it back from the device (a sync per step on a GPU).
+        keep = min(max(f["n_target"][0] for f in features) + 1, width)
+        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids, "labels": labels,
+                "logits_to_keep": keep}  # fmt: skip
 
     def compute_loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        loss, _, _ = self._answer_loss(model, batch)
+        loss, _, _ = self._answer_loss(model, batch, count_correct=False)
         return loss
 
-    def _answer_loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
-        """Mean cross-entropy over answer tokens, how many there were, and how many argmax got right."""
+    def _answer_loss(self, model, batch: dict, count_correct: bool = True) -> tuple[torch.Tensor, int, int]:
+        """Mean cross-entropy over answer tokens, how many there were, and how many argmax got right
+        (0 when not counted: training has no use for it, and it costs an argmax over the vocabulary)."""
         labels = batch["labels"]
-        keep = min(int((labels != -100).sum(dim=1).max()) + 1, labels.shape[1])
+        keep = batch.get("logits_to_keep") or min(int((labels != -100).sum(dim=1).max()) + 1, labels.shape[1])
         out = model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
@@ -123,6 +129,8 @@ class CausalFormulation(GenerativeFormulation):
         targets = labels[:, labels.shape[1] - keep + 1 :]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
         mask = targets != -100
+        if not count_correct:
+            return loss, 0, 0
         correct = int(((logits.argmax(-1) == targets) & mask).sum())
         return loss, int(mask.sum()), correct
 

@@ -24,7 +24,8 @@ def teacher_forced_metrics(model, features, collate, batch_size: int, score_batc
     was_training = model.training
     model.eval()
     for batch_index in batches_by_length([len(f["input_ids"]) for f in features], batch_size):
-        batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_index]).items()}
+        collated = collate([features[i] for i in batch_index])
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collated.items()}
         loss, tokens, correct = score_batch(model, batch)
         total_loss += float(loss) * tokens
         total_tokens += tokens

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from loraqa.allocator import active_allocator
 from loraqa.errors import ConfigError, DeviceError
 
 FP16_UNSAFE_MODEL_TYPES = {"t5", "mt5", "umt5", "longt5"}
@@ -68,5 +69,5 @@ def plan_device(requested_device: str, requested_precision: str, model_type: str
     elif device == "mps":
         description = "mps (Apple GPU)"
     else:
-        description = f"cpu ({torch.get_num_threads()} threads)"
+        description = f"cpu ({torch.get_num_threads()} threads, {active_allocator()} allocator)"
     return DevicePlan(device, precision, f"{description}, {precision}")
