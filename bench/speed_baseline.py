@@ -32,7 +32,7 @@ from transformers import (
 
 from common import CountingCollate, Setup, Timer, flop_model, train_report, vm_hwm_mib
 from loraqa.formulations import FORMULATIONS, PredictSettings
-from loraqa.formulations.extractive import _best_answer, _gold_positions, _Window
+from loraqa.formulations.extractive import best_answer, gold_positions, Window
 from loraqa.lora.presets import resolve_target_modules
 from loraqa.metrics import squad_scores
 from loraqa.models.loading import inspect_base
@@ -107,7 +107,7 @@ def seq2seq_features(formulation, records, tokenizer) -> tuple[list[dict], list[
     return rows, lengths, targets
 
 
-def extractive_windows(formulation, records, tokenizer) -> list[_Window]:
+def extractive_windows(formulation, records, tokenizer) -> list[Window]:
     """Overflowing windows with doc_stride, each padded to max_seq_length, with gold positions."""
     config = formulation.config
     encoded = tokenizer(
@@ -120,13 +120,13 @@ def extractive_windows(formulation, records, tokenizer) -> list[_Window]:
         record_index = encoded["overflow_to_sample_mapping"][i]
         sequence_ids = encoded.sequence_ids(i)
         offsets = [tuple(s) if sequence_ids[k] == 1 else None for k, s in enumerate(encoded["offset_mapping"][i])]
-        start, end = _gold_positions(records[record_index], offsets)
+        start, end = gold_positions(records[record_index], offsets)
         token_types = encoded["token_type_ids"][i] if "token_type_ids" in encoded else None
-        windows.append(_Window(record_index, input_ids, token_types, offsets, start, end))
+        windows.append(Window(record_index, input_ids, token_types, offsets, start, end))
     return windows
 
 
-def _window_inputs(window: _Window, pad_id: int) -> dict[str, list[int]]:
+def _window_inputs(window: Window, pad_id: int) -> dict[str, list[int]]:
     inputs = {"input_ids": window.input_ids, "attention_mask": [int(t != pad_id) for t in window.input_ids]}
     if window.token_type_ids is not None:
         inputs["token_type_ids"] = window.token_type_ids
@@ -180,7 +180,7 @@ def _extract_one_by_one(formulation, model, tokenizer, records) -> dict[str, str
         by_record.setdefault(window.record_index, []).append((window, np.asarray(starts), np.asarray(ends)))
     answers = {}
     for index, record in enumerate(records):
-        text, _ = _best_answer(record, by_record.get(index, []), settings, formulation.config.max_answer_length)
+        text, _ = best_answer(record, by_record.get(index, []), settings, formulation.config.max_answer_length)
         answers[record.id] = text
     return answers
 

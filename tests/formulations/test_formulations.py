@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoTokenizer
 from loraqa.config.schema import ModelConfig
 from loraqa.data.records import Answer, QARecord
 from loraqa.formulations import PredictSettings, choose_formulation
-from loraqa.formulations.extractive import _best_answer
+from loraqa.formulations.extractive import best_answer
 
 
 def setup(path, **model_settings):
@@ -94,7 +94,7 @@ def test_extractive_windows_recover_every_gold_answer_from_perfect_logits(tiny_m
             starts[w.start_position] = ends[w.end_position] = 10.0
             candidates.append((w, starts, ends))
         assert any(w.start_position > 0 for w, _, _ in candidates)
-        text, confidence = _best_answer(record, candidates, settings, max_answer_length=30)
+        text, confidence = best_answer(record, candidates, settings, max_answer_length=30)
         assert text == record.answers[0].text
         assert 0.9 < confidence <= 1.0
 
@@ -107,9 +107,9 @@ def test_squad_v2_no_answer_wins_when_cls_scores_higher(tiny_model_dir, qa_rows)
     starts = torch.zeros(len(window.input_ids)).numpy()
     ends = starts.copy()
     starts[0] = ends[0] = 5.0
-    text, _ = _best_answer(record, [(window, starts, ends)], PredictSettings(version_2=True), 30)
+    text, _ = best_answer(record, [(window, starts, ends)], PredictSettings(version_2=True), 30)
     assert text == ""
-    text, _ = _best_answer(record, [(window, starts, ends)], PredictSettings(version_2=False), 30)
+    text, _ = best_answer(record, [(window, starts, ends)], PredictSettings(version_2=False), 30)
     assert text != ""
 
 

@@ -33,7 +33,9 @@ from loraqa.formulations.base import (
 
 
 @dataclass
-class _Window:
+class Window:
+    """One doc_stride window of a record: token ids, character offsets and the gold span as token positions."""
+
     record_index: int
     input_ids: list[int]
     token_type_ids: list[int] | None
@@ -60,7 +62,7 @@ class ExtractiveFormulation(Formulation):
             raise LoraqaError("extractive QA needs a fast tokenizer (offset mapping); this model has none")
         tokenizer.padding_side = "right"
 
-    def windows(self, records: Sequence[QARecord], tokenizer) -> list[_Window]:
+    def windows(self, records: Sequence[QARecord], tokenizer) -> list[Window]:
         """Tokenize (question, context) pairs into overlapping windows with gold positions."""
         encoded = tokenizer(
             [r.question.lstrip() for r in records],
@@ -79,9 +81,9 @@ class ExtractiveFormulation(Formulation):
             offsets = [
                 tuple(span) if sequence_ids[k] == 1 else None for k, span in enumerate(encoded["offset_mapping"][i])
             ]
-            start, end = _gold_positions(records[record_index], offsets)
+            start, end = gold_positions(records[record_index], offsets)
             token_types = encoded["token_type_ids"][i] if "token_type_ids" in encoded else None
-            windows.append(_Window(record_index, input_ids, token_types, offsets, start, end))
+            windows.append(Window(record_index, input_ids, token_types, offsets, start, end))
         return windows
 
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
@@ -141,7 +143,7 @@ class ExtractiveFormulation(Formulation):
         predictions = []
         for record_index, record in enumerate(records):
             candidates = [(windows[i], start_logits[i], end_logits[i]) for i in by_record.get(record_index, [])]
-            text, confidence = _best_answer(record, candidates, settings, self.config.max_answer_length)
+            text, confidence = best_answer(record, candidates, settings, self.config.max_answer_length)
             predictions.append(Prediction(record.id, text, confidence))
         metrics: dict[str, float] = {}
         if settings.with_loss and windows:
@@ -153,7 +155,7 @@ class ExtractiveFormulation(Formulation):
         return PredictResult(predictions, metrics)
 
 
-def _feature(window: _Window) -> dict[str, list[int]]:
+def _feature(window: Window) -> dict[str, list[int]]:
     feature = {
         "input_ids": window.input_ids,
         "attention_mask": [1] * len(window.input_ids),
@@ -165,7 +167,7 @@ def _feature(window: _Window) -> dict[str, list[int]]:
     return feature
 
 
-def _gold_positions(record: QARecord, offsets: list[tuple[int, int] | None]) -> tuple[int, int]:
+def gold_positions(record: QARecord, offsets: list[tuple[int, int] | None]) -> tuple[int, int]:
     """Token span of the first gold answer inside this window, or (0, 0) when it is not inside."""
     if not record.answers or record.answers[0].answer_start < 0:
         return 0, 0
@@ -186,7 +188,7 @@ def _gold_positions(record: QARecord, offsets: list[tuple[int, int] | None]) -> 
     return start, end
 
 
-def _best_answer(record, candidates, settings: PredictSettings, max_answer_length: int) -> tuple[str, float]:
+def best_answer(record, candidates, settings: PredictSettings, max_answer_length: int) -> tuple[str, float]:
     """Best span over all windows of one record; (text, probability start x end within its window)."""
     best_score, best = -np.inf, ("", 0.0)
     null_score, null_confidence = np.inf, 0.0
