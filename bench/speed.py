@@ -339,6 +339,8 @@ def main(argv=None) -> None:
         raise SystemExit("speed.py: --allocator tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)")
     mode = "-quick" if args.quick else ("-growth" if args.no_compare else "")
     out = Path(args.out) if args.out else RESULTS / f"speed-{datetime.date.today().isoformat()}{mode}.json"
+    if not args.out and out.exists():  # never overwrite an earlier result of the same day
+        out = out.with_name(f"{out.stem}-{datetime.datetime.now():%H%M%S}.json")
     report: dict = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/speed.py", *sys.argv[1:]]),
