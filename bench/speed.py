@@ -151,7 +151,7 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
         command += ["--tiny-t5-dir", args.tiny_t5_dir]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     env.pop("LD_PRELOAD", None)
-    if uses_tcmalloc(args, name):
+    if uses_tcmalloc(args, extra[extra.index("--variant") + 1]):
         env["LD_PRELOAD"] = args.tcmalloc_path
     print(f"  {name} ...", end="", flush=True)
     load_before = os.getloadavg()[0]
@@ -174,9 +174,10 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     return result
 
 
-def uses_tcmalloc(args, name: str) -> bool:
+def uses_tcmalloc(args, variant: str) -> bool:
+    """Whether a child of this variant ("baseline" or "loraqa") runs with tcmalloc preloaded."""
     if args.allocator == "shipped":
-        return args.tcmalloc_path is not None and not name.endswith("-baseline")
+        return args.tcmalloc_path is not None and variant == "loraqa"
     return args.allocator == "tcmalloc"
 
 
@@ -323,8 +324,8 @@ def machine(args) -> dict:
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-            "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "x-baseline") else "glibc",
-                          "loraqa": "tcmalloc" if uses_tcmalloc(args, "x-loraqa") else "glibc"},
+            "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "baseline") else "glibc",
+                          "loraqa": "tcmalloc" if uses_tcmalloc(args, "loraqa") else "glibc"},
             "load_average_at_start": os.getloadavg()}  # fmt: skip
 
 
