@@ -4,6 +4,7 @@
     .venv/bin/python bench/speed.py --quick    # smoke check, a few examples per model
     .venv/bin/python bench/speed.py --growth --no-compare   # growth only: 1k/2k/4k questions, 128-512 tokens
     .venv/bin/python bench/speed.py --models minilm-l6 --train 2000 --eval 500   # one model, other sizes
+    .venv/bin/python bench/speed.py --upper-half   # also loraqa with LoRA on the upper half of the layers
 
 Expected duration on this project's 2-core CPU (measured 2026-11-24): the default run ~15 min when
 the machine is otherwise idle (25 min measured while another process shared the CPU for a while);
@@ -19,7 +20,9 @@ variant's own. Reported per variant: training examples/s and real (non-pad) toke
 dev F1/EM on the same dev questions, answering questions/s, and model FLOPs utilisation (useful
 training FLOPs, see common.FlopModel, over the fp32 matmul peak measured in the same run with the
 same thread count). loraqa's batched answers are also compared with its batch-1 answers on the same
-merged model. `--growth` adds training time vs number of examples and vs window length (minilm-l6).
+merged model. `--upper-half` adds a third run per model: loraqa with `lora.layers_to_transform:
+upper_half` (backward stops halfway down), reported with its speed and its F1 against full loraqa.
+`--growth` adds training time vs number of examples and vs window length (minilm-l6).
 
 Writes bench/results/speed-<date>.json (-quick / -growth suffixes for those modes) and prints a table.
 The machine is shared and noisy: trust the ratios within one run more than the absolute numbers.
@@ -45,6 +48,7 @@ import torch
 from loraqa.allocator import find_tcmalloc
 
 from common import MODEL_KEYS, build_tiny_t5, matmul_peak, questions, records_of_length, setups, vm_hwm_mib, write_json
+from speed_report import UPPER, add_mfu, growth_table, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -73,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a few examples per model: a smoke check")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=42, help="data sampling seed")
+    p.add_argument("--upper-half", action="store_true",
+                   help="also run loraqa with LoRA on the upper half of the layers (speed and F1 cost)")
     p.add_argument("--no-compare", action="store_true", help="skip the side-by-side runs (e.g. with --growth)")
     p.add_argument("--growth", action="store_true", help=f"also time loraqa on {GROWTH_MODEL} vs size and length")
     p.add_argument("--growth-sizes", default=None, help="comma list of train questions (default 1000,2000,4000)")
@@ -87,6 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--child-out", help=argparse.SUPPRESS)
     p.add_argument("--tiny-t5-dir", help=argparse.SUPPRESS)
     p.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--lora-upper-half", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--length-bucket", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -128,6 +135,8 @@ def run_child(args) -> None:
         dev = []
     else:
         train, dev = questions(int(args.train), int(args.eval or 0), args.seed)
+    if args.lora_upper_half:
+        setup = dataclasses.replace(setup, lora=dataclasses.replace(setup.lora, layers_to_transform="upper_half"))
     if args.variant == "baseline":
         import speed_baseline
 
@@ -198,6 +207,17 @@ def compare(args, workdir: Path) -> dict:
                             ["--variant", "loraqa", *sizes, "--identity", str(identity[key])]),  # fmt: skip
         }
         row["speedup"] = speedups(row["baseline"], row["loraqa"])
+        if args.upper_half:
+            upper = spawn(args, workdir, f"{key}-loraqa-upper-half", ["--variant", "loraqa", *sizes, "--lora-upper-half"])
+            row[UPPER] = upper
+            row["upper_half_vs_loraqa"] = {
+                "train_tokens_per_s": round(upper["train"]["tokens_per_s"] / row["loraqa"]["train"]["tokens_per_s"], 2),
+                "train_tokens_per_s_vs_seeds": round(
+                    upper["train"]["tokens_per_s"] / row["baseline"]["train"]["tokens_per_s"], 2
+                ),
+                "f1_delta": round(upper["eval"]["f1"] - row["loraqa"]["eval"]["f1"], 2),
+                "f1_delta_vs_seeds": round(upper["eval"]["f1"] - row["baseline"]["eval"]["f1"], 2),
+            }
         row["answers_agree_across_variants"] = sum(
             row["baseline"]["answers"][i] == a for i, a in row["loraqa"]["answers"].items()
         )  # different adapters (other batch order): a sanity count only
@@ -260,60 +280,6 @@ def _growth_row(result: dict) -> dict:
             "examples_per_s": t["examples_per_s"], "tokens_per_s": t["tokens_per_s"],
             "useful_gflop_per_s": t["useful_gflop_per_s"], "padding_share": t["padding_share"],
             "rss_peak_mib": result["rss_peak_mib_kernel"]}  # fmt: skip
-
-
-def add_mfu(report: dict, peak: float) -> None:
-    """Model FLOPs utilisation: useful training FLOP/s over the fp32 matmul peak."""
-    rows = [row[v]["train"] for row in report.get("models", {}).values() for v in ("baseline", "loraqa")]
-    rows += report.get("growth", {}).get("by_size", []) + report.get("growth", {}).get("by_length", [])
-    for row in rows:
-        row["mfu"] = round(row["useful_gflop_per_s"] / peak, 4)
-
-
-def table(results: dict) -> str:
-    head = (f"{'model':<13} {'variant':<8} {'train ex/s':>10} {'real tok/s':>10} {'pad':>5} {'MFU':>6} "
-            f"{'peak RSS':>9} {'F1':>6} {'EM':>6} {'eval q/s':>9}")  # fmt: skip
-    lines = [head, "-" * len(head)]
-    for key, row in results.items():
-        for name in ("baseline", "loraqa"):
-            v = row[name]
-            t, e = v["train"], v["eval"]
-            label = "seeds" if name == "baseline" else "loraqa"
-            lines.append(
-                f"{key:<13} {label:<8} {t['examples_per_s']:>10.3f} {t['tokens_per_s']:>10.1f} "
-                f"{100 * t['padding_share']:>4.0f}% {100 * t['mfu']:>5.1f}% {v['rss_peak_mib_kernel']:>5} MiB "
-                f"{e['f1']:>6.1f} {e['exact_match']:>6.1f} {e['questions_per_s']:>9.3f}"
-            )
-        s = row["speedup"]
-        lines.append(
-            f"{'':<13} {'ratio':<8} {s['train_examples_per_s']:>9.2f}x {s['train_tokens_per_s']:>9.2f}x "
-            f"{'':>5} {'':>6} "
-            f"{s['peak_rss']:>8.2f}x {'':>6} {'':>6} {s['eval_questions_per_s']:>8.2f}x"
-        )
-        b1 = row["loraqa"].get("batch1")
-        if b1:
-            lines.append(
-                f"{'':<13} loraqa batched vs batch-1 on the same merged model: {b1['identical']}/{b1['questions']} "
-                f"answers identical, batch-1 {b1['questions_per_s']:.3f} q/s "
-                f"(batched {s['batched_vs_batch1_questions_per_s']:.2f}x)"
-            )
-    return "\n".join(lines)
-
-
-def growth_table(g: dict) -> str:
-    lines = [f"{'questions':>9} {'windows':>8} {'seconds':>8} {'ex/s':>7} {'tok/s':>7} {'MFU':>6}"]
-    for r in g["by_size"]:
-        lines.append(f"{r['questions']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
-                     f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%")  # fmt: skip
-    lines.append(f"time ratio vs linear: {g['size_time_ratio_vs_linear']} (1.0 = linear); "
-                 f"seconds/example spread {g['seconds_per_example_spread']}")  # fmt: skip
-    lines.append(f"{'length':>9} {'windows':>8} {'seconds':>8} {'ex/s':>7} {'tok/s':>7} {'MFU':>6}")
-    for r in g["by_length"]:
-        lines.append(f"{r['length']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
-                     f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%")  # fmt: skip
-    lines.append(f"time per window ~ length^{g['length_exponent']}; tok/s longest/shortest "
-                 f"{g['tokens_per_s_longest_vs_shortest']}")  # fmt: skip
-    return "\n".join(lines)
 
 
 def machine(args) -> dict:

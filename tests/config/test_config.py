@@ -35,11 +35,14 @@ def test_defaults_load_without_a_file():
 
 def test_overrides_are_typed():
     config = load_config(None, ["training.learning_rate=1e-4", "lora.r=16", "lora.target_modules=q,v",
-                                "data.train_samples=500", "training.eval_steps=null"])  # fmt: skip
+                                "data.train_samples=500", "training.eval_steps=null",
+                                "lora.layers_to_transform=3,4,5"])  # fmt: skip
     assert config.training.learning_rate == pytest.approx(1e-4)
     assert config.lora.r == 16
     assert config.lora.target_modules == "q,v"
     assert config.data.train_samples == 500
+    assert config.lora.layers_to_transform == [3, 4, 5]
+    assert load_config(None, ["lora.layers_to_transform=upper_half"]).lora.layers_to_transform == "upper_half"
 
 
 @pytest.mark.parametrize(
@@ -59,6 +62,9 @@ def test_overrides_are_typed():
         ("training.early_stopping_patience=3", "training.early_stopping_patience", "load_best_model_at_end"),
         ("generation.decoding=beam-search", "generation.decoding", "unknown decoding"),
         ("name=a/b", "name", "without '/'"),
+        ("lora.layers_to_transform=top", "lora.layers_to_transform", "upper_half"),
+        ("lora.layers_to_transform=[]", "lora.layers_to_transform", ">= 0"),
+        ("lora.layers_to_transform=[1,-2]", "lora.layers_to_transform", ">= 0"),
         ("evaluation.write_predictions=false", "evaluation.write_predictions", "unknown key"),
     ],
 )

@@ -104,3 +104,38 @@ def test_squad_v2_data_reports_has_and_no_answer_scores(tiny_model_dir, qa_rows,
         assert metrics["NoAns_total"] + metrics["HasAns_total"] == metrics["count"] == 8
         assert metrics["NoAns_total"] > 0
         assert "eval_loss" not in metrics  # evaluation.with_loss=false skips the teacher-forced pass
+
+
+@pytest.mark.parametrize("family", ["t5", "gpt2", "llama", "bert", "distilbert"])
+def test_upper_half_puts_lora_on_the_top_layers_only(tiny_model_dir, family):
+    import re
+
+    from loraqa.config.schema import LoraSettings, ModelConfig
+    from loraqa.lora.adapter import attach_lora
+    from loraqa.models.loading import inspect_base, load_model, load_tokenizer
+
+    model_config = ModelConfig(name=str(tiny_model_dir(family)))
+    spec = inspect_base(model_config)
+    tokenizer = load_tokenizer(spec, model_config)
+    model = load_model(spec, model_config, tokenizer, torch.device("cpu"))
+    settings = LoraSettings(target_modules="attention", layers_to_transform="upper_half", allow_large_trainable_share=True)
+    peft_model = attach_lora(model, settings, spec.formulation, spec.hf_config.model_type)
+    adapted = {int(re.search(r"\.(\d+)\.", name).group(1)) for name, _ in peft_model.named_parameters() if "lora_A" in name}
+    assert adapted == {1}  # the tiny models have 2 layers per stack: only the top one is adapted
+
+
+def test_upper_half_trains_and_the_adapter_records_its_layers(tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", "lora.layers_to_transform=upper_half",
+                         "evaluation.baseline=false")  # fmt: skip
+    summary = run_training(config)
+    assert torch.isfinite(torch.tensor(summary["train_loss"]))
+    saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert saved["layers_to_transform"] == [1]
+
+
+def test_a_layer_the_model_lacks_is_named(tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", "lora.layers_to_transform=1,5")
+    with pytest.raises(ConfigError) as caught:
+        run_training(config)
+    assert "'lora.layers_to_transform'" in str(caught.value) and "layer 5 does not exist" in str(caught.value)
+    assert not (tmp_path / "run").exists()  # refused before the run directory or any weights

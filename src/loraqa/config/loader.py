@@ -120,8 +120,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise ConfigError(key, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
     if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # `key=a,b` on the command line
+            value = [_scalar(v.strip(), args[0]) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(key, f"expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
@@ -152,6 +152,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise ConfigError(key, f"expected a string, got {value!r}")
     raise ConfigError(key, f"unsupported type {hint}")  # a schema bug, not a user error
+
+
+def _scalar(text: str, hint: Any) -> Any:
+    """One item of a comma-separated override: `layers_to_transform=3,4,5` means integers."""
+    if hint is int and text.lstrip("-").isdigit():
+        return int(text)
+    return text
 
 
 def _union_rank(alternative: Any) -> int:

@@ -52,7 +52,9 @@ class LoraSettings:
     target_modules: str | list[str] = "qv"  # preset (qv, attention, attention_mlp, all_linear) or names
     bias: Literal["none", "all", "lora_only"] = "none"
     modules_to_save: list[str] | None = None  # None: the formulation's default (the extractive QA head)
-    layers_to_transform: list[int] | None = None  # LoRA on these layers only (upper layers: faster backward)
+    # LoRA on these layer indices only; "upper_half" = the top half of each stack. Backward then stops
+    # at the lowest adapted layer: faster training, at a quality cost bench/speed.py --upper-half measures
+    layers_to_transform: list[int] | Literal["upper_half"] | None = None
     max_trainable_share: float = 0.05  # stop before training when more than this share is trainable
     allow_large_trainable_share: bool = False  # the explicit way past max_trainable_share
 

@@ -66,8 +66,9 @@ def _check_lora(config: RunConfig) -> None:
         raise ConfigError("lora.target_modules", "must not be an empty list")
     if not 0.0 < lora.max_trainable_share <= 1.0:
         raise ConfigError("lora.max_trainable_share", f"must be in (0, 1], got {lora.max_trainable_share}")
-    if lora.layers_to_transform is not None and any(i < 0 for i in lora.layers_to_transform):
-        raise ConfigError("lora.layers_to_transform", "layer indices must be >= 0")
+    layers = lora.layers_to_transform
+    if isinstance(layers, list) and (not layers or any(i < 0 for i in layers)):
+        raise ConfigError("lora.layers_to_transform", "needs layer indices >= 0 (or upper_half)")
 
 
 def _check_training(config: RunConfig) -> None:

@@ -46,7 +46,7 @@ def attach_lora(
         target_modules=resolve_target_modules(settings.target_modules, model_type),
         bias=settings.bias,
         modules_to_save=modules_to_save,
-        layers_to_transform=settings.layers_to_transform,
+        layers_to_transform=adapted_layers(settings.layers_to_transform, model.config),
         task_type=formulation.peft_task_type,
         fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
         trainable_token_indices=list(new_token_ids) if new_token_ids else None,
@@ -57,6 +57,21 @@ def attach_lora(
         raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
     check_trainable_share(peft_model, settings)
     return peft_model
+
+
+def adapted_layers(layers: list[int] | str | None, model_config) -> list[int] | None:
+    """The layer indices LoRA goes on; "upper_half" becomes the top half of the model's layers."""
+    if layers is None:
+        return None
+    count = model_config.get_text_config().num_hidden_layers  # every architecture maps this name
+    if layers == "upper_half":
+        return list(range(count // 2, count))
+    missing = [i for i in layers if i >= count]
+    if missing:
+        raise ConfigError(
+            "lora.layers_to_transform", f"layer {missing[0]} does not exist: the model has layers 0-{count - 1}"
+        )
+    return layers
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from loraqa.config.schema import RunConfig
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
-from loraqa.lora.adapter import adapter_meta, attach_lora, parameter_counts, save_adapter
+from loraqa.lora.adapter import adapted_layers, adapter_meta, attach_lora, parameter_counts, save_adapter
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
 from loraqa.errors import DataError, RunDirError
@@ -39,6 +39,7 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     data = load_run_data(config.data)
     spec = inspect_base(config.model)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
     run = RunDirectory(config.run_dir)
     run.open_for_training(config, resume=resume, overwrite=overwrite)
     try:
