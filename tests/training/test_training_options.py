@@ -119,7 +119,7 @@ def test_upper_half_puts_lora_on_the_top_layers_only(tiny_model_dir, family):
     tokenizer = load_tokenizer(spec, model_config)
     model = load_model(spec, model_config, tokenizer, torch.device("cpu"))
     settings = LoraSettings(target_modules="attention", layers_to_transform="upper_half", allow_large_trainable_share=True)
-    peft_model = attach_lora(model, settings, spec.formulation, spec.hf_config.model_type)
+    peft_model = attach_lora(model, settings, spec.formulation, spec.model_type)
     adapted = {int(re.search(r"\.(\d+)\.", name).group(1)) for name, _ in peft_model.named_parameters() if "lora_A" in name}
     assert adapted == {1}  # the tiny models have 2 layers per stack: only the top one is adapted
 
