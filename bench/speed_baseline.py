@@ -144,6 +144,9 @@ def extractive_features(formulation, records, tokenizer) -> tuple[list[dict], li
 
 
 FEATURES = {"causal": causal_features, "seq2seq": seq2seq_features, "extractive": extractive_features}
+# The task types the seeds pass to peft. QUESTION_ANS drops token_type_ids in the LoRA forward; the
+# seeds train and answer through that same forward, so their pipeline is consistent, only weaker for BERT.
+SEED_TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "extractive": "QUESTION_ANS"}
 
 
 # --- batch-1 evaluation ----------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False) 
     peft_model = get_peft_model(model, LoraConfig(
         r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout, bias=lora.bias,
         target_modules=resolve_target_modules(lora.target_modules, spec.model_type),
-        modules_to_save=modules_to_save, task_type=formulation.peft_task_type,
+        modules_to_save=modules_to_save, task_type=SEED_TASK_TYPES[formulation.name],
     ))  # fmt: skip
 
     with timer("tokenize"):

@@ -58,6 +58,13 @@ def test_train_save_reload_predict(family, tiny_model_dir, qa_files, tmp_path):
     for p in result.predictions:
         assert p.confidence == pytest.approx(reported_confidence[p.id], rel=1e-4, abs=1e-6)
         assert 0.0 <= p.confidence <= 1.0
+    # The unmerged adapter (the forward training used) answers as the merged model does. peft's
+    # QUESTION_ANS model drops token_type_ids, which made BERT's two forwards disagree.
+    unmerged = load_ready_model(model_config, plan, str(run / "adapter"), merge=False)
+    again = unmerged.spec.formulation.predict(unmerged.model, unmerged.tokenizer, records, settings)
+    assert {p.id: p.text for p in again.predictions} == reported
+    for p in again.predictions:
+        assert p.confidence == pytest.approx(reported_confidence[p.id], rel=1e-4, abs=1e-6)
     # ... and training changed the model: the baseline's confidences differ.
     baseline_rows = [json.loads(line) for line in (run / "baseline" / "predictions.jsonl").read_text().splitlines()]
     assert any(abs(row["confidence"] - reported_confidence[row["id"]]) > 1e-6 for row in baseline_rows)

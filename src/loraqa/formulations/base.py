@@ -50,7 +50,7 @@ class Formulation(ABC):
     """How one family of models answers SQuAD questions."""
 
     name: str
-    peft_task_type: str  # peft TaskType value
+    peft_task_type: str | None  # peft TaskType value; None for the plain PeftModel
     default_modules_to_save: Sequence[str] = ()
     label_names: Sequence[str] = ("labels",)
     has_own_loss = False  # True when compute_loss is overridden

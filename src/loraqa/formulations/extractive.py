@@ -46,7 +46,10 @@ class Window:
 
 class ExtractiveFormulation(Formulation):
     name = "extractive"
-    peft_task_type = "QUESTION_ANS"
+    # No peft task type: peft's PeftModelForQuestionAnswering.forward (peft 0.21) does not pass
+    # token_type_ids on to the model, so BERT would train without segment ids and then answer with
+    # them once merged (MiniLM lost 2-3 F1 that way). The plain PeftModel passes every input through.
+    peft_task_type = None
     default_modules_to_save = ("qa_outputs",)
     label_names = ("start_positions", "end_positions")
 
