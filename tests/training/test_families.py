@@ -26,9 +26,12 @@ FAMILY_FORMULATION = {
 }
 
 
-@pytest.mark.parametrize("family", list(FAMILY_FORMULATION))
-def test_train_save_reload_predict(family, tiny_model_dir, qa_files, tmp_path):
-    config = tiny_config(tiny_model_dir(family), qa_files, tmp_path / "run")
+RUNS = [(family, ()) for family in FAMILY_FORMULATION] + [("bert", ("model.use_token_type_ids=true",))]
+
+
+@pytest.mark.parametrize(("family", "extra"), RUNS, ids=[*FAMILY_FORMULATION, "bert-segment-ids"])
+def test_train_save_reload_predict(family, extra, tiny_model_dir, qa_files, tmp_path):
+    config = tiny_config(tiny_model_dir(family), qa_files, tmp_path / "run", *extra)
     summary = run_training(config)
     run = tmp_path / "run"
 

@@ -47,8 +47,8 @@ class Window:
 class ExtractiveFormulation(Formulation):
     name = "extractive"
     # No peft task type: peft's PeftModelForQuestionAnswering.forward (peft 0.21) does not pass
-    # token_type_ids on to the model, so BERT would train without segment ids and then answer with
-    # them once merged (MiniLM lost 2-3 F1 that way). The plain PeftModel passes every input through.
+    # token_type_ids on to the model, so with model.use_token_type_ids BERT would train without
+    # segment ids and answer with them once merged. The plain PeftModel passes every input through.
     peft_task_type = None
     default_modules_to_save = ("qa_outputs",)
     label_names = ("start_positions", "end_positions")

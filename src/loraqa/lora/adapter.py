@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from loraqa import __version__
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.lora.presets import resolve_target_modules
+from loraqa.models.loading import ignore_segment_ids
 from loraqa.runs.atomic import atomic_directory, write_json_atomic
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -181,10 +183,27 @@ def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, h
         # Resize before attaching: the adapter's saved embedding layers have the grown shape.
         base_model.resize_token_embeddings(wanted)
     try:
-        return PeftModel.from_pretrained(base_model, str(directory), is_trainable=False)
+        model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AdapterError(f"{directory} does not fit base '{base_name}': {first[:300]}") from None
+    if model.peft_config[model.active_adapter].task_type == "QUESTION_ANS":
+        _answer_without_token_types(model, directory)
+    return model
+
+
+def _answer_without_token_types(model: PeftModel, directory: Path) -> None:
+    """Make an adapter trained as peft's QUESTION_ANS task answer as it was trained.
+
+    That task's forward (peft 0.21) never passes token_type_ids to the model, so such an adapter
+    (made by plain peft, or by an earlier loraqa) learned with every token in segment 0.
+    """
+    if ignore_segment_ids(model.base_model.model):
+        print(
+            f"loraqa: {directory} was trained as peft task QUESTION_ANS, which ignores token_type_ids; "
+            "answering with segment 0 everywhere, as in its training",
+            file=sys.stderr,
+        )
 
 
 def _hidden_size(hf_config) -> int | None:

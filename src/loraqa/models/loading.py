@@ -63,7 +63,8 @@ def load_tokenizer(spec: BaseSpec, model_config: ModelConfig, source: str | None
 
 
 def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device):
-    """Base model weights in fp32 on `device`; embeddings grown to the tokenizer when tokens were added."""
+    """Base model weights in fp32 on `device`; embeddings grown to the tokenizer when tokens were added;
+    for an extractive model, segment ids made inert unless `use_token_type_ids` asks for them."""
     auto_class = spec.formulation.auto_model_class()
     try:
         model = auto_class.from_pretrained(
@@ -74,6 +75,8 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
         )
     except OSError as exc:
         raise LoraqaError(f"cannot load model '{model_config.name}': {str(exc).splitlines()[0]}") from None
+    if spec.formulation.name == "extractive" and not model_config.use_token_type_ids:
+        ignore_segment_ids(model)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
@@ -81,3 +84,21 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
     if getattr(model, "generation_config", None) is not None and tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(device)
+
+
+def ignore_segment_ids(model) -> bool:
+    """Copy segment 0's token-type embedding over the others, so segment ids change nothing.
+
+    Done on the base weights (not by dropping `token_type_ids` from batches) so that every way of
+    running the model agrees: training, evaluation, the merged model `loraqa merge` writes, and a
+    user calling it with a tokenizer's full output. Returns whether any weight changed.
+    """
+    changed = False
+    for name, module in model.named_modules():
+        if name.endswith("token_type_embeddings") and module.weight.shape[0] > 1:
+            with torch.no_grad():
+                rest, first = module.weight[1:], module.weight[:1]
+                if not torch.equal(rest, first.expand_as(rest)):
+                    rest.copy_(first.expand_as(rest))
+                    changed = True
+    return changed
