@@ -40,7 +40,7 @@ class ModelConfig:
     max_answer_length: int = 30  # extractive: longest span in tokens; generative: longest target
     # Extractive: let segment ids (question 0, context 1) reach the model. Off, every token reads as
     # segment 0, as peft's QUESTION_ANS forward always did; on MiniLM turning it on cost 28 F1 after
-    # 2,000 train questions and 0.8 after 30,000 (docs/quality.md).
+    # 2,000 train questions and 2.1 after 30,000 (docs/quality.md).
     use_token_type_ids: bool = False
     use_chat_template: bool | Literal["auto"] = "auto"  # causal: use the tokenizer's chat template
     add_tokens: list[str] = field(default_factory=list)  # new vocabulary, resized before LoRA
