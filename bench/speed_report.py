@@ -73,4 +73,3 @@ def growth_table(g: dict) -> str:
 
 def _percent(share: float | None) -> str:
     return f"{'n/a':>6}" if share is None else f"{100 * share:>5.1f}%"
-
