@@ -1,11 +1,13 @@
 """Batched generation with a confidence, shared by the seq2seq and causal formulations.
 
 Questions are batched by prompt length (little padding), decoded with the KV cache, and stopped at
-EOS or, for causal models, at the first newline: an answer is one line.
+EOS or, for causal models, at the first newline: an answer is one line. Causal prompts that start
+alike share one pass over their common start (`shared_prefix.py`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -13,6 +15,7 @@ from functools import lru_cache
 import torch
 
 from loraqa.formulations.base import PredictSettings, Progress, batches_by_length, model_device
+from loraqa.formulations.shared_prefix import PromptBatch, plan_batches
 
 
 @lru_cache(maxsize=8)
@@ -51,10 +54,14 @@ def generate_answers(
     results: list[tuple[str, float]] = [("", 0.0)] * len(prompts)
     was_training = model.training
     model.eval()
-    for batch in batches_by_length([len(p) for p in prompts], settings.batch_size):
-        encoded = tokenizer.pad(
-            {"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt"
-        ).to(device)
+    for plan in _plan(model, prompts, settings, decoder_only):
+        batch = plan.rows
+        if any(plan.shared):
+            encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], plan.shared, tokenizer, device)
+        else:
+            encoded = tokenizer.pad(
+                {"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt"
+            ).to(device)
         out = model.generate(
             **encoded,
             max_new_tokens=settings.max_new_tokens,
@@ -74,6 +81,59 @@ def generate_answers(
             progress(len(batch))
     model.train(was_training)
     return results
+
+
+def _plan(model, prompts: Sequence[list[int]], settings: PredictSettings, decoder_only: bool) -> list[PromptBatch]:
+    # Beam search expands each row into beams after the prompt pass; a shared cache is not set up for it.
+    # A row's positions must skip the padding after its prefix: that takes explicit position ids.
+    if decoder_only and settings.generate_kwargs.get("num_beams", 1) == 1 and _takes_position_ids(model):
+        return plan_batches(prompts, settings.batch_size)
+    batches = batches_by_length([len(p) for p in prompts], settings.batch_size)
+    return [PromptBatch(rows, [0] * len(rows)) for rows in batches]
+
+
+@torch.no_grad()
+def _with_shared_prefixes(model, rows: list[list[int]], shared: list[int], tokenizer, device) -> dict:
+    """generate() inputs for `rows`, whose first `shared[r]` tokens are already in the cache.
+
+    Each distinct prefix is run once (left-padded among the batch's prefixes) and its KV cache
+    copied to the rows that share it. A row is padded between its prefix and its own remainder,
+    so every prompt still ends in the last column; generate() derives position ids from the
+    attention mask, so positions run on from the prefix across the padding as if it were not there.
+    """
+    pad = tokenizer.pad_token_id
+    distinct: dict[tuple[int, ...], int] = {}
+    owner = [distinct.setdefault(tuple(ids[:n]), len(distinct)) for ids, n in zip(rows, shared)]
+    longest = max(len(p) for p in distinct)
+    prefix_ids = [[pad] * (longest - len(p)) + list(p) for p in distinct]
+    prefix_mask = [[0] * (longest - len(p)) + [1] * len(p) for p in distinct]
+    mask = torch.tensor(prefix_mask, dtype=torch.long, device=device)
+    cache = model(
+        input_ids=torch.tensor(prefix_ids, dtype=torch.long, device=device),
+        attention_mask=mask,
+        position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+        use_cache=True,
+        logits_to_keep=1,  # only the cache is wanted, not the prefix's logits
+    ).past_key_values
+    cache.batch_select_indices(torch.tensor(owner, device=device))
+    width = max(len(ids) - n for ids, n in zip(rows, shared))
+    input_ids, attention = [], []
+    for ids, n, p in zip(rows, shared, owner):
+        gap = width - (len(ids) - n)
+        input_ids.append(prefix_ids[p] + [pad] * gap + ids[n:])
+        attention.append(prefix_mask[p] + [0] * gap + [1] * (len(ids) - n))
+    attention = torch.tensor(attention, dtype=torch.long, device=device)
+    return {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long, device=device),
+        "attention_mask": attention,
+        "position_ids": (attention.cumsum(dim=1) - 1).clamp(min=0),
+        "past_key_values": cache,
+    }
+
+
+def _takes_position_ids(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's forward hides them
+    return "position_ids" in inspect.signature(base.forward).parameters
 
 
 def _token_logprobs(model, out) -> torch.Tensor:
