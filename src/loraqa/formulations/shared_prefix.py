@@ -59,11 +59,18 @@ def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[Prom
     groups, shared = [g for g, n in zip(groups, shared) if n], [n for n in shared if n]
     batches = []
     for group_rows in _pack(groups, shared, batch_size):
-        batches.append(PromptBatch([i for i, _ in group_rows], [n for _, n in group_rows]))
+        batches.append(_batch(prompts, [i for i, _ in group_rows], [n for _, n in group_rows]))
     for rows in batches_by_length([len(prompts[i]) for i in loose], batch_size):
         rows = [loose[r] for r in rows]
-        batches.append(PromptBatch(rows, [_shared_length(prompts, rows)] * len(rows)))
+        batches.append(_batch(prompts, rows, [_shared_length(prompts, rows)] * len(rows)))
     return batches
+
+
+def _batch(prompts: Sequence[Sequence[int]], rows: list[int], shared: list[int]) -> PromptBatch:
+    # When no two rows share their prefix, a prefix pass only splits one pass in two (batch 1, say).
+    if len({tuple(prompts[i][:n]) for i, n in zip(rows, shared)}) == len(rows):
+        shared = [0] * len(rows)
+    return PromptBatch(rows, shared)
 
 
 def _shared_length(prompts: Sequence[Sequence[int]], rows: list[int]) -> int:
