@@ -21,7 +21,7 @@ import torch
 from loraqa.config.schema import LoraSettings, ModelConfig, TrainingConfig
 from loraqa.data.records import QARecord
 from loraqa.data.sources import load_records
-from loraqa.data.splits import sample_records
+from loraqa.data.splits import sample_records, split_train_validation
 
 TRAIN_SOURCE = "squad-v1.1:train"
 DEV_SOURCE = "squad-v1.1:dev"
@@ -55,7 +55,7 @@ def setups(tiny_t5_dir: str | None = None) -> dict[str, Setup]:
             model=ModelConfig(name="smollm2-135m", max_seq_length=320, max_answer_length=24),
             lora=LoraSettings(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="attention"),
             training=_training(learning_rate=5e-4, warmup_ratio=0.05, per_device_train_batch_size=8),
-            eval_batch_size=8,
+            eval_batch_size=32,  # as configs/smollm2-135m-squad.yaml since the shared prompt passes (was 8)
         ),
         "minilm-l6": Setup(  # configs/minilm-l6-squad.yaml
             key="minilm-l6",
@@ -84,10 +84,20 @@ MODEL_KEYS = ("smollm2-135m", "minilm-l6", "tiny-t5")
 # --- questions --------------------------------------------------------------------------------
 
 
-def questions(n_train: int, n_eval: int, seed: int) -> tuple[list[QARecord], list[QARecord]]:
-    """The same seeded SQuAD v1.1 train questions and official dev questions for every variant."""
+def questions(
+    n_train: int, n_eval: int, seed: int, *, whole_paragraphs: bool = False
+) -> tuple[list[QARecord], list[QARecord]]:
+    """The same seeded SQuAD v1.1 train questions and official dev questions for every variant.
+
+    Dev questions are drawn one by one (~1 per paragraph at 200), or, with `whole_paragraphs`, as
+    all the questions of seeded paragraphs (~5 each), the way the full dev set asks them.
+    """
     train = sample_records(load_records(TRAIN_SOURCE).records, n_train, seed)
-    dev = sample_records(load_records(DEV_SOURCE).records, n_eval, seed)
+    dev_records = load_records(DEV_SOURCE).records
+    if whole_paragraphs and n_eval:
+        _, dev = split_train_validation(dev_records, n_eval, seed, source=DEV_SOURCE)
+    else:
+        dev = sample_records(dev_records, n_eval, seed)
     return train, dev
 
 

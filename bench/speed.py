@@ -5,6 +5,7 @@
     .venv/bin/python bench/speed.py --growth --no-compare   # growth only: 1k/2k/4k questions, 128-512 tokens
     .venv/bin/python bench/speed.py --models minilm-l6 --train 2000 --eval 500   # one model, other sizes
     .venv/bin/python bench/speed.py --upper-half   # also loraqa with LoRA on the upper half of the layers
+    .venv/bin/python bench/speed.py --dev-paragraphs   # dev questions as whole paragraphs (~5 per context)
 
 Expected duration on this project's 2-core CPU (measured 2026-11-24): the default run ~15 min when
 the machine is otherwise idle (25 min measured while another process shared the CPU for a while);
@@ -77,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a few examples per model: a smoke check")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=42, help="data sampling seed")
+    p.add_argument("--dev-paragraphs", action="store_true",
+                   help="dev questions as whole paragraphs (~5 questions each, as in the full dev set), not one by one")
     p.add_argument("--upper-half", action="store_true",
                    help="also run loraqa with LoRA on the upper half of the layers (speed and F1 cost)")
     p.add_argument("--no-compare", action="store_true", help="skip the side-by-side runs (e.g. with --growth)")
@@ -134,7 +137,7 @@ def run_child(args) -> None:
         train = records_of_length(tokenizer, setup.model, args.length_bucket, int(args.train), args.seed)
         dev = []
     else:
-        train, dev = questions(int(args.train), int(args.eval or 0), args.seed)
+        train, dev = questions(int(args.train), int(args.eval or 0), args.seed, whole_paragraphs=args.dev_paragraphs)
     if args.lora_upper_half:
         setup = dataclasses.replace(setup, lora=dataclasses.replace(setup.lora, layers_to_transform="upper_half"))
     if args.variant == "baseline":
@@ -156,6 +159,8 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     out, log = workdir / f"{name}.json", workdir / f"{name}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads),
                "--seed", str(args.seed), "--child-out", str(out), *extra]  # fmt: skip
+    if args.dev_paragraphs:
+        command.append("--dev-paragraphs")
     if args.tiny_t5_dir:
         command += ["--tiny-t5-dir", args.tiny_t5_dir]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
@@ -297,7 +302,8 @@ def machine(args) -> dict:
             "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
             "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "baseline") else "glibc",
                           "loraqa": "tcmalloc" if uses_tcmalloc(args, "loraqa") else "glibc"},
-            "load_average_at_start": os.getloadavg()}  # fmt: skip
+            "load_average_at_start": os.getloadavg(),
+            "dev_sampling": "whole paragraphs" if args.dev_paragraphs else "questions"}  # fmt: skip
 
 
 def main(argv=None) -> None:
