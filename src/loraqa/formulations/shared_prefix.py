@@ -7,9 +7,10 @@ generation time, so `generate_answers` runs each distinct shared prefix once, co
 to the rows that share it, and runs only the rest of each prompt (`docs/performance.md`).
 
 The plan: prompts sorted by their token ids, so those on one paragraph sit together; a run of
-prompts sharing more than what all prompts share (the template) is a group. Groups are packed whole into batches (a
-batch holds several paragraphs: decoding costs about the same per step for 32 rows as for 8, so
-rows should fill the batch). Prompts in no group are batched by length, sharing the template.
+prompts sharing more than what all prompts share (the template) is a group. Groups are packed whole
+into batches, several paragraphs to a batch: a decoding step for 32 rows costs about twice one for
+8 (SmolLM2: 188 vs 94 ms), so full batches decode cheaper per question. Prompts in no group are
+batched by length, sharing the template.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class CheapMaskDropout(nn.Dropout):
 
 class _MaskedScale(torch.autograd.Function):
     """x * keep * scale, forward and backward in one kernel each (aten's dropout-backward kernel),
-    saving only the boolean mask (1 byte per element, as nn.Dropout does)."""
+    saving only the boolean mask (1 byte per element) for backward."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
