@@ -102,7 +102,7 @@ def records_on_paragraphs(qa_rows: list[dict]) -> list[QARecord]:
     return records
 
 
-def plain_plan(model, prompts, settings, decoder_only) -> list[PromptBatch]:
+def plain_plan(prompts, settings, reuse_cache) -> list[PromptBatch]:
     return [PromptBatch(rows, [0] * len(rows)) for rows in batches_by_length([len(p) for p in prompts], settings.batch_size)]
 
 

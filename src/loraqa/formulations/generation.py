@@ -60,7 +60,8 @@ def generate_answers(
     results: list[tuple[str, float]] = [("", 0.0)] * len(prompts)
     was_training = model.training
     model.eval()
-    for plan in _plan(model, prompts, settings, decoder_only):
+    reuse_cache = _reuses_cache(model, settings, decoder_only)
+    for plan in _plan(prompts, settings, reuse_cache):
         batch = plan.rows
         if any(plan.shared):
             encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], plan.shared, tokenizer, device)
@@ -68,7 +69,7 @@ def generate_answers(
             encoded = tokenizer.pad(
                 {"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt"
             ).to(device)
-        answers = _generate(model, encoded, settings, eos_ids, tokenizer, decoder_only)
+        answers = _generate(model, encoded, settings, eos_ids, tokenizer, decoder_only, reuse_cache)
         for index, (ids, logprobs) in zip(batch, answers):
             results[index] = _finish(tokenizer, ids, logprobs, eos_ids)
         if progress:
@@ -77,18 +78,18 @@ def generate_answers(
     return results
 
 
-def _generate(model, encoded: dict, settings: PredictSettings, eos_ids: list[int], tokenizer, decoder_only: bool):
+def _generate(
+    model, encoded: dict, settings: PredictSettings, eos_ids: list[int], tokenizer, decoder_only: bool, reuse_cache: bool
+):
     """(new token ids, their log-probabilities) per row of one batch.
 
-    Decoder-only greedy or sampled batches decode in two phases: FIRST_PHASE_TOKENS for every row,
-    then, from the same KV cache, only the rows that have not stopped. Each phase is one
-    `generate()` call, so the answers are generate()'s own.
+    With `reuse_cache`, a batch decodes in two phases: FIRST_PHASE_TOKENS for every row, then, from
+    the same KV cache, only the rows that have not stopped. Each phase is one `generate()` call, so
+    the answers are generate()'s own.
     """
     kwargs = dict(eos_token_id=eos_ids or None, pad_token_id=tokenizer.pad_token_id,
                   return_dict_in_generate=True, output_scores=True, **settings.generate_kwargs)  # fmt: skip
-    two_phases = (
-        decoder_only and settings.generate_kwargs.get("num_beams", 1) == 1 and settings.max_new_tokens > FIRST_PHASE_TOKENS
-    )
+    two_phases = reuse_cache and settings.max_new_tokens > FIRST_PHASE_TOKENS
     first = FIRST_PHASE_TOKENS if two_phases else settings.max_new_tokens
     out = model.generate(**encoded, max_new_tokens=first, **kwargs)
     # Scores cover only new tokens: after the prompt (decoder-only) or after the decoder start token.
@@ -115,10 +116,20 @@ def _generate(model, encoded: dict, settings: PredictSettings, eos_ids: list[int
     return rows
 
 
-def _plan(model, prompts: Sequence[list[int]], settings: PredictSettings, decoder_only: bool) -> list[PromptBatch]:
-    # Beam search expands each row into beams after the prompt pass; a shared cache is not set up for it.
-    # A row's positions must skip the padding after its prefix: that takes explicit position ids.
-    if decoder_only and settings.generate_kwargs.get("num_beams", 1) == 1 and _takes_position_ids(model):
+def _reuses_cache(model, settings: PredictSettings, decoder_only: bool) -> bool:
+    """Whether generate() may start from a KV cache built elsewhere (a shared prefix, a first phase).
+
+    Beam search expands each row into beams after the prompt pass, which such a cache is not set up
+    for; and a row's positions must skip padding inside the prompt, which takes explicit position ids.
+    """
+    if not decoder_only or settings.generate_kwargs.get("num_beams", 1) != 1:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's forward hides them
+    return "position_ids" in inspect.signature(base.forward).parameters
+
+
+def _plan(prompts: Sequence[list[int]], settings: PredictSettings, reuse_cache: bool) -> list[PromptBatch]:
+    if reuse_cache:
         return plan_batches(prompts, settings.batch_size)
     batches = batches_by_length([len(p) for p in prompts], settings.batch_size)
     return [PromptBatch(rows, [0] * len(rows)) for rows in batches]
@@ -162,11 +173,6 @@ def _with_shared_prefixes(model, rows: list[list[int]], shared: list[int], token
         "position_ids": (attention.cumsum(dim=1) - 1).clamp(min=0),
         "past_key_values": cache,
     }
-
-
-def _takes_position_ids(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's forward hides them
-    return "position_ids" in inspect.signature(base.forward).parameters
 
 
 def _token_logprobs(model, out) -> torch.Tensor:

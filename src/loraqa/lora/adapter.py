@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from loraqa import __version__
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.errors import AdapterError, ConfigError
+from loraqa.formulations.base import model_device
 from loraqa.lora.dropout import use_cheap_masks
 from loraqa.lora.presets import resolve_target_modules
 from loraqa.models.loading import ignore_segment_ids
@@ -59,7 +60,7 @@ def attach_lora(
     except ValueError as exc:
         raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
     check_trainable_share(peft_model, settings)
-    if next(model.parameters()).device.type == "cpu":
+    if model_device(model).type == "cpu":
         use_cheap_masks(peft_model)  # torch's CPU dropout masks cost ~10% of a step (lora/dropout.py)
     return peft_model
 
