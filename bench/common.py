@@ -85,14 +85,19 @@ MODEL_KEYS = ("smollm2-135m", "minilm-l6", "tiny-t5")
 
 
 def questions(
-    n_train: int, n_eval: int, seed: int, *, whole_paragraphs: bool = False
+    n_train: int, n_eval: int, seed: int, *, whole_paragraphs: bool = False, train_paragraphs: bool = False
 ) -> tuple[list[QARecord], list[QARecord]]:
     """The same seeded SQuAD v1.1 train questions and official dev questions for every variant.
 
-    Dev questions are drawn one by one (~1 per paragraph at 200), or, with `whole_paragraphs`, as
-    all the questions of seeded paragraphs (~5 each), the way the full dev set asks them.
+    Questions are drawn one by one (~1 per paragraph at these sizes), or as all the questions of
+    seeded paragraphs (~5 each), the way the full train and dev sets ask them: `train_paragraphs`
+    for train questions, `whole_paragraphs` for dev questions.
     """
-    train = sample_records(load_records(TRAIN_SOURCE).records, n_train, seed)
+    train_records = load_records(TRAIN_SOURCE).records
+    if train_paragraphs:
+        _, train = split_train_validation(train_records, n_train, seed, source=TRAIN_SOURCE)
+    else:
+        train = sample_records(train_records, n_train, seed)
     dev_records = load_records(DEV_SOURCE).records
     if whole_paragraphs and n_eval:
         _, dev = split_train_validation(dev_records, n_eval, seed, source=DEV_SOURCE)
@@ -281,33 +286,54 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 
 
 class CountingCollate:
-    """Wraps a collate function and counts the token positions the model is fed, padding included."""
+    """Wraps a collate function and counts the token positions the model is fed, padding included,
+    and, for a causal batch split into a shared-prefix pass and a second pass, the real tokens each
+    pass runs (`computed`: row lengths and answer lengths, for the FLOPs that were really done)."""
 
     def __init__(self, collate, seq2seq: bool):
         self.collate = collate
         self.seq2seq = seq2seq  # decoder positions (labels) are fed too
         self.positions = 0
+        self.computed: tuple[list[int], list[int]] = ([], [])
 
     def __call__(self, features):
         batch = self.collate(features)
         self.positions += batch["input_ids"].numel() + (batch["labels"].numel() if self.seq2seq else 0)
+        if "prefix_input_ids" in batch:
+            self.positions += batch["prefix_input_ids"].numel()
+            width = batch["input_ids"].shape[1]
+            rest = batch["attention_mask"][:, -width:].sum(dim=1).tolist()
+            self.computed[0].extend(batch["prefix_attention_mask"].sum(dim=1).tolist() + rest)
+            self.computed[1].extend([0] * batch["prefix_input_ids"].shape[0] + [f["n_target"][0] for f in features])
+        elif "n_target" in features[0]:
+            self.computed[0].extend(len(f["input_ids"]) for f in features)
+            self.computed[1].extend(f["n_target"][0] for f in features)
         return batch
 
 
 def train_report(
     *, questions: int, lengths: list[int], targets: list[int], seq2seq: bool, positions: int,
-    seconds: float, loss: float, flops: FlopModel,
+    seconds: float, loss: float, flops: FlopModel, computed: tuple[list[int], list[int]] | None = None,
 ) -> dict:  # fmt: skip
     """Throughput of one training run over `questions` questions (their features have real
-    `lengths` and answer `targets` lengths); `positions` is what the model was fed with padding."""
+    `lengths` and answer `targets` lengths); `positions` is what the model was fed with padding.
+
+    With `computed` (the rows that really ran, when shared prompt starts ran once per batch), the
+    FLOPs and MFU count those rows, not the examples' tokens: sharing does less work, and MFU is
+    about how fast the work done was done. A row after a shared prefix counts its attention over its
+    own tokens only, not over the prefix, so that MFU is a little low, never high.
+    """
     real = sum(lengths) + (sum(targets) if seq2seq else 0)
-    total_flops = flops.train_flops(lengths, targets)
+    shared = computed is not None and sum(computed[0]) < sum(lengths)
+    total_flops = flops.train_flops(*computed) if shared else flops.train_flops(lengths, targets)
     return {
         "questions": questions,
         "features": len(lengths),
         "real_tokens": real,
+        "computed_tokens": sum(computed[0]) if shared else real,
         "fed_positions": positions,
-        "padding_share": round(1 - real / positions, 3) if positions else None,
+        # positions fed that are padding; with shared starts, of the positions that ran
+        "padding_share": round(1 - (sum(computed[0]) if shared else real) / positions, 3) if positions else None,
         "seconds": round(seconds, 2),
         "examples_per_s": round(questions / seconds, 3),
         "tokens_per_s": round(real / seconds, 1),

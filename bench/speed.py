@@ -6,6 +6,7 @@
     .venv/bin/python bench/speed.py --models minilm-l6 --train 2000 --eval 500   # one model, other sizes
     .venv/bin/python bench/speed.py --upper-half   # also loraqa with LoRA on the upper half of the layers
     .venv/bin/python bench/speed.py --dev-paragraphs   # dev questions as whole paragraphs (~5 per context)
+    .venv/bin/python bench/speed.py --train-paragraphs # train questions as whole paragraphs, as full SQuAD
 
 Expected duration on this project's 2-core CPU (measured 2026-11-24): the default run ~15 min when
 the machine is otherwise idle (25 min measured while another process shared the CPU for a while);
@@ -80,6 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="data sampling seed")
     p.add_argument("--dev-paragraphs", action="store_true",
                    help="dev questions as whole paragraphs (~5 questions each, as in the full dev set), not one by one")
+    p.add_argument("--train-paragraphs", action="store_true",
+                   help="train questions as whole paragraphs (~5 per context), as the full train set asks them")
+    p.add_argument("--no-shared-prefixes", action="store_true",
+                   help="loraqa trains without running shared prompt starts once (training.share_prompt_prefixes=false)")
     p.add_argument("--upper-half", action="store_true",
                    help="also run loraqa with LoRA on the upper half of the layers (speed and F1 cost)")
     p.add_argument("--no-compare", action="store_true", help="skip the side-by-side runs (e.g. with --growth)")
@@ -137,7 +142,10 @@ def run_child(args) -> None:
         train = records_of_length(tokenizer, setup.model, args.length_bucket, int(args.train), args.seed)
         dev = []
     else:
-        train, dev = questions(int(args.train), int(args.eval or 0), args.seed, whole_paragraphs=args.dev_paragraphs)
+        train, dev = questions(int(args.train), int(args.eval or 0), args.seed,
+                               whole_paragraphs=args.dev_paragraphs, train_paragraphs=args.train_paragraphs)  # fmt: skip
+    if args.no_shared_prefixes:
+        setup = dataclasses.replace(setup, training=dataclasses.replace(setup.training, share_prompt_prefixes=False))
     if args.lora_upper_half:
         setup = dataclasses.replace(setup, lora=dataclasses.replace(setup.lora, layers_to_transform="upper_half"))
     if args.variant == "baseline":
@@ -159,8 +167,9 @@ def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     out, log = workdir / f"{name}.json", workdir / f"{name}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads),
                "--seed", str(args.seed), "--child-out", str(out), *extra]  # fmt: skip
-    if args.dev_paragraphs:
-        command.append("--dev-paragraphs")
+    for flag in ("dev_paragraphs", "train_paragraphs", "no_shared_prefixes"):
+        if getattr(args, flag):
+            command.append("--" + flag.replace("_", "-"))
     if args.tiny_t5_dir:
         command += ["--tiny-t5-dir", args.tiny_t5_dir]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
@@ -303,7 +312,9 @@ def machine(args) -> dict:
             "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "baseline") else "glibc",
                           "loraqa": "tcmalloc" if uses_tcmalloc(args, "loraqa") else "glibc"},
             "load_average_at_start": os.getloadavg(),
-            "dev_sampling": "whole paragraphs" if args.dev_paragraphs else "questions"}  # fmt: skip
+            "dev_sampling": "whole paragraphs" if args.dev_paragraphs else "questions",
+            "train_sampling": "whole paragraphs" if args.train_paragraphs else "questions",
+            "loraqa_shared_prompt_starts": not args.no_shared_prefixes}  # fmt: skip
 
 
 def main(argv=None) -> None:

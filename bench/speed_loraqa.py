@@ -23,7 +23,7 @@ from loraqa.metrics import squad_scores
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
-from loraqa.training.trainer import FeatureDataset, QATrainer
+from loraqa.training.trainer import FeatureDataset, QATrainer, shared_prompt_groups
 
 
 def lengths_of(formulation_name: str, features: list[dict]) -> tuple[list[int], list[int]]:
@@ -62,7 +62,8 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
         args = training_arguments(config, plan, output_dir, formulation.label_names)
         args.disable_tqdm = True  # the benchmark's child logs go to a file
         trainer = QATrainer(
-            model=peft_model, args=args, train_dataset=FeatureDataset(features), data_collator=collate,
+            model=peft_model, args=args, data_collator=collate,
+            train_dataset=FeatureDataset(features, shared_prompt_groups(setup.training, formulation, peft_model, features)),
             processing_class=tokenizer, formulation=formulation, qa_evaluator=None, nan_hint="benchmark",
         )  # fmt: skip
         started = time.perf_counter()
@@ -73,7 +74,9 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
         "train": train_report(
             questions=len(train_records), lengths=lengths, targets=targets, seq2seq=seq2seq,
             positions=collate.positions, seconds=train_seconds, loss=output.training_loss, flops=flops,
+            computed=collate.computed if formulation.share_prefixes else None,
         ),  # fmt: skip
+        "shared_prompt_starts": formulation.share_prefixes,
         "rss_after_train_mib": round(vm_hwm_mib()),
     }
     if train_only:

@@ -38,6 +38,12 @@ def table(results: dict) -> str:
             f"{'':>5} {'':>6} "
             f"{s['peak_rss']:>8.2f}x {'':>6} {'':>6} {s['eval_questions_per_s']:>8.2f}x"
         )
+        t = row["loraqa"]["train"]
+        if row["loraqa"].get("shared_prompt_starts"):
+            lines.append(
+                f"{'':<13} loraqa ran shared prompt starts once: {t['computed_tokens']:,} of {t['real_tokens']:,} "
+                f"example tokens computed ({t['computed_tokens'] / t['seconds']:.1f} tok/s; MFU counts these)"
+            )
         b1 = row["loraqa"].get("batch1")
         if b1:
             lines.append(

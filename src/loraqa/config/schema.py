@@ -90,6 +90,10 @@ class TrainingConfig:
     early_stopping_threshold: float = 0.0  # any improvement counts; a larger value stops sooner
     logging_steps: int = 10
     group_by_length: bool = True  # batches of similar length waste less on padding
+    # Causal: questions on one paragraph share a batch, and their prompt's shared start (template +
+    # context) runs once; same loss and gradient. Off under gradient checkpointing, which recomputes
+    # layers without the KV cache that start lives in. docs/performance.md has the speed.
+    share_prompt_prefixes: bool = True
     dataloader_num_workers: int = 0
     torch_threads: int | None = None  # None: torch's default (all cores)
 

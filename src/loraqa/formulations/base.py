@@ -7,6 +7,7 @@ training features, collate them, and turn model outputs back into answers with a
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ class Formulation(ABC):
     default_modules_to_save: Sequence[str] = ()
     label_names: Sequence[str] = ("labels",)
     has_own_loss = False  # True when compute_loss is overridden
+    # Training runs prompt starts that several rows of a batch share once (a formulation that can
+    # says so in `prompt_groups`); set by the training pipeline, which knows whether the model can.
+    share_prefixes = False
 
     def __init__(self, model_config: ModelConfig):
         self.config = model_config
@@ -79,6 +83,11 @@ class Formulation(ABC):
         """A faster loss than the model's own, or None to use `model(**batch).loss`."""
         return None
 
+    def prompt_groups(self, features: list[dict[str, list[int]]]) -> list[list[int]] | None:
+        """Index groups of features whose prompts share a start worth running once per batch, for
+        the sampler to keep together; None when this formulation cannot share them."""
+        return None
+
     @abstractmethod
     def predict(
         self,
@@ -99,3 +108,10 @@ def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
+
+
+def takes_position_ids(model) -> bool:
+    """Whether the model's forward takes explicit position ids, which rows with padding inside
+    (a shared prefix, then the row's own tokens) need."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's forward hides them
+    return "position_ids" in inspect.signature(base.forward).parameters

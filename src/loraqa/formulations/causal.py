@@ -6,6 +6,12 @@ loss ask the model for logits of the last `max answer length + 1` positions only
 and the prompt positions never needed it. Position ids are derived from the attention mask so left
 padding does not shift positions.
 
+With `share_prefixes` (set by training; `training.share_prompt_prefixes`), the questions of one
+paragraph come in one batch (`prompt_groups` tells the sampler which) and collate splits the batch
+in two passes: the distinct shared starts (template + context) once, then each row's question and
+answer on that KV cache. SQuAD asks ~5 questions a paragraph, so most prompt tokens run once instead
+of five times, with the same loss and gradient (`tests/formulations/test_shared_prefix_training.py`).
+
 The target ends with EOS as a real label (never masked as padding), so the model learns to stop.
 """
 
@@ -20,6 +26,7 @@ from transformers import AutoModelForCausalLM
 from loraqa.data.records import QARecord
 from loraqa.formulations.base import PredictSettings
 from loraqa.formulations.generative import GenerativeFormulation
+from loraqa.formulations.shared_prefix import group_by_shared_start, positions, prefix_cache, split_rows, training_split
 
 INSTRUCTION = "Answer the question with a short span copied from the context."
 CLOSED_BOOK_INSTRUCTION = "Answer the question with a short phrase."
@@ -91,24 +98,49 @@ class CausalFormulation(GenerativeFormulation):
         return features
 
     def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
+        if self.share_prefixes:
+            split = training_split([_prompt_of(f) for f in features])
+            if split is not None:
+                return self._collate_split(features, split, tokenizer.pad_token_id)
         width = max(len(f["input_ids"]) for f in features)
         pad = tokenizer.pad_token_id
         input_ids = torch.full((len(features), width), pad, dtype=torch.long)
         attention = torch.zeros((len(features), width), dtype=torch.long)
-        labels = torch.full((len(features), width), -100, dtype=torch.long)
         for row, feature in enumerate(features):
             ids = torch.tensor(feature["input_ids"], dtype=torch.long)
             input_ids[row, width - len(ids) :] = ids
             attention[row, width - len(ids) :] = 1
+        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions(attention),
+                **self._answer_labels(features, input_ids)}  # fmt: skip
+
+    def _collate_split(self, features: list[dict[str, list[int]]], split: list[int], pad: int) -> dict:
+        """A batch whose shared prompt starts run once, in a prefix pass (`shared_prefix.split_rows`)."""
+        rows = split_rows([f["input_ids"] for f in features], split, pad)
+        prefix_mask = torch.tensor(rows.prefix_mask, dtype=torch.long)
+        input_ids = torch.tensor(rows.rest_ids, dtype=torch.long)
+        attention = torch.cat([prefix_mask[rows.owner], torch.tensor(rows.rest_mask, dtype=torch.long)], dim=1)
+        return {
+            "prefix_input_ids": torch.tensor(rows.prefix_ids, dtype=torch.long),
+            "prefix_attention_mask": prefix_mask,
+            "prefix_owner": torch.tensor(rows.owner, dtype=torch.long),
+            "input_ids": input_ids,
+            "attention_mask": attention,  # prefix and rest: the rest attends to its prefix's cache
+            "position_ids": positions(attention)[:, prefix_mask.shape[1] :],
+            **self._answer_labels(features, input_ids),
+        }
+
+    @staticmethod
+    def _answer_labels(features: list[dict[str, list[int]]], input_ids: torch.Tensor) -> dict:
+        """Labels on the answer tokens, which end in the last column of the left-padded rows."""
+        width = input_ids.shape[1]
+        labels = torch.full_like(input_ids, -100)
+        for row, feature in enumerate(features):
             n = feature["n_target"][0]
-            labels[row, width - n :] = ids[len(ids) - n :]
-        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        # Answers end in the last column (left padding): the loss needs logits for the longest
-        # answer plus the position before it. Known here as a plain int, so the loss never has to
-        # read it back from the device (a sync per step on a GPU).
+            labels[row, width - n :] = input_ids[row, width - n :]
+        # The loss needs logits for the longest answer plus the position before it. Known here as a
+        # plain int, so the loss never has to read it back from the device (a sync per step on a GPU).
         keep = min(max(f["n_target"][0] for f in features) + 1, width)
-        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids, "labels": labels,
-                "logits_to_keep": keep}  # fmt: skip
+        return {"labels": labels, "logits_to_keep": keep}
 
     def compute_loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         loss, _, _ = self._answer_loss(model, batch, count_correct=False)
@@ -119,10 +151,14 @@ class CausalFormulation(GenerativeFormulation):
         (0 when not counted: training has no use for it, and it costs an argmax over the vocabulary)."""
         labels = batch["labels"]
         keep = batch.get("logits_to_keep") or min(int((labels != -100).sum(dim=1).max()) + 1, labels.shape[1])
+        cache = None
+        if "prefix_input_ids" in batch:
+            cache = prefix_cache(model, batch["prefix_input_ids"], batch["prefix_attention_mask"], batch["prefix_owner"])
         out = model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             position_ids=batch["position_ids"],
+            past_key_values=cache,
             logits_to_keep=keep,
         )
         logits = out.logits[:, :-1, :].float()
@@ -134,6 +170,10 @@ class CausalFormulation(GenerativeFormulation):
         correct = int(((logits.argmax(-1) == targets) & mask).sum())
         return loss, int(mask.sum()), correct
 
+    def prompt_groups(self, features: list[dict[str, list[int]]]) -> list[list[int]]:
+        """Features whose prompts share a start (questions on one paragraph), as index groups."""
+        return group_by_shared_start([_prompt_of(f) for f in features])[0]
+
     # --- prediction ----------------------------------------------------------------------------
 
     def generation_prompt(self, record: QARecord, tokenizer, settings: PredictSettings) -> list[int]:
@@ -141,3 +181,7 @@ class CausalFormulation(GenerativeFormulation):
 
     def score_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         return self._answer_loss(model, batch)
+
+
+def _prompt_of(feature: dict[str, list[int]]) -> list[int]:
+    return feature["input_ids"][: len(feature["input_ids"]) - feature["n_target"][0]]

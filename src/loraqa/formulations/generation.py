@@ -7,15 +7,14 @@ alike share one pass over their common start (`shared_prefix.py`).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
 
-from loraqa.formulations.base import PredictSettings, Progress, batches_by_length, model_device
-from loraqa.formulations.shared_prefix import PromptBatch, plan_batches
+from loraqa.formulations.base import PredictSettings, Progress, batches_by_length, model_device, takes_position_ids
+from loraqa.formulations.shared_prefix import PromptBatch, plan_batches, positions, prefix_cache, split_rows
 
 
 # Most SQuAD answers stop within this many tokens. Then a batch goes on with only the rows that have
@@ -106,7 +105,7 @@ def _generate(
     cache.batch_select_indices(going)
     mask = torch.cat([encoded["attention_mask"], torch.ones_like(new)], dim=1)[going]
     more = model.generate(
-        input_ids=out.sequences[going], attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+        input_ids=out.sequences[going], attention_mask=mask, position_ids=positions(mask),
         past_key_values=cache, max_new_tokens=settings.max_new_tokens - first, **kwargs,
     )  # fmt: skip
     more_new = more.sequences[:, out.sequences.shape[1] :]
@@ -124,8 +123,7 @@ def _reuses_cache(model, settings: PredictSettings, decoder_only: bool) -> bool:
     """
     if not decoder_only or settings.generate_kwargs.get("num_beams", 1) != 1:
         return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's forward hides them
-    return "position_ids" in inspect.signature(base.forward).parameters
+    return takes_position_ids(model)
 
 
 def _plan(prompts: Sequence[list[int]], settings: PredictSettings, reuse_cache: bool) -> list[PromptBatch]:
@@ -137,42 +135,15 @@ def _plan(prompts: Sequence[list[int]], settings: PredictSettings, reuse_cache: 
 
 @torch.no_grad()
 def _with_shared_prefixes(model, rows: list[list[int]], shared: list[int], tokenizer, device) -> dict:
-    """generate() inputs for `rows`, whose first `shared[r]` tokens are already in the cache.
-
-    Each distinct prefix is run once (left-padded among the batch's prefixes) and its KV cache
-    copied to the rows that share it. A row is padded between its prefix and its own remainder,
-    so every prompt still ends in the last column; its position ids count only unpadded tokens, so
-    positions run on from the prefix across the padding as if it were not there (generate() extends
-    them for each new token).
-    """
-    pad = tokenizer.pad_token_id
-    distinct: dict[tuple[int, ...], int] = {}
-    owner = [distinct.setdefault(tuple(ids[:n]), len(distinct)) for ids, n in zip(rows, shared)]
-    longest = max(len(p) for p in distinct)
-    prefix_ids = [[pad] * (longest - len(p)) + list(p) for p in distinct]
-    prefix_mask = [[0] * (longest - len(p)) + [1] * len(p) for p in distinct]
-    mask = torch.tensor(prefix_mask, dtype=torch.long, device=device)
-    cache = model(
-        input_ids=torch.tensor(prefix_ids, dtype=torch.long, device=device),
-        attention_mask=mask,
-        position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
-        use_cache=True,
-        logits_to_keep=1,  # only the cache is wanted, not the prefix's logits
-    ).past_key_values
-    cache.batch_select_indices(torch.tensor(owner, device=device))
-    width = max(len(ids) - n for ids, n in zip(rows, shared))
-    input_ids, attention = [], []
-    for ids, n, p in zip(rows, shared, owner):
-        gap = width - (len(ids) - n)
-        input_ids.append(prefix_ids[p] + [pad] * gap + ids[n:])
-        attention.append(prefix_mask[p] + [0] * gap + [1] * (len(ids) - n))
-    attention = torch.tensor(attention, dtype=torch.long, device=device)
-    return {
-        "input_ids": torch.tensor(input_ids, dtype=torch.long, device=device),
-        "attention_mask": attention,
-        "position_ids": (attention.cumsum(dim=1) - 1).clamp(min=0),
-        "past_key_values": cache,
-    }
+    """generate() inputs for `rows`, whose first `shared[r]` tokens are already in the cache
+    (`shared_prefix.split_rows`: each distinct prefix run once; generate() extends the positions)."""
+    split = split_rows(rows, shared, tokenizer.pad_token_id)
+    tensor = lambda lists: torch.tensor(lists, dtype=torch.long, device=device)  # noqa: E731
+    cache = prefix_cache(model, tensor(split.prefix_ids), tensor(split.prefix_mask), tensor(split.owner))
+    input_ids = tensor([split.prefix_ids[p] + rest for p, rest in zip(split.owner, split.rest_ids)])
+    attention = tensor([split.prefix_mask[p] + rest for p, rest in zip(split.owner, split.rest_mask)])
+    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions(attention),
+            "past_key_values": cache}  # fmt: skip
 
 
 def _token_logprobs(model, out) -> torch.Tensor:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from loraqa.formulations.base import batches_by_length
 
 # Below this many shared tokens, a separate prefix pass is not worth its overhead.
@@ -30,6 +32,60 @@ class PromptBatch:
     shared: list[int]  # per row, the leading tokens run in the prefix pass; all 0: no prefix pass
 
 
+@dataclass(frozen=True)
+class SplitRows:
+    """Rows split into a prefix pass and a second pass, as token-id lists.
+
+    The distinct prefixes are left-padded among themselves; each row's rest is left-padded to the
+    longest rest, so the padding of a row sits between its prefix and its rest and every row still
+    ends in the last column. Position ids must then come from the joined mask (`positions`), so a
+    row's positions run on from its prefix across that padding as if it were not there.
+    """
+
+    prefix_ids: list[list[int]]
+    prefix_mask: list[list[int]]
+    owner: list[int]  # per row, the index of its prefix
+    rest_ids: list[list[int]]
+    rest_mask: list[list[int]]
+
+
+def split_rows(rows: Sequence[Sequence[int]], split: Sequence[int], pad: int) -> SplitRows:
+    distinct: dict[tuple[int, ...], int] = {}
+    owner = [distinct.setdefault(tuple(ids[:n]), len(distinct)) for ids, n in zip(rows, split)]
+    longest = max(len(p) for p in distinct)
+    width = max(len(ids) - n for ids, n in zip(rows, split))
+    rests = [list(ids[n:]) for ids, n in zip(rows, split)]
+    return SplitRows(
+        prefix_ids=[[pad] * (longest - len(p)) + list(p) for p in distinct],
+        prefix_mask=[[0] * (longest - len(p)) + [1] * len(p) for p in distinct],
+        owner=owner,
+        rest_ids=[[pad] * (width - len(r)) + r for r in rests],
+        rest_mask=[[0] * (width - len(r)) + [1] * len(r) for r in rests],
+    )
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count only unpadded tokens (left padding, or padding inside a row)."""
+    return (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def prefix_cache(model, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, owner: torch.Tensor):
+    """One pass over the distinct prefixes; their KV cache, copied to the rows that own them.
+
+    The copy is an index, so in training the gradient of every row reaches its prefix's pass,
+    summed: the same gradient as running the prefix in each row.
+    """
+    cache = model(
+        input_ids=prefix_ids,
+        attention_mask=prefix_mask,
+        position_ids=positions(prefix_mask),
+        use_cache=True,
+        logits_to_keep=1,  # only the cache is wanted, not the prefix's logits
+    ).past_key_values
+    cache.batch_select_indices(owner)
+    return cache
+
+
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -39,12 +95,9 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[PromptBatch]:
-    """Batches of at most `batch_size` prompt indices covering every prompt once.
-
-    A row's shared length is always shorter than its prompt (a token is left to run) and, when not
-    0, at least MIN_SHARED_TOKENS.
-    """
+def group_by_shared_start(prompts: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
+    """Runs of prompts (sorted by token ids) that share more than what all of them share, and each
+    run's shared length (0 for a run of one, or when the run shares too little to be worth a pass)."""
     order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
     # What every prompt shares (the template): sorted, the first and the last share the least.
     common = common_prefix_length(prompts[order[0]], prompts[order[-1]]) if order else 0
@@ -55,7 +108,16 @@ def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[Prom
             groups[-1].append(i)
         else:
             groups.append([i])
-    shared = [_shared_length(prompts, group) if len(group) > 1 else 0 for group in groups]
+    return groups, [_shared_length(prompts, group) if len(group) > 1 else 0 for group in groups]
+
+
+def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[PromptBatch]:
+    """Batches of at most `batch_size` prompt indices covering every prompt once.
+
+    A row's shared length is always shorter than its prompt (a token is left to run) and, when not
+    0, at least MIN_SHARED_TOKENS.
+    """
+    groups, shared = group_by_shared_start(prompts)
     loose = [i for group, n in zip(groups, shared) if not n for i in group]
     groups, shared = [g for g, n in zip(groups, shared) if n], [n for n in shared if n]
     batches = []
@@ -65,6 +127,24 @@ def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[Prom
         rows = [loose[r] for r in rows]
         batches.append(_batch(prompts, rows, [_shared_length(prompts, rows)] * len(rows)))
     return batches
+
+
+def training_split(prompts: Sequence[Sequence[int]]) -> list[int] | None:
+    """Per prompt of one training batch, how many leading tokens the prefix pass runs; None when no
+    two prompts share a start worth running once.
+
+    A prompt in a group runs the group's shared start there. A prompt in no group runs all but its
+    last token there, so the second pass, padded to its longest row, stays as short as the questions
+    and answers: what training pays for is every position of both passes.
+    """
+    groups, shared = group_by_shared_start(prompts)
+    if not any(shared):
+        return None
+    split = [0] * len(prompts)
+    for group, n in zip(groups, shared):
+        for i in group:
+            split[i] = n or max(len(prompts[i]) - 1, 0)
+    return split
 
 
 def _batch(prompts: Sequence[Sequence[int]], rows: list[int], shared: list[int]) -> PromptBatch:

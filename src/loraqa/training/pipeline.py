@@ -25,7 +25,7 @@ from loraqa.errors import DataError, RunDirError
 from loraqa.runs.rundir import RunDirectory
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
-from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint
+from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
 
 
 def say(message: str) -> None:
@@ -138,7 +138,7 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, 
     return QATrainer(
         model=peft_model,
         args=training_arguments(config, plan, str(run.checkpoints), formulation.label_names),
-        train_dataset=FeatureDataset(features),
+        train_dataset=FeatureDataset(features, _prompt_groups(config, formulation, peft_model, features)),
         eval_dataset=FeatureDataset(features[:1]) if evaluator else None,  # unused: QA evaluation runs instead
         data_collator=lambda batch: formulation.collate(batch, tokenizer),
         processing_class=tokenizer,
@@ -147,6 +147,14 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, 
         qa_evaluator=evaluator,
         nan_hint=_nan_hint(config, spec.model_type),
     )
+
+
+def _prompt_groups(config: RunConfig, formulation, model, features) -> list[list[int]] | None:
+    groups = shared_prompt_groups(config.training, formulation, model, features)
+    if groups is not None:
+        grouped = sum(len(g) for g in groups if len(g) > 1)
+        say(f"{grouped} of {len(features)} training questions share a paragraph: batched together, context run once")
+    return groups
 
 
 def _nan_hint(config: RunConfig, model_type: str) -> str:

@@ -1,6 +1,8 @@
 """transformers' Trainer, taught three things about QA.
 
-1. Length-grouped batches, in random order, from lengths we already know (no pass over the data).
+1. Length-grouped batches, in random order, from lengths we already know (no pass over the data);
+   questions whose prompts share a start (one paragraph) in one batch, when the formulation runs
+   that start once per batch (`Formulation.share_prefixes`).
 2. The formulation's own loss when it has a faster one (causal: logits for answer tokens only).
 3. Evaluation during training is real QA evaluation on the validation split (EM/F1/ROUGE from
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
@@ -25,7 +27,9 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from loraqa.config.schema import TrainingConfig
 from loraqa.errors import TrainingError
+from loraqa.formulations.base import takes_position_ids
 from loraqa.runs.atomic import replace_directory
 
 STAGING_DIR = ".staging"  # not matched by `checkpoint-*`: Trainer and resume never see it
@@ -34,9 +38,10 @@ STAGING_DIR = ".staging"  # not matched by `checkpoint-*`: Trainer and resume ne
 class FeatureDataset(torch.utils.data.Dataset):
     """Pre-tokenized features (lists of ids); tokenized once, before training starts."""
 
-    def __init__(self, features: list[dict[str, list[int]]]):
+    def __init__(self, features: list[dict[str, list[int]]], groups: list[list[int]] | None = None):
         self.features = features
         self.lengths = [len(f["input_ids"]) for f in features]
+        self.groups = groups  # indices to batch together where they fit (Formulation.prompt_groups)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -62,11 +67,70 @@ class ShuffledLengthGroupedSampler(LengthGroupedSampler):
         grouped = get_length_grouped_indices(
             self.lengths, self.batch_size, mega_batch_mult=self.MEGA_BATCH_MULT, generator=self.generator
         )
-        batches = [grouped[i : i + self.batch_size] for i in range(0, len(grouped), self.batch_size)]
+        return self._shuffled([grouped[i : i + self.batch_size] for i in range(0, len(grouped), self.batch_size)])
+
+    def _shuffled(self, batches: list[list[int]]):
         # A short remainder batch must stay last, or every DataLoader batch after it would straddle two groups.
         tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
         order = torch.randperm(len(batches), generator=self.generator).tolist()
         return iter([index for position in order for index in batches[position]] + [i for b in tail for i in b])
+
+
+class GroupKeepingSampler(ShuffledLengthGroupedSampler):
+    """Batches that keep each group (the questions of one paragraph) whole where they can.
+
+    Groups are taken in random order and, with `by_length`, sorted by length inside mega-batches of
+    50 batches, as the parent sorts questions. They fill batches of exactly `batch_size` (the last
+    may be short, as the DataLoader cuts the stream): the room left in a batch takes the largest of
+    the next LOOKAHEAD groups that fits, and a group is split across two batches only when none
+    does. With groups of one this is the parent's order. Batches are then visited in random order.
+    """
+
+    LOOKAHEAD = 8
+
+    def __init__(self, batch_size: int, groups: list[list[int]], lengths: list[int], by_length: bool = True,
+                 generator=None):  # fmt: skip
+        super().__init__(batch_size, lengths=lengths, generator=generator)
+        self.groups = groups
+        self.by_length = by_length
+
+    def __iter__(self):
+        longest = lambda group: max(self.lengths[i] for i in group)  # noqa: E731
+        order = [self.groups[g] for g in torch.randperm(len(self.groups), generator=self.generator).tolist()]
+        units: list[list[int]] = []
+        mega, start = self.MEGA_BATCH_MULT * self.batch_size, 0
+        while start < len(order):
+            end, size = start, 0
+            while end < len(order) and size < mega:
+                size += len(order[end])
+                end += 1
+            chunk = order[start:end]
+            units.extend(sorted(chunk, key=longest, reverse=True) if self.by_length else chunk)
+            start = end
+        return self._shuffled(fill_batches(units, self.batch_size, self.LOOKAHEAD))
+
+
+def fill_batches(units: list[list[int]], batch_size: int, lookahead: int) -> list[list[int]]:
+    """Index batches of exactly `batch_size` (the last may be short) from `units` in about their
+    order, keeping a unit in one batch unless none of the next `lookahead` fits the room left."""
+    pending = [list(u) for u in units if u]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    while pending:
+        room = batch_size - len(current)
+        fitting = [k for k in range(min(lookahead, len(pending))) if len(pending[k]) <= room]
+        if fitting:
+            current.extend(pending.pop(max(fitting, key=lambda k: (len(pending[k]), -k))))
+        else:
+            unit = pending.pop(0)
+            current.extend(unit[:room])
+            pending.insert(0, unit[room:])
+        if len(current) == batch_size:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches
 
 
 class QATrainer(Trainer):
@@ -82,7 +146,11 @@ class QATrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, FeatureDataset):
+        by_length = self.args.train_sampling_strategy == "group_by_length"
+        if isinstance(dataset, FeatureDataset) and dataset.groups is not None:
+            # Prefixes are shared inside one forward batch, so groups fill those, not accumulated steps.
+            return GroupKeepingSampler(self.args.train_batch_size, dataset.groups, dataset.lengths, by_length)
+        if by_length and isinstance(dataset, FeatureDataset):
             return ShuffledLengthGroupedSampler(
                 self.args.train_batch_size * self.args.gradient_accumulation_steps,
                 dataset=dataset,
@@ -144,6 +212,23 @@ class QATrainer(Trainer):
         shutil.rmtree(os.path.join(root, STAGING_DIR), ignore_errors=True)
         # The best checkpoint is protected; the newest too (for resuming).
         rotate_checkpoints(root, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+
+
+def shared_prompt_groups(training: TrainingConfig, formulation, model, features) -> list[list[int]] | None:
+    """Index groups of features for `GroupKeepingSampler`, and `formulation.share_prefixes` set,
+    when the formulation can run their shared prompt start once per batch; None otherwise.
+
+    Gradient checkpointing recomputes layers without the KV cache that start lives in, and rows
+    padded inside need explicit position ids: either way, nothing is shared.
+    """
+    formulation.share_prefixes = False
+    if not training.share_prompt_prefixes or training.gradient_checkpointing or not takes_position_ids(model):
+        return None
+    groups = formulation.prompt_groups(features)
+    if groups is None or all(len(g) == 1 for g in groups):
+        return None  # nothing shared: the plain length-grouped sampler
+    formulation.share_prefixes = True
+    return groups
 
 
 def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
