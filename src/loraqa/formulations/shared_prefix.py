@@ -1,16 +1,19 @@
-"""Batches for causal generation whose prompts share a leading run of tokens, run once.
+"""Causal prompts that share a leading run of tokens: that run goes through the model once.
 
 A causal prompt is template + context + question. Every prompt shares the template (39 tokens of
 SmolLM2's ~220: chat template and instruction), and SQuAD asks ~5 questions per paragraph, so
-questions on one paragraph share ~85% of their tokens. On a CPU the prompt pass dominates
-generation time, so `generate_answers` runs each distinct shared prefix once, copies its KV cache
-to the rows that share it, and runs only the rest of each prompt (`docs/performance.md`).
+questions on one paragraph share ~85% of their tokens. Generation and training both run each
+distinct shared start once (`prefix_cache`), copy its KV cache to the rows that share it, and run
+only the rest of each row (`split_rows`; `docs/performance.md`).
 
-The plan: prompts sorted by their token ids, so those on one paragraph sit together; a run of
-prompts sharing more than what all prompts share (the template) is a group. Groups are packed whole
-into batches, several paragraphs to a batch: a decoding step for 32 rows costs about twice one for
-8 (SmolLM2: 188 vs 94 ms), so full batches decode cheaper per question. Prompts in no group are
-batched by length, sharing the template.
+Generation (`plan_batches`): prompts sorted by their token ids, so those on one paragraph sit
+together; a run of prompts sharing more than what all prompts share (the template) is a group.
+Groups are packed whole into batches, several paragraphs to a batch: a decoding step for 32 rows
+costs about twice one for 8 (SmolLM2: 188 vs 94 ms), so full batches decode cheaper per question.
+Prompts in no group are batched by length, sharing the template.
+
+Training (`training_split`): the sampler already put a paragraph's questions in one batch
+(`Formulation.prompt_groups`); each row's split point is its group's shared start.
 """
 
 from __future__ import annotations

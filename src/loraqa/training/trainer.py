@@ -83,7 +83,8 @@ class GroupKeepingSampler(ShuffledLengthGroupedSampler):
     50 batches, as the parent sorts questions. They fill batches of exactly `batch_size` (the last
     may be short, as the DataLoader cuts the stream): the room left in a batch takes the largest of
     the next LOOKAHEAD groups that fits, and a group is split across two batches only when none
-    does. With groups of one this is the parent's order. Batches are then visited in random order.
+    does. Groups of one are batched by length as the parent batches them. Batches are then visited
+    in random order.
     """
 
     LOOKAHEAD = 8
