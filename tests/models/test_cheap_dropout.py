@@ -92,19 +92,24 @@ def attention_inputs(mask_dtype):
     return query, key, value, mask
 
 
-@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32])
-def test_attention_without_its_mask_is_sdpa(mask_dtype, monkeypatch):
-    # With the dropout itself made the identity, the math path must give SDPA's output and gradients.
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32, None])
+@pytest.mark.parametrize("bias", [False, True])
+def test_attention_without_its_mask_is_sdpa(mask_dtype, bias, monkeypatch):
+    # With the dropout itself made the identity, the math path must give SDPA's output and gradients,
+    # with padding masks of either kind, none, and T5's relative position bias.
     module = nn.Module().train()
     module.is_causal = False
-    query, key, value, mask = attention_inputs(mask_dtype)
+    query, key, value, mask = attention_inputs(mask_dtype or torch.bool)
+    mask = mask if mask_dtype is not None else None
+    extra = {"position_bias": torch.randn(1, 4, 6, 6)} if bias else {}
     monkeypatch.setattr(cheap_dropout, "cheap_dropout", lambda x, levels: x)
-    ours, _ = cpu_dropout_attention(module, query, key, value, mask, dropout=0.1)
+    ours, _ = cpu_dropout_attention(module, query, key, value, mask, dropout=0.1, scaling=1.0, **extra)
     ours.sum().backward()
     grads = [t.grad.clone() for t in (query, key, value)]
     for t in (query, key, value):
         t.grad = None
-    reference, _ = cheap_dropout.sdpa_attention_forward(module.eval(), query, key, value, mask, dropout=0.0)
+    reference, _ = cheap_dropout.sdpa_attention_forward(module.eval(), query, key, value, mask, dropout=0.0,
+                                                        scaling=1.0, **extra)  # fmt: skip
     reference.sum().backward()
     torch.testing.assert_close(ours, reference)
     for got, t in zip(grads, (query, key, value)):

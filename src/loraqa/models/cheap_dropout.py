@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.integrations.sdpa_attention import create_position_bias_mask, repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 _LEVELS = 1 << 16
@@ -73,14 +73,23 @@ class _MaskedScale(torch.autograd.Function):
 
 
 def cpu_dropout_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
-    """SDPA, except in training with dropout on a CPU: then SDPA's math path with a cheap mask."""
+    """SDPA, except in training with dropout on a CPU: then SDPA's math path with a cheap mask.
+
+    It prepares masks as `sdpa_attention_forward` does (a causal flag only when there is no mask,
+    T5's relative `position_bias` folded into an additive mask) and leaves to it whatever this path
+    does not handle (softcapping, attention sinks, paged caches, a causal flag over a longer cache).
+    """
     dropped_levels = round(dropout * _LEVELS)
     is_causal = kwargs.get("is_causal")
-    causal_without_mask = attention_mask is None and query.shape[2] > 1 and (
-        is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    )
-    if not module.training or dropped_levels == 0 or query.device.type != "cpu" or causal_without_mask:
+    is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    is_causal = bool(query.shape[2] > 1 and attention_mask is None and is_causal)
+    position_bias = kwargs.get("position_bias")
+    unhandled = any(kwargs.get(name) is not None for name in ("softcap", "s_aux", "sinks", "cache"))
+    if (not module.training or dropped_levels == 0 or query.device.type != "cpu" or unhandled
+            or (is_causal and (position_bias is None or key.shape[2] != query.shape[2]))):  # fmt: skip
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if position_bias is not None:
+        attention_mask = create_position_bias_mask(position_bias, attention_mask, is_causal, query, key)
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
