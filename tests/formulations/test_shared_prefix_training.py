@@ -95,10 +95,9 @@ def test_training_batches_questions_on_one_paragraph_together(tiny_model_dir, qa
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(row) + "\n" for row in rows))
     files = {"train": train, "test": train}
-    passes: list[int] = []
-    cache = shared_prefix.prefix_cache
-    monkeypatch.setattr(shared_prefix, "prefix_cache", lambda model, ids, *a: passes.append(len(ids)) or cache(model, ids, *a))
-    monkeypatch.setattr("loraqa.formulations.causal.prefix_cache", shared_prefix.prefix_cache)
+    passes: list[int] = []  # rows of each prefix pass the training loss runs
+    counted = lambda model, ids, *rest: passes.append(len(ids)) or shared_prefix.prefix_cache(model, ids, *rest)  # noqa: E731
+    monkeypatch.setattr("loraqa.formulations.causal.prefix_cache", counted)
     config = tiny_config(tiny_model_dir("llama"), files, tmp_path / "run", f"data.validation={train}",
                          "training.max_steps=2", "training.per_device_train_batch_size=6",
                          "evaluation.baseline=false", "evaluation.with_loss=false", "model.max_seq_length=256")  # fmt: skip
