@@ -325,15 +325,15 @@ def train_report(
     """
     real = sum(lengths) + (sum(targets) if seq2seq else 0)
     shared = computed is not None and sum(computed[0]) < sum(lengths)
+    ran = sum(computed[0]) if shared else real  # real tokens that went through the model
     total_flops = flops.train_flops(*computed) if shared else flops.train_flops(lengths, targets)
     return {
         "questions": questions,
         "features": len(lengths),
         "real_tokens": real,
-        "computed_tokens": sum(computed[0]) if shared else real,
+        "computed_tokens": ran,
         "fed_positions": positions,
-        # positions fed that are padding; with shared starts, of the positions that ran
-        "padding_share": round(1 - (sum(computed[0]) if shared else real) / positions, 3) if positions else None,
+        "padding_share": round(1 - ran / positions, 3) if positions else None,  # of the positions that ran
         "seconds": round(seconds, 2),
         "examples_per_s": round(questions / seconds, 3),
         "tokens_per_s": round(real / seconds, 1),
