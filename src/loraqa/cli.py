@@ -1,4 +1,4 @@
-"""The `loraqa` command: train, eval, predict, merge.
+"""The `loraqa` command: train, eval, predict, merge, report.
 
 Every user-fixable problem is a LoraqaError, printed as one line `loraqa: error: ...` with exit
 status 2 and no traceback. Heavy imports happen inside the commands so `--help` is instant.
@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--model", help="base model (default: the adapter's base)")
     merge.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
 
+    report = sub.add_parser(
+        "report",
+        help="write report.html and report.md (with plots) for a run or a directory of runs",
+        description="Read a run directory (it holds config.yaml) or a directory of run directories and write "
+        "DIR/report.html (self-contained, opens offline), DIR/report.md and DIR/report_files/*.png.",
+    )
+    report.add_argument("dir", metavar="DIR", help="a run directory, or a directory whose subdirectories are runs")
+
     sub.add_parser("config", help="print every config key with its default")
     return parser
 
@@ -112,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "config":
         print(_config_reference())
+        return 0
+    if args.command == "report":  # reads files only: no model libraries to quiet or load
+        from loraqa.reports import write_report
+
+        paths = write_report(args.dir)
+        print(f"report written to {paths.html} and {paths.markdown}")
         return 0
     _quiet_libraries()
     from loraqa.config.loader import load_config

@@ -1,0 +1,53 @@
+"""`loraqa report DIR`: a run or a directory of runs as report.html and report.md with PNGs.
+
+Reads only what run directories hold (config, summary, metrics, predictions, train log); never
+trains or loads a model. Layout written into DIR:
+
+    report.html        one self-contained file (CSS inline, PNGs as data URIs), opens offline
+    report.md          the same report; its images link to report_files/
+    report_files/*.png one PNG per figure
+
+Modules, in reading order: reading (files -> RunRecord), curves (log -> series), figures (one
+function per PNG), sections (the report's blocks), html / markdown (renderers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from loraqa.reports.reading import ReportError, read_source
+from loraqa.runs.atomic import atomic_directory, write_text_atomic
+
+FILES_DIR = "report_files"
+
+__all__ = ["ReportError", "ReportPaths", "write_report"]
+
+
+@dataclass
+class ReportPaths:
+    html: Path
+    markdown: Path
+    figures: list[Path]
+
+
+def write_report(directory: str | Path) -> ReportPaths:
+    """Write DIR/report.html, DIR/report.md and DIR/report_files/; replace an earlier report whole.
+
+    Raises ReportError (one line) when DIR holds neither a run nor run directories.
+    """
+    # Imported here so `read_source`'s check fails fast, before matplotlib loads.
+    from loraqa.reports.html import render_html
+    from loraqa.reports.markdown import render_markdown
+    from loraqa.reports.sections import build_document
+
+    source = read_source(directory)
+    path = source.path
+    with atomic_directory(path / FILES_DIR) as staging:
+        document = build_document(source, staging)
+        html = render_html(document)  # reads the PNGs while they are in staging
+        markdown = render_markdown(document, FILES_DIR)
+        names = sorted(p.name for p in staging.glob("*.png"))
+    write_text_atomic(path / "report.html", html)
+    write_text_atomic(path / "report.md", markdown)
+    return ReportPaths(path / "report.html", path / "report.md", [path / FILES_DIR / n for n in names])

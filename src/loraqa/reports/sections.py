@@ -1,0 +1,285 @@
+"""The report's sections, in reading order, built from a ReportSource as plain blocks.
+
+runs table -> loss curves -> validation F1 -> failures with examples -> decodings -> provenance.
+Each builder shows what the runs hold and says in a note what they do not; none of them raises on
+a missing or partial run. A sweep section will be one more builder in `build_document`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loraqa.metrics.failures import FAILURE_CATEGORIES
+from loraqa.reports import figures
+from loraqa.reports.curves import evaluation_metric
+from loraqa.reports.document import Code, Document, Figure, Paragraph, Section, Table
+from loraqa.reports.provenance import run_provenance
+from loraqa.reports.reading import Evaluation, ReportSource, RunRecord
+
+NA = "n/a"
+EXAMPLES_PER_CATEGORY = 3
+# Keys that name a run rather than configure it: they always differ and say nothing.
+IDENTITY_KEYS = {"name", "output_dir"}
+# Shown for a single run (nothing to differ from): what a reader asks first.
+HEADLINE_KEYS = ("model.name", "lora.r", "lora.lora_alpha", "lora.target_modules", "training.learning_rate",
+                 "training.max_steps", "training.num_train_epochs", "data.train_samples", "data.test_samples")  # fmt: skip
+
+
+def build_document(source: ReportSource, files_dir: Path) -> Document:
+    """Every section of the report; figures are written into files_dir as PNGs."""
+    kind = "Run" if source.kind == "run" else source.kind.capitalize()
+    document = Document(
+        title=f"{kind} report: {source.path.name}",
+        subtitle=f"{len(source.runs)} run(s) in {source.path}",
+    )
+    document.sections = [
+        runs_section(source.runs),
+        curves_section(source.runs, files_dir),
+        failures_section(source.runs, files_dir),
+        decodings_section(source.runs),
+        provenance_section(source.runs),
+    ]
+    return document
+
+
+# --- runs table -----------------------------------------------------------------------------------
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """{"lora": {"r": 8}} -> {"lora.r": 8}: config keys as `key=value` overrides spell them."""
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differing_keys(configs: list[dict]) -> list[str]:
+    """Dotted config keys whose values are not the same in every config (a missing key differs)."""
+    flats = [flatten(c) for c in configs]
+    keys = sorted(set().union(*flats)) if flats else []
+    missing = object()
+    return [
+        key for key in keys
+        if key.split(".")[0] not in IDENTITY_KEYS and key not in IDENTITY_KEYS
+        and len({repr(f.get(key, missing)) for f in flats}) > 1
+    ]  # fmt: skip
+
+
+def runs_section(runs: list[RunRecord]) -> Section:
+    section = Section("Runs")
+    keys = differing_keys([r.config for r in runs]) if len(runs) > 1 else []
+    if len(runs) > 1:
+        shown = ", ".join(f"`{k}`" for k in keys) if keys else "none (the configs are identical)"
+        section.blocks.append(Paragraph(f"Config keys that differ between the runs: {shown}."))
+    else:
+        flat = flatten(runs[0].config)
+        section.blocks.append(Table(["config key", "value"], [[k, _value(flat[k])] for k in HEADLINE_KEYS if k in flat],
+                                    "Configuration (all keys: config.yaml)"))  # fmt: skip
+    header = ["run", "status", *keys, "formulation", "trainable params", "train time", "total time",
+              "baseline EM / F1 / ROUGE-L", "adapter EM / F1 / ROUGE-L", "validation F1"]  # fmt: skip
+    rows = []
+    for run in runs:
+        flat = flatten(run.config)
+        rows.append([
+            run.name, _status(run), *(_value(flat.get(k, NA)) for k in keys),
+            str(run.adapter_meta.get("formulation", NA)), trainable_params(run.summary),
+            _seconds(run.summary.get("train_seconds")), _seconds(run.summary.get("total_seconds")),
+            _scores(run.baseline), _scores(run.adapter), validation_f1(run),
+        ])  # fmt: skip
+    section.blocks.append(Table(header, rows, named_rows=True))
+    section.blocks.append(Paragraph(
+        "EM, F1 and ROUGE-L are on the test split (0-100). Validation F1 is measured on the questions "
+        "carved from the training data; compare runs on it, not on the test scores.", note=True,
+    ))  # fmt: skip
+    for run in runs:
+        for problem in run.problems:
+            section.blocks.append(Paragraph(f"{run.name}: {problem}", note=True))
+    return section
+
+
+def trainable_params(summary: dict) -> str:
+    """"166,658 of 22.7M (0.73%)" from summary.json's trainable_params / total_params, else n/a."""
+    trainable, total = summary.get("trainable_params"), summary.get("total_params")
+    share = summary.get("trainable_share")
+    if not isinstance(trainable, (int, float)):
+        return NA
+    text = f"{int(trainable):,}"
+    if isinstance(total, (int, float)) and total > 0:
+        text += f" of {_millions(total)}"
+        share = 100.0 * trainable / total if share is None else share
+    if isinstance(share, (int, float)):
+        text += f" ({share:.2f}%)"
+    return text
+
+
+def validation_f1(run: RunRecord) -> str:
+    """The run's recorded validation F1 (summary.json "validation"), else the last one logged."""
+    recorded = run.summary.get("validation")
+    if isinstance(recorded, dict) and isinstance(recorded.get("f1"), (int, float)):
+        return f"{recorded['f1']:.2f}"
+    steps, values = evaluation_metric(run.log, "eval_f1")
+    return f"{values[-1]:.2f} (step {steps[-1]:g})" if values else NA
+
+
+def _status(run: RunRecord) -> str:
+    if run.finished:
+        return "finished"
+    if not run.summary and run.log:
+        return "unfinished (trained, no summary.json)"
+    return "unfinished (no summary.json)" if not run.summary else "unfinished (no test metrics)"
+
+
+def _scores(evaluation: Evaluation | None) -> str:
+    if evaluation is None:
+        return NA
+    m = evaluation.metrics
+    return " / ".join(f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA for k in ("exact_match", "f1", "rougeL"))
+
+
+def _seconds(value) -> str:
+    if not isinstance(value, (int, float)):
+        return NA
+    return f"{value:,.1f} s"  # one unit for every row, so a column compares at a glance
+
+
+def _millions(count: float) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 1e6 else f"{int(count):,}"
+
+
+def _value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+# --- curves -----------------------------------------------------------------------------------------
+
+
+def curves_section(runs: list[RunRecord], files_dir: Path) -> Section:
+    section = Section("Training curves")
+    loss = figures.loss_curves(runs, files_dir / "loss_curves.png")
+    if loss:
+        section.blocks.append(Figure(loss, "Training and validation loss per step, all runs", "Loss per optimizer step."))
+    else:
+        section.blocks.append(Paragraph("No training log (train_log.jsonl) with losses in any run.", note=True))
+    f1 = figures.validation_f1(runs, files_dir / "validation_f1.png")
+    if f1:
+        section.blocks.append(Figure(f1, "Validation F1 and exact match per step, all runs"))
+    else:
+        section.blocks.append(Paragraph(
+            "Validation F1 was not measured during training (training.eval_strategy=no).", note=True))  # fmt: skip
+    missing = [r.name for r in runs if not r.log]
+    if missing and (loss or f1):
+        section.blocks.append(Paragraph(f"No training log in: {', '.join(missing)}.", note=True))
+    return section
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+def failures_section(runs: list[RunRecord], files_dir: Path) -> Section:
+    section = Section("Failure categories")
+    present = {c for r in runs if r.adapter for c in _categories(r.adapter)}
+    categories = [c for c in FAILURE_CATEGORIES if c in present] + sorted(present - set(FAILURE_CATEGORIES))
+    chart = figures.failure_counts(runs, files_dir / "failure_categories.png", categories)
+    if chart:
+        section.blocks.append(Figure(chart, "Wrong test answers per failure category, per run"))
+    for run in runs:
+        section.blocks.extend(_run_failures(run, categories))
+    return section
+
+
+def _categories(evaluation: Evaluation) -> set[str]:
+    recorded = evaluation.metrics.get("failures")
+    found = {k for k, v in recorded.items() if v} if isinstance(recorded, dict) else set()
+    return found | {row["failure"] for row in evaluation.rows if row.get("failure")}
+
+
+def _run_failures(run: RunRecord, categories: list[str]) -> list:
+    if run.adapter is None:
+        return [Section(run.name, [Paragraph("No test evaluation of the adapter (metrics.json) in this run.", note=True)], 3)]
+    blocks: list = []
+    total = run.adapter.metrics.get("count", len(run.adapter.rows))
+    wrong = [row for row in run.adapter.rows if row.get("failure")]
+    blocks.append(Paragraph(f"{len(wrong)} of {total} test answers are not an exact match."))
+    if not run.adapter.rows:
+        blocks.append(Paragraph("No predictions.jsonl: counts only, no examples.", note=True))
+    for category in categories:
+        rows = [r for r in wrong if r.get("failure") == category]
+        if not rows:
+            continue
+        examples = [[str(r.get("question", "")), " | ".join(dict.fromkeys(map(str, r.get("gold_answers") or []))) or "(unanswerable)",
+                     str(r.get("prediction", "")) or "(empty)", _f1(r)] for r in rows[:EXAMPLES_PER_CATEGORY]]  # fmt: skip
+        caption = f"{category.replace('_', ' ')}: {len(rows)} question(s)"
+        if len(rows) > EXAMPLES_PER_CATEGORY:
+            caption += f", first {EXAMPLES_PER_CATEGORY} shown"
+        blocks.append(Table(["question", "gold answers", "prediction", "F1 (%)"], examples, caption))
+    return [Section(run.name, blocks, 3)]
+
+
+def _f1(row: dict) -> str:
+    value = row.get("f1")
+    return f"{100 * value:.0f}" if isinstance(value, (int, float)) and value <= 1 else (str(value) if value is not None else NA)
+
+
+# --- decodings ------------------------------------------------------------------------------------
+
+
+def decodings_section(runs: list[RunRecord]) -> Section:
+    section = Section("Decoding strategies")
+    rows = []
+    for run in runs:
+        evaluations = [e for e in ([run.adapter] if run.adapter else []) + run.extra_evaluations]
+        decodings = {e.decoding or _config_decoding(run) for e in evaluations}
+        if len(decodings) < 2:
+            continue
+        for evaluation in evaluations:
+            m = evaluation.metrics
+            rows.append([
+                run.name, evaluation.label, evaluation.decoding or f"{_config_decoding(run)} (config)",
+                "adapter" if m.get("adapter") or evaluation.label == "adapter" else "base model",
+                *(f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA for k in ("exact_match", "f1", "rougeL")),
+                _seconds(m.get("seconds")),
+            ])  # fmt: skip
+    if rows:
+        section.blocks.append(Table(["run", "evaluation", "decoding", "model", "EM", "F1", "ROUGE-L", "time"], rows, named_rows=True))
+    else:
+        section.blocks.append(Paragraph("Each run was evaluated with one decoding only (`loraqa eval --decoding "
+                                        "greedy,beam4` compares several).", note=True))  # fmt: skip
+    return section
+
+
+def _config_decoding(run: RunRecord) -> str:
+    generation = run.config.get("generation")
+    return str(generation.get("decoding", "greedy")) if isinstance(generation, dict) else "greedy"
+
+
+# --- provenance -----------------------------------------------------------------------------------
+
+
+def provenance_section(runs: list[RunRecord]) -> Section:
+    section = Section("Versions and commands")
+    rows, unrecorded = [], False
+    for run in runs:
+        p = run_provenance(run)
+        unrecorded |= len(p.recorded) < len(p.versions) or not p.commit_recorded
+        versions = [v + ("" if lib in p.recorded else " *") for lib, v in p.versions.items()]
+        commit = (p.commit[:12] if p.commit else NA) + ("" if p.commit_recorded or not p.commit else " *")
+        rows.append([run.name, *versions, commit])
+    section.blocks.append(Table(["run", "loraqa", "torch", "transformers", "peft", "git commit"], rows, named_rows=True))
+    if unrecorded:
+        section.blocks.append(Paragraph(
+            "* not recorded by the run: the version installed (or commit checked out) where this report was "
+            "written, which may differ from the one that trained it.", note=True,
+        ))  # fmt: skip
+    for run in runs:
+        command = run_provenance(run).command
+        if command:
+            section.blocks.append(Paragraph(f"{run.name}: the command that made it"))
+            section.blocks.append(Code(command))
+        else:
+            section.blocks.append(Paragraph(
+                f"{run.name}: command not recorded; this reruns its configuration into a new directory:", note=True))  # fmt: skip
+            section.blocks.append(Code(f"loraqa train {run.path / 'config.yaml'} output_dir={run.path}-rerun"))
+    return section
