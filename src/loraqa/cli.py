@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, help="directory for the merged model")
     merge.add_argument("--model", help="base model (default: the adapter's base)")
     merge.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    merge.add_argument("overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true with --model")
 
     report = sub.add_parser(
         "report",
@@ -147,7 +148,7 @@ def _dispatch(args) -> int:
         decodings = parse_decoding_list(args.decoding) if args.decoding else [config.generation.decoding]
         run_evaluation(
             config, adapter=args.adapter, decodings=decodings, output=args.output,
-            overwrite=args.overwrite, base_name=args.model,
+            overwrite=args.overwrite, base_name=args.model, model_overrides=_model_keys(overrides),
         )  # fmt: skip
         return 0
     if args.command == "predict":
@@ -158,9 +159,8 @@ def _dispatch(args) -> int:
 
 
 def _predict(args, load_config) -> int:
-    from loraqa.data.records import QARecord
     from loraqa.errors import ConfigError
-    from loraqa.inference.predict import answer, print_answers, read_questions
+    from loraqa.inference.predict import answer, command_line_question, print_answers, read_questions
 
     if bool(args.input) == bool(args.question or args.context):
         raise ConfigError("--input/--question", "give either --question with --context, or --input FILE")
@@ -174,8 +174,12 @@ def _predict(args, load_config) -> int:
     if args.model and not args.adapter:
         overrides.append(f"model.name={args.model}")
     config = load_config(None, overrides)
-    records = read_questions(args.input) if args.input else [QARecord("q1", args.context, args.question)]
-    ready = _ready(config, args.adapter, args.model)
+    # The inputs are checked as the data layer checks a data file, before any model loads.
+    if args.input:
+        records = read_questions(args.input, config.data)
+    else:
+        records = [command_line_question(args.question, args.context, config.data)]
+    ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
     print_answers(answer(ready, config, records), args.output)
     return 0
 
@@ -183,22 +187,31 @@ def _predict(args, load_config) -> int:
 def _merge(args, load_config) -> int:
     from loraqa.inference.merge import write_merged
 
-    config = load_config(None, [])
-    ready = _ready(config, args.adapter, args.model)
+    config = load_config(None, args.overrides)
+    ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
     target = write_merged(ready, args.output, args.overwrite)
     print(f"merged model written to {target}")
     return 0
 
 
-def _ready(config, adapter: str | None, base_name: str | None):
+def _ready(config, adapter: str | None, base_name: str | None, model_overrides: frozenset[str] = frozenset()):
     from loraqa.models.inference import load_ready_model, model_config_for_adapter
     from loraqa.models.loading import inspect_base
     from loraqa.training.device import plan_device
 
-    model_config = model_config_for_adapter(adapter, config.model, base_name) if adapter else config.model
+    if adapter:
+        model_config = model_config_for_adapter(adapter, config.model, base_name, model_overrides)
+    else:
+        model_config = config.model
     spec = inspect_base(model_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     return load_ready_model(model_config, plan, adapter, spec=spec)
+
+
+def _model_keys(overrides: list[str]) -> frozenset[str]:
+    """The model.* keys the command line sets (what an adapter's own settings may meet)."""
+    keys = (item.partition("=")[0].strip() for item in overrides if "=" in item)
+    return frozenset(key[len("model."):] for key in keys if key.startswith("model."))
 
 
 def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:

@@ -91,7 +91,7 @@ def test_predict_one_question_and_a_file(trained_gpt2, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "Who?"}\n')
     code, _, err = run_cli(capsys, "predict", "--adapter", adapter, "--input", str(bad))
-    assert code == 2 and "bad.jsonl: record line 1: missing or empty 'context'" in one_line_error(err)
+    assert code == 2 and "bad.jsonl: record line 1: line has no 'context'" in one_line_error(err)
 
 
 def test_merge_writes_a_plain_model_that_answers_the_same(trained_gpt2, tmp_path, capsys):

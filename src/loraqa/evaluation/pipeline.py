@@ -32,13 +32,16 @@ def run_evaluation(
     output: str | None,
     overwrite: bool,
     base_name: str | None = None,
+    model_overrides: frozenset[str] = frozenset(),
 ) -> dict[str, dict]:
+    """Evaluate; with `adapter`, the model section is the adapter's, plus the user's trust settings and
+    the inference lengths among `model_overrides` (the model.* keys of the command line)."""
     out_dir = Path(output) if output else default_output(config, adapter)
     if (out_dir / "metrics.json").exists() or any(out_dir.glob("*/metrics.json")):
         if not overwrite:
             raise RunDirError(f"{out_dir} already holds an evaluation; use --overwrite or --output DIR")
     if adapter:
-        config = dataclasses.replace(config, model=model_config_for_adapter(adapter, config.model, base_name))
+        config = dataclasses.replace(config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides))
     records, version_2 = load_test(config.data)
     set_seed(config.training.seed)
     spec = inspect_base(config.model)

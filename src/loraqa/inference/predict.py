@@ -1,4 +1,9 @@
-"""`loraqa predict`: answer one question about a context, or every line of a JSONL file."""
+"""`loraqa predict`: answer one question about a context, or every line of a JSONL file.
+
+Inputs pass the data layer's record checks (data/validate.py), `data.max_context_chars` included,
+so a request costs no more than a training record may. An adapter trained on SQuAD v2 may answer
+"no answer": such rows say `"no_answer": true` with an empty `answer`.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +11,83 @@ import json
 import sys
 from pathlib import Path
 
-from loraqa.config.schema import RunConfig
+from loraqa.config.schema import DataConfig, RunConfig
+from loraqa.data.collector import RecordCollector
+from loraqa.data.reading import read_text
 from loraqa.data.records import QARecord
+from loraqa.data.tabular import jsonl_rows
+from loraqa.data.validate import (
+    CONTEXT_TOO_LONG,
+    RecordProblem,
+    check_context,
+    check_question,
+    question_id,
+    record_label,
+    require_object,
+    require_str,
+)
 from loraqa.errors import DataError
 from loraqa.evaluation.runner import predict_settings
 from loraqa.models.inference import ReadyModel
 
+NO_ANSWER_TEXT = "(no answer)"
 
-def read_questions(path: str) -> list[QARecord]:
-    """JSONL lines with `question` and `context` (and optionally `id`); errors name the line."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(path, "file not found")
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not valid UTF-8 (byte {exc.start})") from None
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+
+def read_questions(path: str, data: DataConfig) -> list[QARecord]:
+    """JSONL lines with `question` and `context` (and optionally `id`, else the line number).
+
+    Each line is checked as a data file's record is (types, empty texts, `data.max_context_chars`,
+    duplicate ids); errors name the file and the line or id (`DataError`).
+    """
+    sink = RecordCollector(path, skip_invalid=False, max_context_chars=data.max_context_chars)
+    for where, row in jsonl_rows(read_text(Path(path)), path):
+        number = where.split()[-1]
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", record=f"line {number}") from None
-        if not isinstance(row, dict):
-            raise DataError(path, "each line must be a JSON object", record=f"line {number}")
-        for key in ("question", "context"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise DataError(path, f"missing or empty '{key}'", record=f"line {number}")
-        records.append(QARecord(id=str(row.get("id", number)), context=row["context"], question=row["question"]))
-    if not records:
-        raise DataError(path, "no questions in the file")
-    return records
+            record = _record(row, number, data.max_context_chars)
+        except RecordProblem as problem:
+            sink.reject(record_label(row, where), _with_hint(problem))
+            continue
+        sink.add(record, where)
+    return sink.finish()
+
+
+def command_line_question(question: str, context: str, data: DataConfig) -> QARecord:
+    """The --question/--context pair as a record, checked as `read_questions` checks a line."""
+    try:
+        return _record({"question": question, "context": context}, "q1", data.max_context_chars)
+    except RecordProblem as problem:
+        raise DataError("--context" if "context" in problem.problem else "--question", _with_hint(problem).problem) from None
+
+
+def _record(row, default_id: str, max_context_chars: int) -> QARecord:
+    row = require_object(row, "line")
+    qid = question_id(row["id"]) if row.get("id") is not None else default_id
+    context = require_str(row, "context", "line")
+    question = require_str(row, "question", "line")
+    check_context(context, max_context_chars)
+    check_question(question)
+    return QARecord(id=qid, context=context, question=question)
+
+
+def _with_hint(problem: RecordProblem) -> RecordProblem:
+    if problem.kind != CONTEXT_TOO_LONG:
+        return problem
+    return RecordProblem(problem.kind, f"{problem.problem}; to allow it, add data.max_context_chars=N to the command")
 
 
 def answer(ready: ReadyModel, config: RunConfig, records: list[QARecord], decoding: str | None = None) -> list[dict]:
-    settings = predict_settings(config, version_2=False, decoding=decoding)
+    """One row per record; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold` decides no-answers."""
+    settings = predict_settings(config, version_2=ready.version_2, decoding=decoding)
     settings.with_loss = False
     result = ready.spec.formulation.predict(ready.model, ready.tokenizer, records, settings)
     return [
-        {"id": r.id, "question": r.question, "answer": p.text, "confidence": round(p.confidence, 4)}
+        {
+            "id": r.id,
+            "question": r.question,
+            "answer": p.text,
+            "no_answer": ready.version_2 and p.text == "",
+            "confidence": round(p.confidence, 4),
+        }
         for r, p in zip(records, result.predictions)
     ]
 
@@ -57,6 +98,7 @@ def print_answers(rows: list[dict], output: str | None) -> None:
         Path(output).write_text(text, encoding="utf-8")
         print(f"wrote {len(rows)} answers to {output}", file=sys.stderr)
     elif len(rows) == 1:
-        print(f"{rows[0]['answer']}\t(confidence {rows[0]['confidence']:.3f})")
+        shown = NO_ANSWER_TEXT if rows[0]["no_answer"] else rows[0]["answer"]
+        print(f"{shown}\t(confidence {rows[0]['confidence']:.3f})")
     else:
         sys.stdout.write(text)

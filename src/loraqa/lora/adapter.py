@@ -4,6 +4,8 @@
   modules responsible (a `modules_to_save: [embed_tokens, lm_head]` made 46% of T5 trainable).
 - An adapter is saved as peft writes it (adapter_config.json + adapter_model.safetensors) with the
   tokenizer and a `loraqa.json` describing its base, into a temporary directory renamed at the end.
+- Reading an adapter directory is data only: every file is checked against a schema first
+  (adapter_files.py), so an adapter can never switch on remote code or point at another base.
 - Loading resizes the base embeddings to the adapter's vocabulary BEFORE attaching the adapter,
   and refuses an adapter made for another base with a message naming both.
 """
@@ -11,25 +13,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
-from safetensors import SafetensorError, safe_open
 
 from loraqa import __version__
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.formulations.base import model_device
+from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
 from loraqa.lora.presets import resolve_target_modules
 from loraqa.models.cheap_dropout import use_cheap_masks
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.runs.atomic import atomic_directory, write_json_atomic
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-META_FILE = "loraqa.json"
+__all__ = ["ADAPTER_FILES", "META_FILE", "adapter_meta", "load_adapter", "read_adapter_meta", "save_adapter"]
 
 
 def attach_lora(
@@ -115,8 +115,15 @@ def _trainable_group(name: str) -> str:
     return f"'{name}'"
 
 
-def adapter_meta(model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model) -> dict:
-    """What loading needs to check the base and rebuild the vocabulary (saved as loraqa.json)."""
+def adapter_meta(
+    model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model, *, version_2: bool = False
+) -> dict:
+    """What loading needs to check the base and rebuild the vocabulary (saved as loraqa.json).
+
+    `model_config` keeps only what describes how the adapter was trained (`ADAPTER_MODEL_KEYS`):
+    trust_remote_code and revision are the loading user's decisions, never an adapter's.
+    """
+    saved = dataclasses.asdict(model_config)
     return {
         "loraqa_version": __version__,
         "base_model": model_config.name,
@@ -126,7 +133,8 @@ def adapter_meta(model_config: ModelConfig, formulation_name: str, hf_config, to
         "embedding_rows": model.get_input_embeddings().weight.shape[0],
         "base_vocab_size": hf_config.vocab_size,  # before tokens were added
         "formulation": formulation_name,
-        "model_config": dataclasses.asdict(model_config),
+        "version_2": bool(version_2),  # trained with unanswerable questions: predict may answer "no answer"
+        "model_config": {key: saved[key] for key in ADAPTER_MODEL_KEYS},
     }
 
 
@@ -136,32 +144,6 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
         peft_model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         write_json_atomic(tmp / META_FILE, meta)
-
-
-def read_adapter_meta(directory: str | Path) -> dict:
-    """Check an adapter directory is complete and readable; return its loraqa.json (or {})."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise AdapterError(f"adapter directory not found: {directory}")
-    for name in ADAPTER_FILES:
-        if not (directory / name).is_file():
-            raise AdapterError(f"{directory / name}: missing (not a complete LoRA adapter)")
-    try:
-        json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{directory / 'adapter_config.json'}: corrupt ({exc})") from None
-    try:
-        with safe_open(str(directory / "adapter_model.safetensors"), framework="pt") as handle:
-            list(handle.keys())
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AdapterError(f"{directory / 'adapter_model.safetensors'}: corrupt ({str(exc).splitlines()[0]})") from None
-    meta_path = directory / META_FILE
-    if not meta_path.is_file():
-        return {}
-    try:
-        return json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{meta_path}: corrupt ({exc})") from None
 
 
 def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, hf_config, meta: dict) -> PeftModel:
@@ -186,8 +168,10 @@ def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, h
     if wanted != rows:
         # Resize before attaching: the adapter's saved embedding layers have the grown shape.
         base_model.resize_token_embeddings(wanted)
+    # The config peft uses is the one checked here (adapter_files.py): peft does not read the file again.
+    lora_config = read_lora_config(directory, base_path=getattr(base_model.config, "name_or_path", None) or base_name)
     try:
-        model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=False)
+        model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=False, config=lora_config)
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AdapterError(f"{directory} does not fit base '{base_name}': {first[:300]}") from None

@@ -1,8 +1,11 @@
 """Load a model ready to answer: a base alone, or a base with a saved adapter.
 
-With an adapter, the model section it was trained with (saved in its loraqa.json) is used, so the
-prompt format, sequence lengths and formulation match training. For speed the adapter is merged
-into the base weights (identical answers, no per-layer LoRA overhead); `merge=False` keeps it apart.
+With an adapter, the model section it was trained with (its checked loraqa.json) is used, so the
+prompt format, formulation and vocabulary match training; the lengths that only bound how text is
+windowed or answered may be changed on the command line (`INFERENCE_MODEL_KEYS`). What may run
+code or fetch something (`trust_remote_code`, `revision`) comes from the user alone and applies to
+the base the user named. For speed the adapter is merged into the base weights (identical answers,
+no per-layer LoRA overhead); `merge=False` keeps it apart.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.config.schema import ModelConfig
+from loraqa.errors import ConfigError
 from loraqa.lora.adapter import load_adapter, read_adapter_meta
-from loraqa.models.loading import BaseSpec, inspect_base, load_model, load_tokenizer
+from loraqa.models.loading import BaseSpec, inspect_base, load_adapter_tokenizer, load_model, load_tokenizer
 from loraqa.training.device import DevicePlan
+
+# model.* keys a user may change when answering with an adapter: they bound windows and answers,
+# and do not change what the adapter's weights mean.
+INFERENCE_MODEL_KEYS = ("max_seq_length", "doc_stride", "max_answer_length")
+# The user's own decisions about the base (never read from an adapter).
+USER_MODEL_KEYS = ("trust_remote_code", "revision")
 
 
 @dataclass
@@ -24,31 +34,69 @@ class ReadyModel:
     spec: BaseSpec
     model_config: ModelConfig
     adapter: str | None
+    version_2: bool = False  # the adapter was trained with unanswerable questions (SQuAD v2)
 
 
-def model_config_for_adapter(adapter_dir: str | Path, fallback: ModelConfig, base_name: str | None = None) -> ModelConfig:
-    """The model section the adapter was trained with (its base can be overridden by `base_name`)."""
+def model_config_for_adapter(
+    adapter_dir: str | Path,
+    user: ModelConfig,
+    base_name: str | None = None,
+    overridden: frozenset[str] | set[str] = frozenset(),
+) -> ModelConfig:
+    """The model section to answer with `adapter_dir`.
+
+    From the adapter's loraqa.json: how it was trained (formulation, prompt, vocabulary, lengths).
+    From the user (`user`): trust_remote_code and revision, and the `INFERENCE_MODEL_KEYS` named in
+    `overridden` (the model.* keys of the command line). Any other overridden model key that differs
+    from the adapter's is a `ConfigError`: the adapter's weights only mean something with the settings
+    it was trained with. `base_name` (--model) replaces the adapter's base.
+    """
     meta = read_adapter_meta(adapter_dir)
     saved = meta.get("model_config")
-    config = ModelConfig(**saved) if isinstance(saved, dict) else dataclasses.replace(fallback)
+    if not saved:  # plain peft, no loraqa.json: the user's model section is all there is
+        config = dataclasses.replace(user)
+        return dataclasses.replace(config, name=base_name) if base_name else config
+    config = ModelConfig(**saved)
+    for key in sorted(overridden):
+        if key in INFERENCE_MODEL_KEYS or key in USER_MODEL_KEYS or getattr(user, key, None) == getattr(config, key, None):
+            continue
+        if key == "name":
+            raise ConfigError(
+                "model.name", f"the adapter's base is {config.name!r}; use --model NAME to answer with another base"
+            )
+        raise ConfigError(
+            f"model.{key}",
+            f"the adapter was trained with {getattr(config, key, None)!r} (its loraqa.json) and its weights mean "
+            f"nothing otherwise; only {', '.join('model.' + k for k in INFERENCE_MODEL_KEYS)} can change at inference",
+        )
+    safe = {key: getattr(user, key) for key in INFERENCE_MODEL_KEYS if key in overridden}
+    config = dataclasses.replace(config, **safe, trust_remote_code=user.trust_remote_code, revision=user.revision)
     if base_name:
         config = dataclasses.replace(config, name=base_name)
+    elif user.trust_remote_code:
+        # The adapter named this base; trusting code is a decision about a base the user names.
+        raise ConfigError(
+            "model.trust_remote_code",
+            f"applies only to a base you name: add --model {config.name} to trust that base's code",
+        )
     return config
 
 
 def load_ready_model(
     model_config: ModelConfig, plan: DevicePlan, adapter_dir: str | None, merge: bool = True, spec: BaseSpec | None = None
 ) -> ReadyModel:
-    spec = spec or inspect_base(model_config)
     if adapter_dir is None:
+        spec = spec or inspect_base(model_config)
         tokenizer = load_tokenizer(spec, model_config)
         model = load_model(spec, model_config, tokenizer, plan.torch_device)
-    else:
-        meta = read_adapter_meta(adapter_dir)
-        tokenizer = load_tokenizer(spec, model_config, source=str(adapter_dir))
-        base = load_model(spec, dataclasses.replace(model_config, add_tokens=[]), tokenizer, plan.torch_device)
-        model = load_adapter(base, tokenizer, adapter_dir, model_config.name, spec.hf_config, meta)
-        if merge:
-            model = model.merge_and_unload()
+        model.eval()
+        return ReadyModel(model, tokenizer, spec, model_config, None)
+    meta = read_adapter_meta(adapter_dir)  # every adapter file checked before anything is loaded from it
+    spec = spec or inspect_base(model_config)
+    tokenizer = load_adapter_tokenizer(spec, adapter_dir)
+    base = load_model(spec, dataclasses.replace(model_config, add_tokens=[]), tokenizer, plan.torch_device)
+    model = load_adapter(base, tokenizer, adapter_dir, model_config.name, spec.hf_config, meta)
+    if merge:
+        model = model.merge_and_unload()
     model.eval()
-    return ReadyModel(model, tokenizer, spec, model_config, adapter_dir)
+    return ReadyModel(model, tokenizer, spec, model_config, adapter_dir, version_2=bool(meta.get("version_2")))

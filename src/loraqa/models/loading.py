@@ -7,14 +7,17 @@ weights (Trainer's bf16), which keeps LoRA updates exact.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
 from loraqa.config.schema import ModelConfig
-from loraqa.errors import LoraqaError
+from loraqa.errors import AdapterError, LoraqaError
 from loraqa.formulations import Formulation, choose_formulation
 from loraqa.models.offline import resolve_model_path
 
@@ -49,17 +52,69 @@ def inspect_base(model_config: ModelConfig) -> BaseSpec:
     return BaseSpec(model_config.name, path, hf_config, choose_formulation(model_config, hf_config))
 
 
-def load_tokenizer(spec: BaseSpec, model_config: ModelConfig, source: str | None = None):
-    """The base tokenizer (or the one saved with an adapter, `source`), prepared for the formulation."""
+def load_tokenizer(spec: BaseSpec, model_config: ModelConfig):
+    """The base tokenizer, with `add_tokens` added, prepared for the formulation.
+
+    The user's `trust_remote_code` and `revision` apply here: this is the base the user named.
+    """
     tokenizer = AutoTokenizer.from_pretrained(
-        source or spec.path,
-        revision=None if source else model_config.revision,
-        trust_remote_code=model_config.trust_remote_code,
+        spec.path, revision=model_config.revision, trust_remote_code=model_config.trust_remote_code
     )
-    if source is None and model_config.add_tokens:
+    if model_config.add_tokens:
         tokenizer.add_tokens(list(model_config.add_tokens))
     spec.formulation.prepare_tokenizer(tokenizer)
     return tokenizer
+
+
+# What `save_pretrained` of a transformers 5 tokenizer writes and loading needs.
+ADAPTER_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def load_adapter_tokenizer(spec: BaseSpec, directory: str | Path):
+    """The tokenizer saved with an adapter, read as data: never its code.
+
+    An adapter directory is not the base the user chose to trust, so whatever the user's
+    `trust_remote_code`, the tokenizer here is loaded with it off, through a tokenizer class of
+    transformers itself, named by `tokenizer_class`; a tokenizer_config.json with an `auto_map` (custom
+    code) or naming any other class is refused, as are missing or corrupt files (`AdapterError`).
+    """
+    directory = Path(directory)
+    for name in ADAPTER_TOKENIZER_FILES:
+        if not (directory / name).is_file():
+            raise AdapterError(f"{directory / name}: missing (the adapter's tokenizer is saved with it)")
+    config_path = directory / "tokenizer_config.json"
+    try:
+        tokenizer_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise AdapterError(f"{config_path}: corrupt ({exc or type(exc).__name__})") from None
+    if not isinstance(tokenizer_config, dict):
+        raise AdapterError(f"{config_path}: must be a JSON object")
+    if "auto_map" in tokenizer_config:
+        raise AdapterError(
+            f"{config_path}: has an 'auto_map' (custom tokenizer code); loraqa never runs code from an adapter directory"
+        )
+    tokenizer_class = _transformers_tokenizer_class(tokenizer_config.get("tokenizer_class"), config_path)
+    try:
+        tokenizer = tokenizer_class.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdapterError(f"{directory}: cannot load the adapter's tokenizer: {first[:200]}") from None
+    spec.formulation.prepare_tokenizer(tokenizer)
+    return tokenizer
+
+
+def _transformers_tokenizer_class(name, config_path: Path):
+    """The transformers class `name` stands for; refused when it is not one of transformers' own."""
+    if not isinstance(name, str) or not name:
+        raise AdapterError(f"{config_path}: key 'tokenizer_class' must name a transformers tokenizer class")
+    found = tokenizer_class_from_name(name)
+    if (
+        not isinstance(found, type)
+        or not issubclass(found, PreTrainedTokenizerBase)
+        or not found.__module__.startswith("transformers.")
+    ):
+        raise AdapterError(f"{config_path}: key 'tokenizer_class' is {name!r}, not a tokenizer class of transformers")
+    return found
 
 
 def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device):

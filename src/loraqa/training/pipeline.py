@@ -91,7 +91,7 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     summary["train_loss"] = train_output.training_loss
     _write_log(run, trainer)
 
-    meta = adapter_meta(config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model)
+    meta = adapter_meta(config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2)
     save_adapter(peft_model, tokenizer, run.adapter, meta)
     say(f"adapter saved to {run.adapter}")
 

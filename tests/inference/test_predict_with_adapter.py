@@ -1,0 +1,171 @@
+"""`loraqa predict` / `eval` with an adapter: input limits, SQuAD v2 "no answer", model.* overrides."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loraqa.cli import main
+from run_helpers import tiny_overrides
+from tiny_models import synthetic_records, write_jsonl
+
+CONTEXT = "The town of Avalon was founded in 1800 by Ada. It lies near a river and has a market."
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("loraqa: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _train(tiny_model_dir, files, out, *extra) -> str:
+    args = tiny_overrides(tiny_model_dir("bert"), files, out, "evaluation.baseline=false", *extra)
+    assert main(["train", *args]) == 0
+    return str(out / "adapter")
+
+
+@pytest.fixture(scope="module")
+def v1_adapter(tiny_model_dir, qa_files, tmp_path_factory) -> str:
+    return _train(tiny_model_dir, qa_files, tmp_path_factory.mktemp("v1") / "run")
+
+
+@pytest.fixture(scope="module")
+def v2_adapter(tiny_model_dir, tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("v2")
+    rows = synthetic_records(40)
+    for i, row in enumerate(list(rows[:12])):
+        rows.append({"id": f"u{i}", "context": row["context"], "question": "Who painted the market?",
+                     "answers": [], "is_impossible": True})  # fmt: skip
+    files = {"train": write_jsonl(root / "train.jsonl", rows[:32] + rows[40:48]),
+             "test": write_jsonl(root / "test.jsonl", rows[32:40] + rows[48:])}  # fmt: skip
+    adapter = _train(tiny_model_dir, files, root / "run")
+    assert json.loads((root / "run" / "adapter" / "loraqa.json").read_text())["version_2"] is True
+    return adapter
+
+
+# --- data.max_context_chars and the data layer's record checks apply to predict's inputs ---
+
+
+def test_a_huge_context_is_refused_before_any_model_loads(v1_adapter, capsys):
+    huge = "word " * 180_000  # 0.9 MB
+    code, _, err = run_cli(capsys, "predict", "--adapter", v1_adapter, "--question", "Who?", "--context", huge)
+    line = one_line_error(err)
+    assert code == 2
+    assert "--context" in line and "max_context_chars=100,000" in line and "data.max_context_chars=N" in line
+
+
+def test_the_limit_is_the_data_setting_and_applies_to_input_files(v1_adapter, tmp_path, capsys):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "a", "question": "Who founded Avalon?", "context": CONTEXT}) + "\n")
+    code, _, err = run_cli(capsys, "predict", "data.max_context_chars=50", "--adapter", v1_adapter, "--input", str(questions))
+    line = one_line_error(err)
+    assert code == 2 and "q.jsonl: record a: context has 85 characters, more than max_context_chars=50" in line
+    code, out, _ = run_cli(capsys, "predict", "data.max_context_chars=100", "--adapter", v1_adapter, "--input", str(questions))
+    assert code == 0 and "confidence" in out
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('{"question": "Who?", "context": "   "}', "record line 1: context is empty"),
+        ('{"question": 3, "context": "Ada did."}', "record line 1: 'question' must be a string, not a number"),
+        ('{"id": "x", "question": "Who?", "context": "Ada."}\n{"id": "x", "question": "Who?", "context": "Ada."}',
+         "record x: duplicate id at line 2"),
+        ("[1, 2]", "record line 1: line must be an object, not a list"),
+    ],
+)  # fmt: skip
+def test_input_records_are_checked_as_data_files_are(v1_adapter, tmp_path, capsys, line, expected):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(line + "\n")
+    code, _, err = run_cli(capsys, "predict", "--adapter", v1_adapter, "--input", str(questions))
+    assert code == 2 and expected in one_line_error(err)
+
+
+# --- SQuAD v2: an adapter trained with unanswerable questions may answer "no answer" ---
+
+
+def test_v2_adapter_answers_no_answer_by_the_threshold(v2_adapter, tmp_path, capsys):
+    question = ("--question", "Who founded Avalon?", "--context", CONTEXT)
+    code, out, _ = run_cli(capsys, "predict", "evaluation.null_score_diff_threshold=-1e9", "--adapter", v2_adapter, *question)
+    assert code == 0 and out.startswith("(no answer)\t")
+    code, out, _ = run_cli(capsys, "predict", "evaluation.null_score_diff_threshold=1e9", "--adapter", v2_adapter, *question)
+    assert code == 0 and not out.startswith("(no answer)") and out.split("\t")[0].strip()
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(
+        json.dumps({"id": qid, "question": "Who founded Avalon?", "context": CONTEXT}) + "\n" for qid in ("a", "b")
+    ))  # fmt: skip
+    for threshold, no_answer in (("-1e9", True), ("1e9", False)):
+        code, out, _ = run_cli(capsys, "predict", f"evaluation.null_score_diff_threshold={threshold}",
+                               "--adapter", v2_adapter, "--input", str(questions))  # fmt: skip
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and len(rows) == 2
+        assert all(row["no_answer"] is no_answer and (row["answer"] == "") is no_answer for row in rows)
+
+
+def test_v1_adapter_always_answers(v1_adapter, capsys):
+    code, out, _ = run_cli(capsys, "predict", "evaluation.null_score_diff_threshold=-1e9", "--adapter", v1_adapter,
+                           "--question", "Who founded Avalon?", "--context", CONTEXT)  # fmt: skip
+    assert code == 0 and not out.startswith("(no answer)")
+
+
+# --- model.* overrides with --adapter: lengths apply, the rest is refused ---
+
+
+def _confidences(capsys, adapter, questions, *overrides) -> list[float]:
+    code, out, err = run_cli(capsys, "predict", *overrides, "--adapter", adapter, "--input", str(questions))
+    assert code == 0, err
+    return [json.loads(line)["confidence"] for line in out.splitlines()]
+
+
+def test_inference_lengths_override_the_adapters(v1_adapter, tmp_path, capsys):
+    long_context = " ".join(f"The town of Place{i} was founded in {1800 + i} by Person{i}." for i in range(12))
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(
+        json.dumps({"id": str(i), "question": f"Who founded Place{i}?", "context": long_context}) + "\n" for i in (1, 6, 11)
+    ))  # fmt: skip
+    trained = _confidences(capsys, v1_adapter, questions)  # the adapter's own max_seq_length=64
+    assert _confidences(capsys, v1_adapter, questions, "model.max_seq_length=64") == trained
+    assert _confidences(capsys, v1_adapter, questions, "model.max_seq_length=128") != trained
+    assert _confidences(capsys, v1_adapter, questions, "model.max_seq_length=32") != trained
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model.formulation=seq2seq", "config key 'model.formulation': the adapter was trained with 'auto'"),
+        ("model.use_token_type_ids=true", "config key 'model.use_token_type_ids'"),
+        ("model.add_tokens=[X1]", "config key 'model.add_tokens'"),
+        ("model.name=other-base", "config key 'model.name'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_settings_fixed_by_training_are_refused(v1_adapter, qa_files, tmp_path, capsys, command, override, expected):
+    if command == "predict":
+        argv = ["predict", override, "--adapter", v1_adapter, "--question", "Who?", "--context", CONTEXT]
+    else:
+        argv = ["eval", f"data.test={qa_files['test']}", override, "--adapter", v1_adapter, "--output", str(tmp_path / "e")]
+    code, _, err = run_cli(capsys, *argv)
+    line = one_line_error(err)
+    assert code == 2 and expected in line
+    if override.startswith("model.name"):
+        assert "--model" in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_eval_applies_max_seq_length(v1_adapter, qa_files, tmp_path, capsys):
+    def confidences(out_dir, *overrides):
+        code, _, err = run_cli(capsys, "eval", f"data.test={qa_files['test']}", "training.device=cpu", *overrides,
+                               "--adapter", v1_adapter, "--output", str(out_dir))  # fmt: skip
+        assert code == 0, err
+        return [json.loads(line)["confidence"] for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+
+    assert confidences(tmp_path / "a") != confidences(tmp_path / "b", "model.max_seq_length=32", "model.doc_stride=8")
