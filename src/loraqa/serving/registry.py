@@ -101,6 +101,7 @@ def build_registry(
         raise ConfigError("--adapter", f"adapter name '{repeated[0]}' given twice")
     groups: dict[tuple, list[tuple]] = {}
     for source in sources:
+        source = AdapterSource(source.name, Path(source.directory))
         meta = read_adapter_meta(source.directory)
         model_config = model_config_for_adapter(source.directory, config.model, base_name)
         spec = inspect_base(model_config)
