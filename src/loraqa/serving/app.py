@@ -188,7 +188,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        status, message = _validation_message(exc.errors())
+        status, message = _validation_message(exc.errors(), exc.body)
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(Exception)
@@ -200,7 +200,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
 
-def _validation_message(errors: list[dict]) -> tuple[int, str]:
+def _validation_message(errors: list[dict], body) -> tuple[int, str]:
     """One line from pydantic's errors; for the object-or-list body, the branch the client meant."""
     if not errors:
         return 422, "invalid request"
@@ -209,7 +209,6 @@ def _validation_message(errors: list[dict]) -> tuple[int, str]:
         return 400, f"body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}"
     if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
         return 422, "empty body: send a JSON object {\"question\", \"context\"} or a list of them"
-    body = first.get("input")
     branch = "list[" if isinstance(body, list) else "AnswerRequest"
     meant = [e for e in errors if len(e.get("loc", ())) > 1 and str(e["loc"][1]).startswith(branch)] or errors
     error = meant[0]

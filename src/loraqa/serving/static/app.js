@@ -76,6 +76,7 @@ function highlight(container, context, start, end) {
 function show(entry) {
   $("result").hidden = false;
   const a = entry.result;
+  $("asked").textContent = entry.question;
   $("answer-text").textContent = a.no_answer ? "(no answer)" : a.answer;
   $("confidence").textContent = `confidence ${(100 * a.confidence).toFixed(1)}%`;
   $("confidence-bar").style.width = `${Math.round(100 * a.confidence)}%`;
