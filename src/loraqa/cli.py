@@ -1,4 +1,4 @@
-"""The `loraqa` command: train, eval, predict, merge, report.
+"""The `loraqa` command: train, eval, predict, merge, report, serve.
 
 Every user-fixable problem is a LoraqaError, printed as one line `loraqa: error: ...` with exit
 status 2 and no traceback. Heavy imports happen inside the commands so `--help` is instant.
@@ -96,6 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("dir", metavar="DIR", help="a run directory, or a directory whose subdirectories are runs")
 
+    serve = sub.add_parser("serve", help="answer questions over HTTP and in a web page, with one or more adapters")
+    serve.add_argument("overrides", nargs="*", help="generation/evaluation overrides, as for predict")
+    serve.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR", help="serve this adapter as NAME (repeat for more; the first is the default)")
+    serve.add_argument("--base-only", action="store_true", help="also serve the base model alone, as adapter 'base'")
+    serve.add_argument("--model", help="base model (default: each adapter's base; with --base-only, the base served)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off")
+    serve.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a question waits for others to batch with")
+    serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
+    serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
     sub.add_parser("config", help="print every config key with its default")
     return parser
 
@@ -155,6 +168,8 @@ def _dispatch(args) -> int:
         return _predict(args, load_config)
     if args.command == "merge":
         return _merge(args, load_config)
+    if args.command == "serve":
+        return _serve(args, load_config)
     raise AssertionError(args.command)
 
 
@@ -192,6 +207,19 @@ def _merge(args, load_config) -> int:
     target = write_merged(ready, args.output, args.overwrite)
     print(f"merged model written to {target}")
     return 0
+
+
+def _serve(args, load_config) -> int:
+    from loraqa.serving.server import require_serving_extra, serve
+    from loraqa.serving.settings import ServeSettings
+
+    require_serving_extra()
+    config = load_config(None, [*args.overrides, f"training.device={args.device}"])
+    settings = ServeSettings(
+        max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
+        max_context_chars=args.max_context_chars, request_timeout_s=args.request_timeout_s,
+    )  # fmt: skip
+    return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 
 
 def _ready(config, adapter: str | None, base_name: str | None, model_overrides: frozenset[str] = frozenset()):

@@ -78,8 +78,8 @@ def evil(trained_bert, tmp_path):
 
 
 @pytest.mark.parametrize("trust", [None, "model.trust_remote_code=false"])
-@pytest.mark.parametrize("command", ["predict", "eval", "merge"])
-def test_no_command_runs_an_adapters_code(evil, qa_files, tmp_path, capsys, command, trust):
+@pytest.mark.parametrize("command", ["predict", "eval", "merge", "serve", "serve-shared"])
+def test_no_command_runs_an_adapters_code(evil, trained_bert, qa_files, tmp_path, capsys, command, trust):
     adapter, marker = evil
     extra = [trust] if trust else []
     if command == "predict":
@@ -87,6 +87,13 @@ def test_no_command_runs_an_adapters_code(evil, qa_files, tmp_path, capsys, comm
     elif command == "eval":
         argv = ["eval", f"data.test={qa_files['test']}", "training.device=cpu", *extra,
                 "--adapter", str(adapter), "--output", str(tmp_path / "eval")]  # fmt: skip
+    elif command == "serve":  # refused while the registry loads, before anything listens
+        pytest.importorskip("fastapi")
+        argv = ["serve", *extra, "--adapter", f"evil={adapter}", "--port", "1"]
+    elif command == "serve-shared":  # joining a good adapter's base as a named peft adapter
+        pytest.importorskip("fastapi")
+        argv = ["serve", *extra, "--adapter", f"good={trained_bert}",
+                "--adapter", f"evil={adapter}", "--port", "1"]  # fmt: skip
     else:
         argv = ["merge", *extra, "--adapter", str(adapter), "--output", str(tmp_path / "merged")]
     code, out, err = run_cli(capsys, *argv)

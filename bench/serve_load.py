@@ -1,0 +1,153 @@
+"""Load test for `loraqa serve`: N concurrent clients on loopback for a fixed time.
+
+    python bench/serve_load.py --adapter runs/minilm-l6-squad/adapter --seconds 60 --clients 1,8,32
+    python bench/serve_load.py --model minilm-l6 --seconds 10            # base model alone
+
+For each batching mode (on: --max-batch 16, off: --max-batch 1, i.e. one question at a time) a real
+server process is started on a free loopback port; for each client count every client sends one
+SQuAD dev question at a time, waiting for its answer before the next, until the time is up or the
+request bound is reached. Reported: answers/s, latency p50/p95/p99, errors (non-200 answers) and
+lost requests (no answer at all: transport errors, timeouts). Results go to
+bench/results/serve-<label>.json with the git commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from loraqa.data.sources import load_records  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", help="adapter directory to serve (default: the base model alone)")
+    parser.add_argument("--model", default="minilm-l6", help="base model with no --adapter")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=60.0, help="per client count and mode")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="bound per client count and mode")
+    parser.add_argument("--modes", default="on,off", help="batching on (max batch 16), off (max batch 1)")
+    parser.add_argument("--questions", type=int, default=200, help="distinct SQuAD dev questions cycled through")
+    parser.add_argument("--label", default=None, help="results file name part (default: the adapter or model)")
+    args = parser.parse_args()
+
+    records = load_records("squad-v1.1:dev").records[: args.questions]
+    bodies = [{"question": r.question, "context": r.context} for r in records]
+    results = {"commit": _git_commit(), "adapter": args.adapter, "model": None if args.adapter else args.model,
+               "seconds": args.seconds, "max_requests": args.max_requests, "runs": []}  # fmt: skip
+    for mode in args.modes.split(","):
+        max_batch = 16 if mode == "on" else 1
+        with _server(args, max_batch) as url:
+            for clients in [int(c) for c in args.clients.split(",")]:
+                row = asyncio.run(_load(url, bodies, clients, args.seconds, args.max_requests))
+                row.update(batching=mode, max_batch=max_batch, clients=clients)
+                results["runs"].append(row)
+                print(json.dumps(row), flush=True)
+    label = args.label or Path(args.adapter or args.model).parent.name or args.model
+    out = ROOT / "bench" / "results" / f"serve-{label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int) -> dict:
+    latencies: list[float] = []
+    errors = lost = sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(index: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors, lost, sent
+        position = index
+        while time.perf_counter() < deadline and sent < max_requests:
+            sent += 1
+            body = bodies[position % len(bodies)]
+            position += clients
+            started = time.perf_counter()
+            try:
+                response = await http.post(f"{url}/v1/answer", json=body)
+            except httpx.HTTPError:
+                lost += 1
+                continue
+            if response.status_code == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        began = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        elapsed = time.perf_counter() - began
+    return {
+        "sent": sent, "answered": len(latencies), "errors": errors, "lost": lost,
+        "answers_per_second": round(len(latencies) / elapsed, 3),
+        **{f"p{q}_ms": _percentile(latencies, q) for q in (50, 95, 99)},
+    }  # fmt: skip
+
+
+def _percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(1000 * values[0], 2)
+    return round(1000 * statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+
+
+class _server:
+    """A `loraqa serve` process on a free loopback port, stopped on exit."""
+
+    def __init__(self, args, max_batch: int):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        served = ["--adapter", f"bench={args.adapter}"] if args.adapter else ["--base-only", "--model", args.model]
+        self.command = [sys.executable, "-m", "loraqa", "serve", *served, "--port", str(self.port),
+                        "--max-batch", str(max_batch)]  # fmt: skip
+
+    def __enter__(self) -> str:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        self.process = subprocess.Popen(self.command, env=env)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.5)
+        raise SystemExit("server did not start within 600 s")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

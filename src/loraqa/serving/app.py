@@ -1,0 +1,271 @@
+"""The HTTP app: `create_app(registry, settings)` builds it around adapters loaded at start-up.
+
+Routes: POST /v1/answer, GET /v1/adapters, GET /health, GET / (the web page), /docs (OpenAPI).
+A request names an adapter by its served name and a decoding preset; both are checked against
+fixed lists before anything runs, so no field a client sends reaches a path, a loader or code.
+Every refusal is a 4xx whose JSON body is `{"error": "<one line>"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loraqa.data.records import QARecord
+from loraqa.errors import ConfigError
+from loraqa.evaluation.decoding import parse_decoding
+from loraqa.serving.batching import Batcher, QueueFull
+from loraqa.serving.registry import Registry
+from loraqa.serving.schemas import (
+    AdaptersResponse,
+    AnswerBatch,
+    AnswerRequest,
+    AnswerResponse,
+    ErrorResponse,
+    HealthResponse,
+)
+from loraqa.serving.settings import ServeSettings
+
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # the page's files, by name only
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 503, 504)}
+
+
+class ServeError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+
+
+def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) -> FastAPI:
+    def run_batch(key: tuple[str, str | None], records: list[QARecord]) -> list[tuple[dict, float]]:
+        rows = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+        finished = time.perf_counter()
+        return [(row, finished) for row in rows]
+
+    batcher = Batcher(
+        run_batch,
+        max_batch=settings.max_batch,
+        window_s=settings.batch_window_ms / 1000,
+        max_pending=settings.max_pending,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="loraqa",
+        description="Extractive, seq2seq and causal question answering with LoRA adapters.",
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    _add_error_handlers(app)
+
+    @app.post("/v1/answer", response_model=AnswerResponse | list[AnswerResponse], responses=ERRORS)
+    async def answer(request: Request, body: AnswerRequest | AnswerBatch = Body(...)):
+        """Answer one question (an object) or several (a list, answered together)."""
+        started = time.perf_counter()
+        items = body if isinstance(body, list) else [body]
+        _check_limits(items, settings)
+        keys = [(_adapter_name(item, registry), _decoding(item, settings)) for item in items]
+        records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
+        try:
+            futures = [batcher.submit(key, record) for key, record in zip(keys, records)]
+        except QueueFull as exc:
+            raise ServeError(503, f"server busy: {exc}; retry later") from None
+        rows = await _wait(request, futures, settings.request_timeout_s)
+        answers = [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows)]
+        return answers if isinstance(body, list) else answers[0]
+
+    @app.get("/v1/adapters", response_model=AdaptersResponse)
+    async def adapters():
+        """The adapters this server answers with (fixed at start-up)."""
+        return {"adapters": registry.describe()}
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health():
+        return {"status": "ok", "adapters": len(registry.adapters), "pending": batcher.pending, "busy": batcher.busy}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse(_static_text("index.html"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        if name not in STATIC_FILES:  # a fixed list: no path a client sends is opened
+            raise ServeError(404, f"no static file {name!r}")
+        return Response(_static_text(name), media_type=STATIC_FILES[name])
+
+    return app
+
+
+def _check_limits(items: list[AnswerRequest], settings: ServeSettings) -> None:
+    if len(items) > settings.max_batch:
+        raise ServeError(413, f"{len(items)} questions in one request; the limit is {settings.max_batch} (--max-batch)")
+    for index, item in enumerate(items):
+        where = f"item {index}: " if len(items) > 1 else ""
+        if len(item.context) > settings.max_context_chars:
+            raise ServeError(
+                413, f"{where}context has {len(item.context)} characters; the limit is {settings.max_context_chars} (--max-context-chars)"
+            )
+        if len(item.question) > settings.max_question_chars:
+            raise ServeError(413, f"{where}question has {len(item.question)} characters; the limit is {settings.max_question_chars}")
+
+
+def _adapter_name(item: AnswerRequest, registry: Registry) -> str:
+    name = registry.default if item.adapter is None else item.adapter
+    if name not in registry.adapters:
+        served = ", ".join(registry.names())
+        raise ServeError(404, f"unknown adapter {name[:80]!r}; this server has: {served}")
+    return name
+
+
+def _decoding(item: AnswerRequest, settings: ServeSettings) -> str | None:
+    if item.decoding is None:
+        return None
+    try:
+        kwargs = parse_decoding(item.decoding[:40])
+    except ConfigError as exc:
+        raise ServeError(422, exc.problem) from None
+    if kwargs.get("num_beams", 1) > settings.max_beams:
+        raise ServeError(422, f"decoding {item.decoding!r}: at most {settings.max_beams} beams on this server")
+    return item.decoding.strip()
+
+
+async def _wait(request: Request, futures: list[asyncio.Future], timeout_s: float) -> list[dict]:
+    """All answers, or 504 after the timeout; a client that went away cancels its questions."""
+    deadline = time.perf_counter() + timeout_s
+    pending = set(futures)
+    try:
+        while pending:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise ServeError(504, f"no answer within {timeout_s:g} s; the questions were withdrawn")
+            _, pending = await asyncio.wait(pending, timeout=min(remaining, 0.25))
+            if pending and await request.is_disconnected():
+                raise ServeError(499, "client disconnected")
+    finally:
+        for future in futures:
+            future.cancel()  # no-op on answered ones; frees the queue slots of the rest
+    return [f.result() for f in futures]
+
+
+def _response(item: AnswerRequest, adapter: str, row: tuple[dict, float], started: float) -> dict:
+    result, finished = row
+    text = result["answer"]
+    start = item.context.find(text) if text else -1
+    return {
+        "answer": text,
+        "confidence": result["confidence"],
+        "start": start if start >= 0 else None,
+        "end": start + len(text) if start >= 0 else None,
+        "no_answer": not text.strip(),
+        "adapter": adapter,
+        "latency_ms": round(1000 * (finished - started), 2),
+    }
+
+
+def _static_text(name: str) -> str:
+    return resources.files("loraqa.serving").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, exc: ServeError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        status, message = _validation_message(exc.errors(), exc.body)
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception):
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {str(exc)[:200]}"}, status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+
+def _validation_message(errors: list[dict], body) -> tuple[int, str]:
+    """One line from pydantic's errors; for the object-or-list body, the branch the client meant."""
+    if not errors:
+        return 422, "invalid request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return 400, f"body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}"
+    if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+        return 422, "empty body: send a JSON object {\"question\", \"context\"} or a list of them"
+    branch = "list[" if isinstance(body, list) else "AnswerRequest"
+    meant = [e for e in errors if len(e.get("loc", ())) > 1 and str(e["loc"][1]).startswith(branch)] or errors
+    error = meant[0]
+    where = [str(part) for part in error.get("loc", ())[2:]]
+    if isinstance(body, list) and where:
+        where[0] = f"item {where[0]}"
+    if not isinstance(body, (dict, list)) and len(error.get("loc", ())) <= 2:
+        return 422, "body must be a JSON object {\"question\", \"context\"} or a list of them"
+    field = ".".join(where) if where else "body"
+    message = error.get("msg", "invalid").removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown field (allowed: question, context, adapter, decoding)"
+    return 422, f"{field}: {message}"
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413 before they are read whole (pure ASGI middleware)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(send)
+        received = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"error": f"request body over {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,21 @@
+"""The server's limits and batching knobs, one visible place with the reason for each default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    max_batch: int = 16  # questions per model call, and per request list; 1 answers one at a time
+    batch_window_ms: float = 5.0  # how long the first waiting question waits for company
+    max_context_chars: int = 20_000  # ~ 5k tokens: longer contexts cost seconds and are rarely meant
+    max_question_chars: int = 1_000  # SQuAD questions are < 200 characters
+    max_pending: int = 1024  # questions waiting beyond this get 503 instead of queueing forever
+    request_timeout_s: float = 60.0  # a request waiting longer gets 504 and leaves the queue
+    max_beams: int = 8  # beamN above this would let one request hold the model for long
+
+    @property
+    def max_body_bytes(self) -> int:
+        # a full batch of maximal items in JSON with room for escapes (\uXXXX is 6 bytes per char)
+        return self.max_batch * (self.max_context_chars + self.max_question_chars) * 6 + 64_000

@@ -1,0 +1,167 @@
+"""The HTTP API in-process (TestClient) over tiny trained adapters of every formulation.
+
+The key equivalence: what the server answers equals `loraqa.inference.predict.answer` (what
+`loraqa predict` prints) for the same adapter and input, including two adapters sharing one base.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loraqa.data.records import QARecord
+from loraqa.inference.predict import answer
+from loraqa.models.inference import load_ready_model, model_config_for_adapter
+from loraqa.models.loading import inspect_base
+from loraqa.serving.app import create_app
+from loraqa.serving.registry import AdapterSource, build_registry
+from loraqa.serving.settings import ServeSettings
+from loraqa.training.device import plan_device
+from tiny_models import synthetic_records
+
+NAMES = ("extractive", "extractive2", "seq2seq", "causal")
+QUESTIONS = [QARecord(r["id"], r["context"], r["question"]) for r in synthetic_records(6)]
+
+
+@pytest.fixture(scope="module")
+def registry(trained_adapters, serve_config):
+    return build_registry([AdapterSource(n, trained_adapters[n]) for n in NAMES], serve_config)
+
+
+@pytest.fixture(scope="module")
+def client(registry):
+    with TestClient(create_app(registry, ServeSettings(max_batch=4, max_context_chars=400))) as client:
+        yield client
+
+
+def predict_alone(adapter_dir: str, config, records) -> list[dict]:
+    """`loraqa predict`'s way: this adapter alone on its own base, merged."""
+    model_config = model_config_for_adapter(adapter_dir, config.model)
+    spec = inspect_base(model_config)
+    ready = load_ready_model(model_config, plan_device("cpu", "fp32", spec.model_type), adapter_dir, spec=spec)
+    return answer(ready, config, records)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_answers_equal_loraqa_predict(name, client, trained_adapters, serve_config):
+    expected = predict_alone(trained_adapters[name], serve_config, QUESTIONS)
+    for record, want in zip(QUESTIONS, expected):
+        got = client.post("/v1/answer", json={"question": record.question, "context": record.context, "adapter": name})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert (body["answer"], body["confidence"]) == (want["answer"], want["confidence"])
+        assert body["adapter"] == name and body["latency_ms"] > 0
+        if body["start"] is not None:
+            assert record.context[body["start"] : body["end"]] == body["answer"]
+        else:
+            assert body["answer"] not in record.context or not body["answer"]
+    batch = client.post("/v1/answer", json=[{"question": r.question, "context": r.context, "adapter": name} for r in QUESTIONS[:4]])
+    assert batch.status_code == 200
+    assert [(b["answer"], b["confidence"]) for b in batch.json()] == [(w["answer"], w["confidence"]) for w in expected[:4]]
+
+
+def test_adapters_on_one_base_share_it_and_answer_differently(registry):
+    first, second = registry.adapters["extractive"], registry.adapters["extractive2"]
+    assert first.ready.model is second.ready.model  # one set of base weights
+    assert registry.adapters["seq2seq"].ready.model is not first.ready.model
+    record = QUESTIONS[:3]
+    a = [r["confidence"] for r in registry.answer("extractive", record, None)]
+    b = [r["confidence"] for r in registry.answer("extractive2", record, None)]
+    assert a != b  # set_adapter really switched (different seeds give different heads)
+    assert [r["confidence"] for r in registry.answer("extractive", record, None)] == a  # and back
+
+
+def test_adapters_listing_health_page_and_docs(client):
+    listed = client.get("/v1/adapters").json()["adapters"]
+    assert [a["name"] for a in listed] == list(NAMES)
+    assert listed[0]["default"] and not listed[1]["default"]
+    by_name = {a["name"]: a for a in listed}
+    assert by_name["extractive"]["formulation"] == "extractive" and by_name["causal"]["formulation"] == "causal"
+    assert by_name["extractive"]["shares_base"] and not by_name["seq2seq"]["shares_base"]
+    assert 0 < by_name["seq2seq"]["trainable_share"] < 1
+    assert isinstance(by_name["causal"]["f1"], float)  # recorded by the run next to the adapter
+    assert client.get("/health").json()["status"] == "ok"
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/docs").status_code == 200
+    assert "/v1/answer" in client.get("/openapi.json").json()["paths"]
+
+
+def test_default_adapter_is_the_first(client):
+    record = QUESTIONS[0]
+    body = client.post("/v1/answer", json={"question": record.question, "context": record.context}).json()
+    assert body["adapter"] == "extractive"
+
+
+def test_health_answers_while_a_batch_runs(registry, monkeypatch):
+    release, started = threading.Event(), threading.Event()
+    real = registry.answer
+
+    def slow(name, records, decoding):
+        started.set()
+        assert release.wait(10)
+        return real(name, records, decoding)
+
+    monkeypatch.setattr(registry, "answer", slow)
+    with TestClient(create_app(registry, ServeSettings())) as client:
+        result = {}
+        record = QUESTIONS[0]
+        asker = threading.Thread(
+            target=lambda: result.update(r=client.post("/v1/answer", json={"question": record.question, "context": record.context}))
+        )
+        asker.start()
+        assert started.wait(10)
+        t0 = time.perf_counter()
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["busy"] is True
+        assert time.perf_counter() - t0 < 2
+        release.set()
+        asker.join(10)
+        assert result["r"].status_code == 200
+
+
+def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
+    calls = []
+    real = registry.answer
+    monkeypatch.setattr(registry, "answer", lambda n, records, d: calls.append(len(records)) or real(n, records, d))
+    settings = ServeSettings(max_batch=8, batch_window_ms=300)
+    with TestClient(create_app(registry, settings)) as client:
+        threads = [
+            threading.Thread(target=client.post, args=("/v1/answer",), kwargs={"json": {"question": r.question, "context": r.context}})
+            for r in QUESTIONS
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert sum(calls) == len(QUESTIONS) and max(calls) > 1  # several questions per model call
+
+
+def test_a_timed_out_request_frees_its_slot(registry, monkeypatch):
+    release = threading.Event()
+    real = registry.answer
+    seen = []
+
+    def slow(name, records, decoding):
+        seen.append(len(records))
+        release.wait(10)
+        return real(name, records, decoding)
+
+    monkeypatch.setattr(registry, "answer", slow)
+    record = QUESTIONS[0]
+    good = {"question": record.question, "context": record.context}
+    with TestClient(create_app(registry, ServeSettings(request_timeout_s=0.5, batch_window_ms=0))) as client:
+        blocker = threading.Thread(target=client.post, args=("/v1/answer",), kwargs={"json": good})
+        blocker.start()
+        time.sleep(0.2)  # the blocker's batch is running; the next one waits in the queue
+        late = client.post("/v1/answer", json=good)
+        assert late.status_code == 504 and "withdrawn" in late.json()["error"]
+        assert client.get("/health").json()["pending"] <= 1
+        release.set()
+        blocker.join(20)
+        assert client.post("/v1/answer", json=good).status_code == 200
+    assert seen == [1, 1]  # the withdrawn question never reached the model
