@@ -80,9 +80,14 @@ def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files
 
 
 @pytest.mark.parametrize("name", ["predictions.json", "predictions.jsonl", "config.yaml", "beam2/metrics.json"])
-def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, name):
+def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkeypatch, name):
+    import loraqa.evaluation.pipeline as pipeline
     from loraqa.evaluation.pipeline import run_evaluation
 
+    def past_the_check(*args):
+        raise AssertionError("went on to load data and a model")
+
+    monkeypatch.setattr(pipeline, "load_test", past_the_check)
     make(tmp_path / "d", name)
     before = snapshot(tmp_path)
     config = load_config(None, [f"output_dir={tmp_path / 'unused'}"])
@@ -109,7 +114,13 @@ def test_predict_output_is_new_and_exclusive(tmp_path, capsys):
     assert (tmp_path / "new.jsonl").read_text().count("\n") == 1
 
 
-def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, capsys):
+def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, monkeypatch, capsys):
+    import loraqa.cli
+
+    def loads_a_model(*args):
+        raise AssertionError("loaded a model before checking --output")
+
+    monkeypatch.setattr(loraqa.cli, "_ready", loads_a_model)
     link = tmp_path / "out.jsonl"
     link.symlink_to(tmp_path / "elsewhere.jsonl")
     assert main(["predict", "--question", "q", "--context", "c", "--output", str(link)]) == 2
