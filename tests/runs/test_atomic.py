@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from loraqa.runs import atomic
-from loraqa.runs.atomic import atomic_directory, replace_directory, write_text_atomic, write_text_exclusive
+from loraqa.runs.atomic import (
+    atomic_directory,
+    replace_directory,
+    write_text_atomic,
+    write_text_exclusive,
+)
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fsynced files through /proc")
 
@@ -60,7 +65,7 @@ def test_two_writers_racing_for_one_new_file_exactly_one_wins(tmp_path):
         barrier = threading.Barrier(2)
         won, refused = [], []
 
-        def write(text: str) -> None:
+        def write(text: str, barrier=barrier, target=target, won=won, refused=refused) -> None:
             barrier.wait()
             try:
                 write_text_exclusive(target, text)

@@ -67,8 +67,9 @@ def test_training_refuses_a_directory_holding_any_loraqa_output(tmp_path, name):
 
 
 def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files, tmp_path):
-    from loraqa.training.pipeline import run_training
     from run_helpers import tiny_config
+
+    from loraqa.training.pipeline import run_training
 
     target = tmp_path / "d"
     for name in ("metrics.json", "predictions.json", "predictions.jsonl"):
@@ -81,7 +82,7 @@ def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files
 
 @pytest.mark.parametrize("name", ["predictions.json", "predictions.jsonl", "config.yaml", "beam2/metrics.json"])
 def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkeypatch, name):
-    import loraqa.evaluation.pipeline as pipeline
+    from loraqa.evaluation import pipeline
     from loraqa.evaluation.pipeline import run_evaluation
 
     def past_the_check(*args):

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from run_helpers import tiny_config, tiny_overrides
 
 from loraqa.training.pipeline import run_training
-from run_helpers import tiny_config, tiny_overrides
 
 # The child slows each step down so the test can kill it mid-run; the product code is unchanged.
 CHILD = """
@@ -241,7 +241,7 @@ def test_kill_9_inside_a_save_or_the_baseline_then_resume_equals_uninterrupted(p
     for name in ("predictions.jsonl", "baseline/predictions.jsonl"):
         assert (crashed / name).read_text() == (uninterrupted / name).read_text()
     baseline = lambda run: {k: v for k, v in json.loads((run / "baseline" / "metrics.json").read_text()).items()
-                            if k not in ("seconds", "questions_per_second")}  # fmt: skip  # noqa: E731
+                            if k not in ("seconds", "questions_per_second")}  # fmt: skip
     assert baseline(crashed) == baseline(uninterrupted)
     assert not [p.name for p in crashed.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # leftovers cleared
     assert not (crashed / "checkpoints" / ".staging").exists()

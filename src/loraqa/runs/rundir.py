@@ -46,9 +46,9 @@ def loraqa_outputs(path: str | Path) -> list[str]:
         return []
     found = [name for name in RUN_CONTENTS if os.path.lexists(path / name)]
     for child in sorted(path.iterdir(), key=lambda p: p.name):
-        if child.name not in found and child.is_dir() and not child.is_symlink():
-            if any(os.path.lexists(child / name) for name in EVALUATION_FILES):
-                found.append(child.name)
+        is_folder = child.name not in found and child.is_dir() and not child.is_symlink()
+        if is_folder and any(os.path.lexists(child / name) for name in EVALUATION_FILES):
+            found.append(child.name)
     return found
 
 

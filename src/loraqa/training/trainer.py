@@ -32,8 +32,9 @@ from loraqa.config.schema import TrainingConfig
 from loraqa.errors import TrainingError
 from loraqa.formulations.base import takes_position_ids
 from loraqa.runs.atomic import replace_directory
-from loraqa.runs.rundir import STAGING_DIR  # not matched by `checkpoint-*`: Trainer and resume never see it
+from loraqa.runs.rundir import STAGING_DIR
 
+# STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
 # What resuming reads from a checkpoint; a folder missing any of them is not a checkpoint.
 CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", OPTIMIZER_NAME, SCHEDULER_NAME)
 
