@@ -181,7 +181,7 @@ def _predict(args, load_config) -> int:
         raise ConfigError("--input/--question", "give either --question with --context, or --input FILE")
     if args.input is None and not (args.question and args.context):
         raise ConfigError("--context", "--question needs --context (the text the answer comes from)")
-    if args.output and os.path.exists(args.output):
+    if args.output and os.path.lexists(args.output):  # a dangling link too
         raise ConfigError("--output", f"{args.output} exists; choose a new file")
     overrides = [*args.overrides, f"training.device={args.device}"]
     if args.decoding:

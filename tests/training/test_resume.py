@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from run_helpers import tiny_config, tiny_overrides
 
 from loraqa.training.pipeline import run_training
-from run_helpers import tiny_config, tiny_overrides
 
 # The child slows each step down so the test can kill it mid-run; the product code is unchanged.
 CHILD = """
@@ -70,15 +70,72 @@ def test_resume_without_a_run_is_refused(tiny_model_dir, qa_files, tmp_path):
         run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "none", *SETTINGS), resume=True)
 
 
-def test_a_crashed_half_written_checkpoint_is_never_resumed(tiny_model_dir, qa_files, tmp_path):
+def test_only_complete_checkpoints_are_resumed(tmp_path):
+    """Complete: adapter weights, optimizer, scheduler, RNG state and a trainer state whose
+    global_step is the folder's step. A `{}` state, a wrong step or a missing file is not."""
+    from transformers.trainer_callback import TrainerState
+
     from loraqa.training.trainer import last_complete_checkpoint
 
     checkpoints = tmp_path / "checkpoints"
-    (checkpoints / ".staging" / "checkpoint-3").mkdir(parents=True)
-    (checkpoints / "checkpoint-2").mkdir()
-    (checkpoints / "checkpoint-2" / "trainer_state.json").write_text("{}")
-    (checkpoints / "checkpoint-5").mkdir()  # no state: not complete
+
+    def checkpoint(step: int, state_step: int | None = None, missing: str | None = None, state: str | None = None):
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+            if name != missing:
+                (folder / name).write_bytes(b"x")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+        elif missing != "trainer_state.json":
+            TrainerState(global_step=step if state_step is None else state_step).save_to_json(str(folder / "trainer_state.json"))
+
+    checkpoint(2)
+    checkpoint(3, state="{}")  # parses as a state of step 0
+    checkpoint(4, state_step=3)
+    for step, missing in enumerate(("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+                                    "trainer_state.json"), start=5):  # fmt: skip
+        checkpoint(step, missing=missing)
+    checkpoint(10, state="[1, 2]")
+    (checkpoints / ".staging" / "checkpoint-11").mkdir(parents=True)
     assert last_complete_checkpoint(str(checkpoints)) == str(checkpoints / "checkpoint-2")
+    assert not (checkpoints / ".staging").exists()
+
+
+def test_a_real_save_is_staged_fsynced_then_renamed(tiny_model_dir, qa_files, tmp_path, monkeypatch):
+    """The Trainer's own save writes under checkpoints/.staging/; each checkpoint appears under its
+    name by one rename, once every file is there and fsynced, and the rename is fsynced too."""
+    import loraqa.training.trainer as trainer_module
+    from loraqa.training.trainer import CHECKPOINT_FILES, is_complete_checkpoint
+
+    run = tmp_path / "run"
+    checkpoints = run / "checkpoints"
+    renames, synced = [], []
+    original_replace, original_fsync = trainer_module.replace_directory, os.fsync
+
+    def recording_replace(source, target):
+        renames.append((Path(source), Path(target), sorted(os.listdir(source)), os.path.exists(target), len(synced)))
+        original_replace(source, target)
+        renames[-1] += (len(synced),)
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return original_fsync(fd)
+
+    monkeypatch.setattr(trainer_module, "replace_directory", recording_replace)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, "training.max_steps=2", "training.save_strategy=steps",
+                             "training.save_steps=1", "evaluation.baseline=false"))  # fmt: skip
+    assert [(source, target) for source, target, *_ in renames] == [
+        (checkpoints / ".staging" / f"checkpoint-{n}", checkpoints / f"checkpoint-{n}") for n in (1, 2)
+    ]
+    for source, target, files, existed, before, after in renames:
+        assert not existed  # nothing was written under the final name before the rename
+        assert set(CHECKPOINT_FILES) | {"trainer_state.json"} <= set(files)
+        during = synced[before:after]
+        assert {str(source / name) for name in files} <= set(during)  # contents on disk before the rename
+        assert str(checkpoints) in during[during.index(str(source)) + 1 :]  # the rename itself, after
+        assert is_complete_checkpoint(str(target))  # the completeness rule accepts real saves
     assert not (checkpoints / ".staging").exists()
 
 
@@ -104,3 +161,91 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tiny_model_d
     monkeypatch.setattr(QATrainer, "_save_optimizer_and_scheduler", original)
     run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, *SETTINGS), resume=True)
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+# kill -9 inside a save or an evaluation: the child stops at that point (touching a marker file) and
+# is killed there; `--resume` must then finish with the uninterrupted run's numbers.
+HANGING_CHILD = """
+import os, sys, time
+from pathlib import Path
+point, marker = os.environ["HANG_AT"], Path(os.environ["HANG_MARKER"])
+def hang():
+    marker.touch()
+    time.sleep(600)
+if point == "checkpoint":  # step 3's weights are in .staging/checkpoint-3, its optimizer state not yet
+    from loraqa.training.trainer import QATrainer
+    save = QATrainer._save_optimizer_and_scheduler
+    def hanging(self, output_dir):
+        if self.state.global_step == 3:
+            Path(output_dir, "optimizer.pt").write_bytes(b"half")
+            hang()
+        return save(self, output_dir)
+    QATrainer._save_optimizer_and_scheduler = hanging
+else:  # adapter: weights written into .adapter.tmp-*, loraqa.json not yet; baseline: predictions written
+    import loraqa.evaluation.runner as runner
+    import loraqa.lora.adapter as adapter
+    module, name, folder = (adapter, "loraqa.json", None) if point == "adapter" else (runner, "metrics.json", "baseline")
+    write = module.write_json_atomic
+    def hanging(path, data):
+        if Path(path).name == name and (folder is None or Path(path).parent.name == folder):
+            hang()
+        return write(path, data)
+    module.write_json_atomic = hanging
+from loraqa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+KILL_SETTINGS = ("training.max_steps=5", "training.save_strategy=steps", "training.save_steps=1",
+                 "lora.lora_dropout=0.1")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, qa_files, tmp_path_factory):
+    run = tmp_path_factory.mktemp("straight") / "run"
+    run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, *KILL_SETTINGS))
+    return run
+
+
+def kill_at(point: str, args: list[str], marker: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HANG_AT": point, "HANG_MARKER": str(marker)}
+    child = subprocess.Popen([sys.executable, "-c", HANGING_CHILD, *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert child.poll() is None, f"the run ended before reaching {point}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+@pytest.mark.parametrize("point", ["checkpoint", "adapter", "baseline"])
+def test_kill_9_inside_a_save_or_the_baseline_then_resume_equals_uninterrupted(point, uninterrupted, tiny_model_dir,
+                                                                               qa_files, tmp_path):  # fmt: skip
+    model = tiny_model_dir("gpt2")
+    crashed = tmp_path / "crashed"
+    kill_at(point, ["train", *tiny_overrides(model, qa_files, crashed, *KILL_SETTINGS)], tmp_path / "marker")
+
+    from loraqa.training.trainer import is_complete_checkpoint, last_complete_checkpoint
+
+    if point == "checkpoint":
+        assert (crashed / "checkpoints" / ".staging" / "checkpoint-3" / "optimizer.pt").read_bytes() == b"half"
+        assert not (crashed / "checkpoints" / "checkpoint-3").exists()
+    elif point == "adapter":
+        assert not (crashed / "adapter").exists() and list(crashed.glob(".adapter.tmp-*"))
+    else:
+        assert (crashed / "baseline" / "predictions.jsonl").is_file() and not (crashed / "baseline" / "metrics.json").exists()
+
+    run_training(tiny_config(model, qa_files, crashed, *KILL_SETTINGS), resume=True)
+    assert scores(crashed) == scores(uninterrupted)
+    for name in ("predictions.jsonl", "baseline/predictions.jsonl"):
+        assert (crashed / name).read_text() == (uninterrupted / name).read_text()
+    baseline = lambda run: {k: v for k, v in json.loads((run / "baseline" / "metrics.json").read_text()).items()
+                            if k not in ("seconds", "questions_per_second")}  # fmt: skip
+    assert baseline(crashed) == baseline(uninterrupted)
+    assert not [p.name for p in crashed.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # leftovers cleared
+    assert not (crashed / "checkpoints" / ".staging").exists()
+    # checkpoint-5 (the last step) is complete. Resuming from it, transformers 5.x runs one step
+    # more (checkpoint-6, at learning rate 0 under the linear schedule, so the numbers above agree).
+    assert is_complete_checkpoint(str(crashed / "checkpoints" / "checkpoint-5"))
+    assert last_complete_checkpoint(str(crashed / "checkpoints")) is not None

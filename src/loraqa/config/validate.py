@@ -30,8 +30,24 @@ def _check_data(config: RunConfig) -> None:
     _positive("data.test_samples", data.test_samples, allow_none=True)
     _positive("data.validation_samples", data.validation_samples)
     _positive("data.max_context_chars", data.max_context_chars)
-    if not config.name.strip() or "/" in config.name:
-        raise ConfigError("name", f"must be a non-empty name without '/', got {config.name!r}")
+    check_run_name(config.name)
+
+
+def check_run_name(name: str) -> None:
+    """A run name is one plain path component, so `runs/{name}` stays inside the runs folder."""
+    problem = None
+    if not name.strip():
+        problem = "must not be empty"
+    elif name in (".", ".."):
+        problem = "must not be '.' or '..'"
+    elif any(char in name for char in ("/", "\\", "\0")):
+        problem = "must be one plain folder name, without '/', '\\' or NUL"
+    elif name.startswith("-"):
+        problem = "must not start with '-' (it would read as an option)"
+    elif name != name.strip():
+        problem = "must not start or end with spaces"
+    if problem:
+        raise ConfigError("name", f"{problem}, got {name!r}")
 
 
 def _check_model(config: RunConfig) -> None:

@@ -14,6 +14,7 @@ from loraqa.errors import RunDirError
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
 from loraqa.models.inference import load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
+from loraqa.runs.rundir import loraqa_outputs
 from loraqa.training.device import plan_device
 from loraqa.training.pipeline import say
 
@@ -37,9 +38,11 @@ def run_evaluation(
     """Evaluate; with `adapter`, the model section is the adapter's, plus the user's trust settings and
     the inference lengths among `model_overrides` (the model.* keys of the command line)."""
     out_dir = Path(output) if output else default_output(config, adapter)
-    if (out_dir / "metrics.json").exists() or any(out_dir.glob("*/metrics.json")):
-        if not overwrite:
-            raise RunDirError(f"{out_dir} already holds an evaluation; use --overwrite or --output DIR")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"{out_dir} exists and is not a directory; use another --output DIR")
+    existing = loraqa_outputs(out_dir)
+    if existing and not overwrite:  # a run, an earlier evaluation, predictions or a report
+        raise RunDirError(f"{out_dir} already holds an evaluation or run ({', '.join(existing)}); use --overwrite or --output DIR")
     if adapter:
         config = dataclasses.replace(config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides))
     records, version_2 = load_test(config.data)

@@ -79,12 +79,14 @@ def evaluate_records(
 
 
 def write_outcome(outcome: EvalOutcome, directory: str | Path, extra: dict | None = None) -> None:
+    """Write the predictions files, then `metrics.json` LAST: its presence marks a complete
+    evaluation (a resumed run re-evaluates a baseline that lacks it)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "metrics.json", {**(extra or {}), **outcome.metrics})
     write_json_atomic(directory / "predictions.json", {row["id"]: row["prediction"] for row in outcome.rows})
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in outcome.rows)
     write_text_atomic(directory / "predictions.jsonl", lines)
+    write_json_atomic(directory / "metrics.json", {**(extra or {}), **outcome.metrics})
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:

@@ -26,9 +26,10 @@ from loraqa.data.validate import (
     require_object,
     require_str,
 )
-from loraqa.errors import DataError
+from loraqa.errors import DataError, RunDirError
 from loraqa.evaluation.runner import predict_settings
 from loraqa.models.inference import ReadyModel
+from loraqa.runs.atomic import write_text_exclusive
 
 NO_ANSWER_TEXT = "(no answer)"
 
@@ -95,7 +96,12 @@ def answer(ready: ReadyModel, config: RunConfig, records: list[QARecord], decodi
 def print_answers(rows: list[dict], output: str | None) -> None:
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            write_text_exclusive(output, text)  # never over a file, folder or link already there
+        except FileExistsError:
+            raise RunDirError(f"{output} exists (or is a link); --output must name a new file") from None
+        except OSError as exc:
+            raise RunDirError(f"cannot write {output}: {exc.strerror}") from None
         print(f"wrote {len(rows)} answers to {output}", file=sys.stderr)
     elif len(rows) == 1:
         shown = NO_ANSWER_TEXT if rows[0]["no_answer"] else rows[0]["answer"]

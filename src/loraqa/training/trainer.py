@@ -8,8 +8,9 @@
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
    stopping select on what users care about, not on token accuracy.
 A non-finite loss stops training at once, naming the step, before a bad update is saved.
-Checkpoints are written under a staging directory and renamed into place when complete, so a crash
-mid-save never leaves a `checkpoint-N` that `--resume` would pick.
+Checkpoints are written under a staging directory, fsynced, and renamed into place when complete
+(the rename fsynced too), so neither a crash nor a power cut mid-save leaves a `checkpoint-N` that
+`--resume` would pick; resume also checks a checkpoint holds every file it needs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer
-from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -31,8 +32,11 @@ from loraqa.config.schema import TrainingConfig
 from loraqa.errors import TrainingError
 from loraqa.formulations.base import takes_position_ids
 from loraqa.runs.atomic import replace_directory
+from loraqa.runs.rundir import STAGING_DIR
 
-STAGING_DIR = ".staging"  # not matched by `checkpoint-*`: Trainer and resume never see it
+# STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
+# What resuming reads from a checkpoint; a folder missing any of them is not a checkpoint.
+CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", OPTIMIZER_NAME, SCHEDULER_NAME)
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -233,18 +237,31 @@ def shared_prompt_groups(training: TrainingConfig, formulation, model, features)
 
 
 def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
-    """The newest `checkpoint-N` (only complete ones exist under that name); clears a crashed save."""
+    """The newest complete `checkpoint-N`; clears a crashed save's staging area.
+
+    Complete: the adapter weights, optimizer and scheduler states, an RNG state, and a readable
+    trainer state whose global_step is N. Only a finished save is renamed to `checkpoint-N`, so
+    this guards against folders made by hand, copied in part or damaged on disk.
+    """
     shutil.rmtree(os.path.join(checkpoint_dir, STAGING_DIR), ignore_errors=True)
     if not os.path.isdir(checkpoint_dir):
         return None
     steps = []
     for name in os.listdir(checkpoint_dir):
         prefix, _, number = name.partition("-")
-        state = os.path.join(checkpoint_dir, name, TRAINER_STATE_NAME)
-        if prefix == PREFIX_CHECKPOINT_DIR and number.isdigit() and os.path.isfile(state):
-            try:
-                TrainerState.load_from_json(state)
-            except (ValueError, OSError):
-                continue  # unreadable state: not a checkpoint to resume from
+        if prefix == PREFIX_CHECKPOINT_DIR and number.isdigit() and is_complete_checkpoint(os.path.join(checkpoint_dir, name)):
             steps.append(int(number))
     return os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+
+
+def is_complete_checkpoint(folder: str) -> bool:
+    step = os.path.basename(folder).rpartition("-")[2]
+    if not all(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_FILES):
+        return False
+    if not any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(folder)):
+        return False
+    try:
+        state = TrainerState.load_from_json(os.path.join(folder, TRAINER_STATE_NAME))
+    except (ValueError, OSError, TypeError):
+        return False  # unreadable or not a trainer state
+    return str(state.global_step) == step
