@@ -139,3 +139,15 @@ def test_a_layer_the_model_lacks_is_named(tiny_model_dir, qa_files, tmp_path):
         run_training(config)
     assert "'lora.layers_to_transform'" in str(caught.value) and "layer 5 does not exist" in str(caught.value)
     assert not (tmp_path / "run").exists()  # refused before the run directory or any weights
+
+
+def test_a_data_set_under_200_questions_trains_with_and_without_validation(tiny_model_dir, qa_files, tmp_path):
+    # 32 training questions and the default data.validation_samples=200
+    plain = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "plain", "data.validation_samples=200",
+                        "evaluation.baseline=false", "training.max_steps=1")  # fmt: skip
+    assert run_training(plain)["adapter"]["count"] > 0
+    evaluated = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "evaluated", "data.validation_samples=200",
+                            "evaluation.baseline=false", "training.max_steps=1", *EVERY_STEP)  # fmt: skip
+    run_training(evaluated)
+    log = [json.loads(line) for line in (tmp_path / "evaluated" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["eval_count"] for e in log if "eval_f1" in e] == [3.0]  # a tenth of train

@@ -16,6 +16,7 @@ import torch
 from transformers import EarlyStoppingCallback, set_seed
 
 from loraqa.config.schema import RunConfig
+from loraqa.config.validate import needs_validation
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
 from loraqa.lora.adapter import adapted_layers, adapter_meta, attach_lora, parameter_counts, save_adapter
@@ -36,7 +37,7 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     """Train an adapter as configured; return the summary that is also written to summary.json."""
     started = time.perf_counter()
     # Input checks first: a run that fails on bad data or a bad model name leaves no run directory behind.
-    data = load_run_data(config.data)
+    data = load_run_data(config.data, validation=needs_validation(config))
     spec = inspect_base(config.model)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
