@@ -74,7 +74,7 @@ def _run(model: str, args, stamp: str) -> dict:
         train_samples, test_samples = 32, 16
         extra = ["generation.max_new_tokens=8"]
     config = load_config(
-        str(ROOT / "configs" / f"{model}-squad.yaml"),
+        f"{model}-squad",  # a shipped config, by name (src/loraqa/configs/)
         [
             f"name=quality-{model}-{stamp}",
             f"output_dir={ROOT / 'runs' / 'bench'}/{{name}}",

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/loraqa train configs/minilm-l6-squad.yaml "name=minilm-l6-squad-$(date +%Y%m%d-%H%M%S)" "$@"
+exec .venv/bin/loraqa train minilm-l6-squad "name=minilm-l6-squad-$(date +%Y%m%d-%H%M%S)" "$@"

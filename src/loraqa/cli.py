@@ -16,7 +16,7 @@ from loraqa.allocator import reexec_with_tcmalloc
 from loraqa.config import schema
 from loraqa.errors import LoraqaError
 
-CONFIG_HELP = "YAML config (see configs/); optional, the defaults are in `loraqa config`"
+CONFIG_HELP = "YAML config file, or a shipped config's name (`loraqa configs`); optional, defaults in `loraqa config`"
 OVERRIDES_HELP = "config overrides such as training.learning_rate=1e-4 lora.r=16 (section.key=value)"
 
 
@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     sub.add_parser("config", help="print every config key with its default")
+    sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
+    for command_parser in sub.choices.values():
+        command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
     return parser
 
 
@@ -119,8 +122,20 @@ def entry() -> int:
     return main()
 
 
+def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse `argv`, letting `key=value` overrides come before, between or after the flags
+    (`loraqa train a=b --overwrite c=d`); an unknown flag is still an argparse error."""
+    args, extras = _parser().parse_known_args(argv)
+    unknown = [item for item in extras if item.startswith("-") or "=" not in item]
+    if unknown or (extras and not hasattr(args, "overrides")):
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
+    if extras:
+        args.overrides = [*args.overrides, *extras]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_command_line(argv)
     try:
         return _dispatch(args)
     except LoraqaError as exc:
@@ -140,6 +155,11 @@ def _dispatch(args) -> int:
 
         paths = write_report(args.dir)
         print(f"report written to {paths.html} and {paths.markdown}")
+        return 0
+    if args.command == "configs":
+        from loraqa.config.shipped import describe_shipped
+
+        print(describe_shipped())
         return 0
     _quiet_libraries()
     from loraqa.config.loader import load_config
@@ -174,15 +194,15 @@ def _dispatch(args) -> int:
 
 
 def _predict(args, load_config) -> int:
-    from loraqa.errors import ConfigError
+    from loraqa.errors import FlagError
     from loraqa.inference.predict import answer, command_line_question, print_answers, read_questions
 
     if bool(args.input) == bool(args.question or args.context):
-        raise ConfigError("--input/--question", "give either --question with --context, or --input FILE")
+        raise FlagError("--input/--question", "give either --question with --context, or --input FILE")
     if args.input is None and not (args.question and args.context):
-        raise ConfigError("--context", "--question needs --context (the text the answer comes from)")
+        raise FlagError("--context", "--question needs --context (the text the answer comes from)")
     if args.output and os.path.lexists(args.output):  # a dangling link too
-        raise ConfigError("--output", f"{args.output} exists; choose a new file")
+        raise FlagError("--output", f"{args.output} exists; choose a new file")
     overrides = [*args.overrides, f"training.device={args.device}"]
     if args.decoding:
         overrides.append(f"generation.decoding={args.decoding}")
@@ -249,6 +269,16 @@ def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | N
     return config, overrides
 
 
+# peft warnings a user can act on, kept as one-line notes; peft's others (it fixing a setting
+# itself, embeddings saved with the adapter after add_tokens) are noise under our own messages.
+PEFT_NOTES = (
+    r"(?s).*missing adapter keys",
+    r"(?s).*unexpected keys",
+    r"(?s).*tie_word_embeddings",
+)
+_PEFT_MODULES = r"peft(\.|$)"
+
+
 def _quiet_libraries() -> None:
     # Our own lines say what matters; library warnings (e.g. "newly initialized qa_outputs") are noise here.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -257,8 +287,27 @@ def _quiet_libraries() -> None:
     import transformers
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside transformers/peft
+    warnings.filterwarnings("ignore", module=_PEFT_MODULES)
+    for pattern in PEFT_NOTES:  # inserted in front of the ignore above, so these win
+        warnings.filterwarnings("default", message=pattern, module=_PEFT_MODULES)
+    if not getattr(warnings.showwarning, "loraqa_notes", False):
+        warnings.showwarning = _peft_as_notes(warnings.showwarning)
 
     transformers.logging.set_verbosity_error()
+
+
+def _peft_as_notes(show):
+    """Wrap `warnings.showwarning` so a kept peft warning prints as `loraqa: note: peft: ...`
+    on one line, without the source line; every other warning goes to `show` unchanged."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if f"{os.sep}peft{os.sep}" not in filename:
+            return show(message, category, filename, lineno, file, line)
+        text = " ".join(str(message).split())
+        print(f"loraqa: note: peft: {text}", file=file or sys.stderr)
+
+    showwarning.loraqa_notes = True
+    return showwarning
 
 
 if __name__ == "__main__":

@@ -16,6 +16,18 @@ class ConfigError(LoraqaError):
         super().__init__(f"config key '{key}': {problem}")
 
 
+class FlagError(ConfigError):
+    """A command-line flag is missing, contradicts another, or names something unusable.
+
+    A ConfigError (callers that catch those still do), worded for the flag: `--output: ...`.
+    """
+
+    def __init__(self, flag: str, problem: str):
+        self.key = flag
+        self.problem = problem
+        LoraqaError.__init__(self, f"{flag}: {problem}")
+
+
 class DataError(LoraqaError):
     """A data file or one of its records cannot be used.
 

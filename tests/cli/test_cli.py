@@ -67,6 +67,11 @@ def test_eval_base_and_adapter_with_several_decodings(trained_gpt2, tiny_model_d
         metrics = json.loads((tmp_path / "dec" / decoding / "metrics.json").read_text())
         assert metrics["decoding"] == decoding and metrics["count"] == 8
         assert (tmp_path / "dec" / decoding / "predictions.json").is_file()
+    # the answers side by side: one row per question, a column per decoding
+    side = [json.loads(line) for line in (tmp_path / "dec" / "decodings.jsonl").read_text().splitlines()]
+    assert len(side) == 8 and {"id", "question", "gold_answers", "greedy", "beam2", "topk5"} == set(side[0])
+    greedy = json.loads((tmp_path / "dec" / "greedy" / "predictions.json").read_text())
+    assert {row["id"]: row["greedy"] for row in side} == greedy
     # an evaluation already there is not overwritten
     code, _, err = run_cli(capsys, "eval", *model_args, "--output", str(tmp_path / "base"))
     assert code == 2 and "already holds an evaluation" in one_line_error(err)
@@ -165,3 +170,11 @@ def test_adapter_on_a_base_with_another_vocabulary(trained_gpt2, tiny_model_dir,
                            "--output", str(tmp_path / "e"))  # fmt: skip
     line = one_line_error(err)
     assert code == 2 and "vocabulary of" in line and str(other) in line
+
+
+def test_extractive_eval_is_not_labelled_with_a_decoding(tiny_model_dir, qa_files, tmp_path, capsys):
+    model_args = tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "x")
+    code, stdout, err = run_cli(capsys, "eval", *model_args, "--decoding", "greedy,beam2", "--output", str(tmp_path / "e"))
+    assert code == 0 and "no decoding applies: evaluated once" in err
+    assert "[" not in stdout.splitlines()[2]  # the one row: the model, no "[greedy]"
+    assert (tmp_path / "e" / "metrics.json").is_file() and not (tmp_path / "e" / "decodings.jsonl").exists()

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from loraqa.config.loader import load_config, save_config
+from loraqa.config.shipped import SHIPPED_DIR
 from loraqa.errors import ConfigError, DeviceError
 from loraqa.training.device import plan_device
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+CONFIGS = sorted(SHIPPED_DIR.glob("*.yaml"))
 
 
 def test_there_are_shipped_configs():
@@ -24,7 +25,7 @@ def test_every_shipped_config_parses_and_names_its_command(path):
     config = load_config(str(path))
     assert config.name
     first = path.read_text().splitlines()[0]
-    assert first == f"# loraqa train configs/{path.name}"
+    assert first == f"# loraqa train {path.stem}"
 
 
 def test_defaults_load_without_a_file():
@@ -135,3 +136,9 @@ def test_cuda_where_there_is_none_is_an_error_not_a_fallback(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DeviceError, match="no CUDA device"):
         plan_device("cuda", "auto", "bert")
+
+
+def test_an_override_ending_in_a_colon_stays_text():
+    assert load_config(None, ["data.train=hub:"]).data.train == "hub:"
+    assert load_config(None, ["data.train=hub: x"]).data.train == "hub: x"
+    assert load_config(None, ["lora.target_modules=[q, v]"]).lora.target_modules == ["q", "v"]

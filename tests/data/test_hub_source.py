@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from loraqa.data import Answer, load_records
+from loraqa.data import Answer, hub, load_records
 from loraqa.errors import DataError
 
 CONTEXT = "The Denver Broncos beat the Carolina Panthers in Super Bowl 50."
@@ -36,6 +36,9 @@ def fake_hub(monkeypatch):
         return tables[(name, split)]
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
     return calls
 
 
@@ -75,3 +78,36 @@ def test_hub_source_needs_a_name(fake_hub):
     with pytest.raises(DataError, match="needs a dataset name"):
         load_records("hub:")
     assert fake_hub == []
+
+
+def test_an_unreachable_hub_fails_at_once_with_the_hint(fake_hub, monkeypatch):
+    import socket
+    import time
+
+    def no_network(address, timeout=None):
+        assert timeout is not None and timeout <= 5  # one short attempt, no retries
+        raise OSError("Network is unreachable")
+
+    monkeypatch.undo()  # the real reachability check, over a socket that cannot connect
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("load_dataset would retry for ~88 s"))
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    started = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        load_records("hub:rajpurkar/squad")
+    assert time.perf_counter() - started < 5
+    assert "cannot reach the Hugging Face Hub" in info.value.problem and "HF_HUB_OFFLINE=1" in info.value.problem
+
+
+def test_offline_mode_skips_the_network_and_says_only_the_cache_is_used(fake_hub, monkeypatch):
+    monkeypatch.setattr(hub, "hub_offline", lambda: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: pytest.fail("offline mode must not touch the network"))
+    with pytest.raises(DataError) as info:
+        load_records("hub:nobody/nothing")
+    assert "HF_HUB_OFFLINE=1 allows only the local cache" in info.value.problem
+
+
+def test_offline_mode_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert hub.hub_offline()

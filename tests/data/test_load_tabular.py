@@ -170,3 +170,22 @@ def test_csv_context_beyond_the_csv_field_limit(tmp_path):
 def test_csv_gz(tmp_path):
     path = write_csv(tmp_path / "x.csv.gz", ["id", "context", "question", "answer"], [["a", CONTEXT, WON, "Broncos"]])
     assert load_records(str(path)).records[0].answers == (Answer("Broncos", 11),)
+
+
+def test_csv_answers_cell_may_be_the_plain_answer_text(tmp_path):
+    path = write_csv(
+        tmp_path / "x.csv",
+        ["id", "context", "question", "answers"],
+        [["a", CONTEXT, WON, "Denver Broncos"], ["b", CONTEXT, "When?", "50"]],  # "50" is text, not a number
+    )
+    result = load_ok(path)
+    assert result.records[0].answers == (Answer("Denver Broncos", 4),)
+    assert result.records[1].answers == (Answer("50", CONTEXT.index("50")),)  # the first occurrence
+
+
+def test_csv_plain_answer_text_not_in_the_context_names_the_row(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["id", "context", "question", "answers"],
+                     [["a", CONTEXT, WON, "Broncos"], ["q7", CONTEXT, WON, "Ada Lovelace"]])  # fmt: skip
+    err = load_error(path)
+    assert err.record == "q7" and "answer 'Ada Lovelace' does not occur in the context" in err.problem
+    assert "number" not in err.problem and "JSON" not in err.problem

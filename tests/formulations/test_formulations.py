@@ -118,3 +118,17 @@ def test_seq2seq_labels_pad_with_minus_100(tiny_model_dir, qa_rows):
     batch = formulation.collate(formulation.training_features(records(qa_rows[:4]), tokenizer), tokenizer)
     labels = batch["labels"]
     assert (labels == -100).any() and not (labels == tokenizer.pad_token_id).any()
+
+
+def test_seq2seq_labels_end_with_exactly_one_eos_even_when_the_tokenizer_adds_none(tiny_model_dir, qa_rows):
+    formulation, tokenizer, _ = setup(tiny_model_dir("t5"), max_seq_length=64, max_answer_length=3)
+    assert tokenizer(text_target="Ada")["input_ids"][-1] != tokenizer.eos_token_id  # the tiny T5's BPE adds none
+    features = formulation.training_features(records(qa_rows[:6]), tokenizer)
+    for feature in features:
+        labels = feature["labels"]
+        assert labels[-1] == tokenizer.eos_token_id
+        assert labels.count(tokenizer.eos_token_id) == 1
+        assert len(labels) <= 3  # EOS fits inside max_answer_length
+    batch = formulation.collate(features, tokenizer)
+    ends = [[t for t in row if t != -100][-1] for row in batch["labels"].tolist()]
+    assert ends == [tokenizer.eos_token_id] * len(features)

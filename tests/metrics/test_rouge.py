@@ -28,7 +28,16 @@ def test_best_reference_is_used_and_predictions_are_averaged():
 
 def test_empty_inputs_give_zeros():
     assert rouge_scores([], []) == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    assert rouge_scores([""], [[]]) == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+
+
+def test_no_answer_question_scores_like_exact_match():
+    # SQuAD v2: an empty prediction of a no-answer question is right (EM 1), any answer is wrong.
+    assert rouge_scores([""], [[]]) == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
+    assert rouge_scores(["  "], [[""]]) == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
+    assert rouge_scores(["Denver"], [[]]) == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    # mixed with an answerable question, each counts once in the mean
+    assert rouge_scores(["", "a b"], [[], ["a b"]])["rouge1"] == pytest.approx(100.0)
+    assert rouge_scores(["x", "a b"], [[], ["a b"]])["rouge1"] == pytest.approx(50.0)
 
 
 def test_length_mismatch_raises():

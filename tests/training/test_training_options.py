@@ -31,14 +31,27 @@ def test_best_model_is_kept_and_never_rotated_away(tiny_model_dir, qa_files, tmp
     assert not (tmp_path / "run" / "checkpoints" / ".staging").exists()
 
 
-def test_early_stopping_ends_training_early(tiny_model_dir, qa_files, tmp_path):
+def test_early_stopping_ends_training_early(tiny_model_dir, qa_files, tmp_path, capsys):
     config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", *EVERY_STEP,
                          "training.max_steps=30", "training.learning_rate=1e-6",
                          "training.load_best_model_at_end=true", "training.metric_for_best_model=f1",
                          "training.early_stopping_patience=2", "evaluation.baseline=false")  # fmt: skip
-    run_training(config)
+    summary = run_training(config)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
-    assert max(entry.get("step", 0) for entry in log) < 30
+    last_step = max(entry.get("step", 0) for entry in log)
+    assert last_step < 30
+    # what happened is said, in summary.json and on the console
+    assert summary == json.loads((tmp_path / "run" / "summary.json").read_text())
+    stopping = summary["early_stopping"]
+    assert stopping["stopped"] and stopping["step"] == last_step and stopping["evaluations_without_improvement"] == 2
+    evals = [e for e in log if "eval_f1" in e]
+    best = summary["best_model"]
+    assert best["metric"] == "eval_f1" and best["checkpoint"] == f"checkpoint-{best['step']}"
+    assert best["value"] == max(e["eval_f1"] for e in evals)
+    assert best["step"] == next(e["step"] for e in evals if e["eval_f1"] == best["value"])  # the first best
+    err = capsys.readouterr().err
+    assert f"early stopping: stopped at step {last_step} of 30" in err
+    assert f"best model: checkpoint-{best['step']} (step {best['step']}, validation eval_f1" in err
 
 
 def test_nan_loss_stops_at_that_step_and_keeps_the_last_checkpoint(tiny_model_dir, qa_files, tmp_path, monkeypatch):
@@ -139,3 +152,15 @@ def test_a_layer_the_model_lacks_is_named(tiny_model_dir, qa_files, tmp_path):
         run_training(config)
     assert "'lora.layers_to_transform'" in str(caught.value) and "layer 5 does not exist" in str(caught.value)
     assert not (tmp_path / "run").exists()  # refused before the run directory or any weights
+
+
+def test_a_data_set_under_200_questions_trains_with_and_without_validation(tiny_model_dir, qa_files, tmp_path):
+    # 32 training questions and the default data.validation_samples=200
+    plain = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "plain", "data.validation_samples=200",
+                        "evaluation.baseline=false", "training.max_steps=1")  # fmt: skip
+    assert run_training(plain)["adapter"]["count"] > 0
+    evaluated = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "evaluated", "data.validation_samples=200",
+                            "evaluation.baseline=false", "training.max_steps=1", *EVERY_STEP)  # fmt: skip
+    run_training(evaluated)
+    log = [json.loads(line) for line in (tmp_path / "evaluated" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["eval_count"] for e in log if "eval_f1" in e] == [3.0]  # a tenth of train

@@ -15,16 +15,18 @@ from typing import Any, Literal, Union
 import yaml
 
 from loraqa.config.schema import RunConfig
+from loraqa.config.shipped import resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
 from loraqa.runs.atomic import write_text_atomic
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
-    """Build a validated RunConfig from an optional YAML file and `section.key=value` overrides."""
+    """Build a validated RunConfig from an optional YAML file (or a shipped config's name, see
+    `config.shipped`) and `section.key=value` overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = _read_yaml(path)
+        raw = _read_yaml(resolve_config_path(path))
     for item in overrides or []:
         _apply_override(raw, item)
     config = _build(RunConfig, raw, prefix="")
@@ -45,7 +47,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("config", f"file not found: {path}") from None
+        names = ", ".join(shipped_configs())
+        raise ConfigError("config", f"file not found: {path} (shipped configs, by name: {names})") from None
     except UnicodeDecodeError:
         raise ConfigError("config", f"{path} is not UTF-8 text") from None
     try:
@@ -76,6 +79,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    if isinstance(value, (dict, list)) and not text.lstrip().startswith(("{", "[")):
+        value = text  # `data.train=hub:` is the text "hub:", not YAML's block mapping {"hub": None}
     node[keys[-1]] = value
 
 

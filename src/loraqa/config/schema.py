@@ -22,7 +22,7 @@ class DataConfig:
     validation: str | None = None  # None: a seeded slice of `train` becomes the model-selection split
     test: str = "squad-v1.1:dev"  # the official dev set: the honest held-out number
     train_samples: int | None = None  # deterministic subset (seeded shuffle); None keeps all
-    validation_samples: int = 200  # size of the validation split (carved from train or sampled)
+    validation_samples: int = 200  # validation split size, only made when used; carving takes at most 1/10 of train
     test_samples: int | None = None  # evaluate on a seeded subset of the test set; None uses all
     seed: int = 42  # drives sampling and the validation split, separately from training.seed
     skip_invalid: bool = False  # skip bad records with a count instead of stopping at the first

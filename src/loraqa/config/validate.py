@@ -8,6 +8,23 @@ from loraqa.errors import ConfigError
 LORA_PRESETS = ("qv", "attention", "attention_mlp", "all_linear")
 
 
+def needs_validation(config: RunConfig) -> bool:
+    """Whether the run reads a validation split: evaluation during training, best-model selection
+    or early stopping. Sweeps, which score trials on validation, ask for one explicitly."""
+    t = config.training
+    return t.eval_strategy != "no" or t.load_best_model_at_end or t.early_stopping_patience is not None
+
+
+def _validation_users(config: RunConfig) -> str:
+    t = config.training
+    users = [f"training.eval_strategy={t.eval_strategy}"] if t.eval_strategy != "no" else []
+    if t.load_best_model_at_end:
+        users.append("training.load_best_model_at_end=true")
+    if t.early_stopping_patience is not None:
+        users.append(f"training.early_stopping_patience={t.early_stopping_patience}")
+    return ", ".join(users)
+
+
 def validate_config(config: RunConfig) -> None:
     """Raise ConfigError on the first value that is out of range or contradicts another."""
     _check_data(config)
@@ -28,7 +45,14 @@ def _check_data(config: RunConfig) -> None:
     data = config.data
     _positive("data.train_samples", data.train_samples, allow_none=True)
     _positive("data.test_samples", data.test_samples, allow_none=True)
-    _positive("data.validation_samples", data.validation_samples)
+    if data.validation_samples < 0:
+        raise ConfigError("data.validation_samples", f"must be >= 0 (0: no validation split), got {data.validation_samples}")
+    if data.validation_samples == 0 and needs_validation(config):
+        raise ConfigError(
+            "data.validation_samples",
+            f"is 0, but {_validation_users(config)} evaluates on the validation split; give it > 0 or set "
+            "training.eval_strategy=no",
+        )
     _positive("data.max_context_chars", data.max_context_chars)
     check_run_name(config.name)
 

@@ -3,6 +3,10 @@
 train: a seeded subset of `data.train`; validation (model selection): `data.validation` or, by
 default, a seeded slice of train that shares no context with the rest; test: `data.test` (the
 official dev set by default), optionally a seeded subset. Deterministic for a given `data.seed`.
+
+Validation exists only when something reads it (`config.validate.needs_validation`): a run that
+never evaluates during training keeps every training question. A slice carved from train is at
+most a tenth of it (at least one question), so a small data set still trains.
 """
 
 from __future__ import annotations
@@ -45,19 +49,42 @@ def load_test(data: DataConfig) -> tuple[list[QARecord], bool]:
     return sample_records(result.records, data.test_samples, data.seed), result.version_2
 
 
-def load_run_data(data: DataConfig) -> RunData:
+# A carved validation slice takes at most this share of the training questions.
+MAX_CARVED_SHARE = 0.1
+
+
+def carved_validation_size(requested: int, train_questions: int) -> int:
+    """How many validation questions to carve from `train_questions`: `requested`, capped at a
+    tenth of them but at least 1 (0 only when 0 is requested)."""
+    if requested <= 0:
+        return 0
+    return min(requested, max(1, int(train_questions * MAX_CARVED_SHARE)))
+
+
+def load_run_data(data: DataConfig, *, validation: bool = True) -> RunData:
+    """The run's three splits. With `validation=False` (nothing evaluates during training, see
+    `needs_validation`) no validation split is made and train keeps every question."""
     skipped: dict[str, dict[str, int]] = {}
     train_result = _load(data.train, data, skipped)
-    if data.validation is None:
+    if not validation or data.validation_samples == 0:
+        rest, validation_records = train_result.records, []
+    elif data.validation is None:
         # Carve validation out first, then subsample train, so train_samples does not change validation.
-        rest, validation = split_train_validation(
-            train_result.records, data.validation_samples, data.seed, source=data.train
-        )
+        size = carved_validation_size(data.validation_samples, len(train_result.records))
+        if size < data.validation_samples:
+            print(
+                f"loraqa: note: {data.train} has {len(train_result.records)} questions; carving {size} for "
+                f"validation instead of data.validation_samples={data.validation_samples} (at most a tenth of train)",
+                file=sys.stderr,
+            )
+        rest, validation_records = split_train_validation(train_result.records, size, data.seed, source=data.train)
     else:
         rest = train_result.records
-        validation = sample_records(_load(data.validation, data, skipped).records, data.validation_samples, data.seed)
+        validation_records = sample_records(
+            _load(data.validation, data, skipped).records, data.validation_samples, data.seed
+        )
     train = sample_records(rest, data.train_samples, data.seed)
     test_result = _load(data.test, data, skipped)
     test = sample_records(test_result.records, data.test_samples, data.seed)
     version_2 = train_result.version_2 or test_result.version_2
-    return RunData(train, validation, test, version_2, skipped)
+    return RunData(train, validation_records, test, version_2, skipped)

@@ -7,8 +7,9 @@ answers in one of three shapes:
 - `answers`: {"text": [...], "answer_start": [...]} (Hugging Face `squad` style);
 - `answer`: the text alone, placed at its first occurrence in the context.
 
-`answers` may also be a JSON string of either shape (a CSV cell). A key present with the value
-None (an empty CSV cell) means "no answers given".
+`answers` may also be a string (a CSV cell): JSON of either shape when it starts with `[` or `{`,
+otherwise the answer text itself (`Ada`), placed at its first occurrence in the context like
+`answer`. A key present with the value None (an empty CSV cell) means "no answers given".
 """
 
 from __future__ import annotations
@@ -117,8 +118,11 @@ def _flag(value: Any) -> bool | None:
 
 
 def _answers(row: dict, context: str) -> tuple[Answer, ...]:
-    if row.get("answers") is not None:
-        return checked_answers(context, _answer_pairs(row["answers"], from_string=False))
+    value = row.get("answers")
+    if isinstance(value, str) and not value.lstrip().startswith(("[", "{")):
+        return (located_answer(context, value),)  # a plain-text cell: one answer, found in the context
+    if value is not None:
+        return checked_answers(context, _answer_pairs(value, from_string=False))
     if row.get("answer") is not None:
         text = row["answer"]
         if not isinstance(text, str):

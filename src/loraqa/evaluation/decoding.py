@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from loraqa.errors import ConfigError
+from loraqa.errors import ConfigError, FlagError
 
 _PATTERNS = {
     "beam": (re.compile(r"^beam(\d+)$"), lambda v: {"num_beams": int(v), "do_sample": False}),
@@ -30,14 +30,15 @@ def parse_decoding(name: str, key: str = "decoding") -> dict:
             if kwargs.get("num_beams", 1) < 1 or kwargs.get("temperature", 1.0) <= 0 or kwargs.get("top_k", 1) < 0:
                 break
             return kwargs
-    raise ConfigError(key, f"unknown decoding {name!r} (use greedy, beamN, topkK, toppP or tempT, e.g. beam4, topk50, topp0.95, temp1.3)")
+    error = FlagError if key.startswith("-") else ConfigError
+    raise error(key, f"unknown decoding {name!r} (use greedy, beamN, topkK, toppP or tempT, e.g. beam4, topk50, topp0.95, temp1.3)")
 
 
 def parse_decoding_list(text: str) -> list[str]:
     """Split `greedy,beam4,...` and check each name."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise ConfigError("--decoding", "give at least one decoding")
+        raise FlagError("--decoding", "give at least one decoding")
     for name in names:
         parse_decoding(name, key="--decoding")
     return names

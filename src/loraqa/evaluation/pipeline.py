@@ -4,6 +4,7 @@ for one or several decodings, written to an output directory and printed as one 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from transformers import set_seed
@@ -11,7 +12,15 @@ from transformers import set_seed
 from loraqa.config.schema import RunConfig
 from loraqa.data.prepare import load_test
 from loraqa.errors import RunDirError
-from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
+from loraqa.evaluation.runner import (
+    EvalOutcome,
+    evaluate_records,
+    format_table,
+    predict_settings,
+    side_by_side_rows,
+    write_outcome,
+)
+from loraqa.runs.atomic import write_text_atomic
 from loraqa.models.inference import load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
 from loraqa.runs.rundir import loraqa_outputs
@@ -51,15 +60,24 @@ def run_evaluation(
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     ready = load_ready_model(config.model, plan, adapter, spec=spec)
     say(f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {plan.description}")
-    results: dict[str, dict] = {}
+    formulation = ready.spec.formulation
+    if not formulation.generates and (len(decodings) > 1 or decodings != ["greedy"]):
+        say(f"{formulation.name} models pick a span, no decoding applies: evaluated once (not {','.join(decodings)})")
+        decodings = decodings[:1]
+    outcomes: dict[str, EvalOutcome] = {}
     for decoding in decodings:
         settings = predict_settings(config, version_2, decoding)
-        outcome = evaluate_records(ready.spec.formulation, ready.model, ready.tokenizer, records, settings, label=decoding)
+        outcome = evaluate_records(formulation, ready.model, ready.tokenizer, records, settings, label=decoding)
         target = out_dir if len(decodings) == 1 else out_dir / decoding
-        write_outcome(outcome, target, extra={"model": config.model.name, "adapter": adapter, "decoding": decoding})
-        results[decoding] = outcome.metrics
+        extra = {"model": config.model.name, "adapter": adapter, "decoding": decoding if formulation.generates else None}
+        write_outcome(outcome, target, extra=extra)
+        outcomes[decoding] = outcome
+    if len(outcomes) > 1:  # the answers side by side, one row per question
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in side_by_side_rows(records, outcomes))
+        write_text_atomic(out_dir / "decodings.jsonl", lines)
     label = config.model.name + (" + adapter" if adapter else "")
-    print(format_table([(f"{label} [{d}]", m) for d, m in results.items()]))
-    print(f"written to {out_dir}")
-    return results
+    rows = [(f"{label} [{d}]" if formulation.generates else label, o.metrics) for d, o in outcomes.items()]
+    print(format_table(rows))
+    print(f"written to {out_dir}" + ("  (decodings.jsonl: the answers side by side)" if len(outcomes) > 1 else ""))
+    return {d: o.metrics for d, o in outcomes.items()}
 

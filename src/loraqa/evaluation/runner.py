@@ -89,13 +89,39 @@ def write_outcome(outcome: EvalOutcome, directory: str | Path, extra: dict | Non
     write_json_atomic(directory / "metrics.json", {**(extra or {}), **outcome.metrics})
 
 
+TOKEN_ACCURACY_NOTE = (
+    "tok-acc: token accuracy, 0-100, teacher-forced (the gold prefix is given): "
+    "a training-health signal, not answer quality"
+)
+
+
 def format_table(rows: list[tuple[str, dict]]) -> str:
-    """A plain table of EM / F1 / time for each labelled metrics dict."""
-    header = f"{'model':<28} {'EM':>7} {'F1':>7} {'ROUGE-L':>8} {'n':>6} {'time':>9}"
+    """A plain table of EM / F1 / ROUGE-L / count / time for each labelled metrics dict, as wide
+    as its longest label; a `tok-acc` column (with a note on what it means) when a row has one."""
+    width = max([28, *(len(label) for label, _ in rows)])
+    with_accuracy = any("token_accuracy" in m for _, m in rows)
+    header = f"{'model':<{width}} {'EM':>7} {'F1':>7} {'ROUGE-L':>8}" + (f" {'tok-acc':>8}" if with_accuracy else "")
+    header += f" {'n':>6} {'time':>9}"
     lines = [header, "-" * len(header)]
     for label, m in rows:
+        accuracy = ""
+        if with_accuracy:
+            accuracy = f" {m['token_accuracy']:>8.2f}" if "token_accuracy" in m else f" {'-':>8}"
         lines.append(
-            f"{label:<28} {m['exact_match']:>7.2f} {m['f1']:>7.2f} {m.get('rougeL', 0.0):>8.2f} "
+            f"{label:<{width}} {m['exact_match']:>7.2f} {m['f1']:>7.2f} {m.get('rougeL', 0.0):>8.2f}{accuracy} "
             f"{m['count']:>6} {m['seconds']:>8.1f}s"
         )
+    if with_accuracy:
+        lines.append(TOKEN_ACCURACY_NOTE)
     return "\n".join(lines)
+
+
+def side_by_side_rows(records: Sequence[QARecord], outcomes: dict[str, EvalOutcome]) -> list[dict]:
+    """One row per question: id, question, gold answers, then each decoding's answer under its name."""
+    rows = []
+    for index, record in enumerate(records):
+        row = {"id": record.id, "question": record.question, "gold_answers": record.answer_texts}
+        for decoding, outcome in outcomes.items():
+            row[decoding] = outcome.rows[index]["prediction"]
+        rows.append(row)
+    return rows

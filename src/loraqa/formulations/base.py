@@ -55,6 +55,7 @@ class Formulation(ABC):
     default_modules_to_save: Sequence[str] = ()
     label_names: Sequence[str] = ("labels",)
     has_own_loss = False  # True when compute_loss is overridden
+    generates = False  # answers come from generate(), so a decoding (greedy, beam4, ...) applies
     # Training runs prompt starts that several rows of a batch share once (a formulation that can
     # says so in `prompt_groups`); set by the training pipeline, which knows whether the model can.
     share_prefixes = False

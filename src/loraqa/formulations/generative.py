@@ -16,6 +16,7 @@ from loraqa.formulations.teacher_forcing import teacher_forced_metrics
 
 class GenerativeFormulation(Formulation):
     decoder_only: bool  # the prompt is part of the generated sequence (causal) or the encoder input
+    generates = True
 
     @abstractmethod
     def generation_prompt(self, record: QARecord, tokenizer, settings: PredictSettings) -> list[int]:

@@ -40,10 +40,21 @@ class Seq2SeqFormulation(GenerativeFormulation):
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
         features = []
         for record in records:
-            answer = record.answers[0].text if record.answers else ""
-            labels = tokenizer(text_target=answer, truncation=True, max_length=self.config.max_answer_length)
-            features.append({"input_ids": self.prompt_ids(record, tokenizer), "labels": labels["input_ids"]})
+            features.append({"input_ids": self.prompt_ids(record, tokenizer), "labels": self._target_ids(record, tokenizer)})
         return features
+
+    def _target_ids(self, record: QARecord, tokenizer) -> list[int]:
+        """The answer's ids ending in exactly one EOS, within max_answer_length tokens.
+
+        T5's own tokenizer appends EOS, but one that does not (a tokenizers-only BPE) would teach a
+        model that never stops, so EOS is added here when it is missing, as the causal formulation does.
+        """
+        answer = record.answers[0].text if record.answers else ""
+        limit = self.config.max_answer_length
+        ids = tokenizer(text_target=answer, truncation=True, max_length=limit)["input_ids"]
+        if ids and ids[-1] == tokenizer.eos_token_id:
+            return ids
+        return ids[: limit - 1] + [tokenizer.eos_token_id]
 
     def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
         collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")

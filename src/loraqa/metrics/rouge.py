@@ -27,8 +27,10 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
 
     `references[i]` holds the gold answers of `predictions[i]`. Each prediction gets, per ROUGE
     type, the best F-measure over its references (`RougeScorer.score_multi`); the result is
-    100 * mean over predictions. An empty reference list scores like the reference "" (0.0), and no
-    predictions at all give 0.0 for every type.
+    100 * mean over predictions. No predictions at all give 0.0 for every type.
+
+    A question whose references are all empty or blank (a SQuAD v2 no-answer question) follows the
+    SQuAD v2 rule EM and F1 use: an empty (blank) prediction scores 1 for every type, anything else 0.
 
     Raises ValueError when the two sequences differ in length, TypeError when a reference entry is
     a bare str (its characters would be taken as separate references).
@@ -42,7 +44,11 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
     for i, (prediction, refs) in enumerate(zip(predictions, references)):
         if isinstance(refs, str):
             raise TypeError(f"references[{i}] must be a sequence of strings, not a str: {refs!r}")
-        best = _scorer().score_multi(list(refs) or [""], prediction)
+        if not any(ref.strip() for ref in refs):  # no-answer: right only when nothing was answered
+            for rouge_type in ROUGE_TYPES:
+                totals[rouge_type] += float(not prediction.strip())
+            continue
+        best = _scorer().score_multi(list(refs), prediction)
         for rouge_type in ROUGE_TYPES:
             totals[rouge_type] += best[rouge_type].fmeasure
     n = len(predictions)

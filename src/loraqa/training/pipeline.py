@@ -16,6 +16,7 @@ import torch
 from transformers import EarlyStoppingCallback, set_seed
 
 from loraqa.config.schema import RunConfig
+from loraqa.config.validate import needs_validation
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
 from loraqa.lora.adapter import adapted_layers, adapter_meta, attach_lora, parameter_counts, save_adapter
@@ -36,7 +37,7 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     """Train an adapter as configured; return the summary that is also written to summary.json."""
     started = time.perf_counter()
     # Input checks first: a run that fails on bad data or a bad model name leaves no run directory behind.
-    data = load_run_data(config.data)
+    data = load_run_data(config.data, validation=needs_validation(config))
     spec = inspect_base(config.model)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
@@ -90,6 +91,7 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     summary["train_seconds"] = round(time.perf_counter() - fit_started, 1)
     summary["train_loss"] = train_output.training_loss
     _write_log(run, trainer)
+    summary.update(_model_selection(config, trainer))
 
     meta = adapter_meta(config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2)
     save_adapter(peft_model, tokenizer, run.adapter, meta)
@@ -166,3 +168,42 @@ def _nan_hint(config: RunConfig, model_type: str) -> str:
 def _write_log(run: RunDirectory, trainer) -> None:
     lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
     write_text_atomic(Path(run.path) / "train_log.jsonl", lines)
+
+
+def _model_selection(config: RunConfig, trainer) -> dict:
+    """What best-model selection and early stopping did, from the Trainer's state, for
+    summary.json; each is also said on the console. Empty when neither was asked for."""
+    t, state = config.training, trainer.state
+    result: dict = {}
+    metric = t.metric_for_best_model if t.metric_for_best_model.startswith("eval_") else f"eval_{t.metric_for_best_model}"
+    if t.load_best_model_at_end:
+        checkpoint = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
+        result["best_model"] = {
+            "checkpoint": checkpoint,
+            "step": state.best_global_step,
+            "metric": metric,
+            "value": state.best_metric,
+        }
+        if checkpoint:
+            say(f"best model: {checkpoint} (step {state.best_global_step}, validation {metric} "
+                f"{state.best_metric:.4g}), loaded as the adapter")  # fmt: skip
+        else:
+            say("best model: no evaluation ran, so the last step's weights are the adapter")
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
+    if stopper is not None:
+        waited = stopper.early_stopping_patience_counter
+        stopped = waited >= stopper.early_stopping_patience
+        result["early_stopping"] = {
+            "stopped": stopped,
+            "step": state.global_step if stopped else None,
+            "max_steps": state.max_steps,
+            "evaluations_without_improvement": waited,
+            "patience": stopper.early_stopping_patience,
+        }
+        if stopped:
+            say(f"early stopping: stopped at step {state.global_step} of {state.max_steps}, after {waited} "
+                f"evaluations without improvement in validation {metric}")  # fmt: skip
+        else:
+            say(f"early stopping: did not trigger ({waited} of {stopper.early_stopping_patience} evaluations "
+                f"without improvement at the end)")  # fmt: skip
+    return result

@@ -1,0 +1,28 @@
+"""The printed results table: aligned whatever the labels, and token accuracy labelled with its scale."""
+
+from __future__ import annotations
+
+from loraqa.evaluation.runner import format_table
+
+ROW = {"exact_match": 12.5, "f1": 30.25, "rougeL": 28.0, "count": 8, "seconds": 3.2}
+
+
+def columns_start(line: str, text: str) -> int:
+    return line.index(text)
+
+
+def test_long_labels_keep_the_columns_aligned():
+    long_label = "/a/very/long/path/to/some/model-directory + adapter [topp0.95]"
+    table = format_table([("short", ROW), (long_label, {**ROW, "exact_match": 100.0, "count": 1000})])
+    header, rule, first, second = table.splitlines()
+    assert len(rule) == len(header) and len(first) == len(second) == len(header)
+    assert header.index("EM") + 2 == first.index("12.50") + 5 == second.index("100.00") + 6  # right-aligned
+    assert second.startswith(long_label + " ")
+
+
+def test_token_accuracy_is_printed_with_its_scale_and_caveat():
+    table = format_table([("gen", {**ROW, "token_accuracy": 93.0}), ("span", ROW)])
+    lines = table.splitlines()
+    assert "tok-acc" in lines[0] and "93.00" in lines[2] and lines[3].split()[4] == "-"
+    assert "0-100" in lines[-1] and "teacher-forced" in lines[-1]
+    assert "tok-acc" not in format_table([("span", ROW)])
