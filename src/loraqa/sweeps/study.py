@@ -60,7 +60,12 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
                 url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                 heartbeat_stale_trial_callback=RetryFailedTrialCallback(inherit_intermediate_values=True),
             )  # fmt: skip
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
+    except ImportError:
+        raise SweepStorageError(
+            f"cannot open sweep storage {_redact(url)}: its database driver is not installed "
+            "(pip install 'loraqa[postgres]' for PostgreSQL)"
+        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
         reason = str(exc).splitlines()[0]
         raise SweepStorageError(f"cannot open sweep storage {_redact(url)}: {reason}") from None
     if url.startswith("sqlite"):
