@@ -1,4 +1,4 @@
-"""The `loraqa` command: train, eval, predict, merge, report, serve.
+"""The `loraqa` command: train, eval, predict, merge, report, serve, sweep.
 
 Every user-fixable problem is a LoraqaError, printed as one line `loraqa: error: ...` with exit
 status 2 and no traceback. Heavy imports happen inside the commands so `--help` is instant.
@@ -109,11 +109,41 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
+    _add_sweep(sub, fmt)
     sub.add_parser("config", help="print every config key with its default")
     sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
     for command_parser in sub.choices.values():
         command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
     return parser
+
+
+def _add_sweep(sub, fmt) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid or a search over configs as one Optuna study (each trial exactly once, resumable)",
+        description="Train every cell of --grid (or --trials samples of --space) as ordinary runs under "
+        "runs/NAME/, chosen on validation; re-run the same command to finish an interrupted sweep. "
+        "Overrides go right after CONFIG, before --grid.",
+        formatter_class=fmt,
+    )
+    sweep.add_argument("config", nargs="?", help=CONFIG_HELP)
+    sweep.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + ", shared by every trial")
+    sweep.add_argument("--name", required=True, help="sweep (and Optuna study) name")
+    sweep.add_argument("--dir", help="sweep directory (default runs/NAME)")
+    sweep.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2", help="grid axes, e.g. lora.r=4,8")
+    sweep.add_argument("--search", choices=["tpe", "random"], help="sample --trials configurations from --space")
+    sweep.add_argument("--space", nargs="+", default=[], metavar="KEY=DIST",
+                       help="loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)")  # fmt: skip
+    sweep.add_argument("--trials", type=int, help="configurations a search samples")
+    sweep.add_argument("--seeds", type=int, default=1, help="train each configuration with N seeds")
+    sweep.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
+    sweep.add_argument("--storage", help="Optuna storage URL shared by workers (default sqlite file runs/NAME/study.db)")
+    sweep.add_argument("--metric", default="f1", help="validation metric: f1, exact_match, rougeL, eval_loss")
+    sweep.add_argument("--prune", default="none", choices=["none", "median", "asha"])
+    sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
+    sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
+    sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    sweep.add_argument("--torch-threads", type=int, help=argparse.SUPPRESS)
 
 
 def entry() -> int:
@@ -135,7 +165,9 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_command_line(argv)
+    args.argv = argv  # sweep workers re-run the same command line
     try:
         return _dispatch(args)
     except LoraqaError as exc:
@@ -186,6 +218,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "predict":
         return _predict(args, load_config)
+    if args.command == "sweep":
+        return _sweep(args)
     if args.command == "merge":
         return _merge(args, load_config)
     if args.command == "serve":
@@ -216,6 +250,23 @@ def _predict(args, load_config) -> int:
         records = [command_line_question(args.question, args.context, config.data)]
     ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
     print_answers(answer(ready, config, records), args.output)
+    return 0
+
+
+def _sweep(args) -> int:
+    from pathlib import Path
+
+    from loraqa.sweeps.worker import SweepSpec, run_sweep
+
+    config_path, overrides = _split_config_arg(args.config, args.overrides)
+    spec = SweepSpec(
+        config=config_path, overrides=overrides, name=args.name, sweep_dir=Path(args.dir or f"runs/{args.name}"),
+        grid=args.grid, search=args.search, space=args.space, trials=args.trials, seeds=args.seeds,
+        workers=args.workers, storage=args.storage, metric=args.metric, prune=args.prune,
+        heartbeat_interval=args.heartbeat, grace_period=args.grace, worker=args.worker,
+        torch_threads=args.torch_threads, argv=args.argv,
+    )  # fmt: skip
+    run_sweep(spec)
     return 0
 
 

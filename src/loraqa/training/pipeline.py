@@ -33,8 +33,10 @@ def say(message: str) -> None:
     print(f"loraqa: {message}", file=sys.stderr, flush=True)
 
 
-def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train an adapter as configured; return the summary that is also written to summary.json."""
+def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=()) -> dict:
+    """Train an adapter as configured; return the summary that is also written to summary.json.
+
+    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter)."""
     started = time.perf_counter()
     # Input checks first: a run that fails on bad data or a bad model name leaves no run directory behind.
     data = load_run_data(config.data, validation=needs_validation(config))
@@ -44,7 +46,7 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     run = RunDirectory(config.run_dir)
     run.open_for_training(config, resume=resume, overwrite=overwrite)
     try:
-        return _train(config, run, resume, data, spec, plan, started)
+        return _train(config, run, resume, data, spec, plan, started, list(callbacks))
     except OSError as exc:
         if exc.errno not in _WRITE_ERRORS:
             raise
@@ -59,7 +61,8 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
 
 
-def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, spec, plan, started: float) -> dict:
+def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, spec, plan, started: float,
+           callbacks: list) -> dict:
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
     say(f"run directory {run.path}")
@@ -82,7 +85,7 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     trainable, total = parameter_counts(peft_model)
     say(f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
-    trainer = _trainer(config, run, spec, peft_model, tokenizer, data, settings, plan)
+    trainer = _trainer(config, run, spec, peft_model, tokenizer, data, settings, plan, callbacks)
     checkpoint = last_complete_checkpoint(str(run.checkpoints)) if resume else None
     if resume:
         say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
@@ -101,6 +104,12 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     outcome = evaluate_records(spec.formulation, model_for_eval, tokenizer, data.test, settings, label="adapter")
     write_outcome(outcome, run.path, extra={"model": config.model.name, "adapter": str(run.adapter)})
     summary["adapter"] = outcome.metrics
+    # --- final validation evaluation: what sweeps and comparisons choose on (never the test set) ---
+    if data.validation:
+        summary["validation"] = evaluate_records(
+            spec.formulation, model_for_eval, tokenizer, data.validation, settings, label="validation"
+        ).metrics
+    # --- end of final validation evaluation ---
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(run.path / "summary.json", summary)
 
@@ -121,7 +130,7 @@ def _baseline(config, run, spec, model, tokenizer, data: RunData, settings) -> d
     return outcome.metrics
 
 
-def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, plan) -> QATrainer:
+def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, plan, callbacks) -> QATrainer:
     formulation = spec.formulation
     features = formulation.training_features(data.train, tokenizer)
     if not features:
@@ -132,7 +141,6 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, 
 
     evaluator = evaluate_validation if config.training.eval_strategy != "no" else None
 
-    callbacks = []
     if config.training.early_stopping_patience is not None:
         callbacks.append(
             EarlyStoppingCallback(config.training.early_stopping_patience, config.training.early_stopping_threshold)

@@ -1,0 +1,94 @@
+"""One trial: the ordinary training pipeline with the sweep's config plus the trial's cell.
+
+The run directory is named after the cell, so a retry of a trial whose worker died finds the
+dead worker's run there and resumes it from its last complete checkpoint. Nothing here touches
+the study's storage except through the pruning reporter (Optuna's `trial.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+from transformers import TrainerCallback
+
+from loraqa.config.loader import load_config
+from loraqa.errors import LoraqaError, TrainingError
+from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
+from loraqa.training.pipeline import run_training
+from loraqa.training.trainer import last_complete_checkpoint
+
+
+@dataclass
+class TrialOutcome:
+    state: TrialState
+    value: float | None = None
+    attrs: dict = field(default_factory=dict)
+
+
+class PruningReporter(TrainerCallback):
+    """Reports the validation metric at each evaluation; stops training when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial = trial
+        self.key = metric if metric.startswith("eval_") else f"eval_{metric}"
+        self.pruned_at: int | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(self.key)
+        if value is None or not math.isfinite(value):
+            return
+        self.trial.report(value, state.global_step)
+        if self.trial.should_prune():
+            self.pruned_at = state.global_step
+            control.should_training_stop = True
+
+
+def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial, run_dir: Path, metric: str,
+              prune: bool) -> TrialOutcome:  # fmt: skip
+    """Train the trial's cell into run_dir; any error becomes a FAIL outcome naming it."""
+    attrs: dict = {"run_dir": str(run_dir)}
+    try:
+        run = RunDirectory(run_dir)
+        cell_overrides = [*overrides, *trial.user_attrs["overrides"], f"output_dir={run_dir}"]
+        if run.holds_run():  # a resumed run keeps its thread count, whatever --workers is now
+            cell_overrides.append(f"training.torch_threads={_saved_threads(run)}")
+        config = load_config(config_path, cell_overrides)
+        summary_file = run_dir / "summary.json"
+        reporter = PruningReporter(trial, metric) if prune else None
+        if summary_file.exists():  # trained to the end, but its worker died before recording it
+            summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        else:
+            resume = run.holds_run()
+            if resume:
+                attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
+            summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [])
+        validation, test = summary.get("validation"), summary.get("adapter")
+        attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"))
+        if not validation or metric not in validation:
+            raise TrainingError(f"the run recorded no validation {metric} (is data.validation_samples > 0?)")
+        value = float(validation[metric])
+        if not math.isfinite(value):
+            raise TrainingError(f"validation {metric} is {value}")
+        if reporter and reporter.pruned_at is not None:
+            attrs["pruned_at_step"] = reporter.pruned_at
+            return TrialOutcome(TrialState.PRUNED, value, attrs)
+        return TrialOutcome(TrialState.COMPLETE, value, attrs)
+    except LoraqaError as exc:
+        attrs["error"] = str(exc)
+    except Exception as exc:  # OOM, a library error: the sweep records it and goes on
+        attrs["error"] = f"{type(exc).__name__}: {exc}"
+        attrs["traceback"] = traceback.format_exc(limit=8)
+    return TrialOutcome(TrialState.FAIL, None, attrs)
+
+
+def _saved_threads(run: RunDirectory):
+    saved = yaml.safe_load((run.path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    threads = (saved.get("training") or {}).get("torch_threads")
+    return "null" if threads is None else threads

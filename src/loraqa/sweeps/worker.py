@@ -1,0 +1,171 @@
+"""`loraqa sweep`: open the study, then claim -> train -> finish trials until none is left.
+
+`--workers N` starts N copies of the same command as worker processes (torch threads split
+between them); workers on other machines run the same command against the same `--storage`.
+A worker with nothing to claim waits while other trials are RUNNING: if their worker dies, its
+heartbeat goes stale and this worker picks up the retry (and resumes it from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from loraqa.config.loader import config_to_dict, load_config
+from loraqa.errors import ConfigError
+from loraqa.runs.atomic import write_json_atomic
+from loraqa.sweeps import study as storage_ops
+from loraqa.sweeps.space import grid_cells, parse_grid, parse_space
+from loraqa.sweeps.summary import format_summary, summarize
+from loraqa.sweeps.trial import run_trial
+
+METRICS = {"f1": True, "exact_match": True, "rougeL": True, "eval_loss": False}  # name -> maximize
+
+
+@dataclass
+class SweepSpec:
+    config: str | None
+    overrides: list[str]
+    name: str
+    sweep_dir: Path
+    grid: list[str] = field(default_factory=list)
+    search: str | None = None  # tpe or random
+    space: list[str] = field(default_factory=list)
+    trials: int | None = None
+    seeds: int = 1
+    workers: int = 1
+    storage: str | None = None
+    metric: str = "f1"
+    prune: str = "none"
+    heartbeat_interval: int = 30
+    grace_period: int | None = None  # None: 3 heartbeats
+    worker: bool = False  # this process is one of --workers N started by the command
+    torch_threads: int | None = None
+    argv: list[str] = field(default_factory=list)  # the command line, to start workers with
+
+
+def run_sweep(spec: SweepSpec) -> dict | None:
+    """Run (or finish) the sweep; the parent returns and prints the summary, a worker returns None."""
+    axes, space, seeds = _check(spec)
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    url = spec.storage or storage_ops.default_storage(spec.sweep_dir)
+    storage = storage_ops.open_storage(url, spec.heartbeat_interval, spec.grace_period or 3 * spec.heartbeat_interval)
+    maximize = METRICS[spec.metric]
+    definition = {"grid": spec.grid, "space": spec.space, "search": spec.search, "seeds": seeds,
+                  "metric": spec.metric, "trials": spec.trials}  # fmt: skip
+    study = storage_ops.open_study(
+        storage, spec.name, "maximize" if maximize else "minimize", definition,
+        grid_cells(axes, seeds) if axes else None, _sampler(spec), _pruner(spec.prune),
+    )  # fmt: skip
+    if spec.workers > 1 and not spec.worker:
+        _run_workers(spec)
+    else:
+        _work(spec, study, storage, axes, space, seeds)
+    if spec.worker:
+        return None
+    summary = summarize(study, spec.metric, maximize)
+    summary["storage"] = url if spec.storage is None else "(given with --storage)"
+    summary["unfinished"] = storage_ops.unfinished(study)
+    write_json_atomic(spec.sweep_dir / "sweep.json", summary)
+    print(format_summary(summary))
+    if summary["unfinished"]:
+        print(f"{summary['unfinished']} trial(s) not finished: run the same command again to finish them")
+    print(f"sweep summary: {spec.sweep_dir / 'sweep.json'}")
+    return summary
+
+
+def _work(spec: SweepSpec, study: optuna.Study, storage, axes, space, seeds) -> None:
+    overrides = list(spec.overrides)
+    if spec.torch_threads and not any(o.startswith("training.torch_threads=") for o in overrides):
+        overrides.append(f"training.torch_threads={spec.torch_threads}")
+    while True:
+        trial = storage_ops.claim(study, storage)
+        if trial is None and spec.search and storage_ops.configurations_started(study) < spec.trials:
+            trial = storage_ops.ask_new(study, space, seeds)
+        if trial is None:
+            if storage_ops.unfinished(study) == 0:
+                return
+            time.sleep(min(spec.heartbeat_interval, 5))  # others are training: wait in case one dies
+            continue
+        if axes:
+            storage_ops.record_grid_params(trial, axes)
+        run_dir = spec.sweep_dir / trial.user_attrs["dirname"]
+        _say(f"trial {trial.number}: {trial.user_attrs['cell']} -> {run_dir}")
+        try:
+            with storage_ops.heartbeat(storage, trial):
+                outcome = run_trial(spec.config, overrides, trial, run_dir, spec.metric, spec.prune != "none")
+        except KeyboardInterrupt:
+            storage_ops.give_back(study, trial)
+            raise
+        if not storage_ops.finish(study, trial, outcome.state, outcome.value, outcome.attrs):
+            _say(f"trial {trial.number} was declared dead by another worker (heartbeat late); its retry stands")
+        detail = outcome.attrs.get("error") or f"validation {spec.metric} {outcome.value}"
+        _say(f"trial {trial.number} {outcome.state.name}: {detail}")
+
+
+def _run_workers(spec: SweepSpec) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = spec.torch_threads or max(1, cores // spec.workers)
+    command = [sys.executable, "-m", "loraqa", *spec.argv, "--worker", "--torch-threads", str(threads)]
+    _say(f"starting {spec.workers} workers, {threads} torch thread(s) each")
+    children = [subprocess.Popen(command) for _ in range(spec.workers)]
+    try:
+        codes = [child.wait() for child in children]
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C: let them give their trials back
+        for child in children:
+            child.wait()
+        raise
+    for code in codes:
+        if code != 0:
+            _say(f"a worker exited with status {code}")
+
+
+def _check(spec: SweepSpec):
+    if spec.metric not in METRICS:
+        raise ConfigError("--metric", f"must be one of {', '.join(METRICS)}, got {spec.metric!r}")
+    if bool(spec.grid) == bool(spec.search):
+        raise ConfigError("--grid/--search", "give either --grid AXIS... or --search tpe|random with --space")
+    if spec.search and (not spec.space or not spec.trials or spec.trials < 1):
+        raise ConfigError("--space", "--search needs --space key=dist(...) and --trials N (N >= 1)")
+    if spec.seeds < 1 or spec.workers < 1:
+        raise ConfigError("--seeds/--workers", "must be at least 1")
+    axes, space = parse_grid(spec.grid), parse_space(spec.space)
+    base = load_config(spec.config, spec.overrides)  # the shared part must be valid before any trial
+    known = config_to_dict(base)
+    for key in [a.key for a in axes] + list(space):
+        node = known
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(key, "unknown config key in the sweep's space (see `loraqa config`)")
+            node = node[part]
+    if base.data.validation_samples < 1:
+        raise ConfigError("data.validation_samples", "a sweep chooses on validation: it must be at least 1")
+    if spec.prune != "none" and base.training.eval_strategy == "no":
+        raise ConfigError("training.eval_strategy", "--prune needs evaluations during training: set "
+                          "training.eval_strategy=steps and training.eval_steps=N")  # fmt: skip
+    seeds = [base.training.seed + i for i in range(spec.seeds)]  # training.seed given is the first
+    return axes, space, seeds
+
+
+def _sampler(spec: SweepSpec):
+    if spec.search == "random":
+        return optuna.samplers.RandomSampler()
+    return optuna.samplers.TPESampler()  # grid trials are fixed: the sampler never sees them
+
+
+def _pruner(name: str):
+    return {
+        "none": optuna.pruners.NopPruner(),
+        "median": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
+        "asha": optuna.pruners.SuccessiveHalvingPruner(),
+    }[name]
+
+
+def _say(message: str) -> None:
+    print(f"loraqa sweep: {message}", file=sys.stderr, flush=True)
