@@ -104,3 +104,38 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tiny_model_d
     monkeypatch.setattr(QATrainer, "_save_optimizer_and_scheduler", original)
     run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, *SETTINGS), resume=True)
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+FINISHED = ("training.max_steps=3", "training.save_strategy=steps", "training.save_steps=1",
+            "training.lr_scheduler_type=constant", "evaluation.baseline=false")  # fmt: skip
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("lost", ["nothing", "final evaluation", "adapter save"])
+def test_resuming_a_finished_run_trains_no_more_and_keeps_the_adapter(lost, tiny_model_dir, qa_files, tmp_path):
+    """Finished, killed during the final evaluation, or killed while writing the adapter (after the
+    last checkpoint): --resume trains no step and the adapter is the uninterrupted run's, byte for byte."""
+    import shutil
+
+    run = tmp_path / "run"
+    config = tiny_config(tiny_model_dir("bert"), qa_files, run, *FINISHED)
+    run_training(config)
+    adapter, metrics = _files(run / "adapter"), scores(run)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    if lost == "final evaluation":
+        for name in ("metrics.json", "predictions.json", "predictions.jsonl", "summary.json"):
+            (run / name).unlink(missing_ok=True)
+    elif lost == "adapter save":
+        shutil.rmtree(run / "adapter")
+        for name in ("metrics.json", "predictions.json", "predictions.jsonl", "summary.json", "train_log.jsonl"):
+            (run / name).unlink(missing_ok=True)
+
+    run_training(config, resume=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints  # no checkpoint-4
+    assert _files(run / "adapter") == adapter
+    assert scores(run) == metrics
+    steps = [json.loads(line).get("step", 0) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert max(steps) == 3

@@ -168,3 +168,24 @@ def _check_evaluation(config: RunConfig) -> None:
     from loraqa.evaluation.decoding import parse_decoding  # local: keeps config import-light
 
     parse_decoding(config.generation.decoding, key="generation.decoding")
+
+
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+
+
+def check_position_limit(max_seq_length: int, model_name: str, hf_config) -> None:
+    """Refuse a `model.max_seq_length` beyond the model's learned positions, read from its config
+    before any weights load (a longer window ends in an index error deep in the embeddings).
+    Models with relative positions (T5) have no such limit."""
+    text_config = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    for attr in ("max_position_embeddings", "n_positions"):
+        limit = getattr(text_config, attr, None)
+        if isinstance(limit, int) and limit > 0:
+            if getattr(text_config, "model_type", "") in _OFFSET_POSITIONS:
+                limit -= 2  # RoBERTa-style position ids start after the padding index
+            if max_seq_length > limit:
+                raise ConfigError(
+                    "model.max_seq_length",
+                    f"{max_seq_length} is longer than '{model_name}' can read ({attr} = {limit}); use at most {limit}",
+                )
+            return
