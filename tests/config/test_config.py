@@ -67,6 +67,25 @@ def test_overrides_are_typed():
         ("lora.layers_to_transform=[]", "lora.layers_to_transform", ">= 0"),
         ("lora.layers_to_transform=[1,-2]", "lora.layers_to_transform", ">= 0"),
         ("evaluation.write_predictions=false", "evaluation.write_predictions", "unknown key"),
+        # nan passes every `<= 0` check, so non-finite numbers are refused first (issue 12, section 3)
+        ("training.learning_rate=nan", "training.learning_rate", "finite"),
+        ("training.learning_rate=inf", "training.learning_rate", "finite"),
+        ("training.max_grad_norm=nan", "training.max_grad_norm", "finite"),
+        ("training.max_grad_norm=inf", "training.max_grad_norm", "finite"),
+        ("training.weight_decay=nan", "training.weight_decay", "finite"),
+        ("training.warmup_ratio=nan", "training.warmup_ratio", "finite"),
+        ("training.num_train_epochs=inf", "training.num_train_epochs", "finite"),
+        ("training.early_stopping_threshold=nan", "training.early_stopping_threshold", "finite"),
+        ("lora.lora_alpha=inf", "lora.lora_alpha", "finite"),
+        ("lora.lora_dropout=nan", "lora.lora_dropout", "finite"),
+        ("lora.max_trainable_share=nan", "lora.max_trainable_share", "finite"),
+        ("evaluation.null_score_diff_threshold=-inf", "evaluation.null_score_diff_threshold", "finite"),
+        ("training.seed=-1", "training.seed", "[0, 4294967295]"),
+        ("data.seed=-3", "data.seed", "[0, 4294967295]"),
+        ("training.seed=4294967296", "training.seed", "[0, 4294967295]"),
+        ("training.lr_scheduler_type=cosinus", "training.lr_scheduler_type", "unknown scheduler 'cosinus'"),
+        ("training.lr_scheduler_type=cosine_with_min_lr", "training.lr_scheduler_type", "scheduler arguments"),
+        ("training.lr_scheduler_type=reduce_lr_on_plateau", "training.lr_scheduler_type", "eval_strategy"),
     ],
 )
 def test_bad_values_name_the_key(override, key, words):
@@ -75,6 +94,24 @@ def test_bad_values_name_the_key(override, key, words):
     message = str(caught.value)
     assert f"'{key}'" in message and words in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("override", ["training.learning_rate=nan", "training.seed=-1",
+                                      "training.lr_scheduler_type=cosinus", "training.max_grad_norm=inf"])  # fmt: skip
+def test_impossible_numbers_are_refused_before_anything_is_written(override, tmp_path, capsys):
+    from loraqa.cli import main
+
+    out = tmp_path / "run"
+    # data that does not exist: were the number let through, the run would stop there, not train
+    assert main(["train", override, f"output_dir={out}", f"data.train={tmp_path / 'absent.jsonl'}"]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"loraqa: error: config key '{override.split('=')[0]}'") and "\n" not in err
+
+
+def test_every_scheduler_transformers_knows_without_extra_arguments_is_accepted():
+    for name in ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt"):
+        assert load_config(None, [f"training.lr_scheduler_type={name}"]).training.lr_scheduler_type == name
 
 
 def test_bare_no_means_the_string_no(tmp_path):

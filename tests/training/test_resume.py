@@ -245,7 +245,42 @@ def test_kill_9_inside_a_save_or_the_baseline_then_resume_equals_uninterrupted(p
     assert baseline(crashed) == baseline(uninterrupted)
     assert not [p.name for p in crashed.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # leftovers cleared
     assert not (crashed / "checkpoints" / ".staging").exists()
-    # checkpoint-5 (the last step) is complete. Resuming from it, transformers 5.x runs one step
-    # more (checkpoint-6, at learning rate 0 under the linear schedule, so the numbers above agree).
+    # checkpoint-5 (the last step) is complete, and a run resumed at max_steps trains no step more.
+    assert not (crashed / "checkpoints" / "checkpoint-6").exists()
     assert is_complete_checkpoint(str(crashed / "checkpoints" / "checkpoint-5"))
     assert last_complete_checkpoint(str(crashed / "checkpoints")) is not None
+
+
+FINISHED = ("training.max_steps=3", "training.save_strategy=steps", "training.save_steps=1",
+            "training.lr_scheduler_type=constant", "evaluation.baseline=false")  # fmt: skip
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("lost", ["nothing", "final evaluation", "adapter save"])
+def test_resuming_a_finished_run_trains_no_more_and_keeps_the_adapter(lost, tiny_model_dir, qa_files, tmp_path):
+    """Finished, killed during the final evaluation, or killed while writing the adapter (after the
+    last checkpoint): --resume trains no step and the adapter is the uninterrupted run's, byte for byte."""
+    import shutil
+
+    run = tmp_path / "run"
+    config = tiny_config(tiny_model_dir("bert"), qa_files, run, *FINISHED)
+    run_training(config)
+    adapter, metrics = _files(run / "adapter"), scores(run)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    if lost == "final evaluation":
+        for name in ("metrics.json", "predictions.json", "predictions.jsonl", "summary.json"):
+            (run / name).unlink(missing_ok=True)
+    elif lost == "adapter save":
+        shutil.rmtree(run / "adapter")
+        for name in ("metrics.json", "predictions.json", "predictions.jsonl", "summary.json", "train_log.jsonl"):
+            (run / name).unlink(missing_ok=True)
+
+    run_training(config, resume=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints  # no checkpoint-4
+    assert _files(run / "adapter") == adapter
+    assert scores(run) == metrics
+    steps = [json.loads(line).get("step", 0) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert max(steps) == 3

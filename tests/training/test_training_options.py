@@ -64,8 +64,9 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_checkpoint(tiny_model_di
     monkeypatch.setattr(QATrainer, "compute_loss", poisoned)
     config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", "training.save_strategy=steps",
                          "training.save_steps=1", "training.max_steps=6", "evaluation.baseline=false")  # fmt: skip
-    with pytest.raises(TrainingError, match="became nan at step 3"):
+    with pytest.raises(TrainingError, match="became nan at step 3") as caught:
         run_training(config)
+    assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'checkpoint-2'}" in str(caught.value)
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-1", "checkpoint-2"]
     assert not (tmp_path / "run" / "adapter").exists()
@@ -100,7 +101,7 @@ def test_modules_to_save_trap_is_stopped_before_training(tiny_model_dir, qa_file
     with pytest.raises(ConfigError) as caught:
         run_training(config)
     assert "modules_to_save 'lm_head'" in str(caught.value)
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # refused before the run directory was claimed
 
 
 def test_squad_v2_data_reports_has_and_no_answer_scores(tiny_model_dir, qa_rows, tmp_path):

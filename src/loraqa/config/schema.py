@@ -75,6 +75,9 @@ class TrainingConfig:
     num_train_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_train_epochs
     max_grad_norm: float = 1.0
+    # Stop when the logged training loss exceeds both 10x the first logged loss and 15, worse than a
+    # uniform guess over any vocabulary (training/trainer.py DivergenceGuard); false: warn and go on.
+    stop_on_divergence: bool = True
     seed: int = 42
     precision: Precision = "auto"  # auto: bf16 on a GPU that has it, fp32 on CPU and MPS, never fp16 on T5
     device: Device = "auto"  # asking for cuda/mps where there is none is an error, not a fallback

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from loraqa.config.schema import RunConfig
 from loraqa.errors import ConfigError
 
@@ -27,11 +30,33 @@ def _validation_users(config: RunConfig) -> str:
 
 def validate_config(config: RunConfig) -> None:
     """Raise ConfigError on the first value that is out of range or contradicts another."""
+    _check_finite(config)
     _check_data(config)
     _check_model(config)
     _check_lora(config)
     _check_training(config)
     _check_evaluation(config)
+
+
+def _check_finite(config, prefix: str = "") -> None:
+    """No float setting may be nan or inf: each is a rate, share, weight or threshold, and a nan
+    passes every `<=`/`<` range check below (nan <= 0 is false), so it must be caught first."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        key = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value}")
+
+
+# numpy's seed (set by transformers' set_seed) must fit in 32 unsigned bits.
+MAX_SEED = 2**32 - 1
+
+
+def _seed(key: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(key, f"must be in [0, {MAX_SEED}], got {value}")
 
 
 def _positive(key: str, value: float | int | None, allow_none: bool = False) -> None:
@@ -54,6 +79,7 @@ def _check_data(config: RunConfig) -> None:
             "training.eval_strategy=no",
         )
     _positive("data.max_context_chars", data.max_context_chars)
+    _seed("data.seed", data.seed)
     check_run_name(config.name)
 
 
@@ -120,6 +146,8 @@ def _check_training(config: RunConfig) -> None:
     _positive("training.save_steps", t.save_steps)
     _positive("training.eval_steps", t.eval_steps, allow_none=True)
     _positive("training.torch_threads", t.torch_threads, allow_none=True)
+    _seed("training.seed", t.seed)
+    _check_scheduler(t)
     if t.max_steps <= 0 and t.num_train_epochs <= 0:
         raise ConfigError("training.num_train_epochs", "must be > 0 unless training.max_steps is set")
     if t.max_steps == 0 or t.max_steps < -1:
@@ -153,6 +181,23 @@ def _check_training(config: RunConfig) -> None:
             raise ConfigError("training.early_stopping_patience", "needs training.load_best_model_at_end: true")
 
 
+# These need `lr_scheduler_kwargs` (min_lr, num_decay_steps), which the config does not expose.
+_SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
+
+
+def _check_scheduler(t) -> None:
+    from transformers import SchedulerType  # local: keeps config import-light
+
+    names = [s.value for s in SchedulerType if s.value not in _SCHEDULERS_NEEDING_KWARGS]
+    if t.lr_scheduler_type in _SCHEDULERS_NEEDING_KWARGS:
+        raise ConfigError("training.lr_scheduler_type", f"'{t.lr_scheduler_type}' needs scheduler arguments loraqa "
+                          f"does not pass; use one of {', '.join(names)}")  # fmt: skip
+    if t.lr_scheduler_type not in names:
+        raise ConfigError("training.lr_scheduler_type", f"unknown scheduler '{t.lr_scheduler_type}'; use one of {', '.join(names)}")
+    if t.lr_scheduler_type == "reduce_lr_on_plateau" and t.eval_strategy == "no":
+        raise ConfigError("training.lr_scheduler_type", "reduce_lr_on_plateau needs training.eval_strategy 'steps' or 'epoch'")
+
+
 def _check_evaluation(config: RunConfig) -> None:
     e = config.evaluation
     _positive("evaluation.batch_size", e.batch_size)
@@ -163,3 +208,24 @@ def _check_evaluation(config: RunConfig) -> None:
     from loraqa.evaluation.decoding import parse_decoding  # local: keeps config import-light
 
     parse_decoding(config.generation.decoding, key="generation.decoding")
+
+
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+
+
+def check_position_limit(max_seq_length: int, model_name: str, hf_config) -> None:
+    """Refuse a `model.max_seq_length` beyond the model's learned positions, read from its config
+    before any weights load (a longer window ends in an index error deep in the embeddings).
+    Models with relative positions (T5) have no such limit."""
+    text_config = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    for attr in ("max_position_embeddings", "n_positions"):
+        limit = getattr(text_config, attr, None)
+        if isinstance(limit, int) and limit > 0:
+            if getattr(text_config, "model_type", "") in _OFFSET_POSITIONS:
+                limit -= 2  # RoBERTa-style position ids start after the padding index
+            if max_seq_length > limit:
+                raise ConfigError(
+                    "model.max_seq_length",
+                    f"{max_seq_length} is longer than '{model_name}' can read ({attr} = {limit}); use at most {limit}",
+                )
+            return

@@ -2,6 +2,8 @@
 
 - A trainable share above `max_trainable_share` stops the run before training and names the
   modules responsible (a `modules_to_save: [embed_tokens, lm_head]` made 46% of T5 trainable).
+- A target module name that matches no module of the model is refused, listing its linear layers
+  (checked on the model before any evaluation, so a typo costs seconds, not a baseline).
 - An adapter is saved as peft writes it (adapter_config.json + adapter_model.safetensors) with the
   tokenizer and a `loraqa.json` describing its base, into a temporary directory renamed at the end.
 - Reading an adapter directory is data only: every file is checked against a schema first
@@ -17,6 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from loraqa import __version__
@@ -24,7 +27,7 @@ from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.formulations.base import model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
-from loraqa.lora.presets import resolve_target_modules
+from loraqa.lora.presets import PRESET_NAMES, resolve_target_modules
 from loraqa.models.cheap_dropout import use_cheap_masks
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.runs.atomic import atomic_directory, write_json_atomic
@@ -40,6 +43,9 @@ def attach_lora(
     `new_token_ids` (tokens added to the vocabulary) get trainable embedding rows that are saved
     with the adapter; the rest of the embedding matrix stays frozen (no 46%-trainable trap).
     """
+    target_modules = resolve_target_modules(settings.target_modules, model_type)
+    if not _is_preset(settings.target_modules):
+        check_target_modules(model, target_modules)
     modules_to_save = settings.modules_to_save
     if modules_to_save is None:
         modules_to_save = list(formulation.default_modules_to_save) or None
@@ -47,7 +53,7 @@ def attach_lora(
         r=settings.r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
-        target_modules=resolve_target_modules(settings.target_modules, model_type),
+        target_modules=target_modules,
         bias=settings.bias,
         modules_to_save=modules_to_save,
         layers_to_transform=adapted_layers(settings.layers_to_transform, model.config),
@@ -63,6 +69,38 @@ def attach_lora(
     if model_device(model).type == "cpu":
         use_cheap_masks(peft_model)  # torch's CPU dropout masks cost 10-19% of a step (models/cheap_dropout.py)
     return peft_model
+
+
+def _is_preset(spec: str | list[str]) -> bool:
+    # A preset lists every family member's spelling (T5: wi or wi_0/wi_1); only some exist in one model.
+    return isinstance(spec, str) and spec.strip() in PRESET_NAMES
+
+
+def check_target_modules(model, names: str | list[str]) -> None:
+    """Refuse target module names that match no module of `model` (as peft matches them: the full
+    name or its dotted suffix), listing the names LoRA can go on. peft itself only complains when
+    none matches, so a misspelt name next to a right one would silently adapt less."""
+    if isinstance(names, str):
+        return  # peft's "all-linear"
+    module_names = [name for name, _ in model.named_modules() if name]
+    missing = [t for t in names if not any(m == t or m.endswith(f".{t}") for m in module_names)]
+    if missing:
+        raise ConfigError(
+            "lora.target_modules",
+            f"no module named {', '.join(repr(m) for m in missing)} in this model; its linear layers are "
+            f"{', '.join(adaptable_module_names(model))}",
+        )
+
+
+def adaptable_module_names(model) -> list[str]:
+    """Leaf names of the layers LoRA can adapt (linear, GPT-2's Conv1D), in model order, once each."""
+    from transformers.pytorch_utils import Conv1D
+
+    seen: dict[str, None] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, Conv1D)):
+            seen.setdefault(name.rsplit(".", 1)[-1], None)
+    return list(seen)
 
 
 def adapted_layers(layers: list[int] | str | None, model_config) -> list[int] | None:
@@ -200,3 +238,19 @@ def _hidden_size(hf_config) -> int | None:
         if isinstance(value, int):
             return value
     return None
+
+
+def load_adapter_weights(peft_model, directory: str | Path) -> None:
+    """Put the LoRA weights saved in `directory` (an adapter or a Trainer checkpoint of this run)
+    into `peft_model`, which has the same LoRA layout. Tensors only: safetensors runs no code."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(directory) / "adapter_model.safetensors"
+    try:
+        weights = load_file(str(path), device=str(model_device(peft_model)))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterError(f"{path}: unreadable ({str(exc).splitlines()[0]})") from None
+    result = set_peft_model_state_dict(peft_model, weights)
+    if result.unexpected_keys:
+        raise AdapterError(f"{path}: does not fit this run's LoRA layers ({result.unexpected_keys[0]} unexpected)")

@@ -1,7 +1,9 @@
 """`loraqa train`: setup -> baseline -> fit -> save -> evaluate, reading top to bottom.
 
-Everything that can fail on user input (config, data, run directory, device) is checked before the
-model's weights are loaded; the baseline is the same base model on the same test questions.
+Everything that can fail on user input (config, data, model limits, device) is checked before the
+model's weights are loaded, and everything that needs the model but no training (LoRA target
+modules, the trainable share, training features) before the run directory is claimed and before
+the baseline, which is the same base model (LoRA disabled) on the same test questions.
 """
 
 from __future__ import annotations
@@ -10,16 +12,28 @@ import errno
 import json
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import EarlyStoppingCallback, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
 
 from loraqa.config.schema import RunConfig
-from loraqa.config.validate import needs_validation
+from loraqa.config.validate import check_position_limit, needs_validation
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
-from loraqa.lora.adapter import adapted_layers, adapter_meta, attach_lora, parameter_counts, save_adapter
+from loraqa.lora.adapter import (
+    ADAPTER_FILES,
+    adapted_layers,
+    adapter_meta,
+    attach_lora,
+    load_adapter_weights,
+    parameter_counts,
+    save_adapter,
+)
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
 from loraqa.errors import DataError, RunDirError
@@ -38,15 +52,31 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
 
     `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter)."""
     started = time.perf_counter()
-    # Input checks first: a run that fails on bad data or a bad model name leaves no run directory behind.
+    # Every check that needs no training runs before the run directory is claimed, so a refused run
+    # leaves nothing behind: data, model name, positions and layers (config only), then the LoRA
+    # target modules and the trainable share (on the attached model), all before the baseline.
     data = load_run_data(config.data, validation=needs_validation(config))
     spec = inspect_base(config.model)
+    check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
+    if config.training.torch_threads:
+        torch.set_num_threads(config.training.torch_threads)
+    say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
+    say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
+    set_seed(config.training.seed)  # also fixes the freshly initialised QA head
+    tokenizer = load_tokenizer(spec, config.model)
+    model = load_model(spec, config.model, tokenizer, plan.torch_device)
+    draws = _random_state()  # what the baseline drew from when it ran before LoRA was attached
+    new_tokens = tokenizer.convert_tokens_to_ids(config.model.add_tokens) if config.model.add_tokens else None
+    peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type, new_tokens)
+    features = spec.formulation.training_features(data.train, tokenizer)
+    if not features:
+        raise DataError(config.data.train, "no training examples left after sampling")
     run = RunDirectory(config.run_dir)
     run.open_for_training(config, resume=resume, overwrite=overwrite)
     try:
-        return _train(config, run, resume, data, spec, plan, started, list(callbacks))
+        return _train(config, run, resume, data, spec, plan, tokenizer, peft_model, features, draws, started, list(callbacks))
     except OSError as exc:
         if exc.errno not in _WRITE_ERRORS:
             raise
@@ -61,44 +91,49 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
 
 
-def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, spec, plan, started: float,
-           callbacks: list) -> dict:
-    if config.training.torch_threads:
-        torch.set_num_threads(config.training.torch_threads)
+def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, spec, plan, tokenizer, peft_model,
+           features, draws, started: float, callbacks: list) -> dict:  # fmt: skip
     say(f"run directory {run.path}")
-    say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
-    say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
-
-    set_seed(config.training.seed)  # also fixes the freshly initialised QA head
-    tokenizer = load_tokenizer(spec, config.model)
-    model = load_model(spec, config.model, tokenizer, plan.torch_device)
     settings = predict_settings(config, data.version_2)
-
     summary: dict = {"run_dir": str(run.path), "model": config.model.name, "device": plan.description}
     if config.evaluation.baseline:
-        summary["baseline"] = _baseline(config, run, spec, model, tokenizer, data, settings)
+        summary["baseline"] = _baseline(config, run, spec, peft_model, tokenizer, data, settings, draws)
 
     if config.training.gradient_checkpointing:
-        model.enable_input_require_grads()  # LoRA-only grads need a grad path through frozen inputs
-    new_tokens = tokenizer.convert_tokens_to_ids(config.model.add_tokens) if config.model.add_tokens else None
-    peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type, new_tokens)
+        peft_model.get_base_model().enable_input_require_grads()  # LoRA-only grads need a grad path through frozen inputs
     trainable, total = parameter_counts(peft_model)
     say(f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
-    trainer = _trainer(config, run, spec, peft_model, tokenizer, data, settings, plan, callbacks)
+    trainer = _trainer(config, run, spec, peft_model, tokenizer, data, features, settings, plan, callbacks)
     checkpoint = last_complete_checkpoint(str(run.checkpoints)) if resume else None
-    if resume:
-        say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
+    finished = _finished_training(run, checkpoint) if resume else None
     fit_started = time.perf_counter()
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if finished is None:
+        if resume:
+            say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        summary["train_loss"] = train_output.training_loss
+        _write_log(run, trainer)
+    else:
+        # Training already reached its last step: train nothing, keep (or write once) that adapter.
+        load_adapter_weights(peft_model, finished.weights)
+        summary["train_loss"] = finished.train_loss
+        if finished.state is not None:
+            trainer.state = finished.state
+            _write_log(run, trainer)
+        say(f"training already finished at step {finished.step}: using {finished.weights}, evaluating only")
     summary["train_seconds"] = round(time.perf_counter() - fit_started, 1)
-    summary["train_loss"] = train_output.training_loss
-    _write_log(run, trainer)
     summary.update(_model_selection(config, trainer))
+    divergence = getattr(trainer, "divergence_warning", None)
+    if divergence:
+        summary["divergence_warning"] = divergence
 
-    meta = adapter_meta(config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2)
-    save_adapter(peft_model, tokenizer, run.adapter, meta)
-    say(f"adapter saved to {run.adapter}")
+    if finished is None or finished.weights != run.adapter:
+        meta = adapter_meta(
+            config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2
+        )
+        save_adapter(peft_model, tokenizer, run.adapter, meta)
+        say(f"adapter saved to {run.adapter}")
 
     model_for_eval = peft_model.merge_and_unload()  # same answers as unmerged, faster to run
     outcome = evaluate_records(spec.formulation, model_for_eval, tokenizer, data.test, settings, label="adapter")
@@ -117,24 +152,71 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     rows.append((f"{config.model.name} + LoRA", outcome.metrics))
     print(format_table(rows))
     print(f"run directory: {run.path}  (training {summary['train_seconds']}s, total {summary['total_seconds']}s)")
+    if divergence:
+        say(f"warning: {divergence}")
     return summary
 
 
-def _baseline(config, run, spec, model, tokenizer, data: RunData, settings) -> dict:
+def _random_state():
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+@contextmanager
+def _replayed_random_state(state):
+    """Run the block drawing the random numbers `state` gives, then restore the current ones."""
+    cpu, cuda = state
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if cuda is not None else []):
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        yield
+
+
+@dataclass
+class _Finished:
+    step: int
+    weights: Path  # the adapter directory, or the checkpoint whose weights become the adapter
+    state: TrainerState | None  # the checkpoint's, when the train log is still to be written
+    train_loss: float | None
+
+
+def _finished_training(run: RunDirectory, checkpoint: str | None) -> _Finished | None:
+    """On --resume: has training already reached its last step? A complete adapter is only written
+    after the last step; a checkpoint at the state's max_steps means the kill came after training
+    (while saving the adapter). Resuming Trainer from there would run one step too many."""
+    if all((run.adapter / name).is_file() for name in ADAPTER_FILES):
+        log = run.path / "train_log.jsonl"
+        entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
+        losses = [e["train_loss"] for e in entries if "train_loss" in e]
+        step = max((e.get("step", 0) for e in entries), default=0)
+        return _Finished(step, run.adapter, None, losses[-1] if losses else None)
+    if checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+    if not 0 < state.max_steps <= state.global_step:
+        return None
+    weights = Path(checkpoint)
+    if state.best_model_checkpoint and Path(state.best_model_checkpoint).is_dir():
+        weights = Path(state.best_model_checkpoint)  # load_best_model_at_end: the adapter is the best one
+    return _Finished(state.global_step, weights, state, None)
+
+
+def _baseline(config, run, spec, peft_model, tokenizer, data: RunData, settings, draws) -> dict:
     saved = run.baseline / "metrics.json"
     if saved.exists():  # a resumed run already measured it on the same questions
         return json.loads(saved.read_text(encoding="utf-8"))
     say("evaluating the base model without adapter (baseline)")
-    outcome = evaluate_records(spec.formulation, model, tokenizer, data.test, settings, label="baseline")
+    # The base model itself: disabled LoRA layers pass their input through, and sampled decodings
+    # draw the numbers they drew before LoRA was attached (its init consumed some since).
+    with peft_model.disable_adapter(), _replayed_random_state(draws):
+        base = peft_model.get_base_model()
+        outcome = evaluate_records(spec.formulation, base, tokenizer, data.test, settings, label="baseline")
     write_outcome(outcome, run.baseline, extra={"model": config.model.name, "adapter": None})
     return outcome.metrics
 
 
-def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, plan, callbacks) -> QATrainer:
+def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, features, settings, plan, callbacks) -> QATrainer:
     formulation = spec.formulation
-    features = formulation.training_features(data.train, tokenizer)
-    if not features:
-        raise DataError(config.data.train, "no training examples left after sampling")
 
     def evaluate_validation(model) -> dict:
         return evaluate_records(formulation, model, tokenizer, data.validation, settings, label="validation").metrics
@@ -156,6 +238,7 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, settings, 
         formulation=formulation,
         qa_evaluator=evaluator,
         nan_hint=_nan_hint(config, spec.model_type),
+        stop_on_divergence=config.training.stop_on_divergence,
     )
 
 

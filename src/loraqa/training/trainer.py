@@ -7,7 +7,10 @@
 3. Evaluation during training is real QA evaluation on the validation split (EM/F1/ROUGE from
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
    stopping select on what users care about, not on token accuracy.
-A non-finite loss stops training at once, naming the step, before a bad update is saved.
+A non-finite loss, LoRA gradient or trainable weight stops training at once, naming the step and
+the last good checkpoint, before a bad update is saved; a checkpoint with non-finite weights is
+never written nor offered for resume. A training loss that explodes (see `DivergenceGuard`) stops
+training too, unless `training.stop_on_divergence` is false.
 Checkpoints are written under a staging directory, fsynced, and renamed into place when complete
 (the rename fsynced too), so neither a crash nor a power cut mid-save leaves a `checkpoint-N` that
 `--resume` would pick; resume also checks a checkpoint holds every file it needs.
@@ -22,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+from safetensors import SafetensorError, safe_open
+from transformers import Trainer, TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
@@ -138,12 +142,87 @@ def fill_batches(units: list[list[int]], batch_size: int, lookahead: int) -> lis
     return batches
 
 
+def non_finite_parameter(model, gradients: bool = False) -> str | None:
+    """The name of the first trainable parameter (or its gradient) holding a nan or inf; None if none.
+
+    One device sync for all of them: the per-tensor checks are stacked before being read.
+    """
+    named = [(n, p.grad if gradients else p) for n, p in model.named_parameters() if p.requires_grad]
+    named = [(n, t) for n, t in named if t is not None]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
+    bad = (~finite).nonzero()
+    return named[int(bad[0])][0] if len(bad) else None
+
+
+class FiniteGuard(TrainerCallback):
+    """Stops training when a LoRA gradient (before the optimizer applies it) or a trainable weight
+    (after the update, before any checkpoint of it) is not finite. A step can break the weights
+    with a finite loss, so the loss check alone lets every later checkpoint be NaN.
+
+    Under fp16 an inf gradient is routine (the loss scaler then skips that step), so only the
+    weights are checked there."""
+
+    def __init__(self, trainer: QATrainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        name = None if args.fp16 else non_finite_parameter(model, gradients=True)
+        if name:
+            self.trainer.stop(f"the gradient of {name} became non-finite at step {state.global_step + 1}")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        name = non_finite_parameter(model)
+        if name:
+            self.trainer.stop(f"the trainable weight {name} became non-finite at step {state.global_step}")
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stops training (or, with `stop=False`, records a warning once) when the logged training loss
+    exceeds both DIVERGENCE_FACTOR x the first logged loss and DIVERGENCE_FLOOR.
+
+    Why these: the losses here are cross-entropies (tokens, or span starts and ends), and a model
+    guessing uniformly scores ln(classes), at most ln(3.3M) = 15 for any vocabulary or window in
+    use; a loss above that is worse than guessing, which no learning run reaches, while ten times
+    the starting loss rules out the noise of a run that starts near zero. Both are judged on the
+    logged (interval-averaged) loss, so a single noisy batch does not trigger it. A resumed run
+    keeps the first logged loss of its log history as the reference.
+    """
+
+    def __init__(self, trainer: QATrainer, stop: bool):
+        self.trainer = trainer
+        self.stop = stop
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+        if loss is None or not losses or not math.isfinite(loss) or self.trainer.divergence_warning:
+            return
+        first = losses[0]
+        if loss > DIVERGENCE_FACTOR * first and loss > DIVERGENCE_FLOOR:
+            problem = (f"the training loss diverged at step {state.global_step}: {loss:.4g}, over "
+                       f"{DIVERGENCE_FACTOR:g}x the first logged {first:.4g} and above {DIVERGENCE_FLOOR:g} "
+                       "(worse than guessing)")  # fmt: skip
+            if self.stop:
+                self.trainer.stop(problem, "; set training.stop_on_divergence=false to train on regardless")
+            self.trainer.divergence_warning = f"{problem}; the adapter is probably useless"
+
+
+DIVERGENCE_FACTOR = 10.0
+DIVERGENCE_FLOOR = 15.0
+
+
 class QATrainer(Trainer):
-    def __init__(self, *args, formulation, qa_evaluator: Callable[[object], dict] | None, nan_hint: str, **kwargs):
+    def __init__(self, *args, formulation, qa_evaluator: Callable[[object], dict] | None, nan_hint: str,
+                 stop_on_divergence: bool = True, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.formulation = formulation
         self.qa_evaluator = qa_evaluator
         self.nan_hint = nan_hint
+        self.divergence_warning: str | None = None  # set when a divergence is let through
+        self.add_callback(FiniteGuard(self))
+        self.add_callback(DivergenceGuard(self, stop_on_divergence))
         self._staging: str | None = None
         if formulation.has_own_loss:
             # Our loss is a per-batch mean: Trainer must still divide it over accumulation steps.
@@ -174,11 +253,14 @@ class QATrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         value = float(loss)
         if not math.isfinite(value):
-            raise TrainingError(
-                f"the training loss became {value} at step {self.state.global_step + 1}; {self.nan_hint}. "
-                "The last saved checkpoint is kept"
-            )
+            self.stop(f"the training loss became {value} at step {self.state.global_step + 1}")
         return loss
+
+    def stop(self, problem: str, remedy: str = "") -> None:
+        """Raise TrainingError for `problem`, with the hint and the checkpoint --resume would use."""
+        last = last_complete_checkpoint(self.args.output_dir)
+        kept = f"the last good checkpoint is {last}" if last else "no good checkpoint was saved before it"
+        raise TrainingError(f"{problem}; {self.nan_hint}{remedy}; {kept}")
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         if self.qa_evaluator is None:
@@ -200,6 +282,9 @@ class QATrainer(Trainer):
         return self._staging or super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model, trial) -> None:
+        name = non_finite_parameter(model)
+        if name:  # never write a checkpoint that cannot be resumed from
+            self.stop(f"the trainable weight {name} is non-finite at step {self.state.global_step}")
         root = self.args.output_dir
         self._staging = os.path.join(root, STAGING_DIR)
         try:
@@ -249,7 +334,10 @@ def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
     steps = []
     for name in os.listdir(checkpoint_dir):
         prefix, _, number = name.partition("-")
-        if prefix == PREFIX_CHECKPOINT_DIR and number.isdigit() and is_complete_checkpoint(os.path.join(checkpoint_dir, name)):
+        folder = os.path.join(checkpoint_dir, name)
+        if prefix == PREFIX_CHECKPOINT_DIR and number.isdigit() and is_complete_checkpoint(folder):
+            if not weights_are_finite(folder):
+                continue  # NaN weights: resuming would only train on from garbage
             steps.append(int(number))
     return os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
 
@@ -265,3 +353,16 @@ def is_complete_checkpoint(folder: str) -> bool:
     except (ValueError, OSError, TypeError):
         return False  # unreadable or not a trainer state
     return str(state.global_step) == step
+
+
+def weights_are_finite(checkpoint: str) -> bool:
+    """Whether every tensor in the checkpoint's adapter weights is finite (True when it has none:
+    whether the weights file must exist is the completeness check's business)."""
+    path = os.path.join(checkpoint, "adapter_model.safetensors")
+    if not os.path.isfile(path):
+        return True
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return all(bool(torch.isfinite(handle.get_tensor(key)).all()) for key in handle.keys())
+    except (SafetensorError, OSError, ValueError):
+        return False

@@ -1,0 +1,62 @@
+"""Everything that can be checked without training is checked before the baseline and before the
+run directory is claimed; a refused run leaves nothing behind (issue 13, items 1 and 5)."""
+
+from __future__ import annotations
+
+import pytest
+
+import loraqa.training.pipeline as pipeline
+from loraqa.errors import ConfigError
+from loraqa.training.pipeline import run_training
+from run_helpers import tiny_config
+
+
+@pytest.fixture
+def no_baseline_allowed(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated before the refusal")
+
+    monkeypatch.setattr(pipeline, "evaluate_records", refuse)
+
+
+def test_a_misspelt_target_module_is_refused_before_the_baseline_listing_valid_names(
+    tiny_model_dir, qa_files, tmp_path, monkeypatch, no_baseline_allowed
+):
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError) as caught:
+        run_training(tiny_config(tiny_model_dir("llama"), qa_files, run, "lora.target_modules=q_proj,v_projj"))
+    message = str(caught.value)
+    assert "'v_projj'" in message and "q_proj, k_proj, v_proj, o_proj" in message and "\n" not in message
+    assert not run.exists()
+    monkeypatch.undo()
+    run_training(tiny_config(tiny_model_dir("llama"), qa_files, run, "lora.target_modules=q_proj,v_proj",
+                             "training.max_steps=1", "evaluation.baseline=false"))  # fmt: skip — no --overwrite
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_the_trainable_share_is_refused_before_the_baseline(tiny_model_dir, qa_files, tmp_path, no_baseline_allowed):
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="modules_to_save 'lm_head'"):
+        run_training(tiny_config(tiny_model_dir("t5"), qa_files, run, "lora.allow_large_trainable_share=false",
+                                 "lora.modules_to_save=[lm_head]"))  # fmt: skip
+    assert not run.exists()
+
+
+def test_a_window_longer_than_the_positions_is_refused_before_loading(tiny_model_dir, qa_files, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights loaded before the refusal")
+
+    monkeypatch.setattr(pipeline, "load_model", refuse)
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError) as caught:  # the tiny BERT has 256 positions
+        run_training(tiny_config(tiny_model_dir("bert"), qa_files, run, "model.max_seq_length=384"))
+    assert "'model.max_seq_length'" in str(caught.value) and "max_position_embeddings = 256" in str(caught.value)
+    assert not run.exists()
+
+
+def test_t5_has_no_position_limit(tiny_model_dir):
+    from transformers import AutoConfig
+
+    from loraqa.config.validate import check_position_limit
+
+    check_position_limit(100_000, "t5", AutoConfig.from_pretrained(tiny_model_dir("t5")))

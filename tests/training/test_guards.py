@@ -1,0 +1,123 @@
+"""Training stops on what would make its result useless, naming the step and the checkpoint that is
+still good: non-finite gradients or weights (with a finite loss), an exploding loss; a checkpoint
+with non-finite weights is never written nor resumed from (issue 12, section 3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+
+from loraqa.errors import TrainingError
+from loraqa.training.pipeline import run_training
+from loraqa.training.trainer import QATrainer, last_complete_checkpoint, weights_are_finite
+from run_helpers import tiny_config
+
+SAVE_EVERY_STEP = ("training.save_strategy=steps", "training.save_steps=1", "training.max_steps=5",
+                   "training.save_total_limit=null", "evaluation.baseline=false")  # fmt: skip
+
+
+def _with_callback(monkeypatch, callback: TrainerCallback) -> None:
+    original = QATrainer.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.add_callback(callback)
+
+    monkeypatch.setattr(QATrainer, "__init__", init)
+
+
+def _first_lora(model) -> torch.nn.Parameter:
+    return next(p for n, p in model.named_parameters() if "lora_A" in n)
+
+
+class BreakWeightsAfterUpdate(TrainerCallback):
+    """Step 2's optimizer update writes a NaN into a LoRA weight; its loss was finite."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 1:
+            with torch.no_grad():
+                _first_lora(model).view(-1)[0] = float("nan")
+
+
+class BreakGradients(TrainerCallback):
+    """From step 2 on, a LoRA weight's gradient is NaN; the loss stays finite."""
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 1:
+            _first_lora(model).register_hook(lambda grad: grad * float("nan"))
+
+
+@pytest.mark.parametrize("poison, what", [(BreakWeightsAfterUpdate(), "trainable weight"),
+                                          (BreakGradients(), "gradient")])  # fmt: skip
+def test_non_finite_weights_or_gradients_stop_at_their_step_with_a_finite_loss(
+    poison, what, tiny_model_dir, qa_files, tmp_path, monkeypatch
+):
+    _with_callback(monkeypatch, poison)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError) as caught:
+        run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, *SAVE_EVERY_STEP))
+    message = str(caught.value)
+    assert f"the {what} of base_model" in message or f"the {what} base_model" in message
+    assert "at step 2" in message and "\n" not in message
+    assert f"the last good checkpoint is {run / 'checkpoints' / 'checkpoint-1'}" in message
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-1"]  # no NaN checkpoint
+    assert weights_are_finite(str(run / "checkpoints" / "checkpoint-1"))
+    assert not (run / "adapter").exists()
+
+
+def test_a_checkpoint_with_non_finite_weights_is_never_resumed(tiny_model_dir, qa_files, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(tiny_model_dir("gpt2"), qa_files, run, *SAVE_EVERY_STEP[:-2], "training.max_steps=3",
+                         "evaluation.baseline=false")  # fmt: skip
+    run_training(config)
+    checkpoints = run / "checkpoints"
+    weights = checkpoints / "checkpoint-3" / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    tensors[next(iter(tensors))].view(-1)[0] = float("inf")
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    assert last_complete_checkpoint(str(checkpoints)) == str(checkpoints / "checkpoint-2")
+
+    import shutil
+
+    shutil.rmtree(run / "adapter")  # as if killed while saving it: resume must train step 3 again
+    run_training(config, resume=True)
+    assert weights_are_finite(str(checkpoints / "checkpoint-3"))
+    assert all(torch.isfinite(t).all() for t in load_file(str(run / "adapter" / "adapter_model.safetensors")).values())
+
+
+# The extractive head is an unbounded linear layer: at this rate its loss goes 3.5 -> ~1.5e5 (the
+# issue's reproduction); the tiny GPT-2 and T5 saturate instead.
+EXPLODING = ("training.learning_rate=1e4", "training.max_steps=8", "training.save_strategy=no",
+             "evaluation.baseline=false")  # fmt: skip
+
+
+def test_an_exploding_loss_stops_training_naming_the_step(tiny_model_dir, qa_files, tmp_path, capsys):
+    from loraqa.cli import main
+    from run_helpers import tiny_overrides
+
+    run = tmp_path / "run"
+    assert main(["train", *tiny_overrides(tiny_model_dir("bert"), qa_files, run, *EXPLODING)]) == 2
+    err = capsys.readouterr().err
+    line = err[err.index("loraqa: error:"):].splitlines()[0]  # the progress bar ends without a newline
+    assert "the training loss diverged at step 2" in line and "training.learning_rate (now 10000)" in line
+    assert "training.stop_on_divergence=false" in line and "no good checkpoint was saved" in line
+    assert not (run / "adapter").exists()
+
+
+def test_an_exploding_loss_let_through_ends_with_a_warning(tiny_model_dir, qa_files, tmp_path, capsys):
+    run = tmp_path / "run"
+    summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, run, *EXPLODING,
+                                       "training.stop_on_divergence=false"))  # fmt: skip
+    assert "diverged at step" in summary["divergence_warning"]
+    assert json.loads((run / "summary.json").read_text())["divergence_warning"] == summary["divergence_warning"]
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("loraqa: warning: the training loss diverged")
+
+
+def test_an_ordinary_run_is_not_called_divergent(tiny_model_dir, qa_files, tmp_path):
+    summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", "training.max_steps=8",
+                                       "evaluation.baseline=false", "training.save_strategy=no"))  # fmt: skip
+    assert "divergence_warning" not in summary
