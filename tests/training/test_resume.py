@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 from run_helpers import tiny_config, tiny_overrides
 
 from loraqa.training.pipeline import run_training
@@ -82,9 +84,11 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
     def checkpoint(step: int, state_step: int | None = None, missing: str | None = None, state: str | None = None):
         folder = checkpoints / f"checkpoint-{step}"
         folder.mkdir(parents=True)
-        for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        for name in ("adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
             if name != missing:
                 (folder / name).write_bytes(b"x")
+        if missing != "adapter_model.safetensors":  # readable, finite weights (resume also checks those)
+            save_file({"lora_A.weight": torch.zeros(2, 2)}, str(folder / "adapter_model.safetensors"))
         if state is not None:
             (folder / "trainer_state.json").write_text(state)
         elif missing != "trainer_state.json":
