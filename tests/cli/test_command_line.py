@@ -32,7 +32,7 @@ def test_overrides_may_follow_a_flag():
 
 def test_an_unknown_flag_or_stray_word_is_still_refused(capsys):
     for argv in (["train", "a.b=1", "--bogus"], ["train", "a.b=1", "--overwrite", "stray"],
-                 ["merge", "--adapter", "a", "--output", "o", "x=1"]):  # fmt: skip
+                 ["report", "somedir", "x=1"]):  # fmt: skip
         with pytest.raises(SystemExit) as done:
             parse_command_line(argv)
         assert done.value.code == 2
