@@ -68,7 +68,9 @@ def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial
             resume = run.holds_run()
             if resume:
                 attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
-            summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [])
+            summary = run_training(
+                config, resume=resume, callbacks=[reporter] if reporter else [], select_on_validation=True
+            )
         validation, test = summary.get("validation"), summary.get("adapter")
         attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"))
         if not validation or metric not in validation:

@@ -47,15 +47,19 @@ def say(message: str) -> None:
     print(f"loraqa: {message}", file=sys.stderr, flush=True)
 
 
-def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=()) -> dict:
+def run_training(
+    config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(), select_on_validation: bool = False
+) -> dict:
     """Train an adapter as configured; return the summary that is also written to summary.json.
 
-    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter)."""
+    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter).
+    `select_on_validation`: a caller that chooses between runs (sweeps, comparisons) needs the
+    validation split and its final metrics even when training itself does not read them."""
     started = time.perf_counter()
     # Every check that needs no training runs before the run directory is claimed, so a refused run
     # leaves nothing behind: data, model name, positions and layers (config only), then the LoRA
     # target modules and the trainable share (on the attached model), all before the baseline.
-    data = load_run_data(config.data, validation=needs_validation(config))
+    data = load_run_data(config.data, validation=select_on_validation or needs_validation(config))
     spec = inspect_base(config.model)
     check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
