@@ -49,6 +49,9 @@ def attach_lora(
     modules_to_save = settings.modules_to_save
     if modules_to_save is None:
         modules_to_save = list(formulation.default_modules_to_save) or None
+    inert_segments = inert_segment_modules(model)
+    if inert_segments:
+        modules_to_save = list(dict.fromkeys([*(modules_to_save or []), *inert_segments]))
     lora_config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.lora_alpha,
@@ -65,10 +68,36 @@ def attach_lora(
         peft_model = get_peft_model(model, lora_config)
     except ValueError as exc:
         raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
+    _freeze_saved_copies(peft_model, inert_segments)
     check_trainable_share(peft_model, settings)
     if model_device(model).type == "cpu":
         use_cheap_masks(peft_model)  # torch's CPU dropout masks cost 10-19% of a step (models/cheap_dropout.py)
     return peft_model
+
+
+def inert_segment_modules(model) -> list[str]:
+    """Leaf names of the segment (token-type) embeddings that loading made inert, to save with the adapter.
+
+    `models.loading.ignore_segment_ids` copies segment 0's row over the others on the base, so a
+    model trained that way answers the same whatever segment ids it is given. Plain transformers +
+    peft load the base untouched, and a tokenizer's full output (BERT's `token_type_ids`) then meets
+    the base's real segment-1 row: different answers. Saving the inert module with the adapter (a
+    `modules_to_save` copy, frozen, so training is unchanged) makes the adapter self-contained.
+    """
+    names: dict[str, None] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None) if name.endswith("token_type_embeddings") else None
+        # Inert: every row equals segment 0's (a trained embedding never does by chance).
+        if weight is not None and weight.shape[0] > 1 and torch.equal(weight[1:], weight[:1].expand_as(weight[1:])):
+            names.setdefault(name.rsplit(".", 1)[-1], None)
+    return list(names)
+
+
+def _freeze_saved_copies(peft_model, names: list[str]) -> None:
+    """peft makes every modules_to_save copy trainable; these copies are saved, never trained."""
+    for name, param in peft_model.named_parameters():
+        if ".modules_to_save." in name and any(f"{n}.modules_to_save." in name for n in names):
+            param.requires_grad_(False)
 
 
 def _is_preset(spec: str | list[str]) -> bool:
