@@ -29,7 +29,9 @@ from loraqa.formulations.base import model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
 from loraqa.lora.presets import PRESET_NAMES, resolve_target_modules
 from loraqa.models.cheap_dropout import use_cheap_masks
+from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.models.loading import ignore_segment_ids
+from loraqa.models.offline import describe_base, plain_base_id, portable_base_name
 from loraqa.runs.atomic import atomic_directory, write_json_atomic
 
 __all__ = ["ADAPTER_FILES", "META_FILE", "adapter_meta", "load_adapter", "read_adapter_meta", "save_adapter"]
@@ -49,6 +51,9 @@ def attach_lora(
     modules_to_save = settings.modules_to_save
     if modules_to_save is None:
         modules_to_save = list(formulation.default_modules_to_save) or None
+    inert_segments = inert_segment_modules(model)
+    if inert_segments:
+        modules_to_save = list(dict.fromkeys([*(modules_to_save or []), *inert_segments]))
     lora_config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.lora_alpha,
@@ -65,10 +70,36 @@ def attach_lora(
         peft_model = get_peft_model(model, lora_config)
     except ValueError as exc:
         raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
+    _freeze_saved_copies(peft_model, inert_segments)
     check_trainable_share(peft_model, settings)
     if model_device(model).type == "cpu":
         use_cheap_masks(peft_model)  # torch's CPU dropout masks cost 10-19% of a step (models/cheap_dropout.py)
     return peft_model
+
+
+def inert_segment_modules(model) -> list[str]:
+    """Leaf names of the segment (token-type) embeddings that loading made inert, to save with the adapter.
+
+    `models.loading.ignore_segment_ids` copies segment 0's row over the others on the base, so a
+    model trained that way answers the same whatever segment ids it is given. Plain transformers +
+    peft load the base untouched, and a tokenizer's full output (BERT's `token_type_ids`) then meets
+    the base's real segment-1 row: different answers. Saving the inert module with the adapter (a
+    `modules_to_save` copy, frozen, so training is unchanged) makes the adapter self-contained.
+    """
+    names: dict[str, None] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None) if name.endswith("token_type_embeddings") else None
+        # Inert: every row equals segment 0's (a trained embedding never does by chance).
+        if weight is not None and weight.shape[0] > 1 and torch.equal(weight[1:], weight[:1].expand_as(weight[1:])):
+            names.setdefault(name.rsplit(".", 1)[-1], None)
+    return list(names)
+
+
+def _freeze_saved_copies(peft_model, names: list[str]) -> None:
+    """peft makes every modules_to_save copy trainable; these copies are saved, never trained."""
+    for name, param in peft_model.named_parameters():
+        if ".modules_to_save." in name and any(f"{n}.modules_to_save." in name for n in names):
+            param.requires_grad_(False)
 
 
 def _is_preset(spec: str | list[str]) -> bool:
@@ -154,15 +185,21 @@ def _trainable_group(name: str) -> str:
 
 
 def adapter_meta(
-    model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model, *, version_2: bool = False
+    model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model, *, version_2: bool = False,
+    config=None,
 ) -> dict:
     """What loading needs to check the base and rebuild the vocabulary (saved as loraqa.json).
 
     `model_config` keeps only what describes how the adapter was trained (`ADAPTER_MODEL_KEYS`):
-    trust_remote_code and revision are the loading user's decisions, never an adapter's.
+    trust_remote_code and revision are the loading user's decisions, never an adapter's. `base` says
+    where the base comes from in a form that survives moving the adapter (`models.offline.describe_base`):
+    a local directory is recorded as an absolute path. `config` (the run's RunConfig), when given, adds
+    the key hyperparameters under `training` for the README.
     """
+    base = describe_base(model_config.name)
     saved = dataclasses.asdict(model_config)
-    return {
+    saved["name"] = portable_base_name(base)
+    meta = {
         "loraqa_version": __version__,
         "base_model": model_config.name,
         "model_type": hf_config.model_type,
@@ -173,15 +210,44 @@ def adapter_meta(
         "formulation": formulation_name,
         "version_2": bool(version_2),  # trained with unanswerable questions: predict may answer "no answer"
         "model_config": {key: saved[key] for key in ADAPTER_MODEL_KEYS},
+        "base": base,
     }
+    if config is not None:
+        meta["training"] = training_summary(config)
+    return meta
+
+
+def training_summary(config) -> dict:
+    """The hyperparameters a reader of the adapter's README wants (all JSON scalars or string lists)."""
+    lora, training, data = config.lora, config.training, config.data
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    return {
+        "train_data": data.train, "train_samples": data.train_samples, "r": lora.r,
+        "lora_alpha": float(lora.lora_alpha), "lora_dropout": float(lora.lora_dropout), "target_modules": targets,
+        "learning_rate": float(training.learning_rate), "batch_size": training.per_device_train_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "num_train_epochs": float(training.num_train_epochs), "max_steps": training.max_steps, "seed": training.seed,
+    }  # fmt: skip
 
 
 def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> None:
-    """Write adapter + tokenizer + loraqa.json; the directory appears only when complete."""
-    with atomic_directory(directory) as tmp:
-        peft_model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        write_json_atomic(tmp / META_FILE, meta)
+    """Write adapter + tokenizer + loraqa.json + README.md; the directory appears only when complete.
+
+    adapter_config.json names the base plain peft should load (`models.offline.plain_base_id`: the
+    hub id, or a local directory's absolute path), not the path this process happened to load from.
+    """
+    config = peft_model.peft_config[peft_model.active_adapter]
+    loaded_from = config.base_model_name_or_path
+    if "base" in meta:
+        config.base_model_name_or_path = plain_base_id(meta["base"])
+    try:
+        with atomic_directory(directory) as tmp:
+            peft_model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+            write_json_atomic(tmp / META_FILE, meta)
+            (tmp / README_FILE).write_text(adapter_readme(meta), encoding="utf-8")
+    finally:
+        config.base_model_name_or_path = loaded_from
 
 
 def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, hf_config, meta: dict) -> PeftModel:

@@ -46,6 +46,8 @@ META_SCHEMA: dict[str, Any] = {
     "formulation": Literal["extractive", "seq2seq", "causal"],
     "version_2": bool,
     "model_config": dict,
+    "base": dict,  # BASE_SCHEMA; absent in adapters saved before loraqa recorded it
+    "training": dict,  # TRAINING_SCHEMA: what the README shows; never used to load
 }
 META_REQUIRED = ("base_model", "model_type", "model_config")
 
@@ -62,6 +64,23 @@ MODEL_SCHEMA: dict[str, Any] = {
     "add_tokens": list[str],
 }
 ADAPTER_MODEL_KEYS = tuple(MODEL_SCHEMA)
+
+# loraqa.json, "base": where the base model comes from (models.offline.describe_base).
+BASE_SCHEMA: dict[str, Any] = {
+    "name": str,
+    "kind": Literal["offline", "hub", "local"],
+    "package": str,
+    "package_version": str | None,
+    "hub_id": str,
+    "path": str,
+}
+# loraqa.json, "training": key hyperparameters, for people (lora.adapter.training_summary).
+_SCALAR = str | int | float | bool | None
+TRAINING_SCHEMA: dict[str, Any] = {
+    key: _SCALAR | list[str]
+    for key in ("train_data", "train_samples", "r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
+                "batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps", "seed")
+}  # fmt: skip
 # Written by loraqa before adapters stopped recording them; type-checked, never used.
 IGNORED_MODEL_KEYS: dict[str, Any] = {"trust_remote_code": bool, "revision": str | None}
 
@@ -141,6 +160,13 @@ def read_adapter_meta(directory: str | Path) -> dict:
     for key in META_REQUIRED:
         if key not in meta:
             raise AdapterError(f"{meta_path}: key '{key}' is missing")
+    if "base" in meta:
+        base = _check_object(meta["base"], BASE_SCHEMA, meta_path, "base.")
+        for key in ("name", "kind"):
+            if key not in base:
+                raise AdapterError(f"{meta_path}: key 'base.{key}' is missing")
+    if "training" in meta:
+        _check_object(meta["training"], TRAINING_SCHEMA, meta_path, "training.")
     model = _check_object(meta["model_config"], {**MODEL_SCHEMA, **IGNORED_MODEL_KEYS}, meta_path, "model_config.")
     for key in ("max_seq_length", "max_answer_length"):
         if key in model and model[key] < 1:

@@ -92,6 +92,42 @@ def resolve_model_path(name: str) -> str:
     return str(cached_conversion(source, target, convert_gguf))
 
 
+def describe_base(name: str) -> dict:
+    """Where a base model comes from, in a form that survives moving a run directory.
+
+    {"name", "kind": "offline"|"hub"|"local"} plus, for an offline model, the PyPI package and
+    version it came from (resolved again by name on load, wherever that package is installed) and,
+    for a local directory, its absolute `path` (a relative one would depend on the working directory).
+    """
+    model = OFFLINE_MODELS.get(name)
+    if model is not None:
+        try:
+            version = importlib.metadata.version(model.package)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return {"name": name, "kind": "offline", "package": model.package, "package_version": version,
+                "hub_id": model.hub_id}  # fmt: skip
+    if Path(name).expanduser().exists():
+        return {"name": name, "kind": "local", "path": str(Path(name).expanduser().resolve())}
+    return {"name": name, "kind": "hub"}
+
+
+def portable_base_name(base: dict) -> str:
+    """The name loading should use for a recorded base: the offline name, the hub id, the absolute path."""
+    if base.get("kind") == "local":
+        return base.get("path") or base["name"]
+    return base["name"]
+
+
+def plain_base_id(base: dict) -> str:
+    """What plain transformers should load (adapter_config.json's base_model_name_or_path): the hub id
+    for hub and offline models (an offline copy is the same weights, from its package), the absolute
+    path of a local directory."""
+    if base.get("kind") == "offline":
+        return base.get("hub_id") or base["name"]
+    return portable_base_name(base)
+
+
 def describe_offline_models() -> str:
     """One line per offline model, for `--help` and listings."""
     lines = []

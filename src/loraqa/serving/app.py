@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
 from loraqa.evaluation.decoding import parse_decoding
+from loraqa.inference.offsets import answer_offsets
 from loraqa.serving.batching import Batcher, QueueFull
 from loraqa.serving.registry import Registry
 from loraqa.serving.schemas import (
@@ -165,12 +166,12 @@ async def _wait(request: Request, futures: list[asyncio.Future], timeout_s: floa
 def _response(item: AnswerRequest, adapter: str, row: tuple[dict, float], started: float) -> dict:
     result, finished = row
     text = result["answer"]
-    start = item.context.find(text) if text else -1
+    start, end = answer_offsets(item.context, text)
     return {
         "answer": text,
         "confidence": result["confidence"],
-        "start": start if start >= 0 else None,
-        "end": start + len(text) if start >= 0 else None,
+        "start": start,
+        "end": end,
         "no_answer": not text.strip(),
         "adapter": adapter,
         "latency_ms": round(1000 * (finished - started), 2),

@@ -134,7 +134,7 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
 
     if finished is None or finished.weights != run.adapter:
         meta = adapter_meta(
-            config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2
+            config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2, config=config
         )
         save_adapter(peft_model, tokenizer, run.adapter, meta)
         say(f"adapter saved to {run.adapter}")

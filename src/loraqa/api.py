@@ -1,0 +1,161 @@
+"""loraqa's Python API: train an adapter, evaluate it, load it and answer questions.
+
+    import loraqa
+    qa = loraqa.load("runs/minilm-l6-squad/adapter")       # or a run directory, or a base model name
+    qa.answer(question="Who?", context="...")             # -> Answer(text, confidence, start, end, no_answer)
+    qa.answer_batch([("Who?", "..."), {"question": "When?", "context": "..."}])
+    result = loraqa.train("minilm-l6-squad", overrides={"lora.r": 16}, name="r16")
+
+Overrides are the CLI's `section.key=value` settings, given as a dict with dotted keys
+(`overrides={"training.max_steps": 50}`) and/or as keyword arguments: top-level keys as they are
+(`name="r16"`), nested ones with `__` for the dot (`training__max_steps=50`). Errors are the
+CLI's: a `LoraqaError` whose message is one line. Heavy libraries load on first use, so
+`import loraqa` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loraqa.errors import LoraqaError
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str  # "" when the model gives no answer
+    confidence: float  # the model's probability of this answer, in [0, 1]
+    start: int | None  # character offset of the answer in the context (None when not a span of it)
+    end: int | None  # just past the answer
+    no_answer: bool  # a SQuAD v2 adapter chose "no answer" (or the answer is empty)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    adapter: Path
+    metrics: dict  # the adapter's test metrics (exact_match, f1, ...)
+    summary: dict  # everything summary.json holds
+
+
+class QA:
+    """A loaded model (base, or base + adapter, merged) that answers questions. Made by `load`."""
+
+    def __init__(self, ready, config):
+        self._ready, self._config = ready, config
+
+    @property
+    def formulation(self) -> str:
+        return self._ready.spec.formulation.name
+
+    def answer(self, question: str, context: str) -> Answer:
+        """The answer to one question about `context`."""
+        return self.answer_batch([(question, context)])[0]
+
+    def answer_batch(self, records: Iterable[Mapping[str, str] | Sequence[str]]) -> list[Answer]:
+        """Answers in order, for (question, context) pairs or dicts with "question" and "context";
+        batched by length as `loraqa predict` batches them (evaluation.batch_size per batch)."""
+        from loraqa.inference.offsets import answer_offsets
+        from loraqa.inference.predict import answer, command_line_question
+
+        checked, contexts = [], []
+        for index, item in enumerate(records):
+            question, context = _pair(item, index)
+            record = command_line_question(question, context, self._config.data)
+            checked.append(dataclasses.replace(record, id=f"q{index}"))
+            contexts.append(context)
+        rows = answer(self._ready, self._config, checked) if checked else []
+        answers = []
+        for row, context in zip(rows, contexts):
+            start, end = answer_offsets(context, row["answer"])
+            no_answer = bool(row["no_answer"]) or not row["answer"].strip()
+            answers.append(Answer(row["answer"], row["confidence"], start, end, no_answer))
+        return answers
+
+
+def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mapping[str, Any] | None = None,
+         **kwargs: Any) -> QA:  # fmt: skip
+    """A QA for an adapter directory, a run directory (its `adapter/`), or a base model name alone.
+
+    An adapter answers with the settings it was trained with (its loraqa.json); `overrides` may
+    change what inference may (model.max_seq_length, evaluation.batch_size, generation.decoding...).
+    """
+    from loraqa.config.loader import load_config
+    from loraqa.models.inference import load_ready_model, model_config_for_adapter
+    from loraqa.models.loading import inspect_base
+    from loraqa.training.device import plan_device
+
+    settings = _override_list(overrides, kwargs)
+    config = load_config(None, [f"training.device={device}", *settings])
+    target = Path(path_or_model_name).expanduser()
+    adapter = None
+    if (target / "adapter_config.json").is_file():
+        adapter = target
+    elif (target / "adapter" / "adapter_config.json").is_file():
+        adapter = target / "adapter"
+    elif target.exists() and target.is_dir() and not (target / "config.json").is_file():
+        raise LoraqaError(f"{target}: neither an adapter (adapter_config.json), a run directory nor a model directory")
+    if adapter is None:
+        config = load_config(None, [f"training.device={device}", f"model.name={path_or_model_name}", *settings])
+        model_config = config.model
+    else:
+        model_keys = frozenset(s.partition("=")[0][len("model."):] for s in settings if s.startswith("model."))
+        model_config = model_config_for_adapter(adapter, config.model, None, model_keys)
+    spec = inspect_base(model_config)
+    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    return QA(load_ready_model(model_config, plan, str(adapter) if adapter else None, spec=spec), config)
+
+
+def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, resume: bool = False,
+          overwrite: bool = False, **kwargs: Any) -> RunResult:  # fmt: skip
+    """Train an adapter as `loraqa train CONFIG key=value...` does (config: a YAML path, a shipped
+    config's name such as "minilm-l6-squad", or None for the defaults)."""
+    from loraqa.config.loader import load_config
+    from loraqa.training.pipeline import run_training
+
+    run_config = load_config(str(config) if config is not None else None, _override_list(overrides, kwargs))
+    summary = run_training(run_config, resume=resume, overwrite=overwrite)
+    run_dir = Path(summary["run_dir"])
+    return RunResult(run_dir, run_dir / "adapter", summary.get("adapter", {}), summary)
+
+
+def evaluate(config: str | Path | None = None, adapter: str | Path | None = None, *, output: str | Path | None = None,
+             overwrite: bool = False, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, dict]:  # fmt: skip
+    """Evaluate a base model or an adapter as `loraqa eval` does; returns metrics by decoding."""
+    from loraqa.config.loader import load_config
+    from loraqa.evaluation.pipeline import run_evaluation
+
+    settings = _override_list(overrides, kwargs)
+    run_config = load_config(str(config) if config is not None else None, settings)
+    model_keys = frozenset(s.partition("=")[0][len("model."):] for s in settings if s.startswith("model."))
+    return run_evaluation(
+        run_config, adapter=str(adapter) if adapter else None, decodings=[run_config.generation.decoding],
+        output=str(output) if output else None, overwrite=overwrite, model_overrides=model_keys,
+    )  # fmt: skip
+
+
+def _override_list(overrides: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> list[str]:
+    """`key=value` strings, as the command line gives them, from a dotted-key dict and `a__b=` kwargs."""
+    import json
+
+    merged = {**(overrides or {}), **{key.replace("__", "."): value for key, value in kwargs.items()}}
+    items = []
+    for key, value in merged.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        items.append(f"{key}={text}")
+    return items
+
+
+def _pair(item, index: int) -> tuple[str, str]:
+    if isinstance(item, Mapping):
+        question, context = item.get("question"), item.get("context")
+    elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
+        question, context = item
+    else:
+        raise LoraqaError(f"record {index}: expected a (question, context) pair or a dict with question and context")
+    if not isinstance(question, str) or not isinstance(context, str):
+        raise LoraqaError(f"record {index}: question and context must be strings")
+    return question, context

