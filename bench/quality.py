@@ -27,6 +27,8 @@ from loraqa.allocator import active_allocator, reexec_with_tcmalloc
 from loraqa.config.loader import load_config
 from loraqa.training.pipeline import run_training
 
+from record import stamped  # bench/record.py, next to this script
+
 ROOT = Path(__file__).resolve().parents[1]
 BARS = {"minilm-l6": 75.0, "smollm2-135m": 55.0}
 TRAIN_BUDGET_SECONDS = 60 * 60
@@ -130,7 +132,7 @@ def _write(results: dict, args, stamp: str) -> None:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = f"quality-{stamp}{'-quick' if args.quick else ''}.json"
-    (out / name).write_text(json.dumps(results, indent=2) + "\n")
+    (out / name).write_text(json.dumps(stamped(results, sys.argv), indent=2) + "\n")  # bench/record.py
 
 
 if __name__ == "__main__":

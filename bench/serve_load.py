@@ -8,7 +8,7 @@ server process is started on a free loopback port; for each client count every c
 SQuAD dev question at a time, waiting for its answer before the next, until the time is up or the
 request bound is reached. Reported: answers/s, latency p50/p95/p99, errors (non-200 answers) and
 lost requests (no answer at all: transport errors, timeouts). Results go to
-bench/results/serve-<label>.json with the git commit.
+bench/results/serve-<label>.json with the git commit, dirty flag and command (bench/record.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from loraqa.data.sources import load_records  # noqa: E402
+from record import provenance  # noqa: E402  (bench/record.py, next to this script)
 
 
 def main() -> int:
@@ -46,7 +47,7 @@ def main() -> int:
 
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
-    results = {"commit": _git_commit(), "adapter": args.adapter, "model": None if args.adapter else args.model,
+    results = {**provenance(sys.argv), "adapter": args.adapter, "model": None if args.adapter else args.model,
                "seconds": args.seconds, "max_requests": args.max_requests, "runs": []}  # fmt: skip
     for mode in args.modes.split(","):
         max_batch = 16 if mode == "on" else 1
@@ -140,13 +141,6 @@ class _server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 if __name__ == "__main__":

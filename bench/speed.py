@@ -50,6 +50,7 @@ import torch
 from loraqa.allocator import find_tcmalloc
 
 from common import MODEL_KEYS, build_tiny_t5, matmul_peak, questions, records_of_length, setups, vm_hwm_mib, write_json
+from record import stamped
 from speed_report import UPPER, add_mfu, growth_table, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -353,7 +354,7 @@ def main(argv=None) -> None:
     report["mfu_peak_gflops"] = peak
     add_mfu(report, peak)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
-    write_json(out, report)
+    write_json(out, stamped(report, sys.argv))  # commit, dirty flag, command: bench/record.py
     print()
     if "models" in report:
         print(table(report["models"]))
