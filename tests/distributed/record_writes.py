@@ -37,6 +37,6 @@ def _record(event, args):
 if RANK != 0:
     sys.addaudithook(_record)
 
-from loraqa.cli import main  # noqa: E402
+from loraqa.cli import main
 
 sys.exit(main(sys.argv[1:]))

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from loraqa.cli import main
 from run_helpers import tiny_overrides
 from tiny_models import build_tiny_model, synthetic_records, write_jsonl
+
+from loraqa.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDER = Path(__file__).with_name("record_writes.py")

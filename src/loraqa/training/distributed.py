@@ -55,7 +55,9 @@ def init_process_group(cpu: bool) -> None:
     """Join the launcher's job (no-op for a single process). `cpu`: use gloo even where CUDA exists."""
     if not launched() or is_distributed():
         return
-    from accelerate import PartialState  # the state Trainer reuses, so one process group, one backend
+    from accelerate import (
+        PartialState,  # the state Trainer reuses, so one process group, one backend
+    )
 
     PartialState(cpu=cpu)
     if not cpu and torch.cuda.is_available():

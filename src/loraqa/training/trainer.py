@@ -136,7 +136,7 @@ class RankBatches(BatchRebalanceSampler):
     reaches it. Its rebalancing is not used.
     """
 
-    def __init__(self, sampler, batch_size: int, seed: int, ranks: int = 1, rank: int = 0):  # noqa: D107
+    def __init__(self, sampler, batch_size: int, seed: int, ranks: int = 1, rank: int = 0):
         self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
         self.ranks, self.rank, self.epoch = ranks, rank, 0
         if len(sampler) < ranks:
