@@ -16,7 +16,7 @@ ACCELERATE = ROOT / "configs" / "accelerate"
 
 @pytest.mark.parametrize(
     "name, kind",
-    [("ddp-multi-gpu", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed-zero2", "DEEPSPEED"), ("cpu-ddp-2", "MULTI_CPU")],
+    [("ddp-multi-gpu", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed-zero2", "DEEPSPEED"), ("cpu-ddp-2", "MULTI_GPU")],
 )
 def test_accelerate_configs_parse_and_start_with_their_command(name, kind):
     path = ACCELERATE / f"{name}.yaml"
