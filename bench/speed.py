@@ -7,6 +7,7 @@
     .venv/bin/python bench/speed.py --upper-half   # also loraqa with LoRA on the upper half of the layers
     .venv/bin/python bench/speed.py --dev-paragraphs   # dev questions as whole paragraphs (~5 per context)
     .venv/bin/python bench/speed.py --train-paragraphs # train questions as whole paragraphs, as full SQuAD
+    .venv/bin/python bench/speed.py --ddp 2            # 1 process x 2 threads vs 2 torchrun processes x 1 thread
 
 Expected duration on this project's 2-core CPU (measured 2026-11-24): the default run ~15 min when
 the machine is otherwise idle (25 min measured while another process shared the CPU for a while);
@@ -96,6 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--allocator", choices=ALLOCATORS, default="shipped",
                    help="shipped: seeds under glibc, loraqa under tcmalloc if installed; system/tcmalloc: both alike")  # fmt: skip
     p.add_argument("--out", default=None, help="result JSON (default bench/results/speed-<date>.json)")
+    p.add_argument("--ddp", type=int, default=None, metavar="N",
+                   help="only compare 1 process x N threads with N torchrun processes x 1 thread (bench/speed_ddp.py)")
+    p.add_argument("--ddp-steps", type=int, default=200, help="training steps of each --ddp run")
     # internal: one variant in this process (the parent starts these)
     p.add_argument("--variant", choices=("baseline", "loraqa"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -322,6 +326,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.variant:
         run_child(args)
+        return
+    if args.ddp:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from speed_ddp import run as run_ddp
+
+        run_ddp(args.ddp, args.ddp_steps, out=args.out)
         return
     started = time.perf_counter()
     args.tcmalloc_path = find_tcmalloc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from loraqa.config.loader import load_config
@@ -17,7 +18,8 @@ def tiny_overrides(model_dir: Path, files: dict[str, Path], out: Path, *extra: s
         "training.max_steps=3",
         "training.per_device_train_batch_size=4",
         "training.learning_rate=1e-2",
-        "training.device=cpu",
+        # scripts/gpu-check.sh sets cuda: the same tiny runs then train on the GPU
+        f"training.device={os.environ.get('LORAQA_TEST_DEVICE', 'cpu')}",
         "training.logging_steps=1",
         "model.max_seq_length=64",
         "model.doc_stride=16",

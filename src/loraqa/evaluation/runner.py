@@ -22,6 +22,7 @@ from loraqa.evaluation.decoding import parse_decoding
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
+from loraqa.training import distributed
 
 
 @dataclass
@@ -47,10 +48,20 @@ def predict_settings(config: RunConfig, version_2: bool, decoding: str | None = 
 def evaluate_records(
     formulation, model, tokenizer, records: Sequence[QARecord], settings: PredictSettings, label: str = "eval"
 ) -> EvalOutcome:
-    """Answer every record and score the answers; nothing is written."""
+    """Answer every record and score the answers; nothing is written.
+
+    Under torchrun each rank answers its contiguous share of the records (a paragraph's questions
+    stay together, for the shared-prefix speedup) and every rank gets all answers back, in record
+    order, so each question is answered once and the metrics are a single process's. The
+    teacher-forced metrics (eval_loss, accuracies) are averaged over ranks weighted by questions.
+    """
     started = time.perf_counter()
-    with tqdm(total=len(records), desc=label, unit="q", leave=False, dynamic_ncols=True) as bar:
-        result = formulation.predict(model, tokenizer, records, settings, progress=bar.update)
+    share = distributed.shard(records)
+    with tqdm(total=len(share), desc=label, unit="q", leave=False, dynamic_ncols=True,
+              disable=not distributed.is_main()) as bar:  # fmt: skip
+        result = formulation.predict(model, tokenizer, share, settings, progress=bar.update)
+    if distributed.is_distributed():
+        result = _gathered(result, len(share))
     seconds = time.perf_counter() - started
     predictions = {p.id: p.text for p in result.predictions}
     gold = {r.id: r.answer_texts for r in records}
@@ -76,6 +87,17 @@ def evaluate_records(
     metrics["seconds"] = round(seconds, 2)
     metrics["questions_per_second"] = round(len(records) / seconds, 3) if seconds > 0 else 0.0
     return EvalOutcome(metrics, rows)
+
+
+def _gathered(result, count: int):
+    """Every rank's predictions in rank (= record) order, and its metrics weighted by its count."""
+    parts = distributed.gather_objects((result.predictions, result.metrics, count))
+    keys = {key for _, metrics, _ in parts for key in metrics}
+    metrics = {
+        key: sum(m[key] * n for _, m, n in parts if key in m) / (sum(n for _, m, n in parts if key in m) or 1)
+        for key in sorted(keys)
+    }
+    return type(result)([p for predictions, _, _ in parts for p in predictions], metrics)
 
 
 def write_outcome(outcome: EvalOutcome, directory: str | Path, extra: dict | None = None) -> None:

@@ -45,4 +45,7 @@ def training_arguments(config: RunConfig, plan: DevicePlan, checkpoint_dir: str,
         label_names=list(label_names),
         dataloader_num_workers=t.dataloader_num_workers,
         disable_tqdm=False,
+        # Under DDP: every trainable (LoRA) weight is used in each forward pass, so the search for
+        # unused ones (a second pass over the graph, and an error with frozen bases) is off.
+        ddp_find_unused_parameters=False,
     )

@@ -7,6 +7,7 @@ without bf16 instructions (like this project's AVX2 machines) runs bf16 ~30x slo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,9 @@ class DevicePlan:
 
     @property
     def torch_device(self) -> torch.device:
+        # Under torchrun each process has its own GPU: cuda:LOCAL_RANK, as Trainer places it.
+        if self.device == "cuda":
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device(self.device)
 
 
@@ -60,8 +64,11 @@ def plan_device(requested_device: str, requested_precision: str, model_type: str
     device = resolve_device(requested_device)
     precision = resolve_precision(requested_precision, device, model_type)
     if device == "cuda":
-        name = torch.cuda.get_device_name(0)
-        if torch.cuda.get_device_capability(0)[0] >= 8:
+        index = int(os.environ.get("LOCAL_RANK", "0"))  # this process's GPU under torchrun
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"LOCAL_RANK is {index} but only {torch.cuda.device_count()} CUDA devices are visible")
+        name = f"{index}: {torch.cuda.get_device_name(index)}"
+        if torch.cuda.get_device_capability(index)[0] >= 8:
             # TF32 tensor cores: fp32 matmuls at near-bf16 speed on Ampere and newer.
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

@@ -38,12 +38,15 @@ from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
 from loraqa.errors import DataError, RunDirError
 from loraqa.runs.rundir import RunDirectory
+from loraqa.training import distributed
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
 from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
 
 
 def say(message: str) -> None:
+    if not distributed.is_main():  # [ddp] one voice for the job
+        return
     print(f"loraqa: {message}", file=sys.stderr, flush=True)
 
 
@@ -63,6 +66,7 @@ def run_training(
     spec = inspect_base(config.model)
     check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    distributed.init_process_group(cpu=plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
@@ -78,7 +82,8 @@ def run_training(
     if not features:
         raise DataError(config.data.train, "no training examples left after sampling")
     run = RunDirectory(config.run_dir)
-    run.open_for_training(config, resume=resume, overwrite=overwrite)
+    # [ddp] rank 0 claims the directory; the others wait and share its refusal, if any
+    distributed.run_on_main(lambda: run.open_for_training(config, resume=resume, overwrite=overwrite))
     try:
         return _train(config, run, resume, data, spec, plan, tokenizer, peft_model, features, draws, started, list(callbacks))
     except OSError as exc:
@@ -109,7 +114,7 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     say(f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
     trainer = _trainer(config, run, spec, peft_model, tokenizer, data, features, settings, plan, callbacks)
-    checkpoint = last_complete_checkpoint(str(run.checkpoints)) if resume else None
+    checkpoint = distributed.run_on_main(lambda: last_complete_checkpoint(str(run.checkpoints))) if resume else None  # [ddp]
     finished = _finished_training(run, checkpoint) if resume else None
     fit_started = time.perf_counter()
     if finished is None:
@@ -117,14 +122,16 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
             say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
         summary["train_loss"] = train_output.training_loss
-        _write_log(run, trainer)
+        if distributed.is_main():  # [ddp]
+            _write_log(run, trainer)
     else:
         # Training already reached its last step: train nothing, keep (or write once) that adapter.
         load_adapter_weights(peft_model, finished.weights)
         summary["train_loss"] = finished.train_loss
         if finished.state is not None:
             trainer.state = finished.state
-            _write_log(run, trainer)
+            if distributed.is_main():  # [ddp]
+                _write_log(run, trainer)
         say(f"training already finished at step {finished.step}: using {finished.weights}, evaluating only")
     summary["train_seconds"] = round(time.perf_counter() - fit_started, 1)
     summary.update(_model_selection(config, trainer))
@@ -136,12 +143,15 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
         meta = adapter_meta(
             config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2, config=config
         )
-        save_adapter(peft_model, tokenizer, run.adapter, meta)
-        say(f"adapter saved to {run.adapter}")
+        if distributed.is_main():  # [ddp]
+            save_adapter(peft_model, tokenizer, run.adapter, meta)
+            say(f"adapter saved to {run.adapter}")
+        distributed.barrier()  # [ddp]
 
     model_for_eval = peft_model.merge_and_unload()  # same answers as unmerged, faster to run
     outcome = evaluate_records(spec.formulation, model_for_eval, tokenizer, data.test, settings, label="adapter")
-    write_outcome(outcome, run.path, extra={"model": config.model.name, "adapter": str(run.adapter)})
+    if distributed.is_main():  # [ddp]
+        write_outcome(outcome, run.path, extra={"model": config.model.name, "adapter": str(run.adapter)})
     summary["adapter"] = outcome.metrics
     # --- final validation evaluation: what sweeps and comparisons choose on (never the test set) ---
     if data.validation:
@@ -150,6 +160,8 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
         ).metrics
     # --- end of final validation evaluation ---
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    if not distributed.is_main():  # [ddp] rank 0 writes and prints the results
+        return summary
     write_json_atomic(run.path / "summary.json", summary)
 
     rows = [(f"{config.model.name} (no adapter)", summary["baseline"])] if "baseline" in summary else []
@@ -207,7 +219,7 @@ def _finished_training(run: RunDirectory, checkpoint: str | None) -> _Finished |
 
 def _baseline(config, run, spec, peft_model, tokenizer, data: RunData, settings, draws) -> dict:
     saved = run.baseline / "metrics.json"
-    if saved.exists():  # a resumed run already measured it on the same questions
+    if distributed.broadcast(saved.exists()):  # a resumed run already measured it on the same questions
         return json.loads(saved.read_text(encoding="utf-8"))
     say("evaluating the base model without adapter (baseline)")
     # The base model itself: disabled LoRA layers pass their input through, and sampled decodings
@@ -215,7 +227,8 @@ def _baseline(config, run, spec, peft_model, tokenizer, data: RunData, settings,
     with peft_model.disable_adapter(), _replayed_random_state(draws):
         base = peft_model.get_base_model()
         outcome = evaluate_records(spec.formulation, base, tokenizer, data.test, settings, label="baseline")
-    write_outcome(outcome, run.baseline, extra={"model": config.model.name, "adapter": None})
+    if distributed.is_main():  # [ddp]
+        write_outcome(outcome, run.baseline, extra={"model": config.model.name, "adapter": None})
     return outcome.metrics
 
 

@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from loraqa.config.schema import TrainingConfig
@@ -37,6 +37,7 @@ from loraqa.errors import TrainingError
 from loraqa.formulations.base import takes_position_ids
 from loraqa.runs.atomic import replace_directory
 from loraqa.runs.rundir import STAGING_DIR
+from loraqa.training import distributed
 
 # STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
 # What resuming reads from a checkpoint; a folder missing any of them is not a checkpoint.
@@ -117,6 +118,61 @@ class GroupKeepingSampler(ShuffledLengthGroupedSampler):
             units.extend(sorted(chunk, key=longest, reverse=True) if self.by_length else chunk)
             start = end
         return self._shuffled(fill_batches(units, self.batch_size, self.LOOKAHEAD))
+
+
+class RankBatches(BatchRebalanceSampler):
+    """This rank's per-device batches of an index sampler's epoch, the same epoch on every rank.
+
+    Every rank draws the same order (a generator seeded with seed + epoch, not the global RNG,
+    which dropout advances differently per formulation and which Trainer restores per rank), cuts it
+    into per-device batches of `batch_size`, and deals them round-robin: rank r takes batches r,
+    r + W, ... of each round of W. The last round's examples are spread over all ranks (sizes
+    differing by at most one; fewer examples than ranks join the previous round's batches), so
+    every rank runs the same number of batches and no example is trained twice or skipped in an
+    epoch, unlike the padding that accelerate's batch sharding and DistributedSampler use.
+
+    Subclassing BatchRebalanceSampler is how Trainer (5.x) knows a batch sampler is rank-aware:
+    it is then passed as `batch_sampler`, accelerate's re-sharding is turned off and `set_epoch`
+    reaches it. Its rebalancing is not used.
+    """
+
+    def __init__(self, sampler, batch_size: int, seed: int, ranks: int = 1, rank: int = 0):
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+        self.ranks, self.rank, self.epoch = ranks, rank, 0
+        if len(sampler) < ranks:
+            raise TrainingError(f"{len(sampler)} training examples cannot be shared by {ranks} processes")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        per_round = self.batch_size * self.ranks
+        full, rest = divmod(len(self.sampler), per_round)
+        return full + (1 if rest >= self.ranks else 0)
+
+    def __iter__(self):
+        self.sampler.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(deal_batches(list(self.sampler), self.batch_size, self.ranks)[self.rank])
+
+
+def deal_batches(order: list[int], batch_size: int, ranks: int) -> list[list[list[int]]]:
+    """`order` as per-device batches for each of `ranks` ranks (see `RankBatches`): result[r] is
+    rank r's batches; all ranks get the same number, together holding every index once."""
+    per_round = batch_size * ranks
+    full = len(order) // per_round
+    shares: list[list[list[int]]] = [
+        [order[k * per_round + r * batch_size : k * per_round + (r + 1) * batch_size] for k in range(full)]
+        for r in range(ranks)
+    ]
+    rest = order[full * per_round :]
+    if len(rest) >= ranks:  # one more, smaller batch on every rank
+        for r in range(ranks):
+            start, end = distributed.shard_bounds(len(rest), ranks, r)
+            shares[r].append(rest[start:end])
+    else:  # too few for a batch each: they join the last full round, one per rank
+        for r, index in enumerate(rest):
+            shares[r][-1] = shares[r][-1] + [index]
+    return shares
 
 
 def fill_batches(units: list[list[int]], batch_size: int, lookahead: int) -> list[list[int]]:
@@ -231,16 +287,18 @@ class QATrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         by_length = self.args.train_sampling_strategy == "group_by_length"
+        ranks, batch = self.args.world_size, self.args.train_batch_size
         if isinstance(dataset, FeatureDataset) and dataset.groups is not None:
             # Prefixes are shared inside one forward batch, so groups fill those, not accumulated steps.
-            return GroupKeepingSampler(self.args.train_batch_size, dataset.groups, dataset.lengths, by_length)
-        if by_length and isinstance(dataset, FeatureDataset):
-            return ShuffledLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                dataset=dataset,
-                lengths=dataset.lengths,
+            sampler = GroupKeepingSampler(batch, dataset.groups, dataset.lengths, by_length)
+        elif by_length and isinstance(dataset, FeatureDataset):
+            # One optimizer step's examples (all ranks, all accumulated batches) share a length group.
+            sampler = ShuffledLengthGroupedSampler(
+                batch * self.args.gradient_accumulation_steps * ranks, dataset=dataset, lengths=dataset.lengths
             )
-        return super()._get_train_sampler(train_dataset)
+        else:
+            return super()._get_train_sampler(train_dataset)
+        return RankBatches(sampler, batch, self.args.seed, ranks, self.args.process_index)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not return_outputs:
@@ -296,12 +354,39 @@ class QATrainer(Trainer):
         if self.state.best_global_step:
             best = os.path.join(root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
             if self.state.best_global_step == self.state.global_step or os.path.isdir(best):
-                self.state.best_model_checkpoint = best
-                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))  # with the real path
-        replace_directory(Path(staged), Path(final))
-        shutil.rmtree(os.path.join(root, STAGING_DIR), ignore_errors=True)
-        # The best checkpoint is protected; the newest too (for resuming).
-        rotate_checkpoints(root, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+                self.state.best_model_checkpoint = best  # every rank: the state must agree
+                if distributed.is_main():
+                    self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))  # with the real path
+        # Rank 0 alone renames and rotates; the others wait, so no rank ever sees a half state.
+        distributed.barrier()
+        if distributed.is_main():
+            replace_directory(Path(staged), Path(final))
+            shutil.rmtree(os.path.join(root, STAGING_DIR), ignore_errors=True)
+            # The best checkpoint is protected; the newest too (for resuming).
+            rotate_checkpoints(root, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+        distributed.barrier()
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        """Trainer writes `rng_state_<rank>.pth` from every rank; here rank 0 writes all of them
+        (gathered), so only rank 0 writes into the run directory."""
+        if not distributed.is_distributed():
+            return super()._save_rng_state(output_dir)
+        states = distributed.gather_objects(_rng_states())
+        if distributed.is_main():
+            for index, state in enumerate(states):
+                torch.save(state, os.path.join(output_dir, f"rng_state_{index}.pth"))
+
+
+def _rng_states() -> dict:
+    """This process's random states, as Trainer's `_load_rng_state` reads them back (CPU and CUDA)."""
+    import random
+
+    import numpy as np
+
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.random.get_rng_state_all()
+    return states
 
 
 def shared_prompt_groups(training: TrainingConfig, formulation, model, features) -> list[list[int]] | None:
@@ -328,7 +413,8 @@ def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
     trainer state whose global_step is N. Only a finished save is renamed to `checkpoint-N`, so
     this guards against folders made by hand, copied in part or damaged on disk.
     """
-    shutil.rmtree(os.path.join(checkpoint_dir, STAGING_DIR), ignore_errors=True)
+    if distributed.is_main():  # the run directory's owner; others only read
+        shutil.rmtree(os.path.join(checkpoint_dir, STAGING_DIR), ignore_errors=True)
     if not os.path.isdir(checkpoint_dir):
         return None
     steps = []
