@@ -60,9 +60,15 @@ def test_kill_9_then_resume_equals_uninterrupted(family, tiny_model_dir, qa_file
 
     run_training(tiny_config(model, qa_files, crashed, *SETTINGS), resume=True)
     assert scores(crashed) == scores(tmp_path / "straight")
+    # The resumed run's adapter is the uninterrupted run's, bit for bit.
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (crashed / "adapter" / name).read_bytes() == (tmp_path / "straight" / "adapter" / name).read_bytes()
     straight = json.loads((tmp_path / "straight" / "predictions.jsonl").read_text().splitlines()[0])
     resumed = json.loads((crashed / "predictions.jsonl").read_text().splitlines()[0])
-    assert resumed["confidence"] == straight["confidence"]
+    # Evaluating those same weights loaded from disk rather than trained in place can round the last
+    # digits differently on CPU (seen: 2.2823431e-3 vs 2.2823429e-3, same answers and scores).
+    assert resumed["prediction"] == straight["prediction"]
+    assert resumed["confidence"] == pytest.approx(straight["confidence"], rel=1e-6)
 
 
 def test_resume_without_a_run_is_refused(tiny_model_dir, qa_files, tmp_path):
