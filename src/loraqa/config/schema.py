@@ -14,6 +14,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 Strategy = Literal["no", "steps", "epoch"]
 FormulationName = Literal["auto", "extractive", "seq2seq", "causal"]
 BestMetric = Literal["f1", "exact_match", "rouge1", "rouge2", "rougeL", "eval_loss"]
+TrackingBackend = Literal["tensorboard", "wandb", "mlflow"]
 
 
 @dataclass
@@ -92,6 +93,9 @@ class TrainingConfig:
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     early_stopping_threshold: float = 0.0  # any improvement counts; a larger value stops sooner
     logging_steps: int = 10
+    # Where the run is tracked (training/tracking.py): TensorBoard event files under RUN/tensorboard
+    # cost nothing and need no account; wandb and mlflow are extras. [] or none: no tracking.
+    report_to: list[TrackingBackend] | Literal["none"] = field(default_factory=lambda: ["tensorboard"])
     group_by_length: bool = True  # batches of similar length waste less on padding
     # Causal: questions on one paragraph share a batch, and their prompt's shared start (template +
     # context) runs once; same loss and gradient. Off under gradient checkpointing, which recomputes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 
 from loraqa.config.schema import RunConfig
@@ -148,6 +149,7 @@ def _check_training(config: RunConfig) -> None:
     _positive("training.torch_threads", t.torch_threads, allow_none=True)
     _seed("training.seed", t.seed)
     _check_scheduler(t)
+    _check_report_to(t)
     if t.max_steps <= 0 and t.num_train_epochs <= 0:
         raise ConfigError("training.num_train_epochs", "must be > 0 unless training.max_steps is set")
     if t.max_steps == 0 or t.max_steps < -1:
@@ -179,6 +181,36 @@ def _check_training(config: RunConfig) -> None:
             raise ConfigError("training.early_stopping_patience", "must be >= 1")
         if not t.load_best_model_at_end:
             raise ConfigError("training.early_stopping_patience", "needs training.load_best_model_at_end: true")
+
+
+# The package each tracking backend needs, and the extra that installs it.
+TRACKING_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "loraqa[wandb]"),
+                     "mlflow": ("mlflow", "loraqa[mlflow]")}  # fmt: skip
+
+
+def tracking_backends(t) -> list[str]:
+    """The backends `training.report_to` asks for, in order ([] for none)."""
+    return [] if t.report_to == "none" else list(t.report_to)
+
+
+def backend_installed(package: str) -> bool:
+    """Whether `package` can be imported, found without importing it (mlflow takes seconds)."""
+    return importlib.util.find_spec(package) is not None
+
+
+def _check_report_to(t) -> None:
+    """Known, distinct backends, each installed: a missing one stops here, at config time, not
+    with a traceback when Trainer starts (after the baseline, in a claimed run directory)."""
+    backends = tracking_backends(t)
+    for name in backends:
+        if name not in TRACKING_PACKAGES:
+            raise ConfigError("training.report_to", f"unknown backend {name!r}; use {', '.join(TRACKING_PACKAGES)}, [] or none")
+    if len(set(backends)) != len(backends):
+        raise ConfigError("training.report_to", f"names a backend twice: {backends}")
+    for name in backends:
+        package, extra = TRACKING_PACKAGES[name]
+        if not backend_installed(package):
+            raise ConfigError("training.report_to", f"{name} is not installed; pip install {extra}")
 
 
 # These need `lr_scheduler_kwargs` (min_lr, num_decay_steps), which the config does not expose.

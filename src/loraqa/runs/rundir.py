@@ -30,7 +30,8 @@ STAGING_DIR = ".staging"  # checkpoints/.staging: a checkpoint being written (tr
 EVALUATION_FILES = ("metrics.json", "predictions.json", "predictions.jsonl")  # evaluation/runner.py
 REPORT_FILES = ("report.md", "report.html", "report_files")  # every name reports/ writes into a run
 RUN_CONTENTS = (CONFIG_FILE, "checkpoints", "adapter", "baseline", *EVALUATION_FILES, "train_log.jsonl",
-                "summary.json", *REPORT_FILES)  # fmt: skip
+                "summary.json", *REPORT_FILES,
+                "tensorboard", "wandb", "tracking.json")  # fmt: skip  (the last three: training/tracking.py)
 
 # Names atomic.py gives work in progress: `.NAME.tmp-XXXXXXXX` and `.NAME.old-XXXXXXXX` folders,
 # `.NAME.XXXXXXXX.tmp` files.

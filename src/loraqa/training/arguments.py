@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import TrainingArguments
 
 from loraqa.config.schema import RunConfig
+from loraqa.config.validate import tracking_backends
 from loraqa.training.device import DevicePlan
 
 
@@ -39,7 +40,11 @@ def training_arguments(config: RunConfig, plan: DevicePlan, checkpoint_dir: str,
         metric_for_best_model=t.metric_for_best_model,
         greater_is_better=t.metric_for_best_model != "eval_loss",
         logging_steps=t.logging_steps,
-        report_to="none",
+        # transformers' own WandbCallback and MLflowCallback log what happens inside Trainer, into the
+        # runs training/tracking.py started. TensorBoard is not named here: transformers 5 dropped
+        # `logging_dir`, so tracking.py hands Trainer a TensorBoardCallback writing to RUN/tensorboard.
+        report_to=[name for name in tracking_backends(t) if name != "tensorboard"] or "none",
+        run_name=config.name,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         remove_unused_columns=False,
         label_names=list(label_names),

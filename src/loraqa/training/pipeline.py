@@ -42,6 +42,7 @@ from loraqa.training import distributed
 from loraqa.training.arguments import training_arguments
 from loraqa.training.device import plan_device
 from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
+from loraqa.training.tracking import report_run, trainer_callbacks  # tracking (issue 15 §2)
 
 
 def say(message: str) -> None:
@@ -163,6 +164,9 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     if not distributed.is_main():  # [ddp] rank 0 writes and prints the results
         return summary
     write_json_atomic(run.path / "summary.json", summary)
+    # --- tracking: what happened outside Trainer, to the runs trainer_callbacks started ---
+    report_run(config, run.path, summary, step=trainer.state.global_step, parameters=(trainable, total))
+    # --- end of tracking ---
 
     rows = [(f"{config.model.name} (no adapter)", summary["baseline"])] if "baseline" in summary else []
     rows.append((f"{config.model.name} + LoRA", outcome.metrics))
@@ -244,6 +248,7 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, features, 
         callbacks.append(
             EarlyStoppingCallback(config.training.early_stopping_patience, config.training.early_stopping_threshold)
         )
+    callbacks = [*callbacks, *trainer_callbacks(config, run.path)]  # tracking: TensorBoard, W&B/MLflow runs
     return QATrainer(
         model=peft_model,
         args=training_arguments(config, plan, str(run.checkpoints), formulation.label_names),
