@@ -45,6 +45,7 @@ META_SCHEMA: dict[str, Any] = {
     "base_vocab_size": int | None,
     "formulation": Literal["extractive", "seq2seq", "causal"],
     "version_2": bool,
+    "quantize_base": Literal["none", "4bit", "8bit"],  # the base it trained on; merging always uses full precision
     "model_config": dict,
 }
 META_REQUIRED = ("base_model", "model_type", "model_config")
