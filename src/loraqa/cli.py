@@ -271,11 +271,15 @@ def _sweep(args) -> int:
 
 
 def _merge(args, load_config) -> int:
-    from loraqa.inference.merge import write_merged
+    from loraqa.inference.merge import quantized_base_notice, write_merged
+    from loraqa.lora.adapter_files import read_adapter_meta
 
     config = load_config(None, args.overrides)
     ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
     target = write_merged(ready, args.output, args.overwrite)
+    notice = quantized_base_notice(read_adapter_meta(args.adapter))  # loading never quantizes: say what was merged
+    if notice:
+        print(f"loraqa: {notice}", file=sys.stderr)
     print(f"merged model written to {target}")
     return 0
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+QuantizeBase = Literal["none", "4bit", "8bit"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Strategy = Literal["no", "steps", "epoch"]
 FormulationName = Literal["auto", "extractive", "seq2seq", "causal"]
@@ -62,6 +63,14 @@ class LoraSettings:
     layers_to_transform: list[int] | Literal["upper_half"] | None = None
     max_trainable_share: float = 0.05  # stop before training when more than this share is trainable
     allow_large_trainable_share: bool = False  # the explicit way past max_trainable_share
+    # Variants, all peft's own (docs/lora-variants.md says what each does and which combinations are refused):
+    use_dora: bool = False  # DoRA: a trained magnitude per output, LoRA on the direction
+    use_rslora: bool = False  # rsLoRA: scale the update by lora_alpha / sqrt(r), steadier at high rank
+    # How A and B start: default (B = 0), gaussian, pissa or pissa_niter_N (principal singular vectors,
+    # N fast-SVD iterations), olora (QR). pissa/olora move part of each base weight into the adapter;
+    # the saved adapter is converted back to plain LoRA, so it loads on the untouched base.
+    init: str = "default"
+    quantize_base: QuantizeBase = "none"  # QLoRA: load the frozen base in 4 or 8 bits (bitsandbytes, CUDA only)
 
 
 @dataclass
@@ -76,6 +85,7 @@ class TrainingConfig:
     num_train_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_train_epochs
     max_grad_norm: float = 1.0
+    loraplus_lr_ratio: float | None = None  # LoRA+: B matrices learn at this multiple of learning_rate; None: off
     # Stop when the logged training loss exceeds both 10x the first logged loss and 15, worse than a
     # uniform guess over any vocabulary (training/trainer.py DivergenceGuard); false: warn and go on.
     stop_on_divergence: bool = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import re
 
 from loraqa.config.schema import RunConfig
 from loraqa.errors import ConfigError
@@ -136,6 +137,74 @@ def _check_lora(config: RunConfig) -> None:
     layers = lora.layers_to_transform
     if isinstance(layers, list) and (not layers or any(i < 0 for i in layers)):
         raise ConfigError("lora.layers_to_transform", "needs layer indices >= 0 (or upper_half)")
+    _check_lora_variant(lora)
+
+
+LORA_INITS = ("default", "gaussian", "pissa", "olora", "loftq")  # and pissa_niter_N
+# Initialisations that move part of each adapted base weight into A and B (peft then changes the base).
+MUTATING_INITS = ("pissa", "olora")
+_PISSA_NITER = re.compile(r"pissa_niter_([1-9][0-9]*)")
+
+
+def lora_init_family(init: str) -> str:
+    """`init` without its options: pissa_niter_N is pissa."""
+    return "pissa" if _PISSA_NITER.fullmatch(init) else init
+
+
+def mutates_base(lora) -> bool:
+    """Whether this LoRA initialisation changes the base weights it adapts (PiSSA, OLoRA)."""
+    return lora_init_family(lora.init) in MUTATING_INITS
+
+
+def _check_lora_variant(lora) -> None:
+    """The variant keys alone and together: only what peft implements and what saves as an adapter
+    that loads, with the same answers, on the untouched base (docs/lora-variants.md)."""
+    if lora.init not in LORA_INITS and not _PISSA_NITER.fullmatch(lora.init):
+        raise ConfigError("lora.init", f"unknown initialisation {lora.init!r}; use one of {', '.join(LORA_INITS)} or pissa_niter_N")
+    if lora.init == "loftq":
+        raise ConfigError(
+            "lora.init",
+            "loftq is not supported: peft's LoftQ replaces the base weights by their quantized version, so the "
+            "adapter answers right only on that quantized copy, never on the base you name; use pissa, or "
+            "lora.quantize_base=4bit with the default init (QLoRA)",
+        )
+    if mutates_base(lora) and lora.use_dora:
+        raise ConfigError(
+            "lora.use_dora",
+            f"cannot be combined with lora.init={lora.init}: peft converts a {lora_init_family(lora.init)} adapter "
+            "back to plain LoRA on save by its A and B alone, without DoRA's magnitudes, so it would not load on the "
+            "original base",
+        )
+    if mutates_base(lora) and lora.quantize_base != "none":
+        raise ConfigError(
+            "lora.quantize_base",
+            f"cannot be combined with lora.init={lora.init}: the initialisation would be computed from, and taken out "
+            "of, the quantized weights, and the saved adapter would not match the full-precision base (peft warns of "
+            "the same gap)",
+        )
+
+
+def check_lora_for_model(lora, model_type: str, device: str) -> None:
+    """The variant checks that need the model's type and the planned device; run before any weights load."""
+    if lora_init_family(lora.init) == "olora" and model_type == "gpt2":
+        raise ConfigError(
+            "lora.init",
+            "olora does not work on GPT-2's Conv1D layers in peft 0.21 (its QR ignores their transposed weights "
+            "and the shapes break); use pissa or the default init",
+        )
+    if lora.quantize_base != "none":
+        if device != "cuda":
+            raise ConfigError(
+                "lora.quantize_base",
+                f"{lora.quantize_base} needs a CUDA GPU (bitsandbytes), and this run is planned on {device}; "
+                "use lora.quantize_base=none",
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                "lora.quantize_base",
+                f"{lora.quantize_base} needs bitsandbytes, which is not installed: pip install bitsandbytes "
+                "(or pip install 'loraqa[qlora]')",
+            )
 
 
 def _check_training(config: RunConfig) -> None:
@@ -148,6 +217,11 @@ def _check_training(config: RunConfig) -> None:
     _positive("training.eval_steps", t.eval_steps, allow_none=True)
     _positive("training.torch_threads", t.torch_threads, allow_none=True)
     _seed("training.seed", t.seed)
+    if t.loraplus_lr_ratio is not None and t.loraplus_lr_ratio < 1:
+        raise ConfigError(
+            "training.loraplus_lr_ratio",
+            f"must be >= 1 (LoRA+ trains B faster than A: peft's ratio lr_B / lr_A), or null for off; got {t.loraplus_lr_ratio}",
+        )
     _check_scheduler(t)
     _check_report_to(t)
     if t.max_steps <= 0 and t.num_train_epochs <= 0:

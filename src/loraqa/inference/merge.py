@@ -1,4 +1,11 @@
-"""`loraqa merge`: write base + adapter as one ordinary model (safetensors), loadable without peft."""
+"""`loraqa merge`: write base + adapter as one ordinary model (safetensors), loadable without peft.
+
+An adapter trained on a quantized base (QLoRA, loraqa.json `quantize_base`) is merged into the
+FULL-precision base, as peft's docs advise: merging into 4/8-bit weights would round the update
+away and write a quantized model. loraqa's inference loading never quantizes the base
+(`models.inference.load_ready_model` calls `load_model` without `quantize`), so that is what happens;
+`quantized_base_notice` says so to the user.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,17 @@ from pathlib import Path
 from loraqa.errors import RunDirError
 from loraqa.models.inference import ReadyModel
 from loraqa.runs.atomic import atomic_directory
+
+
+def quantized_base_notice(meta: dict) -> str | None:
+    """The line to print when the adapter was trained on a quantized base; None otherwise."""
+    quantized = meta.get("quantize_base", "none")
+    if quantized == "none":
+        return None
+    return (
+        f"the adapter was trained on a {quantized} base (QLoRA); merging into the full-precision base, as peft "
+        "advises: answers can differ slightly from the quantized model it trained on"
+    )
 
 
 def write_merged(ready: ReadyModel, output: str, overwrite: bool) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from loraqa import __version__
 from loraqa.config.schema import LoraSettings, ModelConfig
+from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.formulations.base import model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
@@ -65,12 +67,20 @@ def attach_lora(
         task_type=formulation.peft_task_type,
         fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
         trainable_token_indices=list(new_token_ids) if new_token_ids else None,
+        **variant_kwargs(settings),
     )
+    if settings.quantize_base != "none":
+        from peft import prepare_model_for_kbit_training
+
+        # fp32 norms and input grads for the quantized base; checkpointing stays training.gradient_checkpointing's call
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     try:
         peft_model = get_peft_model(model, lora_config)
     except ValueError as exc:
         raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
     _freeze_saved_copies(peft_model, inert_segments)
+    if mutates_base(settings):
+        keep_initial_adapter(peft_model)
     check_trainable_share(peft_model, settings)
     if model_device(model).type == "cpu":
         use_cheap_masks(peft_model)  # torch's CPU dropout masks cost 10-19% of a step (models/cheap_dropout.py)
@@ -100,6 +110,27 @@ def _freeze_saved_copies(peft_model, names: list[str]) -> None:
     for name, param in peft_model.named_parameters():
         if ".modules_to_save." in name and any(f"{n}.modules_to_save." in name for n in names):
             param.requires_grad_(False)
+
+
+def variant_kwargs(settings: LoraSettings) -> dict:
+    """LoraConfig's arguments for the variant keys (validated in config/validate.py): peft implements them."""
+    init = {"default": True}.get(settings.init, settings.init)  # gaussian, pissa, pissa_niter_N, olora as peft spells them
+    return {"use_dora": settings.use_dora, "use_rslora": settings.use_rslora, "init_lora_weights": init}
+
+
+# The untrained PiSSA/OLoRA adapter, kept (on disk, as peft's conversion reads it) for `save_adapter`.
+_INITIAL_ADAPTER = "_loraqa_initial_adapter"
+
+
+def keep_initial_adapter(peft_model) -> None:
+    """Save the freshly initialised adapter of a base-mutating init (PiSSA, OLoRA) to a temporary
+    directory that lives as long as the model: peft needs it to turn the trained adapter into a plain
+    LoRA one for the untouched base (`path_initial_model_for_weight_conversion`). A resumed run
+    rebuilds the same one: both inits are deterministic given the base weights and the seed."""
+    holder = tempfile.TemporaryDirectory(prefix="loraqa-initial-adapter-")
+    initial = Path(holder.name) / "initial"
+    peft_model.save_pretrained(str(initial), safe_serialization=True)
+    setattr(peft_model, _INITIAL_ADAPTER, (holder, str(initial)))
 
 
 def _is_preset(spec: str | list[str]) -> bool:
@@ -186,7 +217,7 @@ def _trainable_group(name: str) -> str:
 
 def adapter_meta(
     model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model, *, version_2: bool = False,
-    config=None,
+    config=None, quantize_base: str = "none",
 ) -> dict:
     """What loading needs to check the base and rebuild the vocabulary (saved as loraqa.json).
 
@@ -209,6 +240,7 @@ def adapter_meta(
         "base_vocab_size": hf_config.vocab_size,  # before tokens were added
         "formulation": formulation_name,
         "version_2": bool(version_2),  # trained with unanswerable questions: predict may answer "no answer"
+        "quantize_base": quantize_base,  # trained on a 4/8-bit base: `loraqa merge` still merges into full precision
         "model_config": {key: saved[key] for key in ADAPTER_MODEL_KEYS},
         "base": base,
     }
@@ -242,12 +274,35 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
         config.base_model_name_or_path = plain_base_id(meta["base"])
     try:
         with atomic_directory(directory) as tmp:
-            peft_model.save_pretrained(str(tmp), safe_serialization=True)
+            initial = getattr(peft_model, _INITIAL_ADAPTER, None)
+            if initial is None:
+                peft_model.save_pretrained(str(tmp), safe_serialization=True)
+            else:
+                # PiSSA/OLoRA trained on a changed base: peft rewrites the adapter as plain LoRA of rank 2r
+                # (dW = AB - A0B0), which loads on the original base with the same answers.
+                peft_model.save_pretrained(
+                    str(tmp), safe_serialization=True, path_initial_model_for_weight_conversion=initial[1]
+                )
+                _restore_non_lora_weights(peft_model, tmp)
             tokenizer.save_pretrained(str(tmp))
             write_json_atomic(tmp / META_FILE, meta)
             (tmp / README_FILE).write_text(adapter_readme(meta), encoding="utf-8")
     finally:
         config.base_model_name_or_path = loaded_from
+
+
+def _restore_non_lora_weights(peft_model, directory: Path) -> None:
+    """Put back what peft 0.21's PiSSA/OLoRA conversion leaves out of the saved weights: it keeps
+    only lora_A/lora_B, dropping modules_to_save (the extractive QA head), trainable token rows and
+    trained biases, none of which the initialisation changed."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    path = Path(directory) / "adapter_model.safetensors"
+    saved = load_file(str(path))
+    missing = {k: v.detach().cpu().clone().contiguous() for k, v in get_peft_model_state_dict(peft_model).items() if k not in saved}
+    if missing:
+        save_file({**saved, **missing}, str(path), metadata={"format": "pt"})
 
 
 def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, hf_config, meta: dict) -> PeftModel:

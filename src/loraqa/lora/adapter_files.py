@@ -45,6 +45,7 @@ META_SCHEMA: dict[str, Any] = {
     "base_vocab_size": int | None,
     "formulation": Literal["extractive", "seq2seq", "causal"],
     "version_2": bool,
+    "quantize_base": Literal["none", "4bit", "8bit"],  # the base it trained on; merging always uses full precision
     "model_config": dict,
     "base": dict,  # BASE_SCHEMA; absent in adapters saved before loraqa recorded it
     "training": dict,  # TRAINING_SCHEMA: what the README shows; never used to load

@@ -117,16 +117,21 @@ def _transformers_tokenizer_class(name, config_path: Path):
     return found
 
 
-def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device):
+def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device, quantize: str = "none"):
     """Base model weights in fp32 on `device`; embeddings grown to the tokenizer when tokens were added;
-    for an extractive model, segment ids made inert unless `use_token_type_ids` asks for them."""
+    for an extractive model, segment ids made inert unless `use_token_type_ids` asks for them.
+
+    `quantize` "4bit"/"8bit" (QLoRA, `lora.quantize_base`, checked to be on CUDA with bitsandbytes):
+    the frozen weights load quantized by bitsandbytes, NF4 with bf16 compute for 4 bits."""
     auto_class = spec.formulation.auto_model_class()
+    extra = quantization_kwargs(quantize, device)
     try:
         model = auto_class.from_pretrained(
             spec.path,
             revision=model_config.revision,
             trust_remote_code=model_config.trust_remote_code,
             dtype=torch.float32,
+            **extra,
         )
     except OSError as exc:
         raise LoraqaError(f"cannot load model '{model_config.name}': {str(exc).splitlines()[0]}") from None
@@ -138,7 +143,21 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
         model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None and tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device)
+    return model if extra else model.to(device)  # a quantized model is placed by device_map, never moved
+
+
+def quantization_kwargs(quantize: str, device: torch.device) -> dict:
+    """from_pretrained's arguments for a bitsandbytes-quantized base; {} for full precision."""
+    if quantize == "none":
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=torch.bfloat16)  # fmt: skip
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    return {"quantization_config": config, "device_map": {"": device}}
 
 
 def ignore_segment_ids(model) -> bool:

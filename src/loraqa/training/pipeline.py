@@ -12,7 +12,7 @@ import errno
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 
 from loraqa.config.schema import RunConfig
-from loraqa.config.validate import check_position_limit, needs_validation
+from loraqa.config.validate import check_lora_for_model, check_position_limit, mutates_base, needs_validation
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
 from loraqa.lora.adapter import (
@@ -68,6 +68,7 @@ def run_training(
     check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     distributed.init_process_group(cpu=plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
+    check_lora_for_model(config.lora, spec.model_type, plan.device)  # QLoRA's device and package, OLoRA on Conv1D
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
@@ -75,7 +76,7 @@ def run_training(
     say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
     set_seed(config.training.seed)  # also fixes the freshly initialised QA head
     tokenizer = load_tokenizer(spec, config.model)
-    model = load_model(spec, config.model, tokenizer, plan.torch_device)
+    model = load_model(spec, config.model, tokenizer, plan.torch_device, quantize=config.lora.quantize_base)
     draws = _random_state()  # what the baseline drew from when it ran before LoRA was attached
     new_tokens = tokenizer.convert_tokens_to_ids(config.model.add_tokens) if config.model.add_tokens else None
     peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type, new_tokens)
@@ -142,14 +143,16 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
 
     if finished is None or finished.weights != run.adapter:
         meta = adapter_meta(
-            config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2, config=config
+            config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2,
+            config=config, quantize_base=config.lora.quantize_base,
         )
         if distributed.is_main():  # [ddp]
             save_adapter(peft_model, tokenizer, run.adapter, meta)
             say(f"adapter saved to {run.adapter}")
         distributed.barrier()  # [ddp]
 
-    model_for_eval = peft_model.merge_and_unload()  # same answers as unmerged, faster to run
+    # Same answers as unmerged, faster to run; a quantized base stays unmerged (merging rounds into 4/8 bits).
+    model_for_eval = peft_model if config.lora.quantize_base != "none" else peft_model.merge_and_unload()
     outcome = evaluate_records(spec.formulation, model_for_eval, tokenizer, data.test, settings, label="adapter")
     if distributed.is_main():  # [ddp]
         write_outcome(outcome, run.path, extra={"model": config.model.name, "adapter": str(run.adapter)})
@@ -228,7 +231,9 @@ def _baseline(config, run, spec, peft_model, tokenizer, data: RunData, settings,
     say("evaluating the base model without adapter (baseline)")
     # The base model itself: disabled LoRA layers pass their input through, and sampled decodings
     # draw the numbers they drew before LoRA was attached (its init consumed some since).
-    with peft_model.disable_adapter(), _replayed_random_state(draws):
+    # PiSSA/OLoRA moved part of the base into the adapter: the untrained adapter, on, is the base.
+    off = nullcontext() if mutates_base(config.lora) else peft_model.disable_adapter()
+    with off, _replayed_random_state(draws):
         base = peft_model.get_base_model()
         outcome = evaluate_records(spec.formulation, base, tokenizer, data.test, settings, label="baseline")
     if distributed.is_main():  # [ddp]
@@ -261,6 +266,7 @@ def _trainer(config, run, spec, peft_model, tokenizer, data: RunData, features, 
         qa_evaluator=evaluator,
         nan_hint=_nan_hint(config, spec.model_type),
         stop_on_divergence=config.training.stop_on_divergence,
+        loraplus_lr_ratio=config.training.loraplus_lr_ratio,
     )
 
 

@@ -271,7 +271,8 @@ DIVERGENCE_FLOOR = 15.0
 
 class QATrainer(Trainer):
     def __init__(self, *args, formulation, qa_evaluator: Callable[[object], dict] | None, nan_hint: str,
-                 stop_on_divergence: bool = True, **kwargs):  # fmt: skip
+                 stop_on_divergence: bool = True, loraplus_lr_ratio: float | None = None, **kwargs):  # fmt: skip
+        self.loraplus_lr_ratio = loraplus_lr_ratio  # read by create_optimizer, which Trainer may call early
         super().__init__(*args, **kwargs)
         self.formulation = formulation
         self.qa_evaluator = qa_evaluator
@@ -283,6 +284,20 @@ class QATrainer(Trainer):
         if formulation.has_own_loss:
             # Our loss is a per-batch mean: Trainer must still divide it over accumulation steps.
             self.loss_is_scaled_for_ga = False
+
+    def create_optimizer(self, model=None):
+        """LoRA+ (`training.loraplus_lr_ratio`): peft's optimizer, B matrices at ratio x the learning rate,
+        built from the optimizer Trainer would use (`optim`, betas, eps); otherwise Trainer's own."""
+        if self.optimizer is None and self.loraplus_lr_ratio is not None:
+            from peft.optimizers import create_loraplus_optimizer
+
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+            lr = optimizer_kwargs.pop("lr", self.args.learning_rate)
+            self.optimizer = create_loraplus_optimizer(
+                model or self.model, optimizer_cls, lr=lr, loraplus_lr_ratio=self.loraplus_lr_ratio,
+                loraplus_weight_decay=self.args.weight_decay, **optimizer_kwargs,
+            )  # fmt: skip
+        return super().create_optimizer(model)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
