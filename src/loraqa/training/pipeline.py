@@ -47,15 +47,17 @@ def say(message: str) -> None:
     print(f"loraqa: {message}", file=sys.stderr, flush=True)
 
 
-def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=()) -> dict:
+def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(),
+                 validation: bool = False) -> dict:  # fmt: skip
     """Train an adapter as configured; return the summary that is also written to summary.json.
 
-    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter)."""
+    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter). `validation`:
+    carve the validation split even when nothing during training reads it (a sweep scores on it)."""
     started = time.perf_counter()
     # Every check that needs no training runs before the run directory is claimed, so a refused run
     # leaves nothing behind: data, model name, positions and layers (config only), then the LoRA
     # target modules and the trainable share (on the attached model), all before the baseline.
-    data = load_run_data(config.data, validation=needs_validation(config))
+    data = load_run_data(config.data, validation=validation or needs_validation(config))
     spec = inspect_base(config.model)
     check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
