@@ -99,7 +99,7 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
         return TrialOutcome(TrialState.COMPLETE, value, attrs)
     except LoraqaError as exc:
         attrs["error"] = str(exc)
-    except Exception as exc:  # OOM, a library error: the sweep records it and goes on
+    except Exception as exc:  # noqa: BLE001 - OOM, a library error: the sweep records it and goes on
         attrs["error"] = f"{type(exc).__name__}: {exc}"
         attrs["traceback"] = traceback.format_exc(limit=8)
     return TrialOutcome(TrialState.FAIL, None, attrs)
