@@ -26,7 +26,7 @@ th, td { border: 1px solid #d8d8d8; padding: 0.3em 0.6em; text-align: left; vert
 th { background: #f3f4f6; }
 tbody tr:nth-child(even) { background: #fafafa; }
 td { max-width: 28em; overflow-wrap: break-word; }
-table.named td:first-child { white-space: nowrap; font-weight: 600; }
+table.named td:first-child { white-space: nowrap; max-width: none; font-weight: 600; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #666; font-size: 0.9em; }

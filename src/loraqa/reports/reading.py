@@ -66,8 +66,8 @@ class RunRecord:
 class ReportSource:
     """What a report is about: one run, or several side by side.
 
-    `kind` is "run" or "comparison"; a sweep reader will add "sweep" with its own `details`
-    (trials, the study's best) while its trials are ordinary runs in `runs`.
+    `kind` is "run", "comparison" or "sweep" (reports/sweep.py: `details` holds the sweep's
+    summary and trials, while its trials are ordinary runs in `runs`).
     """
 
     kind: str
@@ -84,6 +84,10 @@ def read_source(path: str | Path) -> ReportSource:
     if (path / CONFIG_FILE).is_file():
         return ReportSource("run", path, [read_run(path)])
     children = sorted(p for p in path.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file())
+    from loraqa.reports.sweep import is_sweep_directory, read_sweep  # sweep.py builds on this module
+
+    if is_sweep_directory(path):
+        return read_sweep(path, [read_run(p) for p in children])
     if children:
         return ReportSource("comparison", path, [read_run(p) for p in children])
     raise ReportError(f"{path}: holds no {CONFIG_FILE} and no subdirectory with one; give a run directory or a directory of runs")

@@ -2,7 +2,7 @@
 
 runs table -> loss curves -> validation F1 -> failures with examples -> decodings -> provenance.
 Each builder shows what the runs hold and says in a note what they do not; none of them raises on
-a missing or partial run. A sweep section will be one more builder in `build_document`.
+a missing or partial run. A sweep adds its own sections (reports/sweep.py) before these.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ def build_document(source: ReportSource, files_dir: Path) -> Document:
         title=f"{kind} report: {source.path.name}",
         subtitle=f"{len(source.runs)} run(s) in {source.path}",
     )
+    if source.kind == "sweep":  # its own sections first, then the runs; per-run failures only for the best
+        from loraqa.reports.sweep import sweep_sections, top_runs
+
+        best = top_runs(source)
+        document.sections = [*sweep_sections(source, files_dir), runs_section(source.runs),
+                             curves_section(best, files_dir), failures_section(best, files_dir), provenance_section(best)]  # fmt: skip
+        return document
     document.sections = [
         runs_section(source.runs),
         curves_section(source.runs, files_dir),

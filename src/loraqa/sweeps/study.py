@@ -132,6 +132,12 @@ def cell_attrs(cell: Cell, repeat: int) -> dict:
             "overrides": cell.overrides(), "dirname": cell.dirname}  # fmt: skip
 
 
+def record_space_params(trial: optuna.Trial, space: dict) -> None:
+    """Searches: suggest every key (a queued trial gets its fixed value back, a sampled one its sample)."""
+    for key, dist in space.items():
+        _suggest(trial, key, dist)
+
+
 def _suggest(trial: optuna.Trial, key: str, dist):
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return trial.suggest_categorical(key, dist.choices)

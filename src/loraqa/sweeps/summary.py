@@ -82,6 +82,8 @@ def format_summary(summary: dict, top: int = 10) -> str:
     for f in summary["failed"]:
         if not f["retried"]:
             lines.append(f"failed: {f['cell']}: {f['error']}")
+    for p in summary["pruned"]:
+        lines.append(f"pruned: {p['cell']} at step {p['step']}")
     best = summary["best"]
     if best:
         lines.append(f"best on {metric}: {best['config']} ({best['validation_mean']:.3f} over {len(best['seeds'])} "

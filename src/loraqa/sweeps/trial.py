@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 
 from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
+from loraqa.runs.atomic import write_json_atomic
 from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
 from loraqa.training.pipeline import run_training
 from loraqa.training.trainer import last_complete_checkpoint
@@ -50,9 +51,25 @@ class PruningReporter(TrainerCallback):
             control.should_training_stop = True
 
 
+TRIAL_FILE = "sweep_trial.json"  # in the run directory: what the sweep made of this run
+
+
 def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial, run_dir: Path, metric: str,
               prune: bool) -> TrialOutcome:  # fmt: skip
-    """Train the trial's cell into run_dir; any error becomes a FAIL outcome naming it."""
+    """Train the trial's cell into run_dir; any error becomes a FAIL outcome naming it.
+
+    The outcome is also written to run_dir/sweep_trial.json when the run got a directory, so the
+    run says by itself that it was pruned (its adapter is then a partly trained one) or failed."""
+    outcome = _train_cell(config_path, overrides, trial, run_dir, metric, prune)
+    if run_dir.is_dir():
+        record = {"trial": trial.number, "cell": trial.user_attrs.get("cell"), "state": outcome.state.name,
+                  f"validation_{metric}": outcome.value, **outcome.attrs}  # fmt: skip
+        write_json_atomic(run_dir / TRIAL_FILE, record)
+    return outcome
+
+
+def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Trial, run_dir: Path, metric: str,
+                prune: bool) -> TrialOutcome:  # fmt: skip
     attrs: dict = {"run_dir": str(run_dir)}
     try:
         run = RunDirectory(run_dir)
@@ -84,7 +101,7 @@ def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial
         return TrialOutcome(TrialState.COMPLETE, value, attrs)
     except LoraqaError as exc:
         attrs["error"] = str(exc)
-    except Exception as exc:  # OOM, a library error: the sweep records it and goes on
+    except Exception as exc:  # noqa: BLE001 - OOM, a library error: the sweep records it and goes on
         attrs["error"] = f"{type(exc).__name__}: {exc}"
         attrs["traceback"] = traceback.format_exc(limit=8)
     return TrialOutcome(TrialState.FAIL, None, attrs)

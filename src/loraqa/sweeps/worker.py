@@ -95,6 +95,8 @@ def _work(spec: SweepSpec, study: optuna.Study, storage, axes, space, seeds) -> 
             continue
         if axes:
             storage_ops.record_grid_params(trial, axes)
+        else:  # a queued seed of a sampled configuration: its fixed values become its params too
+            storage_ops.record_space_params(trial, space)
         run_dir = spec.sweep_dir / trial.user_attrs["dirname"]
         _say(f"trial {trial.number}: {trial.user_attrs['cell']} -> {run_dir}")
         try:
@@ -144,6 +146,8 @@ def _check(spec: SweepSpec):
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError(key, "unknown config key in the sweep's space (see `loraqa config`)")
             node = node[part]
+    if spec.metric == "eval_loss" and not base.evaluation.with_loss:
+        raise ConfigError("evaluation.with_loss", "--metric eval_loss needs the validation loss: set evaluation.with_loss=true")
     if base.data.validation_samples < 1:
         raise ConfigError("data.validation_samples", "a sweep chooses on validation: it must be at least 1")
     if spec.prune != "none" and base.training.eval_strategy == "no":

@@ -1,0 +1,154 @@
+"""The sweep's other modes end to end on a tiny model: a TPE search, seeds, pruning, another
+metric, and Ctrl-C followed by the same command."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from loraqa.cli import main
+from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
+
+
+def _study(sweep_dir: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
+
+
+def test_tpe_search_samples_the_space_for_the_trials_asked(tiny_model_dir, qa_files, tmp_path):
+    sweep_dir = tmp_path / "tpe"
+    args = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "tpe",
+                         "--search", "tpe", "--trials", "3",
+                         "--space", "training.learning_rate=loguniform(1e-4,1e-2)", "lora.r=choice(2,4)")  # fmt: skip
+    assert main(args) == 0
+    trials = _study(sweep_dir, "tpe").get_trials(deepcopy=False)
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        lr, r = t.params["training.learning_rate"], t.params["lora.r"]
+        assert 1e-4 <= lr <= 1e-2 and r in (2, 4)
+        run_dir = Path(t.user_attrs["run_dir"])
+        saved = json.loads((run_dir / "summary.json").read_text())
+        assert (run_dir / "adapter").is_dir() and run_dir.parent == sweep_dir
+        config = (run_dir / "config.yaml").read_text()
+        assert f"r: {r}\n" in config and math.isclose(_yaml_lr(config), lr)  # the run trained what was sampled
+        assert saved["validation"]["f1"] == t.value
+    assert main(args) == 0  # run again: the search is complete, nothing more is sampled
+    assert len(_study(sweep_dir, "tpe").trials) == 3
+
+
+def _yaml_lr(config_text: str) -> float:
+    import yaml
+
+    return float(yaml.safe_load(config_text)["training"]["learning_rate"])
+
+
+def test_seeds_repeat_each_configuration_and_the_summary_gives_their_spread(tiny_model_dir, qa_files, tmp_path, capsys):
+    sweep_dir = tmp_path / "seeds"
+    # eval_loss: on a tiny random model F1 is 0 for every seed, the loss differs between seeds
+    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "evaluation.with_loss=true")
+    args = sweep_command(overrides, sweep_dir, "seeds", "--grid", "lora.r=2,4", "--seeds", "2", "--metric", "eval_loss")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    study = _study(sweep_dir, "seeds")
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted((t.params["lora.r"], t.user_attrs["seed"]) for t in trials) == [(2, 42), (2, 43), (4, 42), (4, 43)]
+    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    assert summary["direction"] == "minimize" and len(summary["configurations"]) == 2
+    for config in summary["configurations"]:
+        values = sorted(t.value for t in trials if t.user_attrs["config"] == config["config"])
+        assert sorted(config["seeds"]) == [42, 43] and sorted(config["validation_values"]) == values
+        assert values[0] != values[1]  # the seeds really trained differently
+        assert config["validation_mean"] == pytest.approx(statistics.fmean(values))
+        assert config["validation_std"] == pytest.approx(statistics.stdev(values))
+        assert config["validation_range"] == pytest.approx(values[1] - values[0])
+        assert len(config["run_dirs"]) == 2
+    means = [c["validation_mean"] for c in summary["configurations"]]
+    assert means == sorted(means)  # minimize: the lowest loss first, and it is the best
+    assert summary["best"]["config"] == summary["configurations"][0]["config"]
+    assert "validation eval_loss mean" in out and " std " in out and " range " in out
+
+
+def test_metric_eval_loss_needs_the_loss_measured(tiny_model_dir, qa_files, tmp_path, capsys):
+    args = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), tmp_path / "s", "noloss",
+                         "--grid", "lora.r=2", "--metric", "eval_loss")  # fmt: skip
+    assert main(args) == 2
+    assert "evaluation.with_loss" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+PRUNE_OVERRIDES = ("training.max_steps=6", "training.eval_strategy=steps", "training.eval_steps=2",
+                   "evaluation.with_loss=true")  # fmt: skip
+
+
+def test_median_pruning_stops_the_trial_that_lags_and_the_sweep_goes_on(tiny_model_dir, qa_files, tmp_path, capsys):
+    sweep_dir = tmp_path / "prune"
+    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, *PRUNE_OVERRIDES)
+    # Four learning rates that learn (the median pruner's startup trials), then one that cannot move
+    # its loss at all, then one more that learns: only the frozen one lags the median.
+    grid = ["training.learning_rate=5e-2,1e-1,2e-1,3e-1,1e-12,1.5e-1"]
+    args = sweep_command(overrides, sweep_dir, "prune", "--grid", *grid, "--prune", "median", "--metric", "eval_loss")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    trials = {t.params["training.learning_rate"]: t for t in _study(sweep_dir, "prune").trials}
+    pruned = trials[1e-12]
+    assert pruned.state == TrialState.PRUNED
+    assert {lr for lr, t in trials.items() if t.state == TrialState.COMPLETE} == {5e-2, 1e-1, 2e-1, 3e-1, 1.5e-1}
+    step = pruned.user_attrs["pruned_at_step"]
+    assert step < 6 and max(pruned.intermediate_values) == step  # stopped at that evaluation
+    run_dir = Path(pruned.user_attrs["run_dir"])
+    record = json.loads((run_dir / "sweep_trial.json").read_text())
+    assert record["state"] == "PRUNED" and record["pruned_at_step"] == step
+    logged_steps = [json.loads(line).get("step", 0) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert max(logged_steps) == step  # training really stopped there
+    assert json.loads((Path(trials[1.5e-1].user_attrs["run_dir"]) / "sweep_trial.json").read_text())["state"] == "COMPLETE"
+    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    assert summary["trials"] == {"COMPLETE": 5, "PRUNED": 1}
+    assert summary["pruned"] == [{"trial": pruned.number, "cell": pruned.user_attrs["cell"], "step": step}]
+    assert "pruned: " in out
+
+
+def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once(tiny_model_dir, qa_files, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=40",
+                                "training.save_steps=2", "training.save_total_limit=null")  # fmt: skip
+    argv = sweep_command(overrides, sweep_dir, "ctrlc", "--grid", "lora.r=2,4")
+    worker = start_worker(argv, tmp_path / "first.log")
+    _wait_for(lambda: sorted(sweep_dir.glob("*/checkpoints/checkpoint-*")), worker, "a checkpoint")
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-2000:]
+    log = (tmp_path / "first.log").read_text()
+    assert "loraqa: interrupted" in log and "Traceback" not in log
+
+    url = f"sqlite:///{sweep_dir / 'study.db'}"
+    _, trials = completed_per_cell(url, "ctrlc")
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states  # not left for a heartbeat to notice
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["error"]
+
+    again = start_worker(argv, tmp_path / "second.log")
+    assert again.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    done, trials = completed_per_cell(url, "ctrlc")
+    assert done == {"lora.r=2 seed=42": 1, "lora.r=4 seed=42": 1}  # each cell exactly once
+    retry = next(t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == interrupted[0].user_attrs["cell"])
+    assert retry.system_attrs["failed_trial"] == interrupted[0].number and retry.user_attrs["resumed_from"]
+    assert len(trials) == 3  # the interrupted trial, its retry, the other cell: nothing else was trained
+
+
+def _wait_for(found, process, what: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = found()
+        if result:
+            return result
+        if process.poll() is not None:
+            pytest.fail(f"worker exited ({process.returncode}) before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"no {what} appeared")
