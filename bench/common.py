@@ -69,8 +69,9 @@ def setups(tiny_t5_dir: str | None = None) -> dict[str, Setup]:
         table["tiny-t5"] = Setup(  # the seq2seq path; lengths of configs/flan-t5-small-squad.yaml
             key="tiny-t5",
             model=ModelConfig(name=tiny_t5_dir, max_seq_length=384, max_answer_length=64),
-            lora=LoraSettings(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="qv",
-                              allow_large_trainable_share=True),  # fmt: skip
+            lora=LoraSettings(
+                r=8, lora_alpha=16, lora_dropout=0.05, target_modules="qv", allow_large_trainable_share=True
+            ),  # fmt: skip
             training=_training(learning_rate=1e-3, warmup_ratio=0.05, per_device_train_batch_size=8),
             eval_batch_size=16,
             notes="randomly initialised: F1 is ~0 by construction, only speed and identity mean something",

@@ -53,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": stamp,
-        "machine": {"cpu_threads": torch.get_num_threads(), "allocator": active_allocator(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "allocator": active_allocator(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
         "runs": [],
     }
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:

@@ -81,14 +81,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a few examples per model: a smoke check")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=42, help="data sampling seed")
-    p.add_argument("--dev-paragraphs", action="store_true",
-                   help="dev questions as whole paragraphs (~5 questions each, as in the full dev set), not one by one")
-    p.add_argument("--train-paragraphs", action="store_true",
-                   help="train questions as whole paragraphs (~5 per context), as the full train set asks them")
-    p.add_argument("--no-shared-prefixes", action="store_true",
-                   help="loraqa trains without running shared prompt starts once (training.share_prompt_prefixes=false)")
-    p.add_argument("--upper-half", action="store_true",
-                   help="also run loraqa with LoRA on the upper half of the layers (speed and F1 cost)")
+    p.add_argument(
+        "--dev-paragraphs",
+        action="store_true",
+        help="dev questions as whole paragraphs (~5 questions each, as in the full dev set), not one by one",
+    )
+    p.add_argument(
+        "--train-paragraphs",
+        action="store_true",
+        help="train questions as whole paragraphs (~5 per context), as the full train set asks them",
+    )
+    p.add_argument(
+        "--no-shared-prefixes",
+        action="store_true",
+        help="loraqa trains without running shared prompt starts once (training.share_prompt_prefixes=false)",
+    )
+    p.add_argument(
+        "--upper-half",
+        action="store_true",
+        help="also run loraqa with LoRA on the upper half of the layers (speed and F1 cost)",
+    )
     p.add_argument("--no-compare", action="store_true", help="skip the side-by-side runs (e.g. with --growth)")
     p.add_argument("--growth", action="store_true", help=f"also time loraqa on {GROWTH_MODEL} vs size and length")
     p.add_argument("--growth-sizes", default=None, help="comma list of train questions (default 1000,2000,4000)")
@@ -97,8 +109,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--allocator", choices=ALLOCATORS, default="shipped",
                    help="shipped: seeds under glibc, loraqa under tcmalloc if installed; system/tcmalloc: both alike")  # fmt: skip
     p.add_argument("--out", default=None, help="result JSON (default bench/results/speed-<date>.json)")
-    p.add_argument("--ddp", type=int, default=None, metavar="N",
-                   help="only compare 1 process x N threads with N torchrun processes x 1 thread (bench/speed_ddp.py)")
+    p.add_argument(
+        "--ddp",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only compare 1 process x N threads with N torchrun processes x 1 thread (bench/speed_ddp.py)",
+    )
     p.add_argument("--ddp-steps", type=int, default=200, help="training steps of each --ddp run")
     # internal: one variant in this process (the parent starts these)
     p.add_argument("--variant", choices=("baseline", "loraqa"), help=argparse.SUPPRESS)
@@ -222,12 +239,15 @@ def compare(args, workdir: Path) -> dict:
         sizes = ["--model", key, "--train", str(train[key]), "--eval", str(dev[key])]
         row = {
             "baseline": spawn(args, workdir, f"{key}-baseline", ["--variant", "baseline", *sizes]),
-            "loraqa": spawn(args, workdir, f"{key}-loraqa",
-                            ["--variant", "loraqa", *sizes, "--identity", str(identity[key])]),  # fmt: skip
+            "loraqa": spawn(
+                args, workdir, f"{key}-loraqa", ["--variant", "loraqa", *sizes, "--identity", str(identity[key])]
+            ),  # fmt: skip
         }
         row["speedup"] = speedups(row["baseline"], row["loraqa"])
         if args.upper_half:
-            upper = spawn(args, workdir, f"{key}-loraqa-upper-half", ["--variant", "loraqa", *sizes, "--lora-upper-half"])
+            upper = spawn(
+                args, workdir, f"{key}-loraqa-upper-half", ["--variant", "loraqa", *sizes, "--lora-upper-half"]
+            )
             row[UPPER] = upper
             row["upper_half_vs_loraqa"] = upper_half_costs(row["baseline"], row["loraqa"], upper)
         row["answers_agree_across_variants"] = sum(
@@ -336,7 +356,9 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     args.tcmalloc_path = find_tcmalloc()
     if args.allocator == "tcmalloc" and not args.tcmalloc_path:
-        raise SystemExit("speed.py: --allocator tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)")
+        raise SystemExit(
+            "speed.py: --allocator tcmalloc needs libtcmalloc_minimal.so.4 (apt-get install libtcmalloc-minimal4)"
+        )
     mode = "-quick" if args.quick else ("-growth" if args.no_compare else "")
     out = Path(args.out) if args.out else RESULTS / f"speed-{datetime.date.today().isoformat()}{mode}.json"
     if not args.out and out.exists():  # never overwrite an earlier result of the same day

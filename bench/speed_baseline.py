@@ -226,8 +226,14 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False) 
     result = {
         "variant": "baseline",
         "train": train_report(
-            questions=len(train_records), lengths=lengths, targets=targets, seq2seq=formulation.name == "seq2seq",
-            positions=collate.positions, seconds=train_seconds, loss=output.training_loss, flops=flops,
+            questions=len(train_records),
+            lengths=lengths,
+            targets=targets,
+            seq2seq=formulation.name == "seq2seq",
+            positions=collate.positions,
+            seconds=train_seconds,
+            loss=output.training_loss,
+            flops=flops,
         ),  # fmt: skip
         "rss_after_train_mib": round(vm_hwm_mib()),
     }

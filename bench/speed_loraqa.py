@@ -22,7 +22,7 @@ from loraqa.lora.adapter import attach_lora
 from loraqa.metrics import squad_scores
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
 from loraqa.training.arguments import training_arguments
-from loraqa.training.device import plan_device
+from loraqa.device import plan_device
 from loraqa.training.trainer import FeatureDataset, QATrainer, shared_prompt_groups
 
 
@@ -72,8 +72,14 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
     result = {
         "variant": "loraqa",
         "train": train_report(
-            questions=len(train_records), lengths=lengths, targets=targets, seq2seq=seq2seq,
-            positions=collate.positions, seconds=train_seconds, loss=output.training_loss, flops=flops,
+            questions=len(train_records),
+            lengths=lengths,
+            targets=targets,
+            seq2seq=seq2seq,
+            positions=collate.positions,
+            seconds=train_seconds,
+            loss=output.training_loss,
+            flops=flops,
             computed=collate.computed if formulation.share_prefixes else None,
         ),  # fmt: skip
         "shared_prompt_starts": formulation.share_prefixes,

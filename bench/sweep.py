@@ -86,7 +86,9 @@ def git_state() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny grid and budget: check the bench works (no results file)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny grid and budget: check the bench works (no results file)"
+    )
     parser.add_argument("--out", help="results file (default bench/results/sweep-<date>.json)")
     args = parser.parse_args(argv)
     setup = dict(QUICK if args.quick else FULL)

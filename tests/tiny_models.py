@@ -28,9 +28,7 @@ from transformers import (
 
 FAMILIES = ("t5", "gpt2", "llama", "bert", "distilbert")
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
+CHAT_TEMPLATE = "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 
 _PLACES = ["Avalon", "Brindle", "Corvel", "Dunmore", "Elsby", "Farrow", "Glenhal", "Harwick", "Islay", "Jorvik"]
 _PEOPLE = ["Ada", "Brun", "Cato", "Dara", "Egon", "Faye", "Gil", "Hugo", "Ines", "Jules"]

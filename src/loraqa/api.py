@@ -84,9 +84,9 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
     change what inference may (model.max_seq_length, evaluation.batch_size, generation.decoding...).
     """
     from loraqa.config.loader import load_config
-    from loraqa.models.inference import load_ready_model, model_config_for_adapter
+    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
     from loraqa.models.loading import inspect_base
-    from loraqa.training.device import plan_device
+    from loraqa.device import plan_device
 
     settings = _override_list(overrides, kwargs)
     config = load_config(None, [f"training.device={device}", *settings])
@@ -102,7 +102,7 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
         config = load_config(None, [f"training.device={device}", f"model.name={path_or_model_name}", *settings])
         model_config = config.model
     else:
-        model_keys = frozenset(s.partition("=")[0][len("model."):] for s in settings if s.startswith("model."))
+        model_keys = frozenset(s.partition("=")[0][len("model.") :] for s in settings if s.startswith("model."))
         model_config = model_config_for_adapter(adapter, config.model, None, model_keys)
     spec = inspect_base(model_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
@@ -130,7 +130,7 @@ def evaluate(config: str | Path | None = None, adapter: str | Path | None = None
 
     settings = _override_list(overrides, kwargs)
     run_config = load_config(str(config) if config is not None else None, settings)
-    model_keys = frozenset(s.partition("=")[0][len("model."):] for s in settings if s.startswith("model."))
+    model_keys = frozenset(s.partition("=")[0][len("model.") :] for s in settings if s.startswith("model."))
     return run_evaluation(
         run_config, adapter=str(adapter) if adapter else None, decodings=[run_config.generation.decoding],
         output=str(output) if output else None, overwrite=overwrite, model_overrides=model_keys,

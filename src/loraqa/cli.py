@@ -64,19 +64,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("config", nargs="?", help=CONFIG_HELP)
     evaluate.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
-    evaluate.add_argument("--adapter", help="adapter directory (runs/NAME/adapter); its training model settings are used")
-    evaluate.add_argument("--model", help="base model name, hub id or directory (default: config or the adapter's base)")
-    evaluate.add_argument("--decoding", default=None, help="comma list of decodings: greedy,beam4,topk50,topp0.95,temp1.3")
+    evaluate.add_argument(
+        "--adapter", help="adapter directory (runs/NAME/adapter); its training model settings are used"
+    )
+    evaluate.add_argument(
+        "--model", help="base model name, hub id or directory (default: config or the adapter's base)"
+    )
+    evaluate.add_argument(
+        "--decoding", default=None, help="comma list of decodings: greedy,beam4,topk50,topp0.95,temp1.3"
+    )
     evaluate.add_argument("--output", help="output directory (default: next to the adapter, or runs/NAME/eval-base)")
-    evaluate.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in the output directory")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier evaluation in the output directory"
+    )
 
     predict = sub.add_parser("predict", help="answer a question about a context, or a JSONL file of them")
-    predict.add_argument("overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16")
+    predict.add_argument(
+        "overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16"
+    )
     predict.add_argument("--adapter", help="adapter directory; omit to ask the base model alone")
     predict.add_argument("--model", help="base model (default: the adapter's base, else model.name's default)")
     predict.add_argument("--question", help="the question")
     predict.add_argument("--context", help="the context the answer is taken from")
-    predict.add_argument("--input", help="JSONL file: one {\"id\", \"question\", \"context\"} per line")
+    predict.add_argument("--input", help='JSONL file: one {"id", "question", "context"} per line')
     predict.add_argument("--output", help="write JSONL answers here instead of stdout (must not exist)")
     predict.add_argument("--decoding", help="greedy (default), beamN, topkK, toppP or tempT")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -86,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, help="directory for the merged model")
     merge.add_argument("--model", help="base model (default: the adapter's base)")
     merge.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    merge.add_argument("overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true with --model")
+    merge.add_argument(
+        "overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true with --model"
+    )
 
     report = sub.add_parser(
         "report",
@@ -98,13 +110,23 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="answer questions over HTTP and in a web page, with one or more adapters")
     serve.add_argument("overrides", nargs="*", help="generation/evaluation overrides, as for predict")
-    serve.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR", help="serve this adapter as NAME (repeat for more; the first is the default)")
+    serve.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="serve this adapter as NAME (repeat for more; the first is the default)",
+    )
     serve.add_argument("--base-only", action="store_true", help="also serve the base model alone, as adapter 'base'")
     serve.add_argument("--model", help="base model (default: each adapter's base; with --base-only, the base served)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off")
-    serve.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a question waits for others to batch with")
+    serve.add_argument(
+        "--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off"
+    )
+    serve.add_argument(
+        "--batch-window-ms", type=float, default=5.0, help="how long a question waits for others to batch with"
+    )
     serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
     serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -137,7 +159,9 @@ def _add_sweep(sub, fmt) -> None:
     sweep.add_argument("--trials", type=int, help="configurations a search samples")
     sweep.add_argument("--seeds", type=int, default=1, help="train each configuration with N seeds")
     sweep.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
-    sweep.add_argument("--storage", help="Optuna storage URL shared by workers (default sqlite file runs/NAME/study.db)")
+    sweep.add_argument(
+        "--storage", help="Optuna storage URL shared by workers (default sqlite file runs/NAME/study.db)"
+    )
     sweep.add_argument("--metric", default="f1", help="validation metric: f1, exact_match, rougeL, eval_loss")
     sweep.add_argument("--prune", default="none", choices=["none", "median", "asha"])
     sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
@@ -203,7 +227,7 @@ def _dispatch(args) -> int:
         run_training(load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite)
         return 0
     if args.command == "eval":
-        from loraqa.evaluation.decoding import parse_decoding_list
+        from loraqa.config.decoding import parse_decoding_list
         from loraqa.evaluation.pipeline import run_evaluation
 
         config_path, overrides = _split_config_arg(args.config, args.overrides)
@@ -298,9 +322,9 @@ def _serve(args, load_config) -> int:
 
 
 def _ready(config, adapter: str | None, base_name: str | None, model_overrides: frozenset[str] = frozenset()):
-    from loraqa.models.inference import load_ready_model, model_config_for_adapter
+    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
     from loraqa.models.loading import inspect_base
-    from loraqa.training.device import plan_device
+    from loraqa.device import plan_device
 
     if adapter:
         model_config = model_config_for_adapter(adapter, config.model, base_name, model_overrides)
@@ -314,7 +338,7 @@ def _ready(config, adapter: str | None, base_name: str | None, model_overrides: 
 def _model_keys(overrides: list[str]) -> frozenset[str]:
     """The model.* keys the command line sets (what an adapter's own settings may meet)."""
     keys = (item.partition("=")[0].strip() for item in overrides if "=" in item)
-    return frozenset(key[len("model."):] for key in keys if key.startswith("model."))
+    return frozenset(key[len("model.") :] for key in keys if key.startswith("model."))
 
 
 def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:

@@ -28,7 +28,6 @@ def test_train_returns_the_run(trained):
 
 
 def test_load_answer_and_batch_match_predict(trained, qa_files):
-    from loraqa.cli import main
 
     qa = loraqa.load(trained.adapter, device="cpu")
     context = "The town of Avalon was founded in 1800 by Ada. It lies near a river and has a market."
@@ -36,7 +35,9 @@ def test_load_answer_and_batch_match_predict(trained, qa_files):
     assert isinstance(one, loraqa.Answer) and 0.0 <= one.confidence <= 1.0
     if one.text:
         assert context[one.start : one.end] == one.text
-    batch = qa.answer_batch([("Who founded Avalon?", context), {"question": "When was Avalon founded?", "context": context}])
+    batch = qa.answer_batch(
+        [("Who founded Avalon?", context), {"question": "When was Avalon founded?", "context": context}]
+    )
     assert batch[0] == one and len(batch) == 2
     # the run directory loads too, and answers as the adapter does
     assert loraqa.load(trained.run_dir, device="cpu").answer("Who founded Avalon?", context) == one

@@ -84,13 +84,19 @@ def test_predict_one_question_and_a_file(trained_gpt2, tmp_path, capsys):
     assert code == 0 and "confidence" in stdout
 
     questions = tmp_path / "q.jsonl"
-    questions.write_text('{"id": "a", "question": "Who?", "context": "Ada did."}\n{"question": "When?", "context": "In 1800."}\n')
-    code, _, _ = run_cli(capsys, "predict", "--adapter", adapter, "--input", str(questions), "--output", str(tmp_path / "answers.jsonl"))
+    questions.write_text(
+        '{"id": "a", "question": "Who?", "context": "Ada did."}\n{"question": "When?", "context": "In 1800."}\n'
+    )
+    code, _, _ = run_cli(
+        capsys, "predict", "--adapter", adapter, "--input", str(questions), "--output", str(tmp_path / "answers.jsonl")
+    )
     rows = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert code == 0 and [r["id"] for r in rows] == ["a", "2"]
     assert all(0.0 <= r["confidence"] <= 1.0 for r in rows)
 
-    code, _, err = run_cli(capsys, "predict", "--adapter", adapter, "--input", str(questions), "--output", str(tmp_path / "answers.jsonl"))
+    code, _, err = run_cli(
+        capsys, "predict", "--adapter", adapter, "--input", str(questions), "--output", str(tmp_path / "answers.jsonl")
+    )
     assert code == 2 and "exists" in one_line_error(err)
 
     bad = tmp_path / "bad.jsonl"
@@ -174,7 +180,9 @@ def test_adapter_on_a_base_with_another_vocabulary(trained_gpt2, tiny_model_dir,
 
 def test_extractive_eval_is_not_labelled_with_a_decoding(tiny_model_dir, qa_files, tmp_path, capsys):
     model_args = tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "x")
-    code, stdout, err = run_cli(capsys, "eval", *model_args, "--decoding", "greedy,beam2", "--output", str(tmp_path / "e"))
+    code, stdout, err = run_cli(
+        capsys, "eval", *model_args, "--decoding", "greedy,beam2", "--output", str(tmp_path / "e")
+    )
     assert code == 0 and "no decoding applies: evaluated once" in err
     assert "[" not in stdout.splitlines()[2]  # the one row: the model, no "[greedy]"
     assert (tmp_path / "e" / "metrics.json").is_file() and not (tmp_path / "e" / "decodings.jsonl").exists()

@@ -90,7 +90,10 @@ def test_peft_warnings_are_dropped_or_kept_as_one_line_notes(capsys):
             warnings.warn_explicit(text, UserWarning, f"/site-packages/{module.replace('.', '/')}.py", 1,
                                    module=module, registry={})  # fmt: skip
 
-        warn("Setting `save_embedding_layers` to `True` as the embedding layer has been resized.", "peft.utils.save_and_load")
+        warn(
+            "Setting `save_embedding_layers` to `True` as the embedding layer has been resized.",
+            "peft.utils.save_and_load",
+        )
         warn("fan_in_fan_out is set to False but the target module is `Conv1D`.", "peft.tuners.lora.layer")
         warn("Found missing adapter keys while loading the checkpoint:\n ['a.lora_A']", "peft.peft_model")
     err = capsys.readouterr().err

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from loraqa.config.loader import load_config, save_config
 from loraqa.config.shipped import SHIPPED_DIR
 from loraqa.errors import ConfigError, DeviceError
-from loraqa.training.device import plan_device
+from loraqa.device import plan_device
 
 CONFIGS = sorted(SHIPPED_DIR.glob("*.yaml"))
 

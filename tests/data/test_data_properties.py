@@ -22,13 +22,28 @@ from squad_builders import CONTEXT, qa, squad
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Keys the loaders look for, so generated objects reach the deeper checks, not only "no 'data'".
-KEYS = ["version", "data", "title", "paragraphs", "context", "qas", "id", "question", "answers",
-        "answer", "text", "answer_start", "is_impossible", "plausible_answers"]
+KEYS = [
+    "version",
+    "data",
+    "title",
+    "paragraphs",
+    "context",
+    "qas",
+    "id",
+    "question",
+    "answers",
+    "answer",
+    "text",
+    "answer_start",
+    "is_impossible",
+    "plausible_answers",
+]
 SCALARS = st.none() | st.booleans() | st.integers(-5, 200) | st.floats(allow_nan=True) | st.text(max_size=12)
 JSON_VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=4), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=4), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 OPTIONS = st.fixed_dictionaries({"skip_invalid": st.booleans(), "version_2": st.sampled_from([True, False, "auto"])})
@@ -55,8 +70,18 @@ def _base_document() -> dict:
     for q in doc["data"][0]["paragraphs"][0]["qas"]:
         q["is_impossible"] = False
     doc["data"][0]["paragraphs"].append(
-        {"context": CONTEXT, "qas": [{"id": "c", "question": "Who lost 51?", "answers": [], "is_impossible": True,
-                                      "plausible_answers": [{"text": "Denver", "answer_start": 4}]}]}
+        {
+            "context": CONTEXT,
+            "qas": [
+                {
+                    "id": "c",
+                    "question": "Who lost 51?",
+                    "answers": [],
+                    "is_impossible": True,
+                    "plausible_answers": [{"text": "Denver", "answer_start": 4}],
+                }
+            ],
+        }
     )
     return doc
 
@@ -87,8 +112,12 @@ def _mutate(doc, path, operation, value):
 
 
 @FAST
-@given(data=st.binary(max_size=300), suffix=st.sampled_from([".json", ".jsonl", ".csv", ".json.gz", ".jsonl.gz"]),
-       compress=st.booleans(), options=OPTIONS)
+@given(
+    data=st.binary(max_size=300),
+    suffix=st.sampled_from([".json", ".jsonl", ".csv", ".json.gz", ".jsonl.gz"]),
+    compress=st.booleans(),
+    options=OPTIONS,
+)
 def test_arbitrary_bytes_give_records_or_data_error(folder, data, suffix, compress, options):
     path = folder / f"bytes{suffix}"
     path.write_bytes(gzip.compress(data) if compress else data)
@@ -96,8 +125,13 @@ def test_arbitrary_bytes_give_records_or_data_error(folder, data, suffix, compre
 
 
 @FAST
-@given(path=st.sampled_from(PATHS), operation=st.sampled_from(["delete", "replace"]), value=JSON_VALUES,
-       cut=st.none() | st.integers(0, 2000), options=OPTIONS)
+@given(
+    path=st.sampled_from(PATHS),
+    operation=st.sampled_from(["delete", "replace"]),
+    value=JSON_VALUES,
+    cut=st.none() | st.integers(0, 2000),
+    options=OPTIONS,
+)
 def test_mutated_squad_json_gives_records_or_data_error(folder, path, operation, value, cut, options):
     doc = _mutate(json.loads(json.dumps(BASE)), path, operation, value)
     text = json.dumps(doc)  # NaN and Infinity included: Python's json reads them back
@@ -107,8 +141,10 @@ def test_mutated_squad_json_gives_records_or_data_error(folder, path, operation,
 
 
 @FAST
-@given(rows=st.lists(st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=7) | JSON_VALUES, max_size=4),
-       options=OPTIONS)
+@given(
+    rows=st.lists(st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=7) | JSON_VALUES, max_size=4),
+    options=OPTIONS,
+)
 def test_arbitrary_rows_give_records_or_data_error(folder, rows, options):
     jsonl = folder / "rows.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -146,8 +182,13 @@ def records(draw):
 def test_valid_records_round_trip_through_jsonl(folder, original):
     path = folder / "round.jsonl"
     rows = [
-        {"id": r.id, "title": r.title, "context": r.context, "question": r.question,
-         "answers": [{"text": a.text, "answer_start": a.answer_start} for a in r.answers]}
+        {
+            "id": r.id,
+            "title": r.title,
+            "context": r.context,
+            "question": r.question,
+            "answers": [{"text": a.text, "answer_start": a.answer_start} for a in r.answers],
+        }
         for r in original
     ]
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]

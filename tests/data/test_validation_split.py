@@ -15,7 +15,10 @@ from tiny_models import synthetic_records, write_jsonl
 @pytest.fixture
 def small_files(tmp_path):
     rows = synthetic_records(40)
-    return {"train": write_jsonl(tmp_path / "train.jsonl", rows[:30]), "test": write_jsonl(tmp_path / "t.jsonl", rows[30:])}
+    return {
+        "train": write_jsonl(tmp_path / "train.jsonl", rows[:30]),
+        "test": write_jsonl(tmp_path / "t.jsonl", rows[30:]),
+    }
 
 
 def test_needs_validation_only_when_training_reads_it():

@@ -17,7 +17,9 @@ _WRITE_EVENTS = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir",
 def _record(event, args):
     if event == "open":
         path, mode, flags = args
-        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        )
         if not writing:
             return
         paths = [path]
@@ -37,6 +39,6 @@ def _record(event, args):
 if RANK != 0:
     sys.addaudithook(_record)
 
-from loraqa.cli import main
+from loraqa.cli import main  # noqa: E402 (after the audit hook, which must see every write)
 
 sys.exit(main(sys.argv[1:]))

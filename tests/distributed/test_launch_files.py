@@ -23,7 +23,10 @@ def test_accelerate_configs_parse_and_start_with_their_command(name, kind):
     config = yaml.safe_load(path.read_text())
     assert config["distributed_type"] == kind
     assert config["mixed_precision"] == "no"  # loraqa's training.precision decides
-    assert "accelerate launch --config_file configs/accelerate/" in path.read_text().splitlines()[0 if kind != "DEEPSPEED" else 1]
+    assert (
+        "accelerate launch --config_file configs/accelerate/"
+        in path.read_text().splitlines()[0 if kind != "DEEPSPEED" else 1]
+    )
     assert f"`{name}.yaml`" in (ROOT / "docs" / "scaling.md").read_text()
 
 

@@ -103,7 +103,9 @@ def records_on_paragraphs(qa_rows: list[dict]) -> list[QARecord]:
 
 
 def plain_plan(prompts, settings, reuse_cache) -> list[PromptBatch]:
-    return [PromptBatch(rows, [0] * len(rows)) for rows in batches_by_length([len(p) for p in prompts], settings.batch_size)]
+    return [
+        PromptBatch(rows, [0] * len(rows)) for rows in batches_by_length([len(p) for p in prompts], settings.batch_size)
+    ]
 
 
 def answers(monkeypatch, ready, records, batch_size: int, *, shared: bool = True, first_phase: int = 100, calls=None):
@@ -115,7 +117,11 @@ def answers(monkeypatch, ready, records, batch_size: int, *, shared: bool = True
         m.setattr(generation, "FIRST_PHASE_TOKENS", first_phase)
         if calls is not None:
             generate = model.generate
-            m.setattr(model, "generate", lambda **kw: calls.append((len(kw["input_ids"]), kw["max_new_tokens"])) or generate(**kw))
+            m.setattr(
+                model,
+                "generate",
+                lambda **kw: calls.append((len(kw["input_ids"]), kw["max_new_tokens"])) or generate(**kw),
+            )
         settings = PredictSettings(batch_size=batch_size, max_new_tokens=6, with_loss=False)
         result = formulation.predict(model, tokenizer, records, settings)
     return [(p.text, p.confidence) for p in result.predictions]

@@ -65,10 +65,14 @@ def test_a_huge_context_is_refused_before_any_model_loads(v1_adapter, capsys):
 def test_the_limit_is_the_data_setting_and_applies_to_input_files(v1_adapter, tmp_path, capsys):
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"id": "a", "question": "Who founded Avalon?", "context": CONTEXT}) + "\n")
-    code, _, err = run_cli(capsys, "predict", "data.max_context_chars=50", "--adapter", v1_adapter, "--input", str(questions))
+    code, _, err = run_cli(
+        capsys, "predict", "data.max_context_chars=50", "--adapter", v1_adapter, "--input", str(questions)
+    )
     line = one_line_error(err)
     assert code == 2 and "q.jsonl: record a: context has 85 characters, more than max_context_chars=50" in line
-    code, out, _ = run_cli(capsys, "predict", "data.max_context_chars=100", "--adapter", v1_adapter, "--input", str(questions))
+    code, out, _ = run_cli(
+        capsys, "predict", "data.max_context_chars=100", "--adapter", v1_adapter, "--input", str(questions)
+    )
     assert code == 0 and "confidence" in out
 
 
@@ -94,9 +98,13 @@ def test_input_records_are_checked_as_data_files_are(v1_adapter, tmp_path, capsy
 
 def test_v2_adapter_answers_no_answer_by_the_threshold(v2_adapter, tmp_path, capsys):
     question = ("--question", "Who founded Avalon?", "--context", CONTEXT)
-    code, out, _ = run_cli(capsys, "predict", "evaluation.null_score_diff_threshold=-1e9", "--adapter", v2_adapter, *question)
+    code, out, _ = run_cli(
+        capsys, "predict", "evaluation.null_score_diff_threshold=-1e9", "--adapter", v2_adapter, *question
+    )
     assert code == 0 and out.startswith("(no answer)\t")
-    code, out, _ = run_cli(capsys, "predict", "evaluation.null_score_diff_threshold=1e9", "--adapter", v2_adapter, *question)
+    code, out, _ = run_cli(
+        capsys, "predict", "evaluation.null_score_diff_threshold=1e9", "--adapter", v2_adapter, *question
+    )
     assert code == 0 and not out.startswith("(no answer)") and out.split("\t")[0].strip()
 
     questions = tmp_path / "q.jsonl"
@@ -152,7 +160,15 @@ def test_settings_fixed_by_training_are_refused(v1_adapter, qa_files, tmp_path, 
     if command == "predict":
         argv = ["predict", override, "--adapter", v1_adapter, "--question", "Who?", "--context", CONTEXT]
     else:
-        argv = ["eval", f"data.test={qa_files['test']}", override, "--adapter", v1_adapter, "--output", str(tmp_path / "e")]
+        argv = [
+            "eval",
+            f"data.test={qa_files['test']}",
+            override,
+            "--adapter",
+            v1_adapter,
+            "--output",
+            str(tmp_path / "e"),
+        ]
     code, _, err = run_cli(capsys, *argv)
     line = one_line_error(err)
     assert code == 2 and expected in line

@@ -20,8 +20,8 @@ from loraqa.cli import main
 from loraqa.data.sources import load_records
 from loraqa.evaluation.runner import predict_settings
 from loraqa.formulations.extractive import Window, best_answer
-from loraqa.models.inference import load_ready_model, model_config_for_adapter
-from loraqa.training.device import plan_device
+from loraqa.inference.ready import load_ready_model, model_config_for_adapter
+from loraqa.device import plan_device
 from loraqa.training.pipeline import run_training
 from run_helpers import tiny_config
 from tiny_models import FAMILIES
@@ -29,7 +29,9 @@ from tiny_models import FAMILIES
 AUTO = {"t5": AutoModelForSeq2SeqLM, "gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM,
         "bert": AutoModelForQuestionAnswering, "distilbert": AutoModelForQuestionAnswering}  # fmt: skip
 # The causal prompt, as the adapter README documents it (formulations/causal.py).
-CAUSAL_PROMPT = "Answer the question with a short span copied from the context.\nContext: {context}\nQuestion: {question}"
+CAUSAL_PROMPT = (
+    "Answer the question with a short span copied from the context.\nContext: {context}\nQuestion: {question}"
+)
 MAX_NEW_TOKENS = 4  # tiny_overrides' generation.max_new_tokens
 # Tiny generative models need a harder push before they say anything but EOS.
 RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}

@@ -59,7 +59,9 @@ def test_loraplus_optimizer_groups(tiny_model_dir, qa_files, tmp_path):
     config = tiny_config(tiny_model_dir("llama"), qa_files, tmp_path / "run", "training.loraplus_lr_ratio=8")
     spec = inspect_base(config.model)
     tokenizer = load_tokenizer(spec, config.model)
-    model = attach_lora(load_model(spec, config.model, tokenizer, "cpu"), config.lora, spec.formulation, spec.model_type)
+    model = attach_lora(
+        load_model(spec, config.model, tokenizer, "cpu"), config.lora, spec.formulation, spec.model_type
+    )
     args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=1e-3, report_to=[], use_cpu=True)
     trainer = QATrainer(model=model, args=args, formulation=spec.formulation, qa_evaluator=None, nan_hint="",
                         loraplus_lr_ratio=8.0)  # fmt: skip
@@ -80,7 +82,7 @@ def test_merge_of_quantized_base_adapter_uses_full_precision(tiny_model_dir, qa_
     """An adapter whose loraqa.json says quantize_base=4bit merges into the fp32 base, with a notice.
     (Its training needs CUDA; here the adapter of a plain run is relabelled, which is what merge reads.)"""
     from loraqa.training.pipeline import run_training
-    import loraqa.models.inference as inference
+    import loraqa.inference.ready as inference
 
     run = tmp_path / "run"
     run_training(tiny_config(tiny_model_dir("bert"), qa_files, run, "evaluation.baseline=false"))

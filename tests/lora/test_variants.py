@@ -15,8 +15,8 @@ from peft import PeftModel
 
 from loraqa.data.sources import load_records
 from loraqa.evaluation.runner import predict_settings
-from loraqa.models.inference import load_ready_model, model_config_for_adapter
-from loraqa.training.device import plan_device
+from loraqa.inference.ready import load_ready_model, model_config_for_adapter
+from loraqa.device import plan_device
 from loraqa.training.pipeline import run_training
 from run_helpers import tiny_config
 
@@ -63,7 +63,9 @@ def test_variant_trains_saves_reloads_merges(variant, family, tiny_model_dir, qa
     # The baseline is the untouched base, though PiSSA/OLoRA moved part of it into the adapter.
     base_ready = load_ready_model(config.model, plan, None)
     base_result = base_ready.spec.formulation.predict(base_ready.model, base_ready.tokenizer, records, settings)
-    baseline_rows = {r["id"]: r for r in map(json.loads, (run / "baseline" / "predictions.jsonl").read_text().splitlines())}
+    baseline_rows = {
+        r["id"]: r for r in map(json.loads, (run / "baseline" / "predictions.jsonl").read_text().splitlines())
+    }
     for p in base_result.predictions:
         assert p.confidence == pytest.approx(baseline_rows[p.id]["confidence"], rel=1e-4, abs=1e-6)
     answers = {}

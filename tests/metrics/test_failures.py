@@ -44,6 +44,10 @@ def test_gold_inside_prediction_only_on_token_boundaries():
 
 def test_every_category_is_listed():
     assert set(FAILURE_CATEGORIES) == {
-        "answered_unanswerable", "empty", "echoes_question", "longer_than_gold", "partial",
+        "answered_unanswerable",
+        "empty",
+        "echoes_question",
+        "longer_than_gold",
+        "partial",
         "wrong_span",
     }

@@ -6,9 +6,7 @@ from hypothesis import strategies as st
 from loraqa.metrics import exact_match, f1, normalize_answer, rouge_scores, squad_scores
 
 # Mostly words that collide (articles, punctuation, repeats), with some arbitrary text mixed in.
-WORDS = st.sampled_from(
-    ["the", "a", "an", "Denver", "broncos", "cat", "50", ".", ",", "café", " "]
-)
+WORDS = st.sampled_from(["the", "a", "an", "Denver", "broncos", "cat", "50", ".", ",", "café", " "])
 ANSWER = st.one_of(st.lists(WORDS, max_size=6).map(" ".join), st.text(max_size=20))
 GOLDS = st.lists(ANSWER, max_size=4)
 

@@ -58,8 +58,9 @@ def test_attach_lora_swaps_dropout_only_where_p_is_positive(tiny_model_dir):
     tokenizer = load_tokenizer(spec, model_config)
     for p, expected in [(0.1, CheapMaskDropout), (0.0, nn.Identity)]:
         model = load_model(spec, model_config, tokenizer, torch.device("cpu"))
-        settings = LoraSettings(r=4, lora_alpha=8, lora_dropout=p, target_modules="attention",
-                                allow_large_trainable_share=True)  # a tiny model: LoRA is a large share
+        settings = LoraSettings(
+            r=4, lora_alpha=8, lora_dropout=p, target_modules="attention", allow_large_trainable_share=True
+        )  # a tiny model: LoRA is a large share
         peft_model = attach_lora(model, settings, spec.formulation, spec.model_type)
         dropouts = [d for m in peft_model.modules() if isinstance(getattr(m, "lora_dropout", None), nn.ModuleDict)
                     for d in m.lora_dropout.values()]  # fmt: skip
@@ -88,7 +89,9 @@ def attention_inputs(mask_dtype):
     query, key, value = (torch.randn(2, 4, 6, 8, requires_grad=True) for _ in range(3))
     keep = torch.ones(2, 1, 6, 6, dtype=torch.bool)
     keep[0, :, :, 4:] = False  # the first row's last two tokens are padding
-    mask = keep if mask_dtype == torch.bool else torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+    mask = (
+        keep if mask_dtype == torch.bool else torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+    )
     return query, key, value, mask
 
 

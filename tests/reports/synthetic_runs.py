@@ -70,7 +70,9 @@ def write_run(
     if finished:
         write_evaluation(path, metrics(40.0, 55.0 + r, adapter=str(path / "adapter")))
         (path / "adapter").mkdir()
-        (path / "adapter" / "loraqa.json").write_text(json.dumps({"loraqa_version": "0.0.9", "formulation": "extractive"}))
+        (path / "adapter" / "loraqa.json").write_text(
+            json.dumps({"loraqa_version": "0.0.9", "formulation": "extractive"})
+        )
         summary = {"run_dir": str(path), "model": "minilm-l6", "train_seconds": 12.3, "total_seconds": 30.0,
                    **(summary_extra or {})}  # fmt: skip
         (path / "summary.json").write_text(json.dumps(summary))

@@ -99,65 +99,162 @@ CASES = {
     "unknown scheduler": (None, lambda h: [TRAIN, *_tiny(h, "training.lr_scheduler_type=bogus")], "lr_scheduler_type"),
     "unknown section": (None, lambda h: [TRAIN, *_tiny(h, "nosuch.key=1")], "nosuch"),
     "misspelt key": (None, lambda h: [TRAIN, *_tiny(h, "lora.rr=8")], "lora.rr"),
-    "wrong type": (None, lambda h: [TRAIN, *_tiny(h, "training.per_device_train_batch_size=abc")], "per_device_train_batch_size"),
+    "wrong type": (
+        None,
+        lambda h: [TRAIN, *_tiny(h, "training.per_device_train_batch_size=abc")],
+        "per_device_train_batch_size",
+    ),
     "name ..": (None, lambda h: [TRAIN, *_tiny(h, "name=..")], "name"),
     "name with a slash": (None, lambda h: [TRAIN, *_tiny(h, "name=a/b")], "name"),
     "config file missing": (None, lambda h: [TRAIN, str(h / "missing.yaml")], "missing.yaml"),
     "config not a mapping": (_write("list.yaml", "- a\n- b\n"), lambda h: [TRAIN, str(h / "list.yaml")], "list.yaml"),
     "config not YAML": (_write("bad.yaml", "a: [1, 2\n"), lambda h: [TRAIN, str(h / "bad.yaml")], "bad.yaml"),
-    "validation 0 but needed": (None, lambda h: [TRAIN, *_tiny(h, "data.validation_samples=0", "training.eval_strategy=steps",
-                                                              "training.eval_steps=1")], "validation"),  # fmt: skip
+    "validation 0 but needed": (
+        None,
+        lambda h: [
+            TRAIN,
+            *_tiny(h, "data.validation_samples=0", "training.eval_strategy=steps", "training.eval_steps=1"),
+        ],
+        "validation",
+    ),  # fmt: skip
     # data files
     "train file missing": (None, lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'nope.jsonl'}")], "nope.jsonl"),
-    "train file truncated JSON": (_write("cut.json", '{"data": [{"title": "x", "paragraphs": ['),
-                                  lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'cut.json'}")], "cut.json"),  # fmt: skip
-    "train JSONL row without answers": (_write("noans.jsonl", json.dumps({"id": "a", "question": "q?", "context": "c"}) + "\n"),
-                                        lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'noans.jsonl'}")], "noans.jsonl"),  # fmt: skip
+    "train file truncated JSON": (
+        _write("cut.json", '{"data": [{"title": "x", "paragraphs": ['),
+        lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'cut.json'}")],
+        "cut.json",
+    ),  # fmt: skip
+    "train JSONL row without answers": (
+        _write("noans.jsonl", json.dumps({"id": "a", "question": "q?", "context": "c"}) + "\n"),
+        lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'noans.jsonl'}")],
+        "noans.jsonl",
+    ),  # fmt: skip
     # output targets
-    "train into a folder holding predictions": (None, lambda h: [TRAIN, *_tiny(h, f"output_dir={h / 'earlier'}")], "earlier"),
-    "eval into a folder holding predictions": (None, lambda h: ["eval", f"data.test={h / 'test.jsonl'}", "training.device=cpu",
-                                                                "--adapter", str(h / "adapter"), "--output", str(h / "earlier")],
-                                               "earlier"),  # fmt: skip
-    "predict onto an existing file": (None, lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION, "--output",
-                                                       str(h / "answers.jsonl")], "--output"),  # fmt: skip
-    "predict onto a dangling link": (None, lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION, "--output",
-                                                      str(h / "dangling.jsonl")], "--output"),  # fmt: skip
-    "merge onto a file": (None, lambda h: ["merge", "--adapter", str(h / "adapter"), "--output", str(h / "notes.txt")], "notes.txt"),
-    "merge into a non-empty folder": (None, lambda h: ["merge", "--adapter", str(h / "adapter"), "--output", str(h / "earlier")],
-                                      "earlier"),  # fmt: skip
+    "train into a folder holding predictions": (
+        None,
+        lambda h: [TRAIN, *_tiny(h, f"output_dir={h / 'earlier'}")],
+        "earlier",
+    ),
+    "eval into a folder holding predictions": (
+        None,
+        lambda h: [
+            "eval",
+            f"data.test={h / 'test.jsonl'}",
+            "training.device=cpu",
+            "--adapter",
+            str(h / "adapter"),
+            "--output",
+            str(h / "earlier"),
+        ],
+        "earlier",
+    ),  # fmt: skip
+    "predict onto an existing file": (
+        None,
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION, "--output", str(h / "answers.jsonl")],
+        "--output",
+    ),  # fmt: skip
+    "predict onto a dangling link": (
+        None,
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION, "--output", str(h / "dangling.jsonl")],
+        "--output",
+    ),  # fmt: skip
+    "merge onto a file": (
+        None,
+        lambda h: ["merge", "--adapter", str(h / "adapter"), "--output", str(h / "notes.txt")],
+        "notes.txt",
+    ),
+    "merge into a non-empty folder": (
+        None,
+        lambda h: ["merge", "--adapter", str(h / "adapter"), "--output", str(h / "earlier")],
+        "earlier",
+    ),  # fmt: skip
     "report of a folder that is no run": (None, lambda h: ["report", str(h / "adapter")], "adapter"),
-    "unknown decoding": (None, lambda h: ["eval", f"data.test={h / 'test.jsonl'}", "--adapter", str(h / "adapter"),
-                                          "--decoding", "beam-x", "--output", str(h / "new-eval")], "--decoding"),  # fmt: skip
+    "unknown decoding": (
+        None,
+        lambda h: [
+            "eval",
+            f"data.test={h / 'test.jsonl'}",
+            "--adapter",
+            str(h / "adapter"),
+            "--decoding",
+            "beam-x",
+            "--output",
+            str(h / "new-eval"),
+        ],
+        "--decoding",
+    ),  # fmt: skip
     # adapter directories
-    "adapter folder missing": (None, lambda h: ["predict", "--adapter", str(h / "no-adapter"), *QUESTION], "no-adapter"),
-    "adapter_config.json a list": (_adapter_text("adapter_config.json", "[1, 2]"),
-                                   lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "adapter_config.json"),
-    "adapter_config.json not JSON": (_adapter_text("adapter_config.json", "{not json"),
-                                     lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "adapter_config.json"),
-    "loraqa.json unknown key": (_adapter_edit("loraqa.json", lambda d: d.update(surprise=1)),
-                                lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "loraqa.json"),
-    "loraqa.json wrong type": (_adapter_edit("loraqa.json", lambda d: d.update(vocab_size="many")),
-                               lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "loraqa.json"),
-    "tokenizer missing": (_adapter_unlink("tokenizer.json"),
-                          lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "tokenizer.json"),
-    "tokenizer with auto_map": (_adapter_edit("tokenizer_config.json", lambda d: d.update(auto_map={"AutoTokenizer": ["x.Y", None]})),
-                                lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "tokenizer_config.json"),
-    "weights corrupt": (_adapter_text("adapter_model.safetensors", "garbage"),
-                        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION], "adapter_model.safetensors"),
+    "adapter folder missing": (
+        None,
+        lambda h: ["predict", "--adapter", str(h / "no-adapter"), *QUESTION],
+        "no-adapter",
+    ),
+    "adapter_config.json a list": (
+        _adapter_text("adapter_config.json", "[1, 2]"),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "adapter_config.json",
+    ),
+    "adapter_config.json not JSON": (
+        _adapter_text("adapter_config.json", "{not json"),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "adapter_config.json",
+    ),
+    "loraqa.json unknown key": (
+        _adapter_edit("loraqa.json", lambda d: d.update(surprise=1)),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "loraqa.json",
+    ),
+    "loraqa.json wrong type": (
+        _adapter_edit("loraqa.json", lambda d: d.update(vocab_size="many")),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "loraqa.json",
+    ),
+    "tokenizer missing": (
+        _adapter_unlink("tokenizer.json"),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "tokenizer.json",
+    ),
+    "tokenizer with auto_map": (
+        _adapter_edit("tokenizer_config.json", lambda d: d.update(auto_map={"AutoTokenizer": ["x.Y", None]})),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "tokenizer_config.json",
+    ),
+    "weights corrupt": (
+        _adapter_text("adapter_model.safetensors", "garbage"),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION],
+        "adapter_model.safetensors",
+    ),
     # predict inputs
-    "predict input missing": (None, lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")], "q.jsonl"),
-    "predict input not objects": (_write("q.jsonl", "[1, 2]\n"),
-                                  lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")], "q.jsonl"),
-    "predict input empty question": (_write("q.jsonl", json.dumps({"question": " ", "context": CONTEXT}) + "\n"),
-                                     lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
-                                     "q.jsonl"),  # fmt: skip
-    "predict input duplicate ids": (_write("q.jsonl", 2 * (json.dumps({"id": "a", "question": "Who?", "context": CONTEXT}) + "\n")),
-                                    lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
-                                    "q.jsonl"),  # fmt: skip
-    "predict context over the limit": (None, lambda h: ["predict", "--adapter", str(h / "adapter"), "--question", "Who?",
-                                                        "--context", "word " * 30_000], "max_context_chars"),  # fmt: skip
-    "predict question without context": (None, lambda h: ["predict", "--adapter", str(h / "adapter"), "--question", "Who?"],
-                                         "--context"),  # fmt: skip
+    "predict input missing": (
+        None,
+        lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
+        "q.jsonl",
+    ),
+    "predict input not objects": (
+        _write("q.jsonl", "[1, 2]\n"),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
+        "q.jsonl",
+    ),
+    "predict input empty question": (
+        _write("q.jsonl", json.dumps({"question": " ", "context": CONTEXT}) + "\n"),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
+        "q.jsonl",
+    ),  # fmt: skip
+    "predict input duplicate ids": (
+        _write("q.jsonl", 2 * (json.dumps({"id": "a", "question": "Who?", "context": CONTEXT}) + "\n")),
+        lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
+        "q.jsonl",
+    ),  # fmt: skip
+    "predict context over the limit": (
+        None,
+        lambda h: ["predict", "--adapter", str(h / "adapter"), "--question", "Who?", "--context", "word " * 30_000],
+        "max_context_chars",
+    ),  # fmt: skip
+    "predict question without context": (
+        None,
+        lambda h: ["predict", "--adapter", str(h / "adapter"), "--question", "Who?"],
+        "--context",
+    ),  # fmt: skip
 }
 
 

@@ -55,7 +55,9 @@ def make_malicious(adapter: Path, target: Path) -> Path:
     )
     tokenizer_config = json.loads((target / "tokenizer_config.json").read_text())
     tokenizer_config["tokenizer_class"] = "EvilTokenizer"
-    tokenizer_config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", "tokenization_evil.EvilTokenizer"]}
+    tokenizer_config["auto_map"] = {
+        "AutoTokenizer": ["tokenization_evil.EvilTokenizer", "tokenization_evil.EvilTokenizer"]
+    }
     (target / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     meta = json.loads((target / "loraqa.json").read_text())
     meta["model_config"]["trust_remote_code"] = True
@@ -121,7 +123,10 @@ def test_trust_remote_code_needs_a_base_the_user_names(trained_bert, capsys):
 
 def test_real_process_refuses_the_malicious_adapter(evil, tmp_path):
     adapter, marker = evil
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "loraqa", "predict", "model.trust_remote_code=false", "--adapter", str(adapter), *QUESTION],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
@@ -169,7 +174,10 @@ def _remove(name: str):
 
 
 BAD_ADAPTERS = {
-    "loraqa.json unknown key": (_edit_json("loraqa.json", _set("run_this", "x")), "loraqa.json: unknown key 'run_this'"),
+    "loraqa.json unknown key": (
+        _edit_json("loraqa.json", _set("run_this", "x")),
+        "loraqa.json: unknown key 'run_this'",
+    ),
     "loraqa.json unknown model key": (
         _edit_json("loraqa.json", _set("model_config.tokenizer_code", "evil.py")),
         "loraqa.json: unknown key 'model_config.tokenizer_code'",
@@ -186,7 +194,10 @@ BAD_ADAPTERS = {
         _edit_json("loraqa.json", _set("model_config.trust_remote_code", "yes")),
         "loraqa.json: key 'model_config.trust_remote_code' must be true/false",
     ),
-    "loraqa.json not an object": (_edit_json("loraqa.json", lambda d: [d]), "loraqa.json: the file must be a JSON object"),
+    "loraqa.json not an object": (
+        _edit_json("loraqa.json", lambda d: [d]),
+        "loraqa.json: the file must be a JSON object",
+    ),
     "loraqa.json no model_config": (
         _edit_json("loraqa.json", lambda d: {k: v for k, v in d.items() if k != "model_config"}),
         "loraqa.json: key 'model_config' is missing",

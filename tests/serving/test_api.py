@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 
 from loraqa.data.records import QARecord
 from loraqa.inference.predict import answer
-from loraqa.models.inference import load_ready_model, model_config_for_adapter
+from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
 from loraqa.serving.app import create_app
 from loraqa.serving.registry import AdapterSource, build_registry
 from loraqa.serving.settings import ServeSettings
-from loraqa.training.device import plan_device
+from loraqa.device import plan_device
 from tiny_models import synthetic_records
 
 NAMES = ("extractive", "extractive2", "seq2seq", "causal")
@@ -58,9 +58,13 @@ def test_answers_equal_loraqa_predict(name, client, trained_adapters, serve_conf
             assert record.context[body["start"] : body["end"]] == body["answer"]
         else:
             assert body["answer"] not in record.context or not body["answer"]
-    batch = client.post("/v1/answer", json=[{"question": r.question, "context": r.context, "adapter": name} for r in QUESTIONS[:4]])
+    batch = client.post(
+        "/v1/answer", json=[{"question": r.question, "context": r.context, "adapter": name} for r in QUESTIONS[:4]]
+    )
     assert batch.status_code == 200
-    assert [(b["answer"], b["confidence"]) for b in batch.json()] == [(w["answer"], w["confidence"]) for w in expected[:4]]
+    assert [(b["answer"], b["confidence"]) for b in batch.json()] == [
+        (w["answer"], w["confidence"]) for w in expected[:4]
+    ]
 
 
 def test_adapters_on_one_base_share_it_and_answer_differently(registry):
@@ -111,7 +115,9 @@ def test_health_answers_while_a_batch_runs(registry, monkeypatch):
         result = {}
         record = QUESTIONS[0]
         asker = threading.Thread(
-            target=lambda: result.update(r=client.post("/v1/answer", json={"question": record.question, "context": record.context}))
+            target=lambda: result.update(
+                r=client.post("/v1/answer", json={"question": record.question, "context": record.context})
+            )
         )
         asker.start()
         assert started.wait(10)
@@ -131,7 +137,11 @@ def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
     settings = ServeSettings(max_batch=8, batch_window_ms=300)
     with TestClient(create_app(registry, settings)) as client:
         threads = [
-            threading.Thread(target=client.post, args=("/v1/answer",), kwargs={"json": {"question": r.question, "context": r.context}})
+            threading.Thread(
+                target=client.post,
+                args=("/v1/answer",),
+                kwargs={"json": {"question": r.question, "context": r.context}},
+            )
             for r in QUESTIONS
         ]
         for t in threads:

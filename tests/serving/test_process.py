@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -103,7 +102,9 @@ def test_web_page_highlights_the_answer(server, tmp_path):
             page.fill("#question", "Who founded Avalon?")
             page.click("#ask")
             mark = page.wait_for_selector("#highlighted mark", timeout=30_000)
-            expected = httpx.post(f"{server}/v1/answer", json={"question": "Who founded Avalon?", "context": CONTEXT}).json()
+            expected = httpx.post(
+                f"{server}/v1/answer", json={"question": "Who founded Avalon?", "context": CONTEXT}
+            ).json()
             assert mark.inner_text() == expected["answer"]
             assert page.inner_text("#answer-text") == expected["answer"]
             assert "confidence" in page.inner_text("#confidence")

@@ -13,7 +13,9 @@ def postgres_url() -> str | None:
     if url:
         return url
     if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but LORAQA_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL with scripts/ci-postgres.sh")
+        pytest.fail(
+            "CI=true but LORAQA_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL with scripts/ci-postgres.sh"
+        )
     pytest.skip("no PostgreSQL server: set LORAQA_TEST_POSTGRES_URL (bash scripts/ci-postgres.sh prints one)")
 
 

@@ -30,7 +30,9 @@ def write_sweep(root: Path, *, failed: str = "lora.r=16 training.learning_rate=1
                     config = f"lora.r={r} training.learning_rate={lr} lora.target_modules={modules}"
                     cell = f"{config} seed={seed}"
                     if config == failed:
-                        failures.append({"trial": 99, "cell": cell, "error": "lora.r: out of memory (CUDA)", "retried": False})
+                        failures.append(
+                            {"trial": 99, "cell": cell, "error": "lora.r: out of memory (CUDA)", "retried": False}
+                        )
                         continue
                     state = "PRUNED" if config == pruned else "COMPLETE"
                     _write_trial(root / f"r={r}_learning_rate={lr}_target_modules={modules}_seed={seed}", cell,
@@ -55,7 +57,10 @@ def _write_trial(path: Path, cell: str, r: str, lr: str, modules: str, seed: int
                                                    "train_seconds": 1.0}))  # fmt: skip
     (path / "adapter").mkdir()
     layers = 2 * (4 if modules == "attention" else 2)  # LoRA A and B per module per layer
-    save_file({f"w{i}": np.zeros((int(r), 32), dtype=np.float32) for i in range(layers)}, str(path / "adapter" / "adapter_model.safetensors"))
+    save_file(
+        {f"w{i}": np.zeros((int(r), 32), dtype=np.float32) for i in range(layers)},
+        str(path / "adapter" / "adapter_model.safetensors"),
+    )
     record = {"trial": 0, "cell": cell, "state": state, "validation_f1": value, "validation": {"f1": value}, "test": test,
               "run_dir": str(path)}  # fmt: skip
     if state == "PRUNED":

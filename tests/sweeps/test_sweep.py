@@ -41,7 +41,9 @@ def test_two_worker_processes_share_one_study_and_train_each_cell_once(storage, 
     argv = sweep_command(overrides, tmp_path / "sweep", name, "--grid", "lora.r=2,4,8", "training.learning_rate=1e-4,1e-3",
                          *options)  # fmt: skip
     workers = [start_worker(argv, tmp_path / f"worker{i}.log") for i in range(2)]
-    assert [w.wait(timeout=600) for w in workers] == [0, 0], [(tmp_path / f"worker{i}.log").read_text()[-2000:] for i in range(2)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0], [
+        (tmp_path / f"worker{i}.log").read_text()[-2000:] for i in range(2)
+    ]
 
     done, trials = completed_per_cell(url, name)
     assert len(trials) == 6 and len(done) == 6 and set(done.values()) == {1}
@@ -67,7 +69,9 @@ def test_killed_worker_trial_is_retried_and_resumed_from_its_checkpoint(storage,
     assert len(done) == 2 and set(done.values()) == {1}
     killed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(killed) == 1  # the dead worker's trial, noticed through its heartbeat
-    retry = next(t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == killed[0].user_attrs["cell"])
+    retry = next(
+        t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == killed[0].user_attrs["cell"]
+    )
     assert retry.system_attrs["failed_trial"] == killed[0].number
     resumed = retry.user_attrs["resumed_from"]
     assert resumed and int(resumed.rsplit("-", 1)[1]) >= int(checkpoint.name.rsplit("-", 1)[1]) > 0

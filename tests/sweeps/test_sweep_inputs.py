@@ -25,7 +25,9 @@ def test_grid_cells_are_the_product_in_a_fixed_order_with_seeds_last():
 
 
 def test_search_space_distributions():
-    space = parse_space(["training.learning_rate=loguniform(5e-5,2e-3)", "lora.r=int(2,8)", "lora.target_modules=choice(qv,attention)"])
+    space = parse_space(
+        ["training.learning_rate=loguniform(5e-5,2e-3)", "lora.r=int(2,8)", "lora.target_modules=choice(qv,attention)"]
+    )
     assert space["training.learning_rate"] == optuna.distributions.FloatDistribution(5e-5, 2e-3, log=True)
     assert space["lora.r"] == optuna.distributions.IntDistribution(2, 8)
     assert space["lora.target_modules"].choices == ("qv", "attention")

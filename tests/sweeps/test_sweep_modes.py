@@ -107,7 +107,9 @@ def test_median_pruning_stops_the_trial_that_lags_and_the_sweep_goes_on(tiny_mod
     assert record["state"] == "PRUNED" and record["pruned_at_step"] == step
     logged_steps = [json.loads(line).get("step", 0) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     assert max(logged_steps) == step  # training really stopped there
-    assert json.loads((Path(trials[1.5e-1].user_attrs["run_dir"]) / "sweep_trial.json").read_text())["state"] == "COMPLETE"
+    assert (
+        json.loads((Path(trials[1.5e-1].user_attrs["run_dir"]) / "sweep_trial.json").read_text())["state"] == "COMPLETE"
+    )
     summary = json.loads((sweep_dir / "sweep.json").read_text())
     assert summary["trials"] == {"COMPLETE": 5, "PRUNED": 1}
     assert summary["pruned"] == [{"trial": pruned.number, "cell": pruned.user_attrs["cell"], "step": step}]
@@ -137,7 +139,11 @@ def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once
     assert again.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
     done, trials = completed_per_cell(url, "ctrlc")
     assert done == {"lora.r=2 seed=42": 1, "lora.r=4 seed=42": 1}  # each cell exactly once
-    retry = next(t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == interrupted[0].user_attrs["cell"])
+    retry = next(
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == interrupted[0].user_attrs["cell"]
+    )
     assert retry.system_attrs["failed_trial"] == interrupted[0].number and retry.user_attrs["resumed_from"]
     assert len(trials) == 3  # the interrupted trial, its retry, the other cell: nothing else was trained
 

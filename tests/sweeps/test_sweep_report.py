@@ -41,7 +41,9 @@ def test_a_sweep_directory_is_read_as_a_sweep_with_every_trial(tmp_path):
     assert failed.run is None and "out of memory" in failed.error and failed.params["lora.r"] == "16"
     best = next(t for t in trials if t.config == BEST)
     assert best.trainable == 8 * 16 * 32 and best.seed == 42  # counted from the adapter file's header
-    plan = heatmap_plan({k: v for k, v in __import__("loraqa.reports.sweep", fromlist=["axes_of"]).axes_of(trials).items()})
+    plan = heatmap_plan(
+        {k: v for k, v in __import__("loraqa.reports.sweep", fromlist=["axes_of"]).axes_of(trials).items()}
+    )
     assert plan == ("lora.r", "training.learning_rate", "lora.target_modules")
 
 
@@ -50,7 +52,9 @@ def test_leaderboard_ranks_on_validation_pools_seeds_and_leaves_out_pruned_trial
     board = leaderboard(source.details["trials"], maximize=True)
     assert board[0]["config"] == BEST and len(board[0]["trials"]) == 2
     assert board[0]["mean"] == pytest.approx((87 + 87.5) / 2) and board[0]["range"] == pytest.approx(0.5)
-    assert len(board) == 10 and all("qv" not in r["config"] or "r=4 training.learning_rate=1e-4" not in r["config"] for r in board)
+    assert len(board) == 10 and all(
+        "qv" not in r["config"] or "r=4 training.learning_rate=1e-4" not in r["config"] for r in board
+    )
     assert board[-1]["mean"] == min(r["mean"] for r in board)
     assert leaderboard(source.details["trials"], maximize=False)[0]["config"] == board[-1]["config"]
 
@@ -108,7 +112,9 @@ def test_a_real_tiny_sweep_reports_and_renders_in_headless_chromium(tiny_model_d
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto((sweep_dir / "report.html").as_uri(), wait_until="load")
-            images = page.eval_on_selector_all("img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))")
+            images = page.eval_on_selector_all(
+                "img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
+            )
             text = page.inner_text("body")
             if SCREENSHOT_DIR:
                 Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)

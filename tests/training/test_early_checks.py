@@ -29,8 +29,16 @@ def test_a_misspelt_target_module_is_refused_before_the_baseline_listing_valid_n
     assert "'v_projj'" in message and "q_proj, k_proj, v_proj, o_proj" in message and "\n" not in message
     assert not run.exists()
     monkeypatch.undo()
-    run_training(tiny_config(tiny_model_dir("llama"), qa_files, run, "lora.target_modules=q_proj,v_proj",
-                             "training.max_steps=1", "evaluation.baseline=false"))  # fmt: skip — no --overwrite
+    run_training(
+        tiny_config(
+            tiny_model_dir("llama"),
+            qa_files,
+            run,
+            "lora.target_modules=q_proj,v_proj",
+            "training.max_steps=1",
+            "evaluation.baseline=false",
+        )
+    )  # fmt: skip — no --overwrite
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 

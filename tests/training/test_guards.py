@@ -102,7 +102,7 @@ def test_an_exploding_loss_stops_training_naming_the_step(tiny_model_dir, qa_fil
     run = tmp_path / "run"
     assert main(["train", *tiny_overrides(tiny_model_dir("bert"), qa_files, run, *EXPLODING)]) == 2
     err = capsys.readouterr().err
-    line = err[err.index("loraqa: error:"):].splitlines()[0]  # the progress bar ends without a newline
+    line = err[err.index("loraqa: error:") :].splitlines()[0]  # the progress bar ends without a newline
     assert "the training loss diverged at step 2" in line and "training.learning_rate (now 10000)" in line
     assert "training.stop_on_divergence=false" in line and "no good checkpoint was saved" in line
     assert not (run / "adapter").exists()

@@ -98,7 +98,9 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
         if state is not None:
             (folder / "trainer_state.json").write_text(state)
         elif missing != "trainer_state.json":
-            TrainerState(global_step=step if state_step is None else state_step).save_to_json(str(folder / "trainer_state.json"))
+            TrainerState(global_step=step if state_step is None else state_step).save_to_json(
+                str(folder / "trainer_state.json")
+            )
 
     checkpoint(2)
     checkpoint(3, state="{}")  # parses as a state of step 0
@@ -244,14 +246,19 @@ def test_kill_9_inside_a_save_or_the_baseline_then_resume_equals_uninterrupted(p
     elif point == "adapter":
         assert not (crashed / "adapter").exists() and list(crashed.glob(".adapter.tmp-*"))
     else:
-        assert (crashed / "baseline" / "predictions.jsonl").is_file() and not (crashed / "baseline" / "metrics.json").exists()
+        assert (crashed / "baseline" / "predictions.jsonl").is_file() and not (
+            crashed / "baseline" / "metrics.json"
+        ).exists()
 
     run_training(tiny_config(model, qa_files, crashed, *KILL_SETTINGS), resume=True)
     assert scores(crashed) == scores(uninterrupted)
     for name in ("predictions.jsonl", "baseline/predictions.jsonl"):
         assert (crashed / name).read_text() == (uninterrupted / name).read_text()
-    baseline = lambda run: {k: v for k, v in json.loads((run / "baseline" / "metrics.json").read_text()).items()
-                            if k not in ("seconds", "questions_per_second")}  # fmt: skip
+
+    def baseline(run):
+        metrics = json.loads((run / "baseline" / "metrics.json").read_text())
+        return {k: v for k, v in metrics.items() if k not in ("seconds", "questions_per_second")}
+
     assert baseline(crashed) == baseline(uninterrupted)
     assert not [p.name for p in crashed.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # leftovers cleared
     assert not (crashed / "checkpoints" / ".staging").exists()

@@ -80,8 +80,8 @@ def test_gradient_checkpointing_trains_lora(tiny_model_dir, qa_files, tmp_path):
 
 
 def test_added_tokens_survive_save_and_reload(tiny_model_dir, qa_files, tmp_path):
-    from loraqa.models.inference import load_ready_model, model_config_for_adapter
-    from loraqa.training.device import plan_device
+    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
+    from loraqa.device import plan_device
 
     config = tiny_config(tiny_model_dir("t5"), qa_files, tmp_path / "run", 'model.add_tokens=["[Question]"]',
                          "evaluation.baseline=false")  # fmt: skip
@@ -113,7 +113,9 @@ def test_squad_v2_data_reports_has_and_no_answer_scores(tiny_model_dir, qa_rows,
     files = {"train": write_jsonl(tmp_path / "train.jsonl", rows[:32]),
              "test": write_jsonl(tmp_path / "test.jsonl", rows[32:])}  # fmt: skip
     for family in ("bert", "gpt2"):
-        summary = run_training(tiny_config(tiny_model_dir(family), files, tmp_path / family, "evaluation.with_loss=false"))
+        summary = run_training(
+            tiny_config(tiny_model_dir(family), files, tmp_path / family, "evaluation.with_loss=false")
+        )
         metrics = summary["adapter"]
         assert metrics["NoAns_total"] + metrics["HasAns_total"] == metrics["count"] == 8
         assert metrics["NoAns_total"] > 0
@@ -132,9 +134,13 @@ def test_upper_half_puts_lora_on_the_top_layers_only(tiny_model_dir, family):
     spec = inspect_base(model_config)
     tokenizer = load_tokenizer(spec, model_config)
     model = load_model(spec, model_config, tokenizer, torch.device("cpu"))
-    settings = LoraSettings(target_modules="attention", layers_to_transform="upper_half", allow_large_trainable_share=True)
+    settings = LoraSettings(
+        target_modules="attention", layers_to_transform="upper_half", allow_large_trainable_share=True
+    )
     peft_model = attach_lora(model, settings, spec.formulation, spec.model_type)
-    adapted = {int(re.search(r"\.(\d+)\.", name).group(1)) for name, _ in peft_model.named_parameters() if "lora_A" in name}
+    adapted = {
+        int(re.search(r"\.(\d+)\.", name).group(1)) for name, _ in peft_model.named_parameters() if "lora_A" in name
+    }
     assert adapted == {1}  # the tiny models have 2 layers per stack: only the top one is adapted
 
 

@@ -34,6 +34,8 @@ def describe_shipped() -> str:
     """The shipped configs, one line each: the name and the first line of its description."""
     lines = [f"shipped configs in {SHIPPED_DIR} (run one with `loraqa train NAME`; copy one to edit it):"]
     for name, path in shipped_configs().items():
-        comments = [line.lstrip("# ").rstrip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+        comments = [
+            line.lstrip("# ").rstrip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")
+        ]
         lines.append(f"  {name:<22} {comments[1] if len(comments) > 1 else ''}")
     return "\n".join(lines)

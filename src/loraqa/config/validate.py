@@ -73,7 +73,9 @@ def _check_data(config: RunConfig) -> None:
     _positive("data.train_samples", data.train_samples, allow_none=True)
     _positive("data.test_samples", data.test_samples, allow_none=True)
     if data.validation_samples < 0:
-        raise ConfigError("data.validation_samples", f"must be >= 0 (0: no validation split), got {data.validation_samples}")
+        raise ConfigError(
+            "data.validation_samples", f"must be >= 0 (0: no validation split), got {data.validation_samples}"
+        )
     if data.validation_samples == 0 and needs_validation(config):
         raise ConfigError(
             "data.validation_samples",
@@ -160,7 +162,9 @@ def _check_lora_variant(lora) -> None:
     """The variant keys alone and together: only what peft implements and what saves as an adapter
     that loads, with the same answers, on the untouched base (docs/lora-variants.md)."""
     if lora.init not in LORA_INITS and not _PISSA_NITER.fullmatch(lora.init):
-        raise ConfigError("lora.init", f"unknown initialisation {lora.init!r}; use one of {', '.join(LORA_INITS)} or pissa_niter_N")
+        raise ConfigError(
+            "lora.init", f"unknown initialisation {lora.init!r}; use one of {', '.join(LORA_INITS)} or pissa_niter_N"
+        )
     if lora.init == "loftq":
         raise ConfigError(
             "lora.init",
@@ -278,7 +282,9 @@ def _check_report_to(t) -> None:
     backends = tracking_backends(t)
     for name in backends:
         if name not in TRACKING_PACKAGES:
-            raise ConfigError("training.report_to", f"unknown backend {name!r}; use {', '.join(TRACKING_PACKAGES)}, [] or none")
+            raise ConfigError(
+                "training.report_to", f"unknown backend {name!r}; use {', '.join(TRACKING_PACKAGES)}, [] or none"
+            )
     if len(set(backends)) != len(backends):
         raise ConfigError("training.report_to", f"names a backend twice: {backends}")
     for name in backends:
@@ -299,9 +305,13 @@ def _check_scheduler(t) -> None:
         raise ConfigError("training.lr_scheduler_type", f"'{t.lr_scheduler_type}' needs scheduler arguments loraqa "
                           f"does not pass; use one of {', '.join(names)}")  # fmt: skip
     if t.lr_scheduler_type not in names:
-        raise ConfigError("training.lr_scheduler_type", f"unknown scheduler '{t.lr_scheduler_type}'; use one of {', '.join(names)}")
+        raise ConfigError(
+            "training.lr_scheduler_type", f"unknown scheduler '{t.lr_scheduler_type}'; use one of {', '.join(names)}"
+        )
     if t.lr_scheduler_type == "reduce_lr_on_plateau" and t.eval_strategy == "no":
-        raise ConfigError("training.lr_scheduler_type", "reduce_lr_on_plateau needs training.eval_strategy 'steps' or 'epoch'")
+        raise ConfigError(
+            "training.lr_scheduler_type", "reduce_lr_on_plateau needs training.eval_strategy 'steps' or 'epoch'"
+        )
 
 
 def _check_evaluation(config: RunConfig) -> None:
@@ -311,7 +321,7 @@ def _check_evaluation(config: RunConfig) -> None:
         raise ConfigError("evaluation.with_loss", "must be true when training.metric_for_best_model is eval_loss")
     _positive("evaluation.n_best_size", e.n_best_size)
     _positive("generation.max_new_tokens", config.generation.max_new_tokens)
-    from loraqa.evaluation.decoding import parse_decoding  # local: keeps config import-light
+    from loraqa.config.decoding import parse_decoding  # local: keeps config import-light
 
     parse_decoding(config.generation.decoding, key="generation.decoding")
 

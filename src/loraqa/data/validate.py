@@ -176,8 +176,7 @@ def checked_answers(context: str, pairs: Sequence[tuple[str, int]]) -> tuple[Ans
         if start < 0 or end > len(context):
             raise RecordProblem(
                 ANSWER_OUT_OF_RANGE,
-                f"answer_start {start} of answer {_short(text)} is outside the context "
-                f"({len(context)} characters)",
+                f"answer_start {start} of answer {_short(text)} is outside the context ({len(context)} characters)",
             )
         found = context[start:end]
         if found != text:
@@ -200,9 +199,7 @@ def located_answer(context: str, text: str) -> Answer:
     return Answer(text, start)
 
 
-def resolve_answers(
-    answers: tuple[Answer, ...], *, is_impossible: bool | None, version_2: bool
-) -> tuple[Answer, ...]:
+def resolve_answers(answers: tuple[Answer, ...], *, is_impossible: bool | None, version_2: bool) -> tuple[Answer, ...]:
     """The answers a record keeps, given its `is_impossible` flag (None when the source has none).
 
     Unanswerable questions keep no answers (SQuAD v2 `plausible_answers` are not answers). Without

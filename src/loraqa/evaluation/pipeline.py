@@ -21,11 +21,11 @@ from loraqa.evaluation.runner import (
     write_outcome,
 )
 from loraqa.runs.atomic import write_text_atomic
-from loraqa.models.inference import load_ready_model, model_config_for_adapter
+from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
 from loraqa.runs.rundir import loraqa_outputs
-from loraqa.training.device import plan_device
-from loraqa.training.pipeline import say
+from loraqa.device import plan_device
+from loraqa.console import say
 
 
 def default_output(config: RunConfig, adapter: str | None) -> Path:
@@ -51,15 +51,21 @@ def run_evaluation(
         raise RunDirError(f"{out_dir} exists and is not a directory; use another --output DIR")
     existing = loraqa_outputs(out_dir)
     if existing and not overwrite:  # a run, an earlier evaluation, predictions or a report
-        raise RunDirError(f"{out_dir} already holds an evaluation or run ({', '.join(existing)}); use --overwrite or --output DIR")
+        raise RunDirError(
+            f"{out_dir} already holds an evaluation or run ({', '.join(existing)}); use --overwrite or --output DIR"
+        )
     if adapter:
-        config = dataclasses.replace(config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides))
+        config = dataclasses.replace(
+            config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides)
+        )
     records, version_2 = load_test(config.data)
     set_seed(config.training.seed)
     spec = inspect_base(config.model)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     ready = load_ready_model(config.model, plan, adapter, spec=spec)
-    say(f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {plan.description}")
+    say(
+        f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {plan.description}"
+    )
     formulation = ready.spec.formulation
     if not formulation.generates and (len(decodings) > 1 or decodings != ["greedy"]):
         say(f"{formulation.name} models pick a span, no decoding applies: evaluated once (not {','.join(decodings)})")
@@ -69,7 +75,11 @@ def run_evaluation(
         settings = predict_settings(config, version_2, decoding)
         outcome = evaluate_records(formulation, ready.model, ready.tokenizer, records, settings, label=decoding)
         target = out_dir if len(decodings) == 1 else out_dir / decoding
-        extra = {"model": config.model.name, "adapter": adapter, "decoding": decoding if formulation.generates else None}
+        extra = {
+            "model": config.model.name,
+            "adapter": adapter,
+            "decoding": decoding if formulation.generates else None,
+        }
         write_outcome(outcome, target, extra=extra)
         outcomes[decoding] = outcome
     if len(outcomes) > 1:  # the answers side by side, one row per question
@@ -80,4 +90,3 @@ def run_evaluation(
     print(format_table(rows))
     print(f"written to {out_dir}" + ("  (decodings.jsonl: the answers side by side)" if len(outcomes) > 1 else ""))
     return {d: o.metrics for d, o in outcomes.items()}
-

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
-from loraqa.evaluation.decoding import parse_decoding
+from loraqa.config.decoding import parse_decoding
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic

@@ -73,9 +73,7 @@ class CausalFormulation(GenerativeFormulation):
         if len(ids) > budget and not self.config.closed_book:
             overhead = len(ids) - len(tokenizer(record.context, add_special_tokens=False)["input_ids"])
             keep = max(budget - overhead - 2, 0)  # 2: tokens can merge differently at the cut
-            offsets = tokenizer(record.context, add_special_tokens=False, return_offsets_mapping=True)[
-                "offset_mapping"
-            ]
+            offsets = tokenizer(record.context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
             cut = offsets[keep - 1][1] if keep > 0 else 0
             text = self._prompt_text(record, record.context[:cut], tokenizer)
             ids = tokenizer(text, add_special_tokens=special)["input_ids"]
@@ -153,7 +151,9 @@ class CausalFormulation(GenerativeFormulation):
         keep = batch.get("logits_to_keep") or min(int((labels != -100).sum(dim=1).max()) + 1, labels.shape[1])
         cache = None
         if "prefix_input_ids" in batch:
-            cache = prefix_cache(model, batch["prefix_input_ids"], batch["prefix_attention_mask"], batch["prefix_owner"])
+            cache = prefix_cache(
+                model, batch["prefix_input_ids"], batch["prefix_attention_mask"], batch["prefix_owner"]
+            )
         out = model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],

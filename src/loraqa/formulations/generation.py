@@ -65,9 +65,9 @@ def generate_answers(
         if any(plan.shared):
             encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], plan.shared, tokenizer, device)
         else:
-            encoded = tokenizer.pad(
-                {"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt"
-            ).to(device)
+            encoded = tokenizer.pad({"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt").to(
+                device
+            )
         answers = _generate(model, encoded, settings, eos_ids, tokenizer, decoder_only, reuse_cache)
         for index, (ids, logprobs) in zip(batch, answers):
             results[index] = _finish(tokenizer, ids, logprobs, eos_ids)
@@ -78,7 +78,13 @@ def generate_answers(
 
 
 def _generate(
-    model, encoded: dict, settings: PredictSettings, eos_ids: list[int], tokenizer, decoder_only: bool, reuse_cache: bool
+    model,
+    encoded: dict,
+    settings: PredictSettings,
+    eos_ids: list[int],
+    tokenizer,
+    decoder_only: bool,
+    reuse_cache: bool,
 ):
     """(new token ids, their log-probabilities) per row of one batch.
 

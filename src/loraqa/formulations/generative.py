@@ -35,7 +35,9 @@ class GenerativeFormulation(Formulation):
         progress: Progress | None = None,
     ) -> PredictResult:
         prompts = [self.generation_prompt(r, tokenizer, settings) for r in records]
-        answers = generate_answers(model, tokenizer, prompts, settings, decoder_only=self.decoder_only, progress=progress)
+        answers = generate_answers(
+            model, tokenizer, prompts, settings, decoder_only=self.decoder_only, progress=progress
+        )
         predictions = [Prediction(r.id, text, conf) for r, (text, conf) in zip(records, answers)]
         metrics: dict[str, float] = {}
         if settings.with_loss:

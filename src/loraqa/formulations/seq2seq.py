@@ -1,7 +1,7 @@
 """Seq2seq QA (T5, FLAN-T5): `question: ... context: ...` in, the answer text out.
 
 Label padding is -100 so padding never counts in the loss, and -100 never reaches a decoder
-(the OverflowError pitfall). T5 is never trained in fp16 (NaN losses); see training.device.
+(the OverflowError pitfall). T5 is never trained in fp16 (NaN losses); see loraqa.device.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class Seq2SeqFormulation(GenerativeFormulation):
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
         features = []
         for record in records:
-            features.append({"input_ids": self.prompt_ids(record, tokenizer), "labels": self._target_ids(record, tokenizer)})
+            features.append(
+                {"input_ids": self.prompt_ids(record, tokenizer), "labels": self._target_ids(record, tokenizer)}
+            )
         return features
 
     def _target_ids(self, record: QARecord, tokenizer) -> list[int]:

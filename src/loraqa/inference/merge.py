@@ -3,7 +3,7 @@
 An adapter trained on a quantized base (QLoRA, loraqa.json `quantize_base`) is merged into the
 FULL-precision base, as peft's docs advise: merging into 4/8-bit weights would round the update
 away and write a quantized model. loraqa's inference loading never quantizes the base
-(`models.inference.load_ready_model` calls `load_model` without `quantize`), so that is what happens;
+(`inference.ready.load_ready_model` calls `load_model` without `quantize`), so that is what happens;
 `quantized_base_notice` says so to the user.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from loraqa.errors import RunDirError
-from loraqa.models.inference import ReadyModel
+from loraqa.inference.ready import ReadyModel
 from loraqa.runs.atomic import atomic_directory
 
 

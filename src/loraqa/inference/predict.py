@@ -28,7 +28,7 @@ from loraqa.data.validate import (
 )
 from loraqa.errors import DataError, RunDirError
 from loraqa.evaluation.runner import predict_settings
-from loraqa.models.inference import ReadyModel
+from loraqa.inference.ready import ReadyModel
 from loraqa.runs.atomic import write_text_exclusive
 
 NO_ANSWER_TEXT = "(no answer)"
@@ -57,7 +57,9 @@ def command_line_question(question: str, context: str, data: DataConfig) -> QARe
     try:
         return _record({"question": question, "context": context}, "q1", data.max_context_chars)
     except RecordProblem as problem:
-        raise DataError("--context" if "context" in problem.problem else "--question", _with_hint(problem).problem) from None
+        raise DataError(
+            "--context" if "context" in problem.problem else "--question", _with_hint(problem).problem
+        ) from None
 
 
 def _record(row, default_id: str, max_context_chars: int) -> QARecord:

@@ -114,7 +114,9 @@ def _freeze_saved_copies(peft_model, names: list[str]) -> None:
 
 def variant_kwargs(settings: LoraSettings) -> dict:
     """LoraConfig's arguments for the variant keys (validated in config/validate.py): peft implements them."""
-    init = {"default": True}.get(settings.init, settings.init)  # gaussian, pissa, pissa_niter_N, olora as peft spells them
+    init = {"default": True}.get(
+        settings.init, settings.init
+    )  # gaussian, pissa, pissa_niter_N, olora as peft spells them
     return {"use_dora": settings.use_dora, "use_rslora": settings.use_rslora, "init_lora_weights": init}
 
 
@@ -216,8 +218,15 @@ def _trainable_group(name: str) -> str:
 
 
 def adapter_meta(
-    model_config: ModelConfig, formulation_name: str, hf_config, tokenizer, model, *, version_2: bool = False,
-    config=None, quantize_base: str = "none",
+    model_config: ModelConfig,
+    formulation_name: str,
+    hf_config,
+    tokenizer,
+    model,
+    *,
+    version_2: bool = False,
+    config=None,
+    quantize_base: str = "none",
 ) -> dict:
     """What loading needs to check the base and rebuild the vocabulary (saved as loraqa.json).
 
@@ -300,7 +309,11 @@ def _restore_non_lora_weights(peft_model, directory: Path) -> None:
 
     path = Path(directory) / "adapter_model.safetensors"
     saved = load_file(str(path))
-    missing = {k: v.detach().cpu().clone().contiguous() for k, v in get_peft_model_state_dict(peft_model).items() if k not in saved}
+    missing = {
+        k: v.detach().cpu().clone().contiguous()
+        for k, v in get_peft_model_state_dict(peft_model).items()
+        if k not in saved
+    }
     if missing:
         save_file({**saved, **missing}, str(path), metadata={"format": "pt"})
 
@@ -365,6 +378,7 @@ def load_adapter_weights(peft_model, directory: str | Path) -> None:
     """Put the LoRA weights saved in `directory` (an adapter or a Trainer checkpoint of this run)
     into `peft_model`, which has the same LoRA layout. Tensors only: safetensors runs no code."""
     from peft import set_peft_model_state_dict
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(directory) / "adapter_model.safetensors"

@@ -194,7 +194,9 @@ def read_lora_config(directory: str | Path, base_path: str | None = None) -> Lor
     if not isinstance(raw, dict):
         raise AdapterError(f"{path}: must be a JSON object, not {_type_name(raw)}")
     if raw.get("peft_type") != "LORA":
-        raise AdapterError(f"{path}: key 'peft_type' must be \"LORA\" (loraqa loads LoRA adapters only), got {raw.get('peft_type')!r}")
+        raise AdapterError(
+            f"{path}: key 'peft_type' must be \"LORA\" (loraqa loads LoRA adapters only), got {raw.get('peft_type')!r}"
+        )
     checked: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "auto_mapping":
@@ -210,7 +212,9 @@ def read_lora_config(directory: str | Path, base_path: str | None = None) -> Lor
         if key not in LORA_SCHEMA:
             raise AdapterError(f"{path}: unknown key '{key}' (not a plain LoRA field loraqa reads)")
         if not _matches(value, LORA_SCHEMA[key]):
-            raise AdapterError(f"{path}: key '{key}' must be {_describe(LORA_SCHEMA[key])}, got {json.dumps(value)[:80]}")
+            raise AdapterError(
+                f"{path}: key '{key}' must be {_describe(LORA_SCHEMA[key])}, got {json.dumps(value)[:80]}"
+            )
         checked[key] = value
     if not isinstance(checked.get("r", 8), int) or checked.get("r", 8) < 1:
         raise AdapterError(f"{path}: key 'r' must be at least 1")
@@ -257,7 +261,9 @@ def _check_object(value: Any, schema: dict[str, Any], path: Path, prefix: str) -
         if key not in schema:
             raise AdapterError(f"{path}: unknown key '{prefix}{key}' (known: {', '.join(schema)})")
         if not _matches(item, schema[key]):
-            raise AdapterError(f"{path}: key '{prefix}{key}' must be {_describe(schema[key])}, got {json.dumps(item)[:80]}")
+            raise AdapterError(
+                f"{path}: key '{prefix}{key}' must be {_describe(schema[key])}, got {json.dumps(item)[:80]}"
+            )
     return dict(value)
 
 
@@ -291,13 +297,25 @@ def _describe(hint: Any) -> str:
         return f"a list of {_describe(args[0])}"
     if origin is dict:
         return f"an object of {_describe(args[1])}"
-    names = {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "an object"}
+    names = {
+        type(None): "null",
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        dict: "an object",
+    }
     return names.get(hint, str(hint))
 
 
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)

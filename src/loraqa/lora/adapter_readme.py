@@ -38,14 +38,16 @@ def _base_lines(base: dict) -> list[str]:
                 "  loraqa finds it by name wherever that package is installed. adapter_config.json names the hub id,",
                 "  the same weights; offline, load the package's copy instead (see below)."]  # fmt: skip
     if base.get("kind") == "local":
-        return [f"- a local model directory: `{base.get('path') or base['name']}` (absolute; recorded as given:",
-                f"  `{base['name']}`). Copy that directory along with the adapter, or pass `--model DIR` to loraqa."]
+        return [
+            f"- a local model directory: `{base.get('path') or base['name']}` (absolute; recorded as given:",
+            f"  `{base['name']}`). Copy that directory along with the adapter, or pass `--model DIR` to loraqa.",
+        ]
     return [f"- `{base['name']}` on the Hugging Face Hub."]
 
 
 def _plain_recipe(meta: dict, base: dict, formulation: str) -> list[str]:
     auto = _AUTO_CLASS.get(formulation, "AutoModel")
-    where = "json.load(open(f\"{adapter}/adapter_config.json\"))[\"base_model_name_or_path\"]"
+    where = 'json.load(open(f"{adapter}/adapter_config.json"))["base_model_name_or_path"]'
     lines = ["```python", "import json", "from peft import PeftModel",
              f"from transformers import {auto}, AutoTokenizer", "adapter = \"path/to/this/adapter\"",
              f"base = {auto}.from_pretrained({where})",
@@ -53,23 +55,35 @@ def _plain_recipe(meta: dict, base: dict, formulation: str) -> list[str]:
              "tokenizer = AutoTokenizer.from_pretrained(adapter)  # the adapter's tokenizer (pad token, added tokens)",
              "```", ""]  # fmt: skip
     if base.get("kind") == "offline":
-        lines += ["Offline, the base is the package's copy: "
-                  f"`from loraqa.models.offline import resolve_model_path; resolve_model_path(\"{base['name']}\")`.", ""]
+        lines += [
+            "Offline, the base is the package's copy: "
+            f'`from loraqa.models.offline import resolve_model_path; resolve_model_path("{base["name"]}")`.',
+            "",
+        ]
     if meta.get("embedding_rows") and meta.get("base_vocab_size") and meta["embedding_rows"] != meta["base_vocab_size"]:
-        lines += [f"Tokens were added: call `base.resize_token_embeddings({meta['embedding_rows']})` before "
-                  "`PeftModel.from_pretrained`.", ""]
+        lines += [
+            f"Tokens were added: call `base.resize_token_embeddings({meta['embedding_rows']})` before "
+            "`PeftModel.from_pretrained`.",
+            "",
+        ]
     if formulation == "extractive":
-        lines += ["Call it with the tokenizer's output as it is: `model(**tokenizer(question, context, return_tensors=\"pt\"))`",
-                  "gives start/end logits over the tokens (the adapter carries the segment embedding it was trained with)."]
+        lines += [
+            'Call it with the tokenizer\'s output as it is: `model(**tokenizer(question, context, return_tensors="pt"))`',
+            "gives start/end logits over the tokens (the adapter carries the segment embedding it was trained with).",
+        ]
     elif formulation == "seq2seq":
-        lines += ["Prompt: `question: {question} context: {context}`; answer with",
-                  "`model.generate(**tokenizer(prompt, return_tensors=\"pt\"), max_new_tokens=24, do_sample=False)`."]
+        lines += [
+            "Prompt: `question: {question} context: {context}`; answer with",
+            '`model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=24, do_sample=False)`.',
+        ]
     else:
-        lines += ["Prompt (body): `Answer the question with a short span copied from the context.\\nContext: {context}\\n"
-                  "Question: {question}`; with a chat template (saved with the tokenizer) as one user message through",
-                  "`tokenizer.apply_chat_template([...], add_generation_prompt=True, return_dict=True, return_tensors=\"pt\")`,",
-                  "else followed by `\\nAnswer:` through `tokenizer(prompt, return_tensors=\"pt\")`. Then",
-                  "`model.generate(**inputs, max_new_tokens=24, do_sample=False)`; the answer is the first line of the new tokens."]
+        lines += [
+            "Prompt (body): `Answer the question with a short span copied from the context.\\nContext: {context}\\n"
+            "Question: {question}`; with a chat template (saved with the tokenizer) as one user message through",
+            '`tokenizer.apply_chat_template([...], add_generation_prompt=True, return_dict=True, return_tensors="pt")`,',
+            'else followed by `\\nAnswer:` through `tokenizer(prompt, return_tensors="pt")`. Then',
+            "`model.generate(**inputs, max_new_tokens=24, do_sample=False)`; the answer is the first line of the new tokens.",
+        ]
     if meta.get("model_config", {}).get("closed_book"):
         lines += ["", "Closed book: the prompt holds the question only (no context)."]
     return lines

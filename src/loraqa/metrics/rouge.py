@@ -37,8 +37,7 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
     """
     if len(predictions) != len(references):
         raise ValueError(
-            f"{len(predictions)} predictions but {len(references)} reference lists; "
-            "they must pair up one to one"
+            f"{len(predictions)} predictions but {len(references)} reference lists; they must pair up one to one"
         )
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for i, (prediction, refs) in enumerate(zip(predictions, references)):

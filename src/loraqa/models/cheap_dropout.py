@@ -87,7 +87,9 @@ def cpu_dropout_attention(module, query, key, value, attention_mask, dropout: fl
     unhandled = any(kwargs.get(name) is not None for name in ("softcap", "s_aux", "sinks", "cache"))
     if (not module.training or dropped_levels == 0 or query.device.type != "cpu" or unhandled
             or (is_causal and (position_bias is None or key.shape[2] != query.shape[2]))):  # fmt: skip
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     if position_bias is not None:
         attention_mask = create_position_bias_mask(position_bias, attention_mask, is_causal, query, key)
     groups = getattr(module, "num_key_value_groups", 1)

@@ -253,7 +253,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     # A GGUF without an `output.weight` tensor shares the embedding matrix as the LM head
     tied = "output.weight" not in _gguf_tensor_names(gguf_path)
     if model.config.tie_word_embeddings != tied:
-        raise RuntimeError(f"{gguf_path.name}: tie_word_embeddings is {model.config.tie_word_embeddings}, the file says {tied}")
+        raise RuntimeError(
+            f"{gguf_path.name}: tie_word_embeddings is {model.config.tie_word_embeddings}, the file says {tied}"
+        )
     if getattr(model.config, "quantization_config", None) is not None or getattr(model, "hf_quantizer", None):
         raise RuntimeError(f"{gguf_path.name}: transformers kept a GGUF quantizer after dequantizing")
     if tied and model.get_output_embeddings().weight is not model.get_input_embeddings().weight:

@@ -75,7 +75,9 @@ def validation_f1(runs: list[RunRecord], path: Path) -> Path | None:
         ax.plot(steps, f1s, color=color, marker="o", linewidth=2, label=f"{run.name} F1")
         em_steps, ems = evaluation_metric(run.log, "eval_exact_match")
         if em_steps:
-            ax.plot(em_steps, ems, color=color, marker=".", linestyle="--", linewidth=1, alpha=0.7, label=f"{run.name} EM")
+            ax.plot(
+                em_steps, ems, color=color, marker=".", linestyle="--", linewidth=1, alpha=0.7, label=f"{run.name} EM"
+            )
     if not drawn:
         return None
     ax.set_title("Validation F1 and exact match during training")

@@ -90,7 +90,9 @@ def read_source(path: str | Path) -> ReportSource:
         return read_sweep(path, [read_run(p) for p in children])
     if children:
         return ReportSource("comparison", path, [read_run(p) for p in children])
-    raise ReportError(f"{path}: holds no {CONFIG_FILE} and no subdirectory with one; give a run directory or a directory of runs")
+    raise ReportError(
+        f"{path}: holds no {CONFIG_FILE} and no subdirectory with one; give a run directory or a directory of runs"
+    )
 
 
 def read_run(path: Path) -> RunRecord:

@@ -108,7 +108,7 @@ def runs_section(runs: list[RunRecord]) -> Section:
 
 
 def trainable_params(summary: dict) -> str:
-    """"166,658 of 22.7M (0.73%)" from summary.json's trainable_params / total_params, else n/a."""
+    """ "166,658 of 22.7M (0.73%)" from summary.json's trainable_params / total_params, else n/a."""
     trainable, total = summary.get("trainable_params"), summary.get("total_params")
     share = summary.get("trainable_share")
     if not isinstance(trainable, (int, float)):
@@ -143,7 +143,9 @@ def _scores(evaluation: Evaluation | None) -> str:
     if evaluation is None:
         return NA
     m = evaluation.metrics
-    return " / ".join(f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA for k in ("exact_match", "f1", "rougeL"))
+    return " / ".join(
+        f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA for k in ("exact_match", "f1", "rougeL")
+    )
 
 
 def _seconds(value) -> str:
@@ -167,7 +169,9 @@ def curves_section(runs: list[RunRecord], files_dir: Path) -> Section:
     section = Section("Training curves")
     loss = figures.loss_curves(runs, files_dir / "loss_curves.png")
     if loss:
-        section.blocks.append(Figure(loss, "Training and validation loss per step, all runs", "Loss per optimizer step."))
+        section.blocks.append(
+            Figure(loss, "Training and validation loss per step, all runs", "Loss per optimizer step.")
+        )
     else:
         section.blocks.append(Paragraph("No training log (train_log.jsonl) with losses in any run.", note=True))
     f1 = figures.validation_f1(runs, files_dir / "validation_f1.png")
@@ -205,7 +209,11 @@ def _categories(evaluation: Evaluation) -> set[str]:
 
 def _run_failures(run: RunRecord, categories: list[str]) -> list:
     if run.adapter is None:
-        return [Section(run.name, [Paragraph("No test evaluation of the adapter (metrics.json) in this run.", note=True)], 3)]
+        return [
+            Section(
+                run.name, [Paragraph("No test evaluation of the adapter (metrics.json) in this run.", note=True)], 3
+            )
+        ]
     blocks: list = []
     total = run.adapter.metrics.get("count", len(run.adapter.rows))
     wrong = [row for row in run.adapter.rows if row.get("failure")]
@@ -227,7 +235,11 @@ def _run_failures(run: RunRecord, categories: list[str]) -> list:
 
 def _f1(row: dict) -> str:
     value = row.get("f1")
-    return f"{100 * value:.0f}" if isinstance(value, (int, float)) and value <= 1 else (str(value) if value is not None else NA)
+    return (
+        f"{100 * value:.0f}"
+        if isinstance(value, (int, float)) and value <= 1
+        else (str(value) if value is not None else NA)
+    )
 
 
 # --- decodings ------------------------------------------------------------------------------------
@@ -250,7 +262,9 @@ def decodings_section(runs: list[RunRecord]) -> Section:
                 _seconds(m.get("seconds")),
             ])  # fmt: skip
     if rows:
-        section.blocks.append(Table(["run", "evaluation", "decoding", "model", "EM", "F1", "ROUGE-L", "time"], rows, named_rows=True))
+        section.blocks.append(
+            Table(["run", "evaluation", "decoding", "model", "EM", "F1", "ROUGE-L", "time"], rows, named_rows=True)
+        )
     else:
         section.blocks.append(Paragraph("Each run was evaluated with one decoding only (`loraqa eval --decoding "
                                         "greedy,beam4` compares several).", note=True))  # fmt: skip
@@ -274,7 +288,9 @@ def provenance_section(runs: list[RunRecord]) -> Section:
         versions = [v + ("" if lib in p.recorded else " *") for lib, v in p.versions.items()]
         commit = (p.commit[:12] if p.commit else NA) + ("" if p.commit_recorded or not p.commit else " *")
         rows.append([run.name, *versions, commit])
-    section.blocks.append(Table(["run", "loraqa", "torch", "transformers", "peft", "git commit"], rows, named_rows=True))
+    section.blocks.append(
+        Table(["run", "loraqa", "torch", "transformers", "peft", "git commit"], rows, named_rows=True)
+    )
     if unrecorded:
         section.blocks.append(Paragraph(
             "* not recorded by the run: the version installed (or commit checked out) where this report was "

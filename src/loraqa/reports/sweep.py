@@ -279,9 +279,13 @@ def _effects_table(trials, axes) -> Table:
     rows = []
     for key, values in axes.items():
         for value in values:
-            scores = [t.value for t in trials if t.state == "COMPLETE" and t.value is not None and t.params.get(key) == value]
+            scores = [
+                t.value for t in trials if t.state == "COMPLETE" and t.value is not None and t.params.get(key) == value
+            ]
             spread = f"{min(scores):.3f} to {max(scores):.3f}" if scores else NA
-            rows.append([key, value, str(len(scores)), _number(statistics.fmean(scores) if scores else None, 3), spread])
+            rows.append(
+                [key, value, str(len(scores)), _number(statistics.fmean(scores) if scores else None, 3), spread]
+            )
     return Table(["hyperparameter", "value", "trials", "mean", "min to max"], rows, "Mean per value (COMPLETE trials)")
 
 
@@ -310,9 +314,13 @@ def _best(board, label: str) -> Section:
                                     f"EM {_number(top['test_em'])}. Best seed's run: {best.run.path if best.run else NA}."))  # fmt: skip
     if best.run:
         section.blocks.append(Paragraph("Retrain it (its config.yaml holds every setting the trial used):"))
-        section.blocks.append(Code(f"loraqa train {best.run.path / 'config.yaml'} output_dir={best.run.path.parent}/best-rerun"))
+        section.blocks.append(
+            Code(f"loraqa train {best.run.path / 'config.yaml'} output_dir={best.run.path.parent}/best-rerun")
+        )
         section.blocks.append(Paragraph("Use the adapter it trained:"))
-        section.blocks.append(Code(f"loraqa predict --adapter {best.run.path / 'adapter'} --question '...' --context '...'"))
+        section.blocks.append(
+            Code(f"loraqa predict --adapter {best.run.path / 'adapter'} --question '...' --context '...'")
+        )
     return section
 
 

@@ -29,7 +29,10 @@ def heatmap(trials, rows_key: str, rows: list[str], cols_key: str, cols: list[st
     figure = _figure((max(6.5, 2.5 + 1.1 * len(cols)), max(3.6, 1.6 + 0.6 * len(rows))))
     ax = figure.subplots()
     ax.set_facecolor("0.85")  # a missing cell shows the grey background
-    low, high = value_range or (np.nanmin(grid) if np.isfinite(grid).any() else 0.0, np.nanmax(grid) if np.isfinite(grid).any() else 1.0)
+    low, high = value_range or (
+        np.nanmin(grid) if np.isfinite(grid).any() else 0.0,
+        np.nanmax(grid) if np.isfinite(grid).any() else 1.0,
+    )
     cmap = "viridis" if maximize else "viridis_r"  # the better score is always the brighter colour
     if high <= low:  # every cell equal: a unit-wide scale (a 1e-9 one would print an offset)
         low, high = low - 0.5, high + 0.5
@@ -44,7 +47,15 @@ def heatmap(trials, rows_key: str, rows: list[str], cols_key: str, cols: list[st
             value = grid[i, j]
             text = "—" if math.isnan(value) else f"{value:.3g}"
             shade = 0.5 if math.isnan(value) else image.norm(value)
-            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="black" if (shade > 0.6) == maximize else "white")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="black" if (shade > 0.6) == maximize else "white",
+            )
     figure.colorbar(image, ax=ax, label=label)
     return _save(figure, path)
 

@@ -29,9 +29,19 @@ LOCK_FILE = ".lock"
 STAGING_DIR = ".staging"  # checkpoints/.staging: a checkpoint being written (training/trainer.py)
 EVALUATION_FILES = ("metrics.json", "predictions.json", "predictions.jsonl")  # evaluation/runner.py
 REPORT_FILES = ("report.md", "report.html", "report_files")  # every name reports/ writes into a run
-RUN_CONTENTS = (CONFIG_FILE, "checkpoints", "adapter", "baseline", *EVALUATION_FILES, "train_log.jsonl",
-                "summary.json", *REPORT_FILES,
-                "tensorboard", "wandb", "tracking.json")  # fmt: skip  (the last three: training/tracking.py)
+RUN_CONTENTS = (
+    CONFIG_FILE,
+    "checkpoints",
+    "adapter",
+    "baseline",
+    *EVALUATION_FILES,
+    "train_log.jsonl",
+    "summary.json",
+    *REPORT_FILES,
+    "tensorboard",
+    "wandb",
+    "tracking.json",
+)  # fmt: skip  (the last three: training/tracking.py)
 
 # Names atomic.py gives work in progress: `.NAME.tmp-XXXXXXXX` and `.NAME.old-XXXXXXXX` folders,
 # `.NAME.XXXXXXXX.tmp` files.
@@ -117,7 +127,9 @@ class RunDirectory:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise RunDirError(f"{lock} is a symbolic link; refusing to follow it (remove it and run again)") from None
+                raise RunDirError(
+                    f"{lock} is a symbolic link; refusing to follow it (remove it and run again)"
+                ) from None
             raise RunDirError(f"cannot open the run lock {lock}: {exc.strerror}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
@@ -127,7 +139,9 @@ class RunDirectory:
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise RunDirError(f"{self.path} is in use by a running loraqa process (pid {owner}); wait for it or use another output_dir") from None
+            raise RunDirError(
+                f"{self.path} is in use by a running loraqa process (pid {owner}); wait for it or use another output_dir"
+            ) from None
         self._lock_fd = fd
 
     def _write_owner(self) -> None:
@@ -144,7 +158,9 @@ class RunDirectory:
         saved = yaml.safe_load((self.path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
         current = config_to_dict(config)
         for key in _differences(saved, current):
-            raise RunDirError(f"--resume with a different config: '{key}' changed since the run started ({self.path / CONFIG_FILE})")
+            raise RunDirError(
+                f"--resume with a different config: '{key}' changed since the run started ({self.path / CONFIG_FILE})"
+            )
 
     def _clear(self, names: list[str]) -> None:
         for name in names:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
-from loraqa.evaluation.decoding import parse_decoding
+from loraqa.config.decoding import parse_decoding
 from loraqa.inference.offsets import answer_offsets
 from loraqa.serving.batching import Batcher, QueueFull
 from loraqa.serving.registry import Registry
@@ -119,10 +119,13 @@ def _check_limits(items: list[AnswerRequest], settings: ServeSettings) -> None:
         where = f"item {index}: " if len(items) > 1 else ""
         if len(item.context) > settings.max_context_chars:
             raise ServeError(
-                413, f"{where}context has {len(item.context)} characters; the limit is {settings.max_context_chars} (--max-context-chars)"
+                413,
+                f"{where}context has {len(item.context)} characters; the limit is {settings.max_context_chars} (--max-context-chars)",
             )
         if len(item.question) > settings.max_question_chars:
-            raise ServeError(413, f"{where}question has {len(item.question)} characters; the limit is {settings.max_question_chars}")
+            raise ServeError(
+                413, f"{where}question has {len(item.question)} characters; the limit is {settings.max_question_chars}"
+            )
 
 
 def _adapter_name(item: AnswerRequest, registry: Registry) -> str:
@@ -209,7 +212,7 @@ def _validation_message(errors: list[dict], body) -> tuple[int, str]:
     if first.get("type") == "json_invalid":
         return 400, f"body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}"
     if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
-        return 422, "empty body: send a JSON object {\"question\", \"context\"} or a list of them"
+        return 422, 'empty body: send a JSON object {"question", "context"} or a list of them'
     branch = "list[" if isinstance(body, list) else "AnswerRequest"
     meant = [e for e in errors if len(e.get("loc", ())) > 1 and str(e["loc"][1]).startswith(branch)] or errors
     error = meant[0]
@@ -217,7 +220,7 @@ def _validation_message(errors: list[dict], body) -> tuple[int, str]:
     if isinstance(body, list) and where:
         where[0] = f"item {where[0]}"
     if not isinstance(body, (dict, list)) and len(error.get("loc", ())) <= 2:
-        return 422, "body must be a JSON object {\"question\", \"context\"} or a list of them"
+        return 422, 'body must be a JSON object {"question", "context"} or a list of them'
     field = ".".join(where) if where else "body"
     message = error.get("msg", "invalid").removeprefix("Value error, ")
     if error.get("type") == "extra_forbidden":

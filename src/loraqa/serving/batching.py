@@ -91,7 +91,9 @@ class Batcher:
         while len(batch) < self.max_batch:
             remaining = deadline - time.perf_counter()
             try:
-                batch.append(self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining))
+                batch.append(
+                    self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                )
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
                 break
         return batch

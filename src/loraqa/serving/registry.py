@@ -24,9 +24,9 @@ from loraqa.data.records import QARecord
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.inference.predict import answer
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
-from loraqa.models.inference import ReadyModel, load_ready_model, model_config_for_adapter
+from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base, load_adapter_tokenizer
-from loraqa.training.device import plan_device
+from loraqa.device import plan_device
 
 BASE_ONLY_NAME = "base"
 FIRST_PEFT_NAME = "default"  # the name PeftModel.from_pretrained gives the first adapter on a base
@@ -153,7 +153,9 @@ def _load_group(members: list[tuple], config: RunConfig) -> list[ServedAdapter]:
             peft_model.load_adapter(str(source.directory), adapter_name=peft_name, is_trainable=False)
         except (RuntimeError, ValueError, KeyError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AdapterError(f"{source.directory} does not fit base '{model_config.name}': {first_line[:300]}") from None
+            raise AdapterError(
+                f"{source.directory} does not fit base '{model_config.name}': {first_line[:300]}"
+            ) from None
         tokenizer = load_adapter_tokenizer(spec, source.directory)
         ready = ReadyModel(peft_model, tokenizer, spec, model_config, str(source.directory))
         served.append(ServedAdapter(source.name, ready, peft_name, _info(ready, source.directory, True)))

@@ -91,7 +91,9 @@ def parse_space(items: list[str]) -> dict[str, optuna.distributions.BaseDistribu
         key, text = _split(item, "--space")
         match = _DISTRIBUTION.match(text.strip())
         if not match:
-            raise ConfigError(key, f"--space {item!r}: expected loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)")
+            raise ConfigError(
+                key, f"--space {item!r}: expected loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)"
+            )
         kind, args = match.group(1), [a.strip() for a in match.group(2).split(",") if a.strip()]
         try:
             space[key] = _distribution(kind, args)

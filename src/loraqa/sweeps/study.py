@@ -123,7 +123,9 @@ def ask_new(study: optuna.Study, space: dict, seeds: list[int]) -> optuna.Trial:
 
 def configurations_started(study: optuna.Study) -> int:
     """Searches: sampled configurations so far (first seeds; a retry shares its original's cell)."""
-    return len({t.user_attrs.get(CELL_ATTR) for t in study.get_trials(deepcopy=False) if t.user_attrs.get("repeat") == 0})
+    return len(
+        {t.user_attrs.get(CELL_ATTR) for t in study.get_trials(deepcopy=False) if t.user_attrs.get("repeat") == 0}
+    )
 
 
 def cell_attrs(cell: Cell, repeat: int) -> dict:
@@ -218,7 +220,7 @@ def _local_lock(url: str):
     if not url.startswith("sqlite:///"):
         yield
         return
-    path = Path(url[len("sqlite:///"):] + ".lock")
+    path = Path(url[len("sqlite:///") :] + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -18,7 +18,9 @@ from loraqa.sweeps.study import CELL_ATTR
 
 def summarize(study: optuna.Study, metric: str, maximize: bool) -> dict:
     trials = study.get_trials(deepcopy=False)
-    finished_cells = {t.user_attrs.get(CELL_ATTR) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    finished_cells = {
+        t.user_attrs.get(CELL_ATTR) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    }
     by_config: dict[str, list] = defaultdict(list)
     for t in trials:
         if t.state == TrialState.COMPLETE:
@@ -73,7 +75,9 @@ def _mean(values: list) -> float | None:
 
 def format_summary(summary: dict, top: int = 10) -> str:
     metric = summary["metric"]
-    lines = [f"sweep {summary['study']}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items()))]
+    lines = [
+        f"sweep {summary['study']}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items()))
+    ]
     lines.append(f"{'configuration':<60} {'seeds':>5} {metric + ' mean':>22} {'std':>7} {'range':>7} {'test f1':>8}")
     for c in summary["configurations"][:top]:
         test_f1 = f"{c['test_f1_mean']:.2f}" if c["test_f1_mean"] is not None else "-"

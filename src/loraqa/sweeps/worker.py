@@ -147,7 +147,9 @@ def _check(spec: SweepSpec):
                 raise ConfigError(key, "unknown config key in the sweep's space (see `loraqa config`)")
             node = node[part]
     if spec.metric == "eval_loss" and not base.evaluation.with_loss:
-        raise ConfigError("evaluation.with_loss", "--metric eval_loss needs the validation loss: set evaluation.with_loss=true")
+        raise ConfigError(
+            "evaluation.with_loss", "--metric eval_loss needs the validation loss: set evaluation.with_loss=true"
+        )
     if base.data.validation_samples < 1:
         raise ConfigError("data.validation_samples", "a sweep chooses on validation: it must be at least 1")
     if spec.prune != "none" and base.training.eval_strategy == "no":

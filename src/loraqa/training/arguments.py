@@ -6,7 +6,7 @@ from transformers import TrainingArguments
 
 from loraqa.config.schema import RunConfig
 from loraqa.config.validate import tracking_backends
-from loraqa.training.device import DevicePlan
+from loraqa.device import DevicePlan
 
 
 def training_arguments(config: RunConfig, plan: DevicePlan, checkpoint_dir: str, label_names) -> TrainingArguments:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 
 from loraqa.config.schema import RunConfig
+from loraqa.console import say
 from loraqa.config.validate import check_lora_for_model, check_position_limit, mutates_base, needs_validation
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.evaluation.runner import evaluate_records, format_table, predict_settings, write_outcome
@@ -40,19 +40,18 @@ from loraqa.errors import DataError, RunDirError
 from loraqa.runs.rundir import RunDirectory
 from loraqa.training import distributed
 from loraqa.training.arguments import training_arguments
-from loraqa.training.device import plan_device
+from loraqa.device import plan_device
 from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
 from loraqa.training.tracking import report_run, trainer_callbacks  # tracking (issue 15 §2)
 
 
-def say(message: str) -> None:
-    if not distributed.is_main():  # [ddp] one voice for the job
-        return
-    print(f"loraqa: {message}", file=sys.stderr, flush=True)
-
-
 def run_training(
-    config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(), select_on_validation: bool = False
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks=(),
+    select_on_validation: bool = False,
 ) -> dict:
     """Train an adapter as configured; return the summary that is also written to summary.json.
 
@@ -87,7 +86,9 @@ def run_training(
     # [ddp] rank 0 claims the directory; the others wait and share its refusal, if any
     distributed.run_on_main(lambda: run.open_for_training(config, resume=resume, overwrite=overwrite))
     try:
-        return _train(config, run, resume, data, spec, plan, tokenizer, peft_model, features, draws, started, list(callbacks))
+        return _train(
+            config, run, resume, data, spec, plan, tokenizer, peft_model, features, draws, started, list(callbacks)
+        )
     except OSError as exc:
         if exc.errno not in _WRITE_ERRORS:
             raise
@@ -116,7 +117,9 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
     say(f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
 
     trainer = _trainer(config, run, spec, peft_model, tokenizer, data, features, settings, plan, callbacks)
-    checkpoint = distributed.run_on_main(lambda: last_complete_checkpoint(str(run.checkpoints))) if resume else None  # [ddp]
+    checkpoint = (
+        distributed.run_on_main(lambda: last_complete_checkpoint(str(run.checkpoints))) if resume else None
+    )  # [ddp]
     finished = _finished_training(run, checkpoint) if resume else None
     fit_started = time.perf_counter()
     if finished is None:
@@ -143,8 +146,14 @@ def _train(config: RunConfig, run: RunDirectory, resume: bool, data: RunData, sp
 
     if finished is None or finished.weights != run.adapter:
         meta = adapter_meta(
-            config.model, spec.formulation.name, spec.hf_config, tokenizer, peft_model, version_2=data.version_2,
-            config=config, quantize_base=config.lora.quantize_base,
+            config.model,
+            spec.formulation.name,
+            spec.hf_config,
+            tokenizer,
+            peft_model,
+            version_2=data.version_2,
+            config=config,
+            quantize_base=config.lora.quantize_base,
         )
         if distributed.is_main():  # [ddp]
             save_adapter(peft_model, tokenizer, run.adapter, meta)
@@ -294,7 +303,9 @@ def _model_selection(config: RunConfig, trainer) -> dict:
     summary.json; each is also said on the console. Empty when neither was asked for."""
     t, state = config.training, trainer.state
     result: dict = {}
-    metric = t.metric_for_best_model if t.metric_for_best_model.startswith("eval_") else f"eval_{t.metric_for_best_model}"
+    metric = (
+        t.metric_for_best_model if t.metric_for_best_model.startswith("eval_") else f"eval_{t.metric_for_best_model}"
+    )
     if t.load_best_model_at_end:
         checkpoint = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
         result["best_model"] = {

@@ -65,6 +65,7 @@ def flat_config(config: RunConfig) -> dict[str, str | int | float | bool]:
                 flat[prefix + key] = value
             else:
                 flat[prefix + key] = json.dumps(value)
+
     sections = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, dict)}
     walk({"run": {k: v for k, v in dataclasses.asdict(config).items() if k not in sections}, **sections}, "")
     return flat
@@ -80,6 +81,7 @@ def run_metrics(summary: dict, parameters: tuple[int, int] | None, adapter_dir: 
                 add(f"{prefix}/{key}", inner)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[prefix] = float(value)
+
     for group, key in (("baseline", "baseline"), ("test", "adapter"), ("validation", "validation")):
         add(group, summary.get(key, {}))
     for key in ("train_seconds", "total_seconds"):

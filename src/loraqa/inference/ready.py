@@ -18,7 +18,7 @@ from loraqa.config.schema import ModelConfig
 from loraqa.errors import ConfigError
 from loraqa.lora.adapter import load_adapter, read_adapter_meta
 from loraqa.models.loading import BaseSpec, inspect_base, load_adapter_tokenizer, load_model, load_tokenizer
-from loraqa.training.device import DevicePlan
+from loraqa.device import DevicePlan
 
 # model.* keys a user may change when answering with an adapter: they bound windows and answers,
 # and do not change what the adapter's weights mean.
@@ -58,7 +58,11 @@ def model_config_for_adapter(
         return dataclasses.replace(config, name=base_name) if base_name else config
     config = ModelConfig(**saved)
     for key in sorted(overridden):
-        if key in INFERENCE_MODEL_KEYS or key in USER_MODEL_KEYS or getattr(user, key, None) == getattr(config, key, None):
+        if (
+            key in INFERENCE_MODEL_KEYS
+            or key in USER_MODEL_KEYS
+            or getattr(user, key, None) == getattr(config, key, None)
+        ):
             continue
         if key == "name":
             raise ConfigError(
@@ -83,7 +87,11 @@ def model_config_for_adapter(
 
 
 def load_ready_model(
-    model_config: ModelConfig, plan: DevicePlan, adapter_dir: str | None, merge: bool = True, spec: BaseSpec | None = None
+    model_config: ModelConfig,
+    plan: DevicePlan,
+    adapter_dir: str | None,
+    merge: bool = True,
+    spec: BaseSpec | None = None,
 ) -> ReadyModel:
     if adapter_dir is None:
         spec = spec or inspect_base(model_config)

@@ -31,7 +31,10 @@ def parse_decoding(name: str, key: str = "decoding") -> dict:
                 break
             return kwargs
     error = FlagError if key.startswith("-") else ConfigError
-    raise error(key, f"unknown decoding {name!r} (use greedy, beamN, topkK, toppP or tempT, e.g. beam4, topk50, topp0.95, temp1.3)")
+    raise error(
+        key,
+        f"unknown decoding {name!r} (use greedy, beamN, topkK, toppP or tempT, e.g. beam4, topk50, topp0.95, temp1.3)",
+    )
 
 
 def parse_decoding_list(text: str) -> list[str]:

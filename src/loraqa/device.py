@@ -40,7 +40,9 @@ def resolve_device(requested: str) -> str:
             return "mps"
         return "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("training.device is 'cuda' but no CUDA device is available (torch.cuda.is_available() is False)")
+        raise DeviceError(
+            "training.device is 'cuda' but no CUDA device is available (torch.cuda.is_available() is False)"
+        )
     if requested == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("training.device is 'mps' but Apple MPS is not available on this machine")
     return requested
