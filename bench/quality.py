@@ -25,7 +25,7 @@ import torch
 
 from loraqa.allocator import active_allocator, reexec_with_tcmalloc
 from loraqa.config.loader import load_config
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = {"minilm-l6": 75.0, "smollm2-135m": 55.0}

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
 from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from loraqa.training.trainer import last_complete_checkpoint
 
 
