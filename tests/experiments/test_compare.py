@@ -85,3 +85,16 @@ def test_configs_whose_data_differs_are_refused_in_one_line(tiny_model_dir, qa_f
     message = str(caught.value)
     assert "data.test_samples" in message and "b.yaml" in message and "\n" not in message
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("prefix", ["seed004-", "offline-"])
+def test_shipped_comparison_sets_parse_and_agree_on_data_and_decoding(prefix):
+    from loraqa.config.loader import load_config
+    from loraqa.config.shipped import SHIPPED_DIR
+
+    paths = sorted(str(p) for p in (SHIPPED_DIR / "compare").glob(f"{prefix}*.yaml"))
+    assert len(paths) == 3
+    configs = [load_config(p) for p in paths]
+    compare_module._check_identical(paths, configs)  # what `loraqa compare` checks before training
+    assert all(Path(p).read_text().startswith("# loraqa compare ") for p in paths)
+    assert len(set(compare_module.run_names(paths, configs))) == 3
