@@ -208,7 +208,7 @@ class FlopModel:
 
 
 def flop_model(model, formulation_name: str) -> FlopModel:
-    """Count a loaded base model's parameters by role (before LoRA is attached)."""
+    """Count a loaded base model's parameters by role (LoRA's own weights, if attached, left out)."""
     config = model.config
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     head = model.get_output_embeddings() if formulation_name != "extractive" else None
@@ -216,7 +216,9 @@ def flop_model(model, formulation_name: str) -> FlopModel:
     head_ids = {id(head.weight)} if head is not None else set()
 
     def linear_params(module) -> int:
-        return sum(p.numel() for p in module.parameters() if id(p) not in embeddings | head_ids)
+        # The base's own weights: LoRA's and peft's copies of modules_to_save are not the model's FLOPs.
+        return sum(p.numel() for n, p in module.named_parameters()
+                   if id(p) not in embeddings | head_ids and "lora_" not in n and "modules_to_save" not in n)  # fmt: skip
 
     if formulation_name == "seq2seq":
         width = config.num_heads * config.d_kv

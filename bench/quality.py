@@ -25,7 +25,7 @@ import torch
 
 from loraqa.allocator import active_allocator, reexec_with_tcmalloc
 from loraqa.config.loader import load_config
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 
 from record import stamped  # bench/record.py, next to this script
 

@@ -1,10 +1,10 @@
 """Variant (b) of bench/speed.py: loraqa as `loraqa train` runs it.
 
-The formulation's training_features / collate / compute_loss through `QATrainer` + `FeatureDataset`
-(dynamic padding, length-grouped batches, causal logits only for answer tokens), the TrainingArguments
-that `loraqa.training.arguments` maps, then the adapter merged and the formulation's batched
-`predict` (length-sorted, left-padded, KV cache, stop at EOS/newline). Loaded through loraqa's own
-`inspect_base` / `load_tokenizer` / `load_model` / `attach_lora`, as `loraqa.training.pipeline` does.
+The pipeline's own `prepare` and `fit` phases (loraqa.pipeline), as `loraqa train` runs them: the
+formulation's training_features / collate / compute_loss through the fit phase's `QATrainer`
+(dynamic padding, length-grouped batches, causal logits only for answer tokens), then the adapter
+merged and the formulation's batched `predict` (length-sorted, left-padded, KV cache, stop at
+EOS/newline). Only the batches are observed (positions counted) and the answering timed here.
 """
 
 from __future__ import annotations
@@ -13,17 +13,12 @@ import dataclasses
 import tempfile
 import time
 
-from transformers import set_seed
-
 from common import CountingCollate, Setup, Timer, flop_model, train_report, vm_hwm_mib
 from loraqa.config.schema import EvaluationConfig, GenerationSettings, RunConfig
+from loraqa.data.prepare import RunData
 from loraqa.formulations import PredictSettings
-from loraqa.lora.adapter import attach_lora
 from loraqa.metrics import squad_scores
-from loraqa.models.loading import inspect_base, load_model, load_tokenizer
-from loraqa.training.arguments import training_arguments
-from loraqa.device import plan_device
-from loraqa.training.trainer import FeatureDataset, QATrainer, shared_prompt_groups
+from loraqa.pipeline import fit, prepare
 
 
 def lengths_of(formulation_name: str, features: list[dict]) -> tuple[list[int], list[int]]:
@@ -38,37 +33,34 @@ def lengths_of(formulation_name: str, features: list[dict]) -> tuple[list[int], 
 
 def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, identity_questions: int = 0) -> dict:
     timer = Timer()
-    spec = inspect_base(setup.model)
-    formulation = spec.formulation
-    plan = plan_device("cpu", "fp32", spec.model_type)
-    set_seed(setup.training.seed)
-    with timer("load"):
-        tokenizer = load_tokenizer(spec, setup.model)
-        model = load_model(spec, setup.model, tokenizer, plan.torch_device)
-    flops = flop_model(model, formulation.name)
-    peft_model = attach_lora(model, setup.lora, formulation, spec.model_type)
-
-    with timer("tokenize"):
-        features = formulation.training_features(train_records, tokenizer)
-    lengths, targets = lengths_of(formulation.name, features)
-    seq2seq = formulation.name == "seq2seq"
-    collate = CountingCollate(lambda batch: formulation.collate(batch, tokenizer), seq2seq=seq2seq)
     config = RunConfig(
         model=setup.model, lora=setup.lora, training=setup.training,
-        evaluation=EvaluationConfig(batch_size=setup.eval_batch_size),
+        evaluation=EvaluationConfig(batch_size=setup.eval_batch_size, baseline=False),
         generation=GenerationSettings(max_new_tokens=setup.max_new_tokens),
     )  # fmt: skip
+    data = RunData(list(train_records), [], list(eval_records), False, {})
     with tempfile.TemporaryDirectory() as output_dir:
-        args = training_arguments(config, plan, output_dir, formulation.label_names)
-        args.disable_tqdm = True  # the benchmark's child logs go to a file
-        trainer = QATrainer(
-            model=peft_model, args=args, data_collator=collate,
-            train_dataset=FeatureDataset(features, shared_prompt_groups(setup.training, formulation, peft_model, features)),
-            processing_class=tokenizer, formulation=formulation, qa_evaluator=None, nan_hint="benchmark",
-        )  # fmt: skip
-        started = time.perf_counter()
-        output = trainer.train()
-        train_seconds = time.perf_counter() - started
+        config = dataclasses.replace(config, output_dir=f"{output_dir}/run")
+        with timer("load"):  # the prepare phase: model, LoRA, tokenized features, run directory
+            prepared = prepare(config, data=data)
+        formulation = prepared.spec.formulation
+        flops = flop_model(prepared.peft_model.get_base_model(), formulation.name)
+        features = prepared.features
+        lengths, targets = lengths_of(formulation.name, features)
+        seq2seq = formulation.name == "seq2seq"
+        counting: list[CountingCollate] = []
+
+        def wrap(collate):
+            counting.append(CountingCollate(collate, seq2seq=seq2seq))
+            return counting[-1]
+
+        try:
+            fitted = fit(prepared, wrap_collate=wrap)  # the fit phase `loraqa train` runs
+        finally:
+            prepared.run.release()
+        collate = counting[0]
+        train_seconds = fitted.train_seconds
+        peft_model, tokenizer = prepared.peft_model, prepared.tokenizer
     result = {
         "variant": "loraqa",
         "train": train_report(
@@ -78,7 +70,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
             seq2seq=seq2seq,
             positions=collate.positions,
             seconds=train_seconds,
-            loss=output.training_loss,
+            loss=fitted.train_loss,
             flops=flops,
             computed=collate.computed if formulation.share_prefixes else None,
         ),  # fmt: skip

@@ -114,7 +114,7 @@ def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None 
     """Train an adapter as `loraqa train CONFIG key=value...` does (config: a YAML path, a shipped
     config's name such as "minilm-l6-squad", or None for the defaults)."""
     from loraqa.config.loader import load_config
-    from loraqa.training.pipeline import run_training
+    from loraqa.pipeline import run_training
 
     run_config = load_config(str(config) if config is not None else None, _override_list(overrides, kwargs))
     summary = run_training(run_config, resume=resume, overwrite=overwrite)
@@ -126,7 +126,7 @@ def evaluate(config: str | Path | None = None, adapter: str | Path | None = None
              overwrite: bool = False, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, dict]:  # fmt: skip
     """Evaluate a base model or an adapter as `loraqa eval` does; returns metrics by decoding."""
     from loraqa.config.loader import load_config
-    from loraqa.evaluation.pipeline import run_evaluation
+    from loraqa.pipeline.eval import run_evaluation
 
     settings = _override_list(overrides, kwargs)
     run_config = load_config(str(config) if config is not None else None, settings)

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a finished or failed run in output_dir")
+    train.add_argument("--no-report", action="store_true", help="skip writing report.html/report.md at the end")
 
     evaluate = sub.add_parser(
         "eval",
@@ -132,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     _add_sweep(sub, fmt)
+    _add_compare(sub, fmt)
     sub.add_parser("config", help="print every config key with its default")
     sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
     for command_parser in sub.choices.values():
@@ -168,6 +170,24 @@ def _add_sweep(sub, fmt) -> None:
     sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
     sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     sweep.add_argument("--torch-threads", type=int, help=argparse.SUPPRESS)
+
+
+def _add_compare(sub, fmt) -> None:
+    compare = sub.add_parser(
+        "compare",
+        help="train several configs on identical questions and print them side by side (best on validation)",
+        description="Train and evaluate each CONFIG (with the shared key=value overrides) on identical "
+        "train/validation/test questions and decoding, as runs under DIR/NAME/; print one table, mark the best "
+        "on validation F1, write DIR/NAME/comparison.json and the report. Re-run the same command to finish "
+        "an interrupted comparison: finished runs are re-used, a started one resumes.",
+        formatter_class=fmt,
+    )
+    compare.add_argument(
+        "items", nargs="+", metavar="CONFIG|key=value", help="two or more configs, then shared overrides"
+    )
+    compare.add_argument("--name", required=True, help="comparison name: its runs go under DIR/NAME/")
+    compare.add_argument("--dir", default="runs", help="parent directory (default runs)")
+    compare.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 
 
 def entry() -> int:
@@ -221,14 +241,19 @@ def _dispatch(args) -> int:
     from loraqa.config.loader import load_config
 
     if args.command == "train":
-        from loraqa.training.pipeline import run_training
+        from loraqa.pipeline import run_training
 
         config_path, overrides = _split_config_arg(args.config, args.overrides)
-        run_training(load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite)
+        summary = run_training(
+            load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
+            command=["loraqa", *args.argv],
+        )  # fmt: skip
+        if not args.no_report:
+            _report_or_warn(summary["run_dir"])
         return 0
     if args.command == "eval":
         from loraqa.config.decoding import parse_decoding_list
-        from loraqa.evaluation.pipeline import run_evaluation
+        from loraqa.pipeline.eval import run_evaluation
 
         config_path, overrides = _split_config_arg(args.config, args.overrides)
         if args.model and not args.adapter:
@@ -244,11 +269,26 @@ def _dispatch(args) -> int:
         return _predict(args, load_config)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "merge":
         return _merge(args, load_config)
     if args.command == "serve":
         return _serve(args, load_config)
     raise AssertionError(args.command)
+
+
+def _report_or_warn(directory: str) -> None:
+    """Write the report of a finished run or comparison; a failure is a warning, the run stands."""
+    from loraqa.reports import write_report
+
+    try:
+        paths = write_report(directory)
+    except Exception as exc:  # noqa: BLE001 — the trained run must never fail for its report
+        print(f"loraqa: warning: the report was not written ({type(exc).__name__}: {exc}); "
+              f"`loraqa report {directory}` tries again", file=sys.stderr)  # fmt: skip
+        return
+    print(f"report written to {paths.html} and {paths.markdown}")
 
 
 def _predict(args, load_config) -> int:
@@ -291,6 +331,20 @@ def _sweep(args) -> int:
         torch_threads=args.torch_threads, argv=args.argv,
     )  # fmt: skip
     run_sweep(spec)
+    return 0
+
+
+def _compare(args) -> int:
+    from loraqa.experiments.compare import compare
+
+    items = [*args.items, *getattr(args, "overrides", [])]
+    configs = [i for i in items if "=" not in i or i.endswith((".yaml", ".yml"))]
+    overrides = [i for i in items if i not in configs]
+    result = compare(configs, overrides, args.name, root=args.dir, command=["loraqa", *args.argv])
+    print(result.table)
+    print(f"comparison written to {result.directory / 'comparison.json'}")
+    if not args.no_report:
+        _report_or_warn(str(result.directory))
     return 0
 
 

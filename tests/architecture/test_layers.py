@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loraqa.models",),
     ("loraqa.lora",),
     ("loraqa.training", "loraqa.evaluation", "loraqa.inference"),
-    ("loraqa.pipeline", "loraqa.training.pipeline"),
+    ("loraqa.pipeline", "loraqa.pipeline"),
     ("loraqa.experiments", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
     ("loraqa.cli", "loraqa.__main__"),
 ]

@@ -14,7 +14,7 @@ from loraqa.config.schema import LoraSettings
 from loraqa.formulations import shared_prefix
 from loraqa.formulations.shared_prefix import training_split
 from loraqa.lora.adapter import attach_lora
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from run_helpers import tiny_config
 from test_shared_prefix import TEMPLATE, paragraph_prompts, records_on_paragraphs, tiny_causal
 

@@ -22,7 +22,7 @@ from loraqa.evaluation.runner import predict_settings
 from loraqa.formulations.extractive import Window, best_answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from run_helpers import tiny_config
 from tiny_models import FAMILIES
 

@@ -9,7 +9,7 @@ from loraqa.cli import main
 from loraqa.lora.adapter_files import read_adapter_meta
 from loraqa.models.offline import describe_base, plain_base_id
 from run_helpers import tiny_config
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 
 QUESTION, CONTEXT = "Who founded Avalon?", "The town of Avalon was founded in 1800 by Ada. It lies near a river."
 

@@ -30,7 +30,7 @@ def test_refused_combinations(extra, key, family, tiny_model_dir, qa_files, tmp_
     def no_weights(*args, **kwargs):
         raise AssertionError("weights loaded before the refusal")
 
-    monkeypatch.setattr("loraqa.training.pipeline.load_model", no_weights)
+    monkeypatch.setattr("loraqa.pipeline.load_model", no_weights)
     run = tmp_path / "run"
     code = main(["train", *tiny_overrides(tiny_model_dir(family), qa_files, run, *extra)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -81,7 +81,7 @@ def test_loraplus_optimizer_groups(tiny_model_dir, qa_files, tmp_path):
 def test_merge_of_quantized_base_adapter_uses_full_precision(tiny_model_dir, qa_files, tmp_path, capsys, monkeypatch):
     """An adapter whose loraqa.json says quantize_base=4bit merges into the fp32 base, with a notice.
     (Its training needs CUDA; here the adapter of a plain run is relabelled, which is what merge reads.)"""
-    from loraqa.training.pipeline import run_training
+    from loraqa.pipeline import run_training
     import loraqa.inference.ready as inference
 
     run = tmp_path / "run"

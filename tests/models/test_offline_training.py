@@ -7,7 +7,7 @@ import json
 import pytest
 
 from loraqa.config.loader import load_config
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 
 
 def _config(tmp_path, qa_files, *extra):

@@ -69,7 +69,7 @@ def test_training_refuses_a_directory_holding_any_loraqa_output(tmp_path, name):
 def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files, tmp_path):
     from run_helpers import tiny_config
 
-    from loraqa.training.pipeline import run_training
+    from loraqa.pipeline import run_training
 
     target = tmp_path / "d"
     for name in ("metrics.json", "predictions.json", "predictions.jsonl"):
@@ -82,8 +82,8 @@ def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files
 
 @pytest.mark.parametrize("name", ["predictions.json", "predictions.jsonl", "config.yaml", "beam2/metrics.json"])
 def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkeypatch, name):
-    from loraqa.evaluation import pipeline
-    from loraqa.evaluation.pipeline import run_evaluation
+    from loraqa.pipeline import eval as pipeline
+    from loraqa.pipeline.eval import run_evaluation
 
     def past_the_check(*args):
         raise AssertionError("went on to load data and a model")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-import loraqa.training.pipeline as pipeline
+import loraqa.pipeline.evaluate_phase as evaluate_phase
+import loraqa.pipeline.prepare_phase as prepare_phase
 from loraqa.errors import ConfigError
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from run_helpers import tiny_config
 
 
@@ -16,7 +17,7 @@ def no_baseline_allowed(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("evaluated before the refusal")
 
-    monkeypatch.setattr(pipeline, "evaluate_records", refuse)
+    monkeypatch.setattr(evaluate_phase, "evaluate_records", refuse)
 
 
 def test_a_misspelt_target_module_is_refused_before_the_baseline_listing_valid_names(
@@ -54,7 +55,7 @@ def test_a_window_longer_than_the_positions_is_refused_before_loading(tiny_model
     def refuse(*args, **kwargs):
         raise AssertionError("weights loaded before the refusal")
 
-    monkeypatch.setattr(pipeline, "load_model", refuse)
+    monkeypatch.setattr(prepare_phase, "load_model", refuse)
     run = tmp_path / "run"
     with pytest.raises(ConfigError) as caught:  # the tiny BERT has 256 positions
         run_training(tiny_config(tiny_model_dir("bert"), qa_files, run, "model.max_seq_length=384"))

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 from loraqa.errors import TrainingError
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from loraqa.training.trainer import QATrainer, last_complete_checkpoint, weights_are_finite
 from run_helpers import tiny_config
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 from run_helpers import tiny_config, tiny_overrides
 
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 
 # The child slows each step down so the test can kill it mid-run; the product code is unchanged.
 CHILD = """

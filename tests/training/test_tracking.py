@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from loraqa.cli import main
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from run_helpers import tiny_config, tiny_overrides
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loraqa.errors import ConfigError, TrainingError
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from loraqa.training.trainer import QATrainer
 from run_helpers import tiny_config
 

@@ -22,7 +22,7 @@ from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
 from loraqa.runs.atomic import write_json_atomic
 from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
-from loraqa.training.pipeline import run_training
+from loraqa.pipeline import run_training
 from loraqa.training.trainer import last_complete_checkpoint
 
 
@@ -85,9 +85,7 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
             resume = run.holds_run()
             if resume:
                 attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
-            summary = run_training(
-                config, resume=resume, callbacks=[reporter] if reporter else [], select_on_validation=True
-            )
+            summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [], validation=True)
         validation, test = summary.get("validation"), summary.get("adapter")
         attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"))
         if not validation or metric not in validation:

@@ -1,16 +1,19 @@
-"""`loraqa eval`: the base model alone (zero-shot baseline) or base + adapter, on the test split,
-for one or several decodings, written to an output directory and printed as one table."""
+"""`loraqa eval`: load (the base alone, the zero-shot baseline, or base + adapter) -> evaluate on
+the test split for one or several decodings, written to an output directory, printed as one table."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import set_seed
 
 from loraqa.config.schema import RunConfig
+from loraqa.console import say
 from loraqa.data.prepare import load_test
+from loraqa.data.records import QARecord
 from loraqa.errors import RunDirError
 from loraqa.evaluation.runner import (
     EvalOutcome,
@@ -20,18 +23,54 @@ from loraqa.evaluation.runner import (
     side_by_side_rows,
     write_outcome,
 )
-from loraqa.runs.atomic import write_text_atomic
-from loraqa.inference.ready import load_ready_model, model_config_for_adapter
+from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
+from loraqa.runs.atomic import write_text_atomic
 from loraqa.runs.rundir import loraqa_outputs
 from loraqa.device import plan_device
-from loraqa.console import say
+
+
+@dataclass
+class Loaded:
+    """A model ready to answer, the test questions and the config it answers them with."""
+
+    config: RunConfig
+    ready: ReadyModel
+    records: list[QARecord]
+    version_2: bool
+    device: str
 
 
 def default_output(config: RunConfig, adapter: str | None) -> Path:
     if adapter:
         return Path(adapter).parent / "eval"
     return Path(config.run_dir) / "eval-base"
+
+
+def load_for_evaluation(config: RunConfig, adapter: str | None, base_name: str | None = None,
+                        model_overrides: frozenset[str] = frozenset()) -> Loaded:  # fmt: skip
+    """The load phase of `loraqa eval`: with `adapter`, the model section is the adapter's, plus the
+    user's trust settings and the inference lengths among `model_overrides` (the model.* keys of the
+    command line); the test questions are read before any weights load."""
+    if adapter:
+        config = dataclasses.replace(
+            config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides)
+        )
+    records, version_2 = load_test(config.data)
+    set_seed(config.training.seed)
+    spec = inspect_base(config.model)
+    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    ready = load_ready_model(config.model, plan, adapter, spec=spec)
+    return Loaded(config, ready, records, version_2, plan.description)
+
+
+def evaluate_loaded(loaded: Loaded, decoding: str) -> EvalOutcome:
+    """The evaluate phase of `loraqa eval`: answer and score the test questions with one decoding."""
+    settings = predict_settings(loaded.config, loaded.version_2, decoding)
+    formulation = loaded.ready.spec.formulation
+    return evaluate_records(
+        formulation, loaded.ready.model, loaded.ready.tokenizer, loaded.records, settings, label=decoding
+    )
 
 
 def run_evaluation(
@@ -44,8 +83,7 @@ def run_evaluation(
     base_name: str | None = None,
     model_overrides: frozenset[str] = frozenset(),
 ) -> dict[str, dict]:
-    """Evaluate; with `adapter`, the model section is the adapter's, plus the user's trust settings and
-    the inference lengths among `model_overrides` (the model.* keys of the command line)."""
+    """Evaluate (see `load_for_evaluation`); return each decoding's metrics."""
     out_dir = Path(output) if output else default_output(config, adapter)
     if out_dir.exists() and not out_dir.is_dir():
         raise RunDirError(f"{out_dir} exists and is not a directory; use another --output DIR")
@@ -54,26 +92,18 @@ def run_evaluation(
         raise RunDirError(
             f"{out_dir} already holds an evaluation or run ({', '.join(existing)}); use --overwrite or --output DIR"
         )
-    if adapter:
-        config = dataclasses.replace(
-            config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides)
-        )
-    records, version_2 = load_test(config.data)
-    set_seed(config.training.seed)
-    spec = inspect_base(config.model)
-    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
-    ready = load_ready_model(config.model, plan, adapter, spec=spec)
+    loaded = load_for_evaluation(config, adapter, base_name, model_overrides)
+    config, records = loaded.config, loaded.records
     say(
-        f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {plan.description}"
+        f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {loaded.device}"
     )
-    formulation = ready.spec.formulation
+    formulation = loaded.ready.spec.formulation
     if not formulation.generates and (len(decodings) > 1 or decodings != ["greedy"]):
         say(f"{formulation.name} models pick a span, no decoding applies: evaluated once (not {','.join(decodings)})")
         decodings = decodings[:1]
     outcomes: dict[str, EvalOutcome] = {}
     for decoding in decodings:
-        settings = predict_settings(config, version_2, decoding)
-        outcome = evaluate_records(formulation, ready.model, ready.tokenizer, records, settings, label=decoding)
+        outcome = evaluate_loaded(loaded, decoding)
         target = out_dir if len(decodings) == 1 else out_dir / decoding
         extra = {
             "model": config.model.name,

@@ -1,0 +1,1 @@
+"""Experiments made of several ordinary runs: `compare` (several configs, identical questions)."""

@@ -1,0 +1,205 @@
+"""`loraqa compare`: several configurations trained and evaluated on identical questions, side by side.
+
+Each configuration becomes an ordinary run directory `runs/NAME/<run-name>/` made by the pipeline
+phases (`run_training`); the shared overrides apply to every configuration. Identity is checked, not
+forced: after the overrides, every config's `data` and `generation` sections must be equal, or the
+comparison is refused with one line naming the config and key (forcing them equal would silently
+run something other than what a config file says). Every run carves the same validation split,
+and the best run is chosen on validation F1, never on the test set.
+
+Re-running the same command re-uses runs that finished (summary.json present), resumes one that
+started (its directory holds a run) and trains the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loraqa.config.loader import config_to_dict, load_config
+from loraqa.config.schema import RunConfig
+from loraqa.console import say
+from loraqa.errors import ConfigError
+from loraqa.pipeline import run_training
+from loraqa.runs.atomic import write_json_atomic
+from loraqa.runs.rundir import RunDirectory
+
+IDENTICAL_SECTIONS = ("data", "generation")  # what makes the questions and the answering the same
+CHOSEN_ON = "validation f1"
+_NOT_DIFFERENCES = {"name", "output_dir"}  # differ by construction
+
+
+@dataclass
+class ComparedRun:
+    name: str
+    config: str  # the config file (or shipped name) it came from
+    run_dir: Path
+    summary: dict
+    status: str  # "trained", "resumed" or "reused" (finished before this command)
+
+
+@dataclass
+class ComparisonResult:
+    name: str
+    directory: Path
+    runs: list[ComparedRun]
+    best: str | None  # the run name with the highest validation F1
+    table: str
+    identical_questions: bool
+    rows: list[dict] = field(default_factory=list)
+
+
+def compare(configs: list[str], overrides: list[str], name: str, *, root: str | Path = "runs",
+            command: list[str] | None = None) -> ComparisonResult:  # fmt: skip
+    """Train every config in `configs` (+ `overrides`) into `root/name/<run-name>/`, on identical
+    questions; write `root/name/comparison.json`; return the result (table, best on validation)."""
+    if len(configs) < 2:
+        raise ConfigError("compare", f"needs at least two configs to compare, got {len(configs)}")
+    directory = Path(root) / name
+    loaded = [load_config(path, overrides) for path in configs]
+    _check_identical(configs, loaded)
+    names = run_names(configs, loaded)
+    runs = []
+    for path, config, run_name in zip(configs, loaded, names):
+        config = load_config(path, [*overrides, f"name={run_name}", f"output_dir={directory / run_name}"])
+        runs.append(_run_one(path, config, run_name, command))
+    identical = len({json.dumps(r.summary.get("questions"), sort_keys=True) for r in runs}) == 1
+    rows = [_row(r) for r in runs]
+    scored = [r for r in rows if r["validation_f1"] is not None]
+    best = max(scored, key=lambda r: r["validation_f1"])["run"] if scored else None
+    table = format_comparison(rows, best)
+    write_json_atomic(directory / "comparison.json", {
+        "name": name, "configs": list(configs), "overrides": list(overrides), "chosen_on": CHOSEN_ON,
+        "best": best, "identical_questions": identical, "runs": rows, "command": command,
+    })  # fmt: skip
+    return ComparisonResult(name, directory, runs, best, table, identical, rows)
+
+
+def _check_identical(paths: list[str], configs: list[RunConfig]) -> None:
+    first = config_to_dict(configs[0])
+    for path, config in zip(paths[1:], configs[1:]):
+        other = config_to_dict(config)
+        for section in IDENTICAL_SECTIONS:
+            for key in sorted(set(first[section]) | set(other[section])):
+                if first[section].get(key) != other[section].get(key):
+                    raise ConfigError(
+                        f"{section}.{key}",
+                        f"{path} sets {other[section].get(key)!r} but {paths[0]} sets {first[section].get(key)!r}; a "
+                        f"comparison needs identical {' and '.join(IDENTICAL_SECTIONS)} sections (set it once on the "
+                        "command line for all)",
+                    )
+    for path, config in zip(paths, configs):
+        if config.data.validation_samples < 1:
+            raise ConfigError(
+                "data.validation_samples", f"{path}: a comparison chooses on validation: it must be at least 1"
+            )
+
+
+def run_names(paths: list[str], configs: list[RunConfig]) -> list[str]:
+    """Readable unique names: the config file's stem, plus the keys where the configs differ
+    (`minilm-l6-squad-lora.r=4`) when stems alone repeat; a counter as the last resort."""
+    stems = [_slug(Path(p).name.removesuffix(".yaml").removesuffix(".yml")) for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    flat = [_flatten(config_to_dict(c)) for c in configs]
+    differing = sorted(
+        k for k in set().union(*flat) if k not in _NOT_DIFFERENCES and len({repr(f.get(k)) for f in flat}) > 1
+    )
+    names = []
+    for stem, values in zip(stems, flat):
+        extra = "-".join(f"{k.split('.')[-1]}{_slug(str(values.get(k)))}" for k in differing)
+        names.append(_slug(f"{stem}-{extra}" if extra else stem))
+    seen: dict[str, int] = {}
+    for i, candidate in enumerate(names):
+        seen[candidate] = seen.get(candidate, 0) + 1
+        if names.count(candidate) > 1:
+            names[i] = f"{candidate}-{seen[candidate]}"
+    return names
+
+
+def _run_one(path: str, config: RunConfig, run_name: str, command) -> ComparedRun:
+    run_dir = Path(config.run_dir)
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file():
+        say(f"compare: {run_name} finished before; re-using {run_dir}")
+        return ComparedRun(run_name, path, run_dir, json.loads(summary_file.read_text(encoding="utf-8")), "reused")
+    resume = RunDirectory(run_dir).holds_run()
+    say(f"compare: {'resuming' if resume else 'training'} {run_name} ({path})")
+    summary = run_training(config, resume=resume, validation=True, command=command)
+    return ComparedRun(run_name, path, run_dir, summary, "resumed" if resume else "trained")
+
+
+def _row(run: ComparedRun) -> dict:
+    s = run.summary
+    test, validation, base = s.get("adapter") or {}, s.get("validation") or {}, s.get("baseline") or {}
+    formulation = s.get("formulation") or _adapter_formulation(run.run_dir)
+    return {
+        "run": run.name, "config": run.config, "run_dir": str(run.run_dir), "status": run.status,
+        "model": s.get("model"), "formulation": formulation,
+        "trainable_params": s.get("trainable_params"), "total_params": s.get("total_params"),
+        "trainable_share": s.get("trainable_share"), "train_seconds": s.get("train_seconds"),
+        "baseline_f1": base.get("f1"), "validation_f1": validation.get("f1"),
+        "test_exact_match": test.get("exact_match"), "test_f1": test.get("f1"), "test_rougeL": test.get("rougeL"),
+    }  # fmt: skip
+
+
+def _adapter_formulation(run_dir: Path) -> str | None:
+    meta = run_dir / "adapter" / "loraqa.json"
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get("formulation")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def format_comparison(rows: list[dict], best: str | None) -> str:
+    """One line per run; the best on validation F1 is starred, and the footer says so."""
+    header = [
+        "",
+        "run",
+        "model",
+        "formulation",
+        "trainable",
+        "train",
+        "base F1",
+        "val F1",
+        "test EM",
+        "test F1",
+        "ROUGE-L",
+    ]
+    lines = []
+    for r in rows:
+        share = f"{r['trainable_params']:,} ({r['trainable_share']:.2f}%)" if r["trainable_params"] else "n/a"
+        lines.append([
+            "*" if r["run"] == best else "", r["run"], str(r["model"]), str(r["formulation"] or "n/a"), share,
+            _num(r["train_seconds"], "s", 0), _num(r["baseline_f1"]), _num(r["validation_f1"]),
+            _num(r["test_exact_match"]), _num(r["test_f1"]), _num(r["test_rougeL"]),
+        ])  # fmt: skip
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
+
+    def render(cells) -> str:
+        return "  ".join(str(c).ljust(w) if i < 5 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [render(header), "-" * len(render(header)), *(render(line) for line in lines)]
+    out.append(f"* best on validation F1 ({best})" if best else "no run recorded validation F1: no best chosen")
+    out.append("  (chosen on the validation split carved from train; the test columns are never used to choose)")
+    return "\n".join(out)
+
+
+def _num(value, unit: str = "", digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "run"

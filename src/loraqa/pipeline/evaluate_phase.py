@@ -1,0 +1,85 @@
+"""Phases `baseline` and `evaluate`: the base model alone, then the trained adapter, on the test
+split (and the adapter on validation, which is what anything choosing between runs reads)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from loraqa.config.validate import mutates_base
+from loraqa.console import say
+from loraqa.evaluation.runner import EvalOutcome, evaluate_records, write_outcome
+from loraqa.pipeline.prepare_phase import Prepared
+from loraqa.training import distributed
+
+
+@dataclass
+class Evaluation:
+    """The adapter's scores: `test` as written to the run directory; `validation` the metrics on the
+    validation split (None when the run has none). Choose between runs on `validation`, never `test`."""
+
+    test: EvalOutcome
+    validation: dict | None
+
+
+def baseline(prepared: Prepared) -> dict | None:
+    """The base model (LoRA disabled) on the test questions: its metrics, also written under
+    `baseline/`; read back when a resumed run already measured it. None when not asked for."""
+    config, run = prepared.config, prepared.run
+    if not config.evaluation.baseline:
+        return None
+    started = time.perf_counter()
+    saved = run.baseline / "metrics.json"
+    if distributed.broadcast(saved.exists()):  # a resumed run already measured it on the same questions
+        return json.loads(saved.read_text(encoding="utf-8"))
+    say("evaluating the base model without adapter (baseline)")
+    # The base model itself: disabled LoRA layers pass their input through, and sampled decodings
+    # draw the numbers they drew before LoRA was attached (its init consumed some since).
+    peft_model = prepared.peft_model
+    # PiSSA/OLoRA moved part of the base into the adapter: the untrained adapter, on, is the base.
+    off = nullcontext() if mutates_base(config.lora) else peft_model.disable_adapter()
+    with off, _replayed_random_state(prepared.draws):
+        outcome = evaluate_records(
+            prepared.spec.formulation, peft_model.get_base_model(), prepared.tokenizer, prepared.data.test,
+            prepared.settings, label="baseline",
+        )  # fmt: skip
+    if distributed.is_main():  # [ddp]
+        write_outcome(outcome, run.baseline, extra={"model": config.model.name, "adapter": None})
+    prepared.phase_seconds["baseline"] = round(time.perf_counter() - started, 1)
+    return outcome.metrics
+
+
+def evaluate(prepared: Prepared) -> Evaluation:
+    """Merge the adapter (same answers as unmerged, faster to run), answer the test split (written
+    as metrics.json and predictions) and, when there is one, the validation split."""
+    started = time.perf_counter()
+    formulation, tokenizer, settings = prepared.spec.formulation, prepared.tokenizer, prepared.settings
+    # A quantized base stays unmerged: merging would round the update into 4/8 bits.
+    peft_model = prepared.peft_model
+    merged = peft_model if prepared.config.lora.quantize_base != "none" else peft_model.merge_and_unload()
+    test = evaluate_records(formulation, merged, tokenizer, prepared.data.test, settings, label="adapter")
+    extra = {"model": prepared.config.model.name, "adapter": str(prepared.run.adapter)}
+    if distributed.is_main():  # [ddp]
+        write_outcome(test, prepared.run.path, extra=extra)
+    validation = None
+    if prepared.data.validation:
+        validation = evaluate_records(
+            formulation, merged, tokenizer, prepared.data.validation, settings, label="validation"
+        ).metrics
+    prepared.phase_seconds["evaluate"] = round(time.perf_counter() - started, 1)
+    return Evaluation(test, validation)
+
+
+@contextmanager
+def _replayed_random_state(state):
+    """Run the block drawing the random numbers `state` gives, then restore the current ones."""
+    cpu, cuda = state
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if cuda is not None else []):
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        yield

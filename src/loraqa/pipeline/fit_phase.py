@@ -1,0 +1,201 @@
+"""Phase `fit`: train the attached LoRA weights with `QATrainer`, the only place one is built.
+
+On resume, a run whose training already reached its last step trains nothing: its adapter (or the
+checkpoint that becomes it) is loaded and the run goes on to save and evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import EarlyStoppingCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+
+from loraqa.config.schema import RunConfig
+from loraqa.console import say
+from loraqa.evaluation.runner import evaluate_records
+from loraqa.lora.adapter import ADAPTER_FILES, load_adapter_weights
+from loraqa.pipeline.prepare_phase import Prepared
+from loraqa.runs.atomic import write_text_atomic
+from loraqa.runs.rundir import RunDirectory
+from loraqa.training import distributed
+from loraqa.training.arguments import training_arguments
+from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
+from loraqa.training.tracking import trainer_callbacks
+
+
+@dataclass
+class Finished:
+    """A resumed run whose training had already reached its last step."""
+
+    step: int
+    weights: Path  # the adapter directory, or the checkpoint whose weights become the adapter
+    state: TrainerState | None  # the checkpoint's, when the train log is still to be written
+    train_loss: float | None
+
+
+@dataclass
+class FitResult:
+    train_loss: float | None
+    train_seconds: float
+    selection: dict = field(default_factory=dict)  # summary's best_model / early_stopping entries
+    divergence_warning: str | None = None
+    finished: Finished | None = None  # set when training had already finished (resume)
+    log_history: list[dict] = field(default_factory=list)  # Trainer's, as written to train_log.jsonl
+    global_step: int = 0  # the last optimizer step (trackers log the run's own metrics at it)
+
+
+def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
+    """Train (or, resumed after the last step, load) the adapter weights into `prepared.peft_model`.
+
+    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter). `wrap_collate`:
+    collate -> collate, to observe the batches (the speed benchmark counts their positions)."""
+    config, run, peft_model = prepared.config, prepared.run, prepared.peft_model
+    if config.training.gradient_checkpointing:
+        peft_model.get_base_model().enable_input_require_grads()  # LoRA-only grads need a grad path through frozen inputs
+    say(
+        f"trainable parameters {prepared.trainable_params:,} of {prepared.total_params:,} ({prepared.trainable_share:.2f}%)"
+    )
+    trainer = _trainer(prepared, list(callbacks), wrap_collate)
+    checkpoint = (
+        distributed.run_on_main(lambda: last_complete_checkpoint(str(run.checkpoints))) if prepared.resume else None
+    )  # [ddp]
+    finished = _finished_training(run, checkpoint) if prepared.resume else None
+    started = time.perf_counter()
+    if finished is None:
+        if prepared.resume:
+            say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
+        train_loss = trainer.train(resume_from_checkpoint=checkpoint).training_loss
+        if distributed.is_main():  # [ddp]
+            _write_log(run, trainer)
+    else:
+        # Training already reached its last step: train nothing, keep (or write once) that adapter.
+        load_adapter_weights(peft_model, finished.weights)
+        train_loss = finished.train_loss
+        if finished.state is not None:
+            trainer.state = finished.state
+            if distributed.is_main():  # [ddp]
+                _write_log(run, trainer)
+        say(f"training already finished at step {finished.step}: using {finished.weights}, evaluating only")
+    seconds = round(time.perf_counter() - started, 1)
+    prepared.phase_seconds["fit"] = seconds
+    return FitResult(
+        train_loss=train_loss, train_seconds=seconds, selection=_model_selection(config, trainer),
+        divergence_warning=getattr(trainer, "divergence_warning", None), finished=finished,
+        log_history=list(trainer.state.log_history), global_step=trainer.state.global_step,
+    )  # fmt: skip
+
+
+def _trainer(prepared: Prepared, callbacks: list, wrap_collate=None) -> QATrainer:
+    config, formulation, tokenizer = prepared.config, prepared.spec.formulation, prepared.tokenizer
+    data, settings, features = prepared.data, prepared.settings, prepared.features
+
+    def evaluate_validation(model) -> dict:
+        return evaluate_records(formulation, model, tokenizer, data.validation, settings, label="validation").metrics
+
+    evaluator = evaluate_validation if config.training.eval_strategy != "no" else None
+    if config.training.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStoppingCallback(config.training.early_stopping_patience, config.training.early_stopping_threshold)
+        )
+    callbacks = [*callbacks, *trainer_callbacks(config, prepared.run.path)]  # tracking: TensorBoard, W&B/MLflow runs
+    collate = lambda batch: formulation.collate(batch, tokenizer)  # noqa: E731
+    return QATrainer(
+        model=prepared.peft_model,
+        args=training_arguments(config, prepared.plan, str(prepared.run.checkpoints), formulation.label_names),
+        train_dataset=FeatureDataset(features, _prompt_groups(config, formulation, prepared.peft_model, features)),
+        eval_dataset=FeatureDataset(features[:1]) if evaluator else None,  # unused: QA evaluation runs instead
+        data_collator=wrap_collate(collate) if wrap_collate else collate,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        formulation=formulation,
+        qa_evaluator=evaluator,
+        nan_hint=_nan_hint(config, prepared.spec.model_type),
+        stop_on_divergence=config.training.stop_on_divergence,
+        loraplus_lr_ratio=config.training.loraplus_lr_ratio,
+    )
+
+
+def _prompt_groups(config: RunConfig, formulation, model, features) -> list[list[int]] | None:
+    groups = shared_prompt_groups(config.training, formulation, model, features)
+    if groups is not None:
+        grouped = sum(len(g) for g in groups if len(g) > 1)
+        say(f"{grouped} of {len(features)} training questions share a paragraph: batched together, context run once")
+    return groups
+
+
+def _nan_hint(config: RunConfig, model_type: str) -> str:
+    if config.training.precision == "fp16" or model_type.startswith("t5"):
+        return "fp16 overflows in T5; train in bf16 or fp32, or lower training.learning_rate"
+    return f"try a lower training.learning_rate (now {config.training.learning_rate:g}) or max_grad_norm"
+
+
+def _finished_training(run: RunDirectory, checkpoint: str | None) -> Finished | None:
+    """On --resume: has training already reached its last step? A complete adapter is only written
+    after the last step; a checkpoint at the state's max_steps means the kill came after training
+    (while saving the adapter). Resuming Trainer from there would run one step too many."""
+    if all((run.adapter / name).is_file() for name in ADAPTER_FILES):
+        log = run.path / "train_log.jsonl"
+        entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
+        losses = [e["train_loss"] for e in entries if "train_loss" in e]
+        step = max((e.get("step", 0) for e in entries), default=0)
+        return Finished(step, run.adapter, None, losses[-1] if losses else None)
+    if checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+    if not 0 < state.max_steps <= state.global_step:
+        return None
+    weights = Path(checkpoint)
+    if state.best_model_checkpoint and Path(state.best_model_checkpoint).is_dir():
+        weights = Path(state.best_model_checkpoint)  # load_best_model_at_end: the adapter is the best one
+    return Finished(state.global_step, weights, state, None)
+
+
+def _write_log(run: RunDirectory, trainer) -> None:
+    lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
+    write_text_atomic(Path(run.path) / "train_log.jsonl", lines)
+
+
+def _model_selection(config: RunConfig, trainer) -> dict:
+    """What best-model selection and early stopping did, from the Trainer's state, for
+    summary.json; each is also said on the console. Empty when neither was asked for."""
+    t, state = config.training, trainer.state
+    result: dict = {}
+    metric = (
+        t.metric_for_best_model if t.metric_for_best_model.startswith("eval_") else f"eval_{t.metric_for_best_model}"
+    )
+    if t.load_best_model_at_end:
+        checkpoint = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
+        result["best_model"] = {
+            "checkpoint": checkpoint,
+            "step": state.best_global_step,
+            "metric": metric,
+            "value": state.best_metric,
+        }
+        if checkpoint:
+            say(f"best model: {checkpoint} (step {state.best_global_step}, validation {metric} "
+                f"{state.best_metric:.4g}), loaded as the adapter")  # fmt: skip
+        else:
+            say("best model: no evaluation ran, so the last step's weights are the adapter")
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
+    if stopper is not None:
+        waited = stopper.early_stopping_patience_counter
+        stopped = waited >= stopper.early_stopping_patience
+        result["early_stopping"] = {
+            "stopped": stopped,
+            "step": state.global_step if stopped else None,
+            "max_steps": state.max_steps,
+            "evaluations_without_improvement": waited,
+            "patience": stopper.early_stopping_patience,
+        }
+        if stopped:
+            say(f"early stopping: stopped at step {state.global_step} of {state.max_steps}, after {waited} "
+                f"evaluations without improvement in validation {metric}")  # fmt: skip
+        else:
+            say(f"early stopping: did not trigger ({waited} of {stopper.early_stopping_patience} evaluations "
+                f"without improvement at the end)")  # fmt: skip
+    return result

@@ -1,0 +1,78 @@
+"""`loraqa train`: prepare -> baseline -> fit -> save -> evaluate -> finish, one phase a line."""
+
+from __future__ import annotations
+
+import errno
+
+from loraqa.config.schema import RunConfig
+from loraqa.console import say
+from loraqa.errors import RunDirError
+from loraqa.evaluation.runner import format_table
+from loraqa.pipeline.evaluate_phase import baseline, evaluate
+from loraqa.pipeline.fit_phase import fit
+from loraqa.pipeline.prepare_phase import prepare
+from loraqa.pipeline.record import finish, provenance
+from loraqa.pipeline.save_phase import directory_bytes, save
+from loraqa.training import distributed
+from loraqa.training.tracking import report_run
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
+
+
+def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(),
+                 validation: bool | None = None, command: list[str] | None = None) -> dict:  # fmt: skip
+    """Train an adapter as configured; return the summary that is also written to summary.json.
+
+    `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter). `validation`:
+    True carves a validation split even when training does not read it (see `prepare`); the
+    adapter's scores on it are summary["validation"]. `command`: the command line, recorded."""
+    prepared = prepare(config, resume=resume, overwrite=overwrite, validation=validation)
+    run = prepared.run
+    try:
+        summary: dict = {"run_dir": str(run.path), "model": config.model.name, "device": prepared.plan.description}
+        base = baseline(prepared)
+        if base is not None:
+            summary["baseline"] = base
+        fitted = fit(prepared, callbacks)
+        summary["train_loss"] = fitted.train_loss
+        summary["train_seconds"] = fitted.train_seconds
+        summary.update(fitted.selection)
+        if fitted.divergence_warning:
+            summary["divergence_warning"] = fitted.divergence_warning
+        adapter = save(prepared, fitted)
+        evaluation = evaluate(prepared)
+        summary["adapter"] = evaluation.test.metrics
+        if evaluation.validation is not None:
+            summary["validation"] = evaluation.validation  # what sweeps and comparisons choose on
+        summary.update(provenance(prepared, command), adapter_bytes=directory_bytes(adapter))
+        if not distributed.is_main():  # [ddp] rank 0 writes and prints the results
+            return summary
+        finish(prepared, summary)
+        # What happened outside Trainer, to the runs the tracking callbacks started (issue 15 §2).
+        report_run(config, run.path, summary, step=fitted.global_step,
+                   parameters=(prepared.trainable_params, prepared.total_params))  # fmt: skip
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        raise RunDirError(
+            f"cannot write {exc.filename or run.path}: {exc.strerror}; completed checkpoints and any earlier "
+            "adapter are intact (free space, then run again with --resume)"
+        ) from None
+    finally:
+        run.release()
+    _print_result(summary)
+    return summary
+
+
+def _print_result(summary: dict) -> None:
+    name = summary["model"]
+    rows = [(f"{name} (no adapter)", summary["baseline"])] if "baseline" in summary else []
+    rows.append((f"{name} + LoRA", summary["adapter"]))
+    if "validation" in summary:
+        rows.append((f"{name} + LoRA [validation]", summary["validation"]))
+    print(format_table(rows))
+    print(
+        f"run directory: {summary['run_dir']}  (training {summary['train_seconds']}s, total {summary['total_seconds']}s)"
+    )
+    if summary.get("divergence_warning"):
+        say(f"warning: {summary['divergence_warning']}")

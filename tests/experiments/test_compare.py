@@ -1,0 +1,108 @@
+"""`loraqa compare`: runs on identical questions, one table, best chosen on validation, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import loraqa.experiments.compare as compare_module
+from loraqa.cli import main
+from loraqa.errors import ConfigError
+from loraqa.experiments.compare import compare, format_comparison
+from run_helpers import tiny_overrides
+
+
+def _config_file(path: Path, model_dir: Path) -> str:
+    path.write_text(yaml.safe_dump({"model": {"name": str(model_dir)}}))
+    return str(path)
+
+
+def _shared(files) -> list[str]:
+    # tiny_overrides minus the model and output_dir: what every compared config shares
+    return [
+        o
+        for o in tiny_overrides(Path("unused"), files, Path("unused"))
+        if not o.startswith(("model.name=", "output_dir="))
+    ]
+
+
+def _ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_unfinished(
+    tiny_model_dir, qa_files, tmp_path, monkeypatch, capsys
+):
+    configs = [_config_file(tmp_path / "bert.yaml", tiny_model_dir("bert")),
+               _config_file(tmp_path / "gpt2.yaml", tiny_model_dir("gpt2"))]  # fmt: skip
+    root = tmp_path / "runs"
+    assert main(["compare", *configs, *_shared(qa_files), "--name", "pair", "--dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    pair = root / "pair"
+    bert, gpt2 = pair / "bert", pair / "gpt2"
+    assert _ids(bert / "predictions.jsonl") == _ids(gpt2 / "predictions.jsonl")
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (bert, gpt2)]
+    assert summaries[0]["questions"] == summaries[1]["questions"]  # train, validation and test ids
+    assert summaries[0]["questions"]["validation"]["count"] > 0
+    result = json.loads((pair / "comparison.json").read_text())
+    assert result["chosen_on"] == "validation f1" and result["identical_questions"] is True
+    rows = {r["run"]: r for r in result["runs"]}
+    assert {r["formulation"] for r in rows.values()} == {"extractive", "causal"}
+    best = max(rows.values(), key=lambda r: r["validation_f1"])["run"]
+    assert result["best"] == best
+    assert f"* best on validation F1 ({best})" in out and "test columns are never used" in out
+    assert "bert" in out and "gpt2" in out and "val F1" in out
+    assert (pair / "report.md").is_file()  # the report of the whole comparison
+
+    # Interrupted after the first run: only the second trains again; the first is re-used untouched.
+    (gpt2 / "summary.json").unlink()
+    trained = []
+    real = compare_module.run_training
+    monkeypatch.setattr(
+        compare_module,
+        "run_training",
+        lambda config, **kw: trained.append((config.name, kw["resume"])) or real(config, **kw),
+    )
+    before = (bert / "summary.json").stat().st_mtime_ns
+    again = compare(configs, _shared(qa_files), "pair", root=root)
+    assert trained == [("gpt2", True)]
+    assert [r.status for r in again.runs] == ["reused", "resumed"]
+    assert (bert / "summary.json").stat().st_mtime_ns == before
+
+
+def test_best_is_chosen_on_validation_not_test():
+    rows = [
+        {"run": "a", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
+         "train_seconds": 1, "baseline_f1": 0, "validation_f1": 50.0, "test_exact_match": 90, "test_f1": 90, "test_rougeL": 90},
+        {"run": "b", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
+         "train_seconds": 1, "baseline_f1": 0, "validation_f1": 60.0, "test_exact_match": 10, "test_f1": 10, "test_rougeL": 10},
+    ]  # fmt: skip
+    table = format_comparison(rows, "b")
+    assert table.splitlines()[3].startswith("*") and "* best on validation F1 (b)" in table
+
+
+def test_configs_whose_data_differs_are_refused_in_one_line(tiny_model_dir, qa_files, tmp_path):
+    a = _config_file(tmp_path / "a.yaml", tiny_model_dir("bert"))
+    b = tmp_path / "b.yaml"
+    b.write_text(yaml.safe_dump({"model": {"name": str(tiny_model_dir("gpt2"))}, "data": {"test_samples": 3}}))
+    with pytest.raises(ConfigError) as caught:
+        compare([a, str(b)], _shared(qa_files), "bad", root=tmp_path / "runs")
+    message = str(caught.value)
+    assert "data.test_samples" in message and "b.yaml" in message and "\n" not in message
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("prefix", ["seed004-", "offline-"])
+def test_shipped_comparison_sets_parse_and_agree_on_data_and_decoding(prefix):
+    from loraqa.config.loader import load_config
+    from loraqa.config.shipped import SHIPPED_DIR
+
+    paths = sorted(str(p) for p in (SHIPPED_DIR / "compare").glob(f"{prefix}*.yaml"))
+    assert len(paths) == 3
+    configs = [load_config(p) for p in paths]
+    compare_module._check_identical(paths, configs)  # what `loraqa compare` checks before training
+    assert all(Path(p).read_text().startswith("# loraqa compare ") for p in paths)
+    assert len(set(compare_module.run_names(paths, configs))) == 3
