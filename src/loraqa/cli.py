@@ -248,7 +248,9 @@ def _dispatch(args) -> int:
             load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
             command=["loraqa", *args.argv],
         )  # fmt: skip
-        if not args.no_report:
+        from loraqa.training import distributed
+
+        if not args.no_report and distributed.is_main():  # under torchrun, rank 0 alone writes the report
             _report_or_warn(summary["run_dir"])
         return 0
     if args.command == "eval":

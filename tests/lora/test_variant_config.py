@@ -30,7 +30,7 @@ def test_refused_combinations(extra, key, family, tiny_model_dir, qa_files, tmp_
     def no_weights(*args, **kwargs):
         raise AssertionError("weights loaded before the refusal")
 
-    monkeypatch.setattr("loraqa.pipeline.load_model", no_weights)
+    monkeypatch.setattr("loraqa.pipeline.prepare_phase.load_model", no_weights)
     run = tmp_path / "run"
     code = main(["train", *tiny_overrides(tiny_model_dir(family), qa_files, run, *extra)])
     err = capsys.readouterr().err.strip().splitlines()

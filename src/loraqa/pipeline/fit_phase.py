@@ -102,7 +102,8 @@ def _trainer(prepared: Prepared, callbacks: list, wrap_collate=None) -> QATraine
         callbacks.append(
             EarlyStoppingCallback(config.training.early_stopping_patience, config.training.early_stopping_threshold)
         )
-    callbacks = [*callbacks, *trainer_callbacks(config, prepared.run.path)]  # tracking: TensorBoard, W&B/MLflow runs
+    if distributed.is_main():  # [ddp] trackers write event files and runs from rank 0 only
+        callbacks = [*callbacks, *trainer_callbacks(config, prepared.run.path)]  # TensorBoard, W&B/MLflow runs
     collate = lambda batch: formulation.collate(batch, tokenizer)  # noqa: E731
     return QATrainer(
         model=prepared.peft_model,
