@@ -32,3 +32,20 @@ def tiny_overrides(model_dir: Path, files: dict[str, Path], out: Path, *extra: s
 
 def tiny_config(model_dir: Path, files: dict[str, Path], out: Path, *extra: str):
     return load_config(None, tiny_overrides(model_dir, files, out, *extra))
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """The `loraqa` command in-process: exit status, stdout, stderr."""
+    from loraqa.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    """The one `loraqa: error:` line of `err`, asserting there is exactly one and no traceback."""
+    lines = [line for line in err.splitlines() if line.startswith("loraqa: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]

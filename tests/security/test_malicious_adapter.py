@@ -17,22 +17,9 @@ from pathlib import Path
 import pytest
 
 from loraqa.cli import main
-from run_helpers import tiny_overrides
+from run_helpers import one_line_error, run_cli, tiny_overrides
 
 QUESTION = ("--question", "Who founded Avalon?", "--context", "The town of Avalon was founded in 1800 by Ada.")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("loraqa: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
