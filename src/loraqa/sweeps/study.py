@@ -56,10 +56,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
         kwargs = {"connect_args": {"timeout": 120}}  # workers wait for the write lock, not fail
     try:
         with _local_lock(url):  # two first workers on one SQLite file would both create tables
-            storage = RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryFailedTrialCallback(inherit_intermediate_values=True),
-            )  # fmt: skip
+            storage = _create_storage(url, kwargs, heartbeat_interval, grace_period)
     except ImportError:
         raise SweepStorageError(
             f"cannot open sweep storage {_redact(url)}: its database driver is not installed "
@@ -213,6 +210,24 @@ def _serialize_sqlite(engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # connections made before the listeners would keep the old behaviour
+
+
+def _create_storage(url: str, kwargs: dict, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    """RDBStorage, retried while another machine's first worker is creating the same tables: on a
+    fresh PostgreSQL database two workers' CREATE TABLE race, and the loser sees a duplicate key on
+    PostgreSQL's catalog (no lock file can span machines). Once the tables exist, creation skips them."""
+    for attempt in range(6):
+        try:
+            return RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryFailedTrialCallback(inherit_intermediate_values=True),
+            )  # fmt: skip
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            racing = any(word in str(exc).lower() for word in ("duplicate key", "already exists"))
+            if not racing or attempt == 5:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @contextmanager
