@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loraqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`loraqa configs | head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
+        return 0
 
 
 def _dispatch(args) -> int:
