@@ -28,9 +28,10 @@ data="$root/data"
 if [ -f "$root/url" ] && as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     say "reusing the running server"; cat "$root/url"; exit 0
 fi
-if [ ! -f "$data/PG_VERSION" ]; then
-    as_pg "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >&2 || fail "initdb failed"
-fi
+# Not running: a cluster left by an earlier run (its role and database already made) is replaced,
+# so the CREATE statements below always meet a fresh cluster.
+rm -rf "$data" "$root/url"
+as_pg "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >&2 || fail "initdb failed"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 as_pg "$bindir/pg_ctl" -D "$data" -l "$root/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$root" start >&2 \
