@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import browser_or_skip, open_page
 from synthetic_sweep import MODULES, write_sweep
 
 from loraqa.cli import main
@@ -18,7 +19,6 @@ from sweep_helpers import cheap_overrides, sweep_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from png_checks import assert_real_plot  # noqa: E402
-from test_report_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, _browser_or_skip  # noqa: E402
 
 BEST = "lora.r=16 training.learning_rate=1e-3 lora.target_modules=attention"
 
@@ -103,24 +103,13 @@ def test_a_real_tiny_sweep_reports_and_renders_in_headless_chromium(tiny_model_d
     assert main(sweep_command(overrides, sweep_dir, "real", "--grid", "lora.r=2,4", "training.learning_rate=1e-3,1e-2",
                               "lora.target_modules=qv,attention")) == 0  # fmt: skip
     assert main(["report", str(sweep_dir)]) == 0
-    sync_playwright = _browser_or_skip()
+    browser_or_skip()
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto((sweep_dir / "report.html").as_uri(), wait_until="load")
-            images = page.eval_on_selector_all(
-                "img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
-            )
-            text = page.inner_text("body")
-            if SCREENSHOT_DIR:
-                Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(Path(SCREENSHOT_DIR) / "sweep-report.png"), full_page=True)
-        finally:
-            browser.close()
+    with open_page((sweep_dir / "report.html").as_uri(), errors, screenshot="sweep-report.png") as page:
+        images = page.eval_on_selector_all(
+            "img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
+        )
+        text = page.inner_text("body")
     assert errors == []
     assert images and all(i["ok"] for i in images), images
     assert sum("Heatmap" in i["alt"] for i in images) == 2  # one per module set
