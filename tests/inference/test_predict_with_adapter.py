@@ -172,3 +172,12 @@ def test_eval_applies_max_seq_length(v1_adapter, qa_files, tmp_path, capsys):
         return [json.loads(line)["confidence"] for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
 
     assert confidences(tmp_path / "a") != confidences(tmp_path / "b", "model.max_seq_length=32", "model.doc_stride=8")
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_a_window_past_the_base_positions_is_refused_with_an_adapter(command, v1_adapter, tmp_path, capsys):
+    extra = ["--question", "Who?", "--context", CONTEXT] if command == "predict" else ["--output", str(tmp_path / "e")]
+    code, _, err = run_cli(capsys, command, "--adapter", v1_adapter, "model.max_seq_length=4096", *extra)
+    line = one_line_error(err)  # the tiny BERT has 256 positions
+    assert code == 2 and "model.max_seq_length" in line and "max_position_embeddings = 256" in line
+    assert not (tmp_path / "e").exists()

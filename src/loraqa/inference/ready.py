@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.config.schema import ModelConfig
+from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
 from loraqa.lora.adapter import load_adapter, read_adapter_meta
 from loraqa.models.loading import BaseSpec, inspect_base, load_adapter_tokenizer, load_model, load_tokenizer
@@ -93,14 +94,16 @@ def load_ready_model(
     merge: bool = True,
     spec: BaseSpec | None = None,
 ) -> ReadyModel:
+    spec = spec or inspect_base(model_config)
+    # Checked here as well as in training: predict, eval and serve may widen the window of an adapter
+    # (`INFERENCE_MODEL_KEYS`), and a window past the positions fails deep in the embeddings.
+    check_position_limit(model_config.max_seq_length, model_config.name, spec.hf_config)
     if adapter_dir is None:
-        spec = spec or inspect_base(model_config)
         tokenizer = load_tokenizer(spec, model_config)
         model = load_model(spec, model_config, tokenizer, plan.torch_device)
         model.eval()
         return ReadyModel(model, tokenizer, spec, model_config, None)
     meta = read_adapter_meta(adapter_dir)  # every adapter file checked before anything is loaded from it
-    spec = spec or inspect_base(model_config)
     tokenizer = load_adapter_tokenizer(spec, adapter_dir)
     base = load_model(spec, dataclasses.replace(model_config, add_tokens=[]), tokenizer, plan.torch_device)
     model = load_adapter(base, tokenizer, adapter_dir, model_config.name, spec.hf_config, meta)
