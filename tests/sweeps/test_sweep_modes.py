@@ -150,6 +150,25 @@ def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once
     assert len(trials) == 3  # the interrupted trial, its retry, the other cell: nothing else was trained
 
 
+def test_sigterm_to_the_command_stops_every_worker_and_gives_their_trials_back(tiny_model_dir, qa_files, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=400",
+                                "training.save_steps=2")  # fmt: skip
+    argv = sweep_command(overrides, sweep_dir, "term", "--grid", "lora.r=2,4", "--workers", "2")
+    parent = start_worker(argv, tmp_path / "term.log")
+    _wait_for(lambda: len(list(sweep_dir.glob("*/checkpoints/checkpoint-*"))) >= 2, parent, "both trials training")
+    workers = [int(pid) for pid in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()]
+    assert len(workers) == 2
+    parent.terminate()
+    assert parent.wait(timeout=120) == 130, (tmp_path / "term.log").read_text()[-2000:]
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker outlives the command
+    _, trials = completed_per_cell(f"sqlite:///{sweep_dir / 'study.db'}", "term")
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states and TrialState.COMPLETE not in states
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 2 and all("interrupted" in t.user_attrs["error"] for t in interrupted)
+
+
 def _wait_for(found, process, what: str, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,9 +9,12 @@ heartbeat goes stale and this worker picks up the retry (and resumes it from its
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +69,8 @@ def run_sweep(spec: SweepSpec) -> dict | None:
     if spec.workers > 1 and not spec.worker:
         _run_workers(spec)
     else:
-        _work(spec, study, storage, axes, space, seeds)
+        with _terminate_as_interrupt():
+            _work(spec, study, storage, axes, space, seeds)
     if spec.worker:
         return None
     summary = summarize(study, spec.metric, maximize)
@@ -117,8 +121,15 @@ def _run_workers(spec: SweepSpec) -> None:
     command = [sys.executable, "-m", "loraqa", *spec.argv, "--worker", "--torch-threads", str(threads)]
     _say(f"starting {spec.workers} workers, {threads} torch thread(s) each")
     children = [subprocess.Popen(command) for _ in range(spec.workers)]
+
+    def stop_workers() -> None:  # a SIGTERM reaches this process alone: pass it on as a Ctrl-C
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+
     try:
-        codes = [child.wait() for child in children]
+        with _terminate_as_interrupt(stop_workers):
+            codes = [child.wait() for child in children]
     except KeyboardInterrupt:  # the workers got the same Ctrl-C: let them give their trials back
         for child in children:
             child.wait()
@@ -126,6 +137,27 @@ def _run_workers(spec: SweepSpec) -> None:
     for code in codes:
         if code != 0:
             _say(f"a worker exited with status {code}")
+
+
+@contextmanager
+def _terminate_as_interrupt(before=None):
+    """SIGTERM (`kill`, a job scheduler, systemd) ends a sweep as Ctrl-C does: each worker gives its
+    trial back (it reruns at once, not after a heartbeat grace period) and no worker outlives the
+    command. Signal handlers belong to the main thread; elsewhere the default stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        if before:
+            before()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check(spec: SweepSpec):
