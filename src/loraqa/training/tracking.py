@@ -324,4 +324,8 @@ class _Wandb:
 
     def close(self) -> None:
         self._wandb.finish()
+        # finish() can return before wandb's service has written the run to disk (seen offline
+        # under load: only the file header there); teardown waits for it, so the run is complete
+        # for `wandb sync` when loraqa returns. The next run starts the service again.
+        self._wandb.teardown()
         _started.pop("wandb", None)
