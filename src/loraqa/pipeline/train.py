@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 
+import torch
+
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.errors import RunDirError
@@ -25,7 +27,23 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
 
     `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter). `validation`:
     True carves a validation split even when training does not read it (see `prepare`); the
-    adapter's scores on it are summary["validation"]. `command`: the command line, recorded."""
+    adapter's scores on it are summary["validation"]. `command`: the command line, recorded.
+
+    `training.torch_threads` holds for this run only: the caller's torch thread count is restored
+    after it, so a later run in the same process (the Python API, `loraqa compare`, the next test)
+    trains on the count it would get alone. CPU float sums depend on that count, so a run that
+    inherited another's (one thread instead of all cores) differed in the last digits from the same
+    config run by `loraqa train`, e.g. its --resume of a run killed there."""
+    threads = torch.get_num_threads()
+    try:
+        return _run_training(config, resume=resume, overwrite=overwrite, callbacks=callbacks, validation=validation,
+                             command=command)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks, validation: bool | None,
+                  command: list[str] | None) -> dict:  # fmt: skip
     prepared = prepare(config, resume=resume, overwrite=overwrite, validation=validation)
     run = prepared.run
     try:
