@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("--modes", default="on,off", help="batching on (max batch 16), off (max batch 1)")
     parser.add_argument("--questions", type=int, default=200, help="distinct SQuAD dev questions cycled through")
     parser.add_argument("--label", default=None, help="results file name part (default: the adapter or model)")
+    parser.add_argument("--request-timeout-s", type=float, default=60.0, help="the server's; longer waits get 504")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="server and predict")
     parser.add_argument(
         "--predict-questions", type=int, default=30, help="questions timed as `loraqa predict` (0: skip)"
@@ -106,6 +107,7 @@ def _predict_ms(args, records) -> float | None:
 async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int) -> dict:
     latencies: list[float] = []
     errors = lost = sent = 0
+    statuses: dict[str, int] = {}  # the errors by HTTP status (504: waited past --request-timeout-s)
     deadline = time.perf_counter() + seconds
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
@@ -125,6 +127,7 @@ async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
+                statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
@@ -132,7 +135,7 @@ async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         elapsed = time.perf_counter() - began
     return {
-        "sent": sent, "answered": len(latencies), "errors": errors, "lost": lost,
+        "sent": sent, "answered": len(latencies), "errors": errors, "error_statuses": statuses, "lost": lost,
         "answers_per_second": round(len(latencies) / elapsed, 3),
         **{f"p{q}_ms": _percentile(latencies, q) for q in (50, 95, 99)},
     }  # fmt: skip
@@ -155,7 +158,8 @@ class _server:
             self.port = sock.getsockname()[1]
         served = ["--adapter", f"bench={args.adapter}"] if args.adapter else ["--base-only", "--model", args.model]
         self.command = [sys.executable, "-m", "loraqa", "serve", *served, "--port", str(self.port),
-                        "--max-batch", str(max_batch), "--device", args.device]  # fmt: skip
+                        "--max-batch", str(max_batch), "--device", args.device,
+                        "--request-timeout-s", str(args.request_timeout_s)]  # fmt: skip
 
     def __enter__(self) -> str:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
