@@ -52,7 +52,7 @@ def rows(answers: list[dict]) -> list[tuple]:
 @pytest.mark.parametrize("adapters", [("extractive",), ("extractive", "extractive2")])
 def test_base_only_shares_the_adapters_base(adapters, trained_adapters, tiny_model_dir, serve_config, base_loads):
     base_dir = str(tiny_model_dir("bert"))
-    registry = build_registry(
+    registry = build_registry(  # `loraqa serve --adapter ... --base-only --model BASE`
         [AdapterSource(n, trained_adapters[n]) for n in adapters], serve_config, base_name=base_dir, base_only=True
     )
     assert base_loads == [base_dir]  # one base model loaded, for the adapters and the base-only entry alike
