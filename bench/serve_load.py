@@ -1,14 +1,25 @@
 """Load test for `loraqa serve`: N concurrent clients on loopback for a fixed time.
 
-    python bench/serve_load.py --adapter runs/minilm-l6-squad/adapter --seconds 60 --clients 1,8,32
-    python bench/serve_load.py --model minilm-l6 --seconds 10            # base model alone
+The full benchmark (issue 17's bars; run on a quiet machine, one adapter per command, about
+2 modes x 3 client counts x 60 s plus start-up and the predict baseline: ~8 min each):
+
+    PYTHONPATH=src .venv/bin/python bench/serve_load.py --adapter runs/minilm-l6-squad/adapter \
+        --seconds 60 --clients 1,8,32 --modes on,off --label minilm-l6
+    PYTHONPATH=src .venv/bin/python bench/serve_load.py --adapter runs/smollm2-135m-squad/adapter \
+        --seconds 60 --clients 1,8,32 --modes on,off --label smollm2-135m
+
+A smoke run (seconds): `--seconds 5 --clients 1,8 --predict-questions 5`; `--model minilm-l6`
+without `--adapter` serves the base alone (`loraqa serve --base-only`).
 
 For each batching mode (on: --max-batch 16, off: --max-batch 1, i.e. one question at a time) a real
 server process is started on a free loopback port; for each client count every client sends one
 SQuAD dev question at a time, waiting for its answer before the next, until the time is up or the
 request bound is reached. Reported: answers/s, latency p50/p95/p99, errors (non-200 answers) and
-lost requests (no answer at all: transport errors, timeouts). Results go to
-bench/results/serve-<label>.json with the git commit, dirty flag and command (bench/record.py).
+lost requests (no answer at all: transport errors, timeouts). Before the servers start, the same
+questions are answered one at a time in this process the way `loraqa predict` answers them
+(`predict_per_question_ms`, the median), and every 1-client run reports `p50_over_predict`
+(the bar: <= 1.10). Results go to bench/results/serve-<label>.json with the git commit, dirty flag
+and command (bench/record.py).
 """
 
 from __future__ import annotations
@@ -43,18 +54,26 @@ def main() -> int:
     parser.add_argument("--modes", default="on,off", help="batching on (max batch 16), off (max batch 1)")
     parser.add_argument("--questions", type=int, default=200, help="distinct SQuAD dev questions cycled through")
     parser.add_argument("--label", default=None, help="results file name part (default: the adapter or model)")
+    parser.add_argument("--request-timeout-s", type=float, default=60.0, help="the server's; longer waits get 504")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="server and predict")
+    parser.add_argument(
+        "--predict-questions", type=int, default=30, help="questions timed as `loraqa predict` (0: skip)"
+    )
     args = parser.parse_args()
 
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
     results = {**provenance(sys.argv), "adapter": args.adapter, "model": None if args.adapter else args.model,
-               "seconds": args.seconds, "max_requests": args.max_requests, "runs": []}  # fmt: skip
+               "seconds": args.seconds, "max_requests": args.max_requests, "device": args.device,
+               "predict_per_question_ms": _predict_ms(args, records[: args.predict_questions]), "runs": []}  # fmt: skip
     for mode in args.modes.split(","):
         max_batch = 16 if mode == "on" else 1
         with _server(args, max_batch) as url:
             for clients in [int(c) for c in args.clients.split(",")]:
                 row = asyncio.run(_load(url, bodies, clients, args.seconds, args.max_requests))
                 row.update(batching=mode, max_batch=max_batch, clients=clients)
+                if clients == 1 and results["predict_per_question_ms"] and row["p50_ms"]:
+                    row["p50_over_predict"] = round(row["p50_ms"] / results["predict_per_question_ms"], 3)
                 results["runs"].append(row)
                 print(json.dumps(row), flush=True)
     label = args.label or Path(args.adapter or args.model).parent.name or args.model
@@ -65,9 +84,30 @@ def main() -> int:
     return 0
 
 
+def _predict_ms(args, records) -> float | None:
+    """Median ms per question answered alone, loaded and answered as `loraqa predict` does."""
+    if not records:
+        return None
+    from loraqa.cli import _ready
+    from loraqa.config.loader import load_config
+    from loraqa.inference.predict import answer
+
+    config = load_config(None, [f"training.device={args.device}"])
+    ready = _ready(config, args.adapter, None if args.adapter else args.model)
+    answer(ready, config, records[:1])  # warm-up
+    times = []
+    for record in records:
+        started = time.perf_counter()
+        answer(ready, config, [record])
+        times.append(time.perf_counter() - started)
+    del ready
+    return round(1000 * statistics.median(times), 2)
+
+
 async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int) -> dict:
     latencies: list[float] = []
     errors = lost = sent = 0
+    statuses: dict[str, int] = {}  # the errors by HTTP status (504: waited past --request-timeout-s)
     deadline = time.perf_counter() + seconds
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
@@ -87,6 +127,7 @@ async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
+                statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
@@ -94,7 +135,7 @@ async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         elapsed = time.perf_counter() - began
     return {
-        "sent": sent, "answered": len(latencies), "errors": errors, "lost": lost,
+        "sent": sent, "answered": len(latencies), "errors": errors, "error_statuses": statuses, "lost": lost,
         "answers_per_second": round(len(latencies) / elapsed, 3),
         **{f"p{q}_ms": _percentile(latencies, q) for q in (50, 95, 99)},
     }  # fmt: skip
@@ -117,7 +158,8 @@ class _server:
             self.port = sock.getsockname()[1]
         served = ["--adapter", f"bench={args.adapter}"] if args.adapter else ["--base-only", "--model", args.model]
         self.command = [sys.executable, "-m", "loraqa", "serve", *served, "--port", str(self.port),
-                        "--max-batch", str(max_batch)]  # fmt: skip
+                        "--max-batch", str(max_batch), "--device", args.device,
+                        "--request-timeout-s", str(args.request_timeout_s)]  # fmt: skip
 
     def __enter__(self) -> str:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

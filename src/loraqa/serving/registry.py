@@ -3,7 +3,9 @@
 Each base model is loaded once. Adapters that fit the same loaded base (same weights, same
 vocabulary, same segment-id handling) share it as peft named adapters, switched with
 `set_adapter` before each batch; a base with a single adapter has it merged, exactly as
-`loraqa predict` loads it. Adapters on different bases get their own base.
+`loraqa predict` loads it. Adapters on different bases get their own base. `--base-only` on a
+base some adapters already use joins their group (which then stays unmerged) and answers inside
+peft's `disable_adapter()`, so the base is not loaded a second time.
 
 Nothing here is reachable from a request: the HTTP layer only calls `answer` and `describe`
 with the name of an adapter already in the registry.
@@ -25,11 +27,12 @@ from loraqa.errors import AdapterError, ConfigError
 from loraqa.inference.predict import answer
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
 from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
-from loraqa.models.loading import inspect_base, load_adapter_tokenizer
+from loraqa.models.loading import inspect_base, load_adapter_tokenizer, load_tokenizer
 from loraqa.device import plan_device
 
 BASE_ONLY_NAME = "base"
 FIRST_PEFT_NAME = "default"  # the name PeftModel.from_pretrained gives the first adapter on a base
+BASE_PEFT_NAME = "__base__"  # peft's own name for "no adapter" (mixed batches); here: answer with adapters disabled
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Registry:
         not interleave with another batch on the same base.
         """
         served = self.adapters[name]
+        if served.peft_name == BASE_PEFT_NAME:
+            with served.ready.model.disable_adapter():  # the shared base's own weights and heads
+                return answer(served.ready, self.config, records, decoding)
         if served.peft_name is not None:
             served.ready.model.set_adapter(served.peft_name)
         return answer(served.ready, self.config, records, decoding)
@@ -107,16 +113,31 @@ def build_registry(
         groups.setdefault(_base_key(spec, model_config, meta, source.directory), []).append(
             (source, meta, model_config, spec)
         )
+    base_only_entry = _base_only_entry(config, base_name) if base_only else None
+    if base_only_entry is not None and base_only_entry[0] in groups:
+        groups[base_only_entry[0]].append(base_only_entry[1])  # shares the adapters' base: not loaded twice
+        base_only_entry = None
     served: dict[str, ServedAdapter] = {}
     for members in groups.values():
         for adapter in _load_group(members, config):
             served[adapter.name] = adapter
-    if base_only:
-        model_config = dataclasses.replace(config.model, name=base_name) if base_name else config.model
-        spec = inspect_base(model_config)
+    if base_only_entry is not None:  # no adapter on this base: load it alone
+        _, (_, _, model_config, spec) = base_only_entry
         ready = load_ready_model(model_config, _plan(config, spec), None, spec=spec)
         served[BASE_ONLY_NAME] = ServedAdapter(BASE_ONLY_NAME, ready, None, _info(ready, None, shared=False))
     return Registry([served[n] for n in names], config)
+
+
+def _base_only_entry(config: RunConfig, base_name: str | None) -> tuple[tuple, tuple]:
+    """The base-only member (source None) and the key it shares a base under (as `_base_key` builds it)."""
+    model_config = dataclasses.replace(config.model, name=base_name) if base_name else config.model
+    spec = inspect_base(model_config)
+    tokenizer = load_tokenizer(spec, model_config)
+    # The rows load_model gives the base alone: its own, grown to the tokenizer when tokens were added.
+    rows = max(int(spec.hf_config.vocab_size), len(tokenizer))
+    key = (spec.path, model_config.revision, spec.formulation.auto_model_class().__name__,
+           model_config.use_token_type_ids, rows)  # fmt: skip
+    return key, (None, tokenizer, model_config, spec)
 
 
 def _base_key(spec, model_config, meta: dict, directory: Path) -> tuple:
@@ -132,6 +153,8 @@ def _base_key(spec, model_config, meta: dict, directory: Path) -> tuple:
 
 
 def _load_group(members: list[tuple], config: RunConfig) -> list[ServedAdapter]:
+    """Members are (source, meta, model_config, spec) of adapters on one base, the first an adapter;
+    a base-only member is (None, base tokenizer, model_config, spec)."""
     first_source, _, first_config, first_spec = members[0]
     plan = _plan(config, first_spec)
     if len(members) == 1:  # merged, as `loraqa predict` loads it
@@ -143,6 +166,10 @@ def _load_group(members: list[tuple], config: RunConfig) -> list[ServedAdapter]:
     peft_model = first.model
     served = [ServedAdapter(first_source.name, first, FIRST_PEFT_NAME, _info(first, first_source.directory, True))]
     for index, (source, meta, model_config, spec) in enumerate(members[1:], start=1):
+        if source is None:  # --base-only on this base: the same model, adapters disabled while it answers
+            ready = ReadyModel(peft_model, meta, spec, model_config, None)
+            served.append(ServedAdapter(BASE_ONLY_NAME, ready, BASE_PEFT_NAME, _info(ready, None, shared=True)))
+            continue
         _check_same_base(source.directory, meta, spec)
         peft_name = f"adapter{index}"
         try:
