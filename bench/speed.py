@@ -351,7 +351,7 @@ def main(argv=None) -> None:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from speed_ddp import run as run_ddp
 
-        run_ddp(args.ddp, args.ddp_steps, out=args.out)
+        run_ddp(args.ddp, args.ddp_steps, out=args.out, argv=sys.argv)
         return
     started = time.perf_counter()
     args.tcmalloc_path = find_tcmalloc()

@@ -7,7 +7,9 @@
 On a CPU, expect parity (the same cores do the same FLOPs, plus gloo's all-reduce of the LoRA
 gradients); the point is that the DDP path is the one a GPU cluster runs. Both runs have the same
 global batch (per_device x processes = 16) and train the same examples, so their losses agree.
-Writes bench/results/speed-ddp-<date>.json (only when asked to, by running this) and prints a line each.
+Writes bench/results/speed-ddp-<date>.json (speed-ddp-<date>-smoke.json under 50 steps, which is a
+check that the path runs, not a measurement), stamped with the commit and command (bench/record.py),
+and prints a line each.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 16
+SMOKE_STEPS = 50  # fewer steps than this measure start-up more than training: the file says "smoke"
 
 
 def _train(processes: int, threads: int, steps: int, model: str, out: Path) -> dict:
@@ -44,18 +47,25 @@ def _train(processes: int, threads: int, steps: int, model: str, out: Path) -> d
             "examples_per_second": round(examples / summary["train_seconds"], 2)}  # fmt: skip
 
 
-def run(processes: int, steps: int, model: str = "minilm-l6", out: str | None = None) -> dict:
+def run(
+    processes: int, steps: int, model: str = "minilm-l6", out: str | None = None, argv: list[str] | None = None
+) -> dict:
+    """Train both ways, print a line each, write the stamped results file; `argv`: the command, recorded."""
+    from record import stamped  # bench/record.py, next to this file
+
     with tempfile.TemporaryDirectory() as tmp:
         single = _train(1, processes, steps, model, Path(tmp) / "single")
         ddp = _train(processes, 1, steps, model, Path(tmp) / "ddp")
-    result = {"date": datetime.date.today().isoformat(), "model": model, "global_batch": GLOBAL_BATCH,
+    result = {"model": model, "global_batch": GLOBAL_BATCH, "smoke": steps < SMOKE_STEPS,
               "single_process": single, "ddp": ddp,
               "ddp_over_single": round(ddp["examples_per_second"] / single["examples_per_second"], 3)}  # fmt: skip
     for row in (single, ddp):
         print(f"{row['processes']} process(es) x {row['threads_each']} thread(s): {row['examples_per_second']} "
               f"examples/s (loss {row['train_loss']:.4f})")  # fmt: skip
-    target = Path(out) if out else ROOT / "bench" / "results" / f"speed-ddp-{result['date']}.json"
+    suffix = "-smoke" if result["smoke"] else ""
+    target = Path(out) if out else ROOT / "bench" / "results" / f"speed-ddp-{datetime.date.today()}{suffix}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
+    result = stamped(result, argv if argv is not None else sys.argv)
     target.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {target}")
     return result

@@ -225,7 +225,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+# Commands that are one process by nature, refused under a multi-process launcher before anything
+# loads: N ranks would each run all of it and write the same files (or bind the same port).
+ONE_PROCESS = {
+    "sweep": "a sweep runs each trial as one process and spreads trials itself: run it without the launcher, "
+    "with --workers N on one machine or the same command on several machines sharing --storage",
+    "compare": "a comparison trains its runs one after another in one process: run it without the launcher "
+    "(or train each config with `torchrun ... -m loraqa train`)",
+    "predict": "predict answers in one process: run it without the launcher "
+    "(`torchrun ... -m loraqa eval` spreads a test set over processes)",
+    "merge": "merge writes one model from one process: run it without the launcher",
+    "serve": "a server is one process per port: run it without the launcher (one `loraqa serve --port P` per GPU)",
+    "report": "report reads the run's files and writes one report: run it without the launcher",
+}
+
+
+def _refuse_under_launcher(command: str) -> None:
+    """Raise LaunchError when a one-process command was started as one of several processes."""
+    if command not in ONE_PROCESS or "WORLD_SIZE" not in os.environ:  # no launcher: no torch import needed
+        return
+    from loraqa.errors import LaunchError
+    from loraqa.training.distributed import launched, world_size
+
+    if launched():
+        raise LaunchError(f"loraqa {command} started as {world_size()} processes (torchrun?); {ONE_PROCESS[command]}")
+
+
 def _dispatch(args) -> int:
+    _refuse_under_launcher(args.command)
     if args.command == "config":
         print(_config_reference())
         return 0

@@ -56,3 +56,7 @@ class DeviceError(LoraqaError):
 
 class TrainingError(LoraqaError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class LaunchError(LoraqaError):
+    """A one-process command was started as several processes (torchrun, accelerate launch)."""

@@ -6,12 +6,15 @@ once and equals a single-process `loraqa eval --adapter` of the same adapter; th
 training losses equal a single process at the same global batch (2 ranks x 2 = 1 x 4: the
 rank-aware sampler gives both the same examples per step, dropout is off); a kill -9 of one rank
 ends the job with torchrun's error and `--resume` (here on one process: N -> M) finishes it.
+`loraqa eval` on 2 processes answers each question once, rank 0 alone writing, as one process
+would; the one-process commands (sweep, predict, ...) refuse to start under the launcher.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,12 +61,13 @@ def _overrides(setup, family, out, *extra):
                           "data.validation_samples=0", *extra)  # fmt: skip
 
 
-def _torchrun(args, record_dir: Path, run_dir: Path, wait=True):
+def _torchrun(args, record_dir: Path, run_dir: Path, wait=True, command="train"):
+    """`loraqa COMMAND ARGS` on 2 gloo processes; rank 1's writes under `run_dir` go to `record_dir`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src"), "RECORD_DIR": str(record_dir),
            "RECORD_UNDER": str(run_dir)}  # fmt: skip
     record_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(RECORDER), "train", *args]  # fmt: skip
+               "--master_port", str(_free_port()), str(RECORDER), command, *args]  # fmt: skip
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if not wait:
         return process
@@ -154,3 +158,66 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return sorted(found)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "t5"])
+def test_eval_on_two_processes_equals_one_process_and_only_rank_0_writes(setup, family, tmp_path, capsys):
+    adapter = _ddp_run(setup, family) / "adapter"
+    args = ["--adapter", str(adapter), *_overrides(setup, family, tmp_path / "unused")]
+    sharded = tmp_path / "sharded"
+    code, output = _torchrun([*args, "--output", str(sharded)], tmp_path / "writes", sharded, command="eval")
+    assert code == 0, output[-3000:]
+    writes = tmp_path / "writes" / "rank-1.txt"
+    assert not writes.exists(), f"rank 1 wrote into the output directory:\n{writes.read_text()[:2000]}"
+    assert output.count("written to") == 1  # rank 0 alone prints the table
+    single = tmp_path / "single"
+    assert main(["eval", *args, "--output", str(single)]) == 0
+    assert json.loads((sharded / "predictions.json").read_text()) == json.loads(
+        (single / "predictions.json").read_text()
+    )
+    rows = [json.loads(line) for line in (sharded / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [
+        json.loads(line)["id"] for line in (single / "predictions.jsonl").read_text().splitlines()
+    ]
+    both = [json.loads((d / "metrics.json").read_text()) for d in (sharded, single)]
+    assert both[0]["count"] == TEST_QUESTIONS
+    for key in ("exact_match", "f1", "rougeL", "count"):
+        assert both[0][key] == pytest.approx(both[1][key], abs=1e-9), key
+
+
+def test_sweep_under_torchrun_stops_with_one_line_and_writes_nothing(setup, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [*_overrides(setup, "bert", tmp_path / "unused"), "--name", "s", "--dir", str(sweep_dir),
+            "--grid", "lora.r=2,4"]  # fmt: skip
+    code, output = _torchrun(args, tmp_path / "writes", sweep_dir, command="sweep")
+    assert code != 0
+    errors = [line for line in output.splitlines() if line.startswith("loraqa: error:")]
+    assert errors and "--workers" in errors[0] and "started as 2 processes" in errors[0], output[-2000:]
+    assert re.search(r"exitcode\s*:\s*2", output), output[-2000:]  # loraqa's status; torchrun's own report follows
+    assert f"src{os.sep}loraqa" not in output  # no traceback through loraqa's code
+    assert not sweep_dir.exists()
+
+
+ONE_PROCESS_COMMANDS = {
+    "sweep": ["--name", "s", "--grid", "lora.r=2,4"],
+    "compare": ["a.yaml", "b.yaml", "--name", "c"],
+    "predict": ["--question", "q", "--context", "c"],
+    "merge": ["--adapter", "a", "--output", "merged"],
+    "serve": [],
+    "report": ["runs"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ONE_PROCESS_COMMANDS))
+def test_one_process_commands_refuse_a_launcher_before_anything_loads(command, tmp_path, capsys, monkeypatch):
+    from loraqa import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(cli, "_quiet_libraries", lambda: pytest.fail("went on to load libraries"))
+    assert main([command, *ONE_PROCESS_COMMANDS[command]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"loraqa: error: loraqa {command} started as 2 processes"), err
+    assert "without the launcher" in err[0]
+    assert list(tmp_path.iterdir()) == []

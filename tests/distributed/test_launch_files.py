@@ -39,10 +39,16 @@ def test_gpu_check_dry_run_on_cpu_writes_its_results(tmp_path):
     out = tmp_path / "gpu-check.json"
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--dry-run",
                            "--models", "minilm-l6", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=540)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     [row] = result["models"]
     assert row["model"] == "minilm-l6" and row["examples_per_second"] > 0 and row["tokens_per_second"] > 0
     assert row["cpu_agreement"] == 1.0  # the same fp32 CPU model, evaluated twice
-    assert len(result["commit"]) == 40
+    assert len(result["commit"]) == 40 and result["git_commit"] == result["commit"]  # bench/record.py stamp
+    assert result["schema_version"] == 2 and "gpu_check.py" in result["command"]
+    # The QLoRA step's CPU stand-in: 4bit refused with one line, then train -> merge -> the merged
+    # model answers as the unmerged adapter does.
+    [qlora] = result["qlora"]
+    assert qlora["model"] == "minilm-l6" and qlora["quantize_base"] == "none" and qlora["cpu_refuses_4bit"] is True
+    assert qlora["questions"] == 4 and qlora["merged_agreement"] == 1.0 and qlora["ok"] is True

@@ -1,5 +1,9 @@
 """`loraqa eval`: load (the base alone, the zero-shot baseline, or base + adapter) -> evaluate on
-the test split for one or several decodings, written to an output directory, printed as one table."""
+the test split for one or several decodings, written to an output directory, printed as one table.
+
+Under torchrun / accelerate launch each rank answers its share of the questions (evaluate_records
+shards and gathers, as `loraqa train`'s evaluation does); rank 0 alone writes and prints, so the
+files and metrics are a single process's."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from loraqa.models.loading import inspect_base
 from loraqa.runs.atomic import write_text_atomic
 from loraqa.runs.rundir import loraqa_outputs
 from loraqa.device import plan_device
+from loraqa.training import distributed
 
 
 @dataclass
@@ -60,6 +65,7 @@ def load_for_evaluation(config: RunConfig, adapter: str | None, base_name: str |
     set_seed(config.training.seed)
     spec = inspect_base(config.model)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    distributed.init_process_group(cpu=plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
     ready = load_ready_model(config.model, plan, adapter, spec=spec)
     return Loaded(config, ready, records, version_2, plan.description)
 
@@ -87,6 +93,7 @@ def run_evaluation(
     out_dir = Path(output) if output else default_output(config, adapter)
     if out_dir.exists() and not out_dir.is_dir():
         raise RunDirError(f"{out_dir} exists and is not a directory; use another --output DIR")
+    # Every rank checks (reads only): rank 0 cannot write before the others reach the first gather.
     existing = loraqa_outputs(out_dir)
     if existing and not overwrite:  # a run, an earlier evaluation, predictions or a report
         raise RunDirError(
@@ -110,8 +117,12 @@ def run_evaluation(
             "adapter": adapter,
             "decoding": decoding if formulation.generates else None,
         }
-        write_outcome(outcome, target, extra=extra)
+        if distributed.is_main():  # [ddp]
+            write_outcome(outcome, target, extra=extra)
         outcomes[decoding] = outcome
+    metrics = {d: o.metrics for d, o in outcomes.items()}
+    if not distributed.is_main():  # [ddp] rank 0 writes and prints the results
+        return metrics
     if len(outcomes) > 1:  # the answers side by side, one row per question
         lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in side_by_side_rows(records, outcomes))
         write_text_atomic(out_dir / "decodings.jsonl", lines)
@@ -119,4 +130,4 @@ def run_evaluation(
     rows = [(f"{label} [{d}]" if formulation.generates else label, o.metrics) for d, o in outcomes.items()]
     print(format_table(rows))
     print(f"written to {out_dir}" + ("  (decodings.jsonl: the answers side by side)" if len(outcomes) > 1 else ""))
-    return {d: o.metrics for d, o in outcomes.items()}
+    return metrics
