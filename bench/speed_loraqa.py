@@ -19,6 +19,7 @@ from loraqa.data.prepare import RunData
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import squad_scores
 from loraqa.pipeline import fit, prepare
+from loraqa.training.trainer import shared_prompt_groups
 
 
 def lengths_of(formulation_name: str, features: list[dict]) -> tuple[list[int], list[int]]:
@@ -59,6 +60,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
         finally:
             prepared.run.release()
         collate = counting[0]
+        shared = shared_prompt_groups(config.training, formulation, prepared.peft_model, features) is not None
         train_seconds = fitted.train_seconds
         peft_model, tokenizer = prepared.peft_model, prepared.tokenizer
     result = {
@@ -72,9 +74,9 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
             seconds=train_seconds,
             loss=fitted.train_loss,
             flops=flops,
-            computed=collate.computed if formulation.share_prefixes else None,
+            computed=collate.computed if shared else None,
         ),  # fmt: skip
-        "shared_prompt_starts": formulation.share_prefixes,
+        "shared_prompt_starts": shared,
         "rss_after_train_mib": round(vm_hwm_mib()),
     }
     if train_only:

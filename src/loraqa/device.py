@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from loraqa import families
 from loraqa.allocator import active_allocator
 from loraqa.errors import ConfigError, DeviceError
-
-FP16_UNSAFE_MODEL_TYPES = {"t5", "mt5", "umt5", "longt5"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def resolve_device(requested: str) -> str:
 
 
 def resolve_precision(requested: str, device: str, model_type: str) -> str:
-    if requested == "fp16" and model_type in FP16_UNSAFE_MODEL_TYPES:
+    if requested == "fp16" and families.fp16_unsafe(model_type):
         raise ConfigError("training.precision", f"fp16 makes {model_type} losses NaN; use bf16 (Ampere+ GPUs) or fp32")
     if requested == "fp16" and device != "cuda":
         raise ConfigError("training.precision", f"fp16 mixed precision needs a CUDA GPU, not {device}")

@@ -16,7 +16,15 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "loraqa"
 
 # Bottom to top. A module is placed by its longest matching dotted prefix.
 LAYERS: list[tuple[str, ...]] = [
-    ("loraqa", "loraqa.errors", "loraqa.console", "loraqa.allocator", "loraqa.runs.atomic", "loraqa.device"),
+    (
+        "loraqa",
+        "loraqa.errors",
+        "loraqa.console",
+        "loraqa.allocator",
+        "loraqa.runs.atomic",
+        "loraqa.device",
+        "loraqa.families",
+    ),
     ("loraqa.config",),
     ("loraqa.data", "loraqa.metrics", "loraqa.runs"),
     ("loraqa.formulations",),

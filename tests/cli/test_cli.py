@@ -27,16 +27,31 @@ def test_train_prints_both_rows_and_the_run_directory(tiny_model_dir, qa_files, 
     assert f"run directory: {out}" in stdout
 
 
-def test_existing_run_is_refused_then_resumed_or_overwritten(trained_gpt2, tiny_model_dir, qa_files, capsys):
-    args = tiny_overrides(tiny_model_dir("gpt2"), qa_files, trained_gpt2)
-    before = (trained_gpt2 / "metrics.json").read_text()
+def test_existing_run_is_refused_then_resumed_or_overwritten(tiny_model_dir, qa_files, tmp_path, capsys):
+    run = tmp_path / "run"  # its own run (not the module's): this test overwrites it
+    args = tiny_overrides(tiny_model_dir("gpt2"), qa_files, run, "evaluation.baseline=false")
+    assert run_cli(capsys, "train", *args)[0] == 0
+    before = (run / "metrics.json").read_text()
+    weights = run / "adapter" / "adapter_model.safetensors"
+    trained = weights.read_bytes()
     code, _, err = run_cli(capsys, "train", *args)
     assert code == 2
     assert "already holds a run" in one_line_error(err)
-    assert (trained_gpt2 / "metrics.json").read_text() == before  # nothing touched
+    assert (run / "metrics.json").read_text() == before  # nothing touched
 
     code, _, err = run_cli(capsys, "train", *args, "lora.r=4", "--resume")
     assert code == 2 and "'lora.r' changed" in one_line_error(err)
+
+    # Resumed as it was: the finished run trains no more and keeps its adapter.
+    code, stdout, err = run_cli(capsys, "train", *args, "--resume")
+    assert code == 0, err
+    assert f"run directory: {run}" in stdout
+    assert weights.read_bytes() == trained
+    # Overwritten: a new run with the new settings replaces the old one.
+    code, _, _ = run_cli(capsys, "train", *args, "lora.r=4", "--overwrite")
+    assert code == 0
+    assert json.loads((run / "adapter" / "adapter_config.json").read_text())["r"] == 4
+    assert weights.read_bytes() != trained
 
 
 def test_eval_base_and_adapter_with_several_decodings(trained_gpt2, tiny_model_dir, qa_files, tmp_path, capsys):

@@ -57,8 +57,7 @@ def lora_model(ready):
 
 
 def loss_and_grads(formulation, model, tokenizer, features, share: bool):
-    formulation.share_prefixes = share
-    batch = formulation.collate(features, tokenizer)
+    batch = formulation.collate(features, tokenizer, share_prefixes=share)
     model.zero_grad()
     loss = formulation.compute_loss(model, batch)
     loss.backward()
@@ -74,7 +73,6 @@ def test_split_batches_give_the_plain_loss_and_gradient(family, tiny_model_dir, 
     features = formulation.training_features(records_on_paragraphs(qa_rows), tokenizer)
     plain, plain_loss, plain_grads = loss_and_grads(formulation, model, tokenizer, features, share=False)
     split, split_loss, split_grads = loss_and_grads(formulation, model, tokenizer, features, share=True)
-    formulation.share_prefixes = False
 
     assert "prefix_input_ids" in split and "prefix_input_ids" not in plain
     assert split["prefix_input_ids"].shape[0] == 5, "four paragraphs and the lone question"

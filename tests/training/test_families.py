@@ -12,6 +12,7 @@ from peft import PeftModel
 
 from loraqa.data.sources import load_records
 from loraqa.evaluation.runner import predict_settings
+from loraqa.metrics import squad_scores
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device
 from loraqa.pipeline import run_training
@@ -42,7 +43,10 @@ def test_train_save_reload_predict(family, extra, tiny_model_dir, qa_files, tmp_
     assert not list((run / "adapter").glob("*.bin")), "no pickle files"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["count"] == 8
-    assert 0.0 <= metrics["f1"] <= 100.0
+    # The reported scores are the official ones of the reported answers (not merely in range).
+    gold = {r.id: r.answer_texts for r in load_records(str(qa_files["test"])).records}
+    official = squad_scores(json.loads((run / "predictions.json").read_text()), gold)
+    assert (metrics["exact_match"], metrics["f1"]) == pytest.approx((official["exact_match"], official["f1"]))
     assert summary["baseline"]["count"] == 8
     meta = json.loads((run / "adapter" / "loraqa.json").read_text())
     assert meta["formulation"] == FAMILY_FORMULATION[family]

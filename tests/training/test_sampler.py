@@ -47,6 +47,8 @@ def test_short_remainder_batch_comes_last():
 def test_same_seed_same_order():
     lengths = [(i * 7) % 50 for i in range(64)]
     assert _batches(lengths, 4, seed=1)[0] == _batches(lengths, 4, seed=1)[0]
+    # ... and the order comes from the seed: a sampler that ignored it would pass the line above.
+    assert _batches(lengths, 4, seed=1)[0] != _batches(lengths, 4, seed=2)[0]
 
 
 # --- GroupKeepingSampler: the questions of one paragraph in one batch ---------------------------------

@@ -7,10 +7,11 @@ import importlib.util
 import math
 import re
 
+from loraqa import families
 from loraqa.config.schema import RunConfig
 from loraqa.errors import ConfigError
 
-LORA_PRESETS = ("qv", "attention", "attention_mlp", "all_linear")
+LORA_PRESETS = families.LORA_PRESET_NAMES
 
 
 def needs_validation(config: RunConfig) -> bool:
@@ -190,7 +191,7 @@ def _check_lora_variant(lora) -> None:
 
 def check_lora_for_model(lora, model_type: str, device: str) -> None:
     """The variant checks that need the model's type and the planned device; run before any weights load."""
-    if lora_init_family(lora.init) == "olora" and model_type == "gpt2":
+    if lora_init_family(lora.init) == "olora" and families.has_conv1d_weights(model_type):
         raise ConfigError(
             "lora.init",
             "olora does not work on GPT-2's Conv1D layers in peft 0.21 (its QR ignores their transposed weights "
@@ -326,9 +327,6 @@ def _check_evaluation(config: RunConfig) -> None:
     parse_decoding(config.generation.decoding, key="generation.decoding")
 
 
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
-
-
 def check_position_limit(max_seq_length: int, model_name: str, hf_config) -> None:
     """Refuse a `model.max_seq_length` beyond the model's learned positions, read from its config
     before any weights load (a longer window ends in an index error deep in the embeddings).
@@ -337,8 +335,7 @@ def check_position_limit(max_seq_length: int, model_name: str, hf_config) -> Non
     for attr in ("max_position_embeddings", "n_positions"):
         limit = getattr(text_config, attr, None)
         if isinstance(limit, int) and limit > 0:
-            if getattr(text_config, "model_type", "") in _OFFSET_POSITIONS:
-                limit -= 2  # RoBERTa-style position ids start after the padding index
+            limit -= families.unusable_positions(getattr(text_config, "model_type", ""))
             if max_seq_length > limit:
                 raise ConfigError(
                     "model.max_seq_length",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loraqa import families
 from loraqa.config.schema import ModelConfig
 from loraqa.errors import ConfigError
 from loraqa.formulations.base import Formulation, Prediction, PredictResult, PredictSettings
@@ -15,12 +16,6 @@ FORMULATIONS: dict[str, type[Formulation]] = {
     "causal": CausalFormulation,
 }
 
-# Encoders without a generative head: they can only point at a span.
-ENCODER_ONLY_TYPES = {
-    "bert", "distilbert", "roberta", "albert", "electra", "deberta", "deberta-v2",
-    "xlm-roberta", "mpnet", "camembert", "modernbert", "megatron-bert",
-}  # fmt: skip
-
 
 def formulation_name_for(model_config: ModelConfig, hf_config) -> str:
     """The formulation the config asks for, or the one the architecture implies ('auto')."""
@@ -28,11 +23,11 @@ def formulation_name_for(model_config: ModelConfig, hf_config) -> str:
         name = model_config.formulation
     elif getattr(hf_config, "is_encoder_decoder", False):
         name = "seq2seq"
-    elif hf_config.model_type in ENCODER_ONLY_TYPES:
+    elif families.is_encoder_only(hf_config.model_type):
         name = "extractive"
     else:
         name = "causal"
-    if name != "extractive" and hf_config.model_type in ENCODER_ONLY_TYPES:
+    if name != "extractive" and families.is_encoder_only(hf_config.model_type):
         raise ConfigError("model.formulation", f"'{hf_config.model_type}' is an encoder: only 'extractive' fits it")
     if name == "extractive" and model_config.closed_book:
         raise ConfigError("model.closed_book", "an extractive model needs the context; use seq2seq or causal")

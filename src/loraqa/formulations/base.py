@@ -56,9 +56,6 @@ class Formulation(ABC):
     label_names: Sequence[str] = ("labels",)
     has_own_loss = False  # True when compute_loss is overridden
     generates = False  # answers come from generate(), so a decoding (greedy, beam4, ...) applies
-    # Training runs prompt starts that several rows of a batch share once (a formulation that can
-    # says so in `prompt_groups`); set by the training pipeline, which knows whether the model can.
-    share_prefixes = False
 
     def __init__(self, model_config: ModelConfig):
         self.config = model_config
@@ -76,9 +73,21 @@ class Formulation(ABC):
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
         """Tokenize records into features; each has `input_ids` (its length drives length grouping)."""
 
+    def makes_segment_ids_inert(self) -> bool:
+        """Whether loading makes the base's segment (token-type) embeddings inert, so that segment
+        ids change nothing (`models.loading.ignore_segment_ids`); the saved adapter then carries the
+        inert copy, and plain transformers + peft answer the same with a tokenizer's full output."""
+        return False
+
     @abstractmethod
-    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
-        """Pad a list of features into a batch with as little padding as the batch allows."""
+    def collate(
+        self, features: list[dict[str, list[int]]], tokenizer, share_prefixes: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Pad a list of features into a batch with as little padding as the batch allows.
+
+        `share_prefixes`: the training pipeline's decision (`training.trainer.shared_prompt_groups`)
+        that rows whose prompts share a start run it once; only ever true for a formulation whose
+        `prompt_groups` returned groups, and for batches the sampler built from them."""
 
     def compute_loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """A faster loss than the model's own, or None to use `model(**batch).loss`."""
@@ -86,7 +95,8 @@ class Formulation(ABC):
 
     def prompt_groups(self, features: list[dict[str, list[int]]]) -> list[list[int]] | None:
         """Index groups of features whose prompts share a start worth running once per batch, for
-        the sampler to keep together; None when this formulation cannot share them."""
+        the sampler to keep together (and `collate(..., share_prefixes=True)` to split); None when
+        this formulation cannot share them."""
         return None
 
     @abstractmethod

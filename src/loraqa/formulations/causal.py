@@ -6,8 +6,8 @@ loss ask the model for logits of the last `max answer length + 1` positions only
 and the prompt positions never needed it. Position ids are derived from the attention mask so left
 padding does not shift positions.
 
-With `share_prefixes` (set by training; `training.share_prompt_prefixes`), the questions of one
-paragraph come in one batch (`prompt_groups` tells the sampler which) and collate splits the batch
+With `collate(..., share_prefixes=True)` (training's choice; `training.share_prompt_prefixes`), the
+questions of one paragraph come in one batch (`prompt_groups` tells the sampler which) and collate splits the batch
 in two passes: the distinct shared starts (template + context) once, then each row's question and
 answer on that KV cache. SQuAD asks ~5 questions a paragraph, so most prompt tokens run once instead
 of five times, with the same loss and gradient (`tests/formulations/test_shared_prefix_training.py`).
@@ -95,8 +95,10 @@ class CausalFormulation(GenerativeFormulation):
             features.append({"input_ids": prompt + target, "n_target": [len(target)]})
         return features
 
-    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
-        if self.share_prefixes:
+    def collate(
+        self, features: list[dict[str, list[int]]], tokenizer, share_prefixes: bool = False
+    ) -> dict[str, torch.Tensor]:
+        if share_prefixes:
             split = training_split([_prompt_of(f) for f in features])
             if split is not None:
                 return self._collate_split(features, split, tokenizer.pad_token_id)

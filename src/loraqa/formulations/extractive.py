@@ -92,7 +92,12 @@ class ExtractiveFormulation(Formulation):
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
         return [_feature(w) for w in self.windows(records, tokenizer)]
 
-    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
+    def makes_segment_ids_inert(self) -> bool:
+        return not self.config.use_token_type_ids  # model.use_token_type_ids: BERT's segments are used
+
+    def collate(
+        self, features: list[dict[str, list[int]]], tokenizer, share_prefixes: bool = False
+    ) -> dict[str, torch.Tensor]:
         inputs = [{k: v for k, v in f.items() if k not in ("start_positions", "end_positions")} for f in features]
         batch = dict(tokenizer.pad(inputs, padding=True, return_tensors="pt"))
         if "start_positions" in features[0]:

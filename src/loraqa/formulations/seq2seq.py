@@ -58,7 +58,9 @@ class Seq2SeqFormulation(GenerativeFormulation):
             return ids
         return ids[: limit - 1] + [tokenizer.eos_token_id]
 
-    def collate(self, features: list[dict[str, list[int]]], tokenizer) -> dict[str, torch.Tensor]:
+    def collate(
+        self, features: list[dict[str, list[int]]], tokenizer, share_prefixes: bool = False
+    ) -> dict[str, torch.Tensor]:
         collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
         return dict(collator([dict(f) for f in features]))
 

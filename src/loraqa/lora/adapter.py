@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from loraqa import __version__
+from loraqa import __version__, families
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
@@ -65,7 +65,7 @@ def attach_lora(
         modules_to_save=modules_to_save,
         layers_to_transform=adapted_layers(settings.layers_to_transform, model.config),
         task_type=formulation.peft_task_type,
-        fan_in_fan_out=model_type == "gpt2",  # GPT-2's Conv1D stores weights transposed
+        fan_in_fan_out=families.has_conv1d_weights(model_type),  # GPT-2's Conv1D stores weights transposed
         trainable_token_indices=list(new_token_ids) if new_token_ids else None,
         **variant_kwargs(settings),
     )

@@ -119,7 +119,7 @@ def _transformers_tokenizer_class(name, config_path: Path):
 
 def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device, quantize: str = "none"):
     """Base model weights in fp32 on `device`; embeddings grown to the tokenizer when tokens were added;
-    for an extractive model, segment ids made inert unless `use_token_type_ids` asks for them.
+    segment ids made inert when the formulation asks (`Formulation.makes_segment_ids_inert`).
 
     `quantize` "4bit"/"8bit" (QLoRA, `lora.quantize_base`, checked to be on CUDA with bitsandbytes):
     the frozen weights load quantized by bitsandbytes, NF4 with bf16 compute for 4 bits."""
@@ -135,7 +135,7 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
         )
     except OSError as exc:
         raise LoraqaError(f"cannot load model '{model_config.name}': {str(exc).splitlines()[0]}") from None
-    if spec.formulation.name == "extractive" and not model_config.use_token_type_ids:
+    if spec.formulation.makes_segment_ids_inert():
         ignore_segment_ids(model)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))

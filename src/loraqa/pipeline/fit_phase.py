@@ -6,6 +6,7 @@ checkpoint that becomes it) is loaded and the run goes on to save and evaluate.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from transformers import EarlyStoppingCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 
+from loraqa import families
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.evaluation.runner import evaluate_records
@@ -104,11 +106,12 @@ def _trainer(prepared: Prepared, callbacks: list, wrap_collate=None) -> QATraine
         )
     if distributed.is_main():  # [ddp] trackers write event files and runs from rank 0 only
         callbacks = [*callbacks, *trainer_callbacks(config, prepared.run.path)]  # TensorBoard, W&B/MLflow runs
-    collate = lambda batch: formulation.collate(batch, tokenizer)  # noqa: E731
+    groups = _prompt_groups(config, formulation, prepared.peft_model, features)
+    collate = functools.partial(formulation.collate, tokenizer=tokenizer, share_prefixes=groups is not None)
     return QATrainer(
         model=prepared.peft_model,
         args=training_arguments(config, prepared.plan, str(prepared.run.checkpoints), formulation.label_names),
-        train_dataset=FeatureDataset(features, _prompt_groups(config, formulation, prepared.peft_model, features)),
+        train_dataset=FeatureDataset(features, groups),
         eval_dataset=FeatureDataset(features[:1]) if evaluator else None,  # unused: QA evaluation runs instead
         data_collator=wrap_collate(collate) if wrap_collate else collate,
         processing_class=tokenizer,
@@ -130,7 +133,7 @@ def _prompt_groups(config: RunConfig, formulation, model, features) -> list[list
 
 
 def _nan_hint(config: RunConfig, model_type: str) -> str:
-    if config.training.precision == "fp16" or model_type.startswith("t5"):
+    if config.training.precision == "fp16" or families.fp16_unsafe(model_type):
         return "fp16 overflows in T5; train in bf16 or fp32, or lower training.learning_rate"
     return f"try a lower training.learning_rate (now {config.training.learning_rate:g}) or max_grad_norm"
 

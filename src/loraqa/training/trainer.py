@@ -2,7 +2,7 @@
 
 1. Length-grouped batches, in random order, from lengths we already know (no pass over the data);
    questions whose prompts share a start (one paragraph) in one batch, when the formulation runs
-   that start once per batch (`Formulation.share_prefixes`).
+   that start once per batch (`collate(..., share_prefixes=True)`).
 2. The formulation's own loss when it has a faster one (causal: logits for answer tokens only).
 3. Evaluation during training is real QA evaluation on the validation split (EM/F1/ROUGE from
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
@@ -409,19 +409,18 @@ def _rng_states() -> dict:
 
 
 def shared_prompt_groups(training: TrainingConfig, formulation, model, features) -> list[list[int]] | None:
-    """Index groups of features for `GroupKeepingSampler`, and `formulation.share_prefixes` set,
-    when the formulation can run their shared prompt start once per batch; None otherwise.
+    """Index groups of features for `GroupKeepingSampler` when the formulation can run their shared
+    prompt start once per batch; None otherwise. Groups mean the collator is to be called with
+    `share_prefixes=True` (the caller passes it on; nothing is set on the formulation).
 
     Gradient checkpointing recomputes layers without the KV cache that start lives in, and rows
     padded inside need explicit position ids: either way, nothing is shared.
     """
-    formulation.share_prefixes = False
     if not training.share_prompt_prefixes or training.gradient_checkpointing or not takes_position_ids(model):
         return None
     groups = formulation.prompt_groups(features)
     if groups is None or all(len(g) == 1 for g in groups):
         return None  # nothing shared: the plain length-grouped sampler
-    formulation.share_prefixes = True
     return groups
 
 
