@@ -46,3 +46,17 @@ def test_the_summary_records_what_the_report_reads(tiny_model_dir, qa_files, tmp
     assert list(saved["phase_seconds"]) == ["prepare", "baseline", "fit", "save", "evaluate"]
     assert saved["validation"]["count"] == saved["questions"]["validation"]["count"] > 0  # carved on request
     assert saved["formulation"] == "causal"
+
+
+def test_the_recorded_cpu_description_counts_the_threads_the_run_used(tiny_model_dir, qa_files, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run",
+                                           f"training.torch_threads={wanted}", "evaluation.baseline=false"))  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    if summary["device"].startswith("cpu"):
+        assert summary["device"].startswith(f"cpu ({wanted} threads,"), summary["device"]

@@ -66,12 +66,12 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         data = load_run_data(config.data, validation=wants_validation)
     spec = inspect_base(config.model)
     check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
+    if config.training.torch_threads:  # before the plan, whose description (kept in summary.json) counts them
+        torch.set_num_threads(config.training.torch_threads)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     distributed.init_process_group(cpu=plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
     check_lora_for_model(config.lora, spec.model_type, plan.device)  # QLoRA's device and package, OLoRA on Conv1D
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
-    if config.training.torch_threads:
-        torch.set_num_threads(config.training.torch_threads)
     say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
     say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
     set_seed(config.training.seed)  # also fixes the freshly initialised QA head
