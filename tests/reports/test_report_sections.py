@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 
 from png_checks import assert_real_plot
@@ -146,3 +148,25 @@ def test_a_run_with_nothing_but_its_config_still_reports(tmp_path):
     assert titles == ["Runs", "Training curves", "Failure categories", "Decoding strategies", "Versions and commands"]
     paths = write_report(run_dir)
     assert paths.figures == [] and "n/a" in paths.markdown.read_text()
+
+
+def test_a_short_run_with_one_logged_loss_still_draws_its_curve(tmp_path, monkeypatch):
+    # A few dozen steps with logging_steps=10 log one or two losses: a line alone would draw nothing.
+    import loraqa.reports.figures as figures
+
+    write_run(tmp_path / "short", log=False)
+    entry = {"step": 10, "loss": 4.2, "learning_rate": 1e-3, "epoch": 0.1}
+    (tmp_path / "short" / "train_log.jsonl").write_text(json.dumps(entry) + "\n")
+    drawn = []
+    real = figures._figure
+    monkeypatch.setattr(figures, "_figure", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    write_report(tmp_path)
+    curves = [line for line in drawn[0].axes[0].get_lines() if line.get_label() == "short"]
+    assert len(curves) == 1 and len(curves[0].get_xdata()) == 1 and curves[0].get_marker() == "o"
+
+
+def test_twenty_runs_get_twenty_colours():
+    from loraqa.reports.figures import run_color
+    from matplotlib.colors import to_hex
+
+    assert len({to_hex(run_color(i)) for i in range(20)}) == 20

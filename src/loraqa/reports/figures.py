@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -23,8 +24,17 @@ WIDE = (11.0, 4.4)  # inches: 1100 x 440 px at DPI, readable at full width of a 
 FAILURE_ROW_INCHES = 0.45
 
 
-def run_color(index: int) -> str:
-    return f"C{index % 10}"  # matplotlib's default cycle (tab10)
+def run_color(index: int):
+    """tab10 for the first ten runs (matplotlib's default cycle), then tab20's lighter shades:
+    twenty runs before a colour repeats (sweeps and variant comparisons have more than ten)."""
+    if index % 20 < 10:
+        return f"C{index % 10}"
+    return matplotlib.colormaps["tab20"](2 * (index % 10) + 1)
+
+
+def _marker(points) -> str | None:
+    """Dots where a curve has few points: a short run logs one or two, and a line alone draws nothing."""
+    return "o" if len(points) <= 20 else None
 
 
 def loss_curves(runs: list[RunRecord], path: Path) -> Path | None:
@@ -41,7 +51,7 @@ def loss_curves(runs: list[RunRecord], path: Path) -> Path | None:
         if steps:
             color = run_color(index)
             train_ax.plot(steps, losses, color=color, alpha=0.3, linewidth=1)
-            train_ax.plot(steps, ema(losses), color=color, linewidth=2, label=run.name)
+            train_ax.plot(steps, ema(losses), color=color, linewidth=2, marker=_marker(steps), label=run.name)
     train_ax.set_title(f"Training loss (faint: raw, solid: EMA {EMA_WEIGHT})")
     _label(train_ax, "step (optimizer steps)", "loss (nats)")
     style_legend = [
