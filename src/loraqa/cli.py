@@ -7,187 +7,12 @@ status 2 and no traceback. Heavy imports happen inside the commands so `--help` 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-import typing
 
 from loraqa.allocator import reexec_with_tcmalloc
-from loraqa.config import schema
+from loraqa.cli_parser import build_parser, config_reference
 from loraqa.errors import LoraqaError
-
-CONFIG_HELP = "YAML config file, or a shipped config's name (`loraqa configs`); optional, defaults in `loraqa config`"
-OVERRIDES_HELP = "config overrides such as training.learning_rate=1e-4 lora.r=16 (section.key=value)"
-
-
-def _config_reference() -> str:
-    """Every config key with its type and default, generated from the schema (never out of date)."""
-    lines = ["config keys (section.key: type = default):"]
-    root = schema.RunConfig()
-    for f in dataclasses.fields(root):
-        value = getattr(root, f.name)
-        if dataclasses.is_dataclass(value):
-            hints = typing.get_type_hints(type(value))
-            for sub in dataclasses.fields(value):
-                hint = getattr(hints[sub.name], "__name__", None) or str(hints[sub.name]).replace("typing.", "")
-                lines.append(f"  {f.name}.{sub.name}: {hint} = {getattr(value, sub.name)!r}")
-        else:
-            lines.append(f"  {f.name} = {value!r}")
-    return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loraqa", description="LoRA adapters for SQuAD-style question answering.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.RawDescriptionHelpFormatter
-
-    train = sub.add_parser(
-        "train",
-        help="train an adapter, then evaluate it (and the base model) on the test split",
-        description="Train a LoRA adapter as CONFIG says; evaluate the base model (baseline) and the adapter "
-        "on the test split; print both rows and the run directory.",
-        epilog=_config_reference(),
-        formatter_class=fmt,
-    )
-    train.add_argument("config", nargs="?", help=CONFIG_HELP)
-    train.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
-    train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
-    train.add_argument("--overwrite", action="store_true", help="replace a finished or failed run in output_dir")
-    train.add_argument("--no-report", action="store_true", help="skip writing report.html/report.md at the end")
-
-    evaluate = sub.add_parser(
-        "eval",
-        help="evaluate a base model alone (zero-shot baseline) or with an adapter",
-        description="Evaluate on the test split (data.test, data.test_samples): SQuAD EM/F1, ROUGE, losses; "
-        "writes metrics.json, predictions.json, predictions.jsonl.",
-        epilog=_config_reference(),
-        formatter_class=fmt,
-    )
-    evaluate.add_argument("config", nargs="?", help=CONFIG_HELP)
-    evaluate.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
-    evaluate.add_argument(
-        "--adapter", help="adapter directory (runs/NAME/adapter); its training model settings are used"
-    )
-    evaluate.add_argument(
-        "--model", help="base model name, hub id or directory (default: config or the adapter's base)"
-    )
-    evaluate.add_argument(
-        "--decoding", default=None, help="comma list of decodings: greedy,beam4,topk50,topp0.95,temp1.3"
-    )
-    evaluate.add_argument("--output", help="output directory (default: next to the adapter, or runs/NAME/eval-base)")
-    evaluate.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier evaluation in the output directory"
-    )
-
-    predict = sub.add_parser("predict", help="answer a question about a context, or a JSONL file of them")
-    predict.add_argument(
-        "overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16"
-    )
-    predict.add_argument("--adapter", help="adapter directory; omit to ask the base model alone")
-    predict.add_argument("--model", help="base model (default: the adapter's base, else model.name's default)")
-    predict.add_argument("--question", help="the question")
-    predict.add_argument("--context", help="the context the answer is taken from")
-    predict.add_argument("--input", help='JSONL file: one {"id", "question", "context"} per line')
-    predict.add_argument("--output", help="write JSONL answers here instead of stdout (must not exist)")
-    predict.add_argument("--decoding", help="greedy (default), beamN, topkK, toppP or tempT")
-    predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-
-    merge = sub.add_parser("merge", help="write base + adapter as one full model (safetensors)")
-    merge.add_argument("--adapter", required=True, help="adapter directory")
-    merge.add_argument("--output", required=True, help="directory for the merged model")
-    merge.add_argument("--model", help="base model (default: the adapter's base)")
-    merge.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    merge.add_argument(
-        "overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true with --model"
-    )
-
-    report = sub.add_parser(
-        "report",
-        help="write report.html and report.md (with plots) for a run or a directory of runs",
-        description="Read a run directory (it holds config.yaml) or a directory of run directories and write "
-        "DIR/report.html (self-contained, opens offline), DIR/report.md and DIR/report_files/*.png.",
-    )
-    report.add_argument("dir", metavar="DIR", help="a run directory, or a directory whose subdirectories are runs")
-
-    serve = sub.add_parser("serve", help="answer questions over HTTP and in a web page, with one or more adapters")
-    serve.add_argument("overrides", nargs="*", help="generation/evaluation overrides, as for predict")
-    serve.add_argument(
-        "--adapter",
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="serve this adapter as NAME (repeat for more; the first is the default)",
-    )
-    serve.add_argument("--base-only", action="store_true", help="also serve the base model alone, as adapter 'base'")
-    serve.add_argument("--model", help="base model (default: each adapter's base; with --base-only, the base served)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off"
-    )
-    serve.add_argument(
-        "--batch-window-ms", type=float, default=5.0, help="how long a question waits for others to batch with"
-    )
-    serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
-    serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
-    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-
-    _add_sweep(sub, fmt)
-    _add_compare(sub, fmt)
-    sub.add_parser("config", help="print every config key with its default")
-    sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
-    for command_parser in sub.choices.values():
-        command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
-    return parser
-
-
-def _add_sweep(sub, fmt) -> None:
-    sweep = sub.add_parser(
-        "sweep",
-        help="run a grid or a search over configs as one Optuna study (each trial exactly once, resumable)",
-        description="Train every cell of --grid (or --trials samples of --space) as ordinary runs under "
-        "runs/NAME/, chosen on validation; re-run the same command to finish an interrupted sweep. "
-        "Overrides go right after CONFIG, before --grid.",
-        formatter_class=fmt,
-    )
-    sweep.add_argument("config", nargs="?", help=CONFIG_HELP)
-    sweep.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + ", shared by every trial")
-    sweep.add_argument("--name", required=True, help="sweep (and Optuna study) name")
-    sweep.add_argument("--dir", help="sweep directory (default runs/NAME)")
-    sweep.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2", help="grid axes, e.g. lora.r=4,8")
-    sweep.add_argument("--search", choices=["tpe", "random"], help="sample --trials configurations from --space")
-    sweep.add_argument("--space", nargs="+", default=[], metavar="KEY=DIST",
-                       help="loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)")  # fmt: skip
-    sweep.add_argument("--trials", type=int, help="configurations a search samples")
-    sweep.add_argument("--seeds", type=int, default=1, help="train each configuration with N seeds")
-    sweep.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
-    sweep.add_argument(
-        "--storage", help="Optuna storage URL shared by workers (default sqlite file runs/NAME/study.db)"
-    )
-    sweep.add_argument("--metric", default="f1", help="validation metric: f1, exact_match, rougeL, eval_loss")
-    sweep.add_argument("--prune", default="none", choices=["none", "median", "asha"])
-    sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
-    sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
-    sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    sweep.add_argument("--torch-threads", type=int, help=argparse.SUPPRESS)
-
-
-def _add_compare(sub, fmt) -> None:
-    compare = sub.add_parser(
-        "compare",
-        help="train several configs on identical questions and print them side by side (best on validation)",
-        description="Train and evaluate each CONFIG (with the shared key=value overrides) on identical "
-        "train/validation/test questions and decoding, as runs under DIR/NAME/; print one table, mark the best "
-        "on validation F1, write DIR/NAME/comparison.json and the report. Re-run the same command to finish "
-        "an interrupted comparison: finished runs are re-used, a started one resumes.",
-        formatter_class=fmt,
-    )
-    compare.add_argument(
-        "items", nargs="+", metavar="CONFIG|key=value", help="two or more configs, then shared overrides"
-    )
-    compare.add_argument("--name", required=True, help="comparison name: its runs go under DIR/NAME/")
-    compare.add_argument("--dir", default="runs", help="parent directory (default runs)")
-    compare.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 
 
 def entry() -> int:
@@ -199,7 +24,7 @@ def entry() -> int:
 def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse `argv`, letting `key=value` overrides come before, between or after the flags
     (`loraqa train a=b --overwrite c=d`); an unknown flag is still an argparse error."""
-    args, extras = _parser().parse_known_args(argv)
+    args, extras = build_parser().parse_known_args(argv)
     unknown = [item for item in extras if item.startswith("-") or "=" not in item]
     if unknown or (extras and not hasattr(args, "overrides")):
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
@@ -254,7 +79,7 @@ def _refuse_under_launcher(command: str) -> None:
 def _dispatch(args) -> int:
     _refuse_under_launcher(args.command)
     if args.command == "config":
-        print(_config_reference())
+        print(config_reference())
         return 0
     if args.command == "report":  # reads files only: no model libraries to quiet or load
         from loraqa.reports import write_report

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from loraqa.cli import _parser, main
+from loraqa.cli import main
+from loraqa.cli_parser import build_parser
 
 
 def error_line(capsys) -> str:
@@ -37,5 +38,5 @@ def test_same_name_twice_is_refused(trained_adapters, capsys):
 
 
 def test_binds_loopback_by_default():
-    args = _parser().parse_args(["serve", "--adapter", "a=b"])
+    args = build_parser().parse_args(["serve", "--adapter", "a=b"])
     assert args.host == "127.0.0.1" and args.port == 8000 and args.max_batch == 16
