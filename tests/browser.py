@@ -56,3 +56,10 @@ def open_page(url: str, errors: list[str], screenshot: str | None = None, viewpo
                 page.screenshot(path=str(Path(SCREENSHOT_DIR) / screenshot), full_page=True)
         finally:
             browser.close()
+
+
+def page_images(page) -> list[dict]:
+    """Every <img> of the page: its alt text, whether it loaded (complete, non-zero size), its width."""
+    return page.eval_on_selector_all(
+        "img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}))"
+    )

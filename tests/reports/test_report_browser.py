@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from browser import browser_or_skip, open_page
+from browser import browser_or_skip, open_page, page_images
 from synthetic_runs import write_run
 
 from loraqa.cli import main
@@ -36,9 +36,7 @@ def test_report_renders_in_headless_chromium(comparison):
     assert main(["report", str(comparison)]) == 0
     errors: list[str] = []
     with open_page((comparison / "report.html").as_uri(), errors, screenshot="report.png") as page:
-        images = page.eval_on_selector_all(
-            "img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}))"
-        )
+        images = page_images(page)
         text = page.inner_text("body")
     assert errors == []
     assert len(images) == 3 and all(i["ok"] for i in images), images

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 CONTEXT = "The town of Avalon was founded in 1800 by Ada. It lies near a river and has a market."
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser import browser_or_skip, open_page
+from browser import browser_or_skip, open_page, page_images
 from synthetic_sweep import MODULES, write_sweep
 
 from loraqa.cli import main
@@ -106,9 +106,7 @@ def test_a_real_tiny_sweep_reports_and_renders_in_headless_chromium(tiny_model_d
     browser_or_skip()
     errors: list[str] = []
     with open_page((sweep_dir / "report.html").as_uri(), errors, screenshot="sweep-report.png") as page:
-        images = page.eval_on_selector_all(
-            "img", "imgs => imgs.map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
-        )
+        images = page_images(page)
         text = page.inner_text("body")
     assert errors == []
     assert images and all(i["ok"] for i in images), images
