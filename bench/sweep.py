@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FULL = {
     "config": "minilm-l6-squad",
-    "overrides": ["data.train_samples=2000", "data.validation_samples=200", "data.test_samples=500",
-                  "training.max_steps=150", "training.eval_strategy=steps", "training.eval_steps=50",
+    "overrides": ["data.train_samples=1000", "data.validation_samples=100", "data.test_samples=200",
+                  "training.max_steps=24", "training.eval_strategy=steps", "training.eval_steps=8",
                   "evaluation.baseline=false"],
-    "grid": ["lora.r=4,8,16", "training.learning_rate=1e-4,5e-4,1e-3", "lora.target_modules=qv,attention_mlp"],
+    "grid": ["training.learning_rate=3e-4,1e-3,3e-3", "lora.target_modules=qv,attention,attention_mlp"],
 }  # fmt: skip
 QUICK = {
     "config": "minilm-l6-squad",
