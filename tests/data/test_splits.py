@@ -7,6 +7,7 @@ import random
 import pytest
 
 from loraqa.data import Answer, QARecord, sample_records, split_train_validation
+from loraqa.data.splits import sample_paragraphs
 from loraqa.errors import DataError
 
 
@@ -53,6 +54,28 @@ def test_sample_rejects_negative_n():
     assert sample_records(RECORDS, 0, seed=0) == []
     with pytest.raises(ValueError):
         sample_records(RECORDS, -1, seed=0)
+
+
+@pytest.mark.parametrize("n", [1, 13, 40, 150])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_paragraph_sample_takes_whole_paragraphs_side_by_side(n, seed):
+    sample = sample_paragraphs(RECORDS, n, seed=seed)
+    assert len(sample) == n and len({r.id for r in sample}) == n
+    contexts = [r.context for r in sample]
+    runs = [c for i, c in enumerate(contexts) if i == 0 or c != contexts[i - 1]]
+    assert len(runs) == len(set(runs)), "a paragraph's questions are not side by side"
+    per_context = {c: sum(r.context == c for r in RECORDS) for c in runs}
+    assert all(contexts.count(c) == per_context[c] for c in runs[:-1]), "only the last paragraph may be cut"
+    assert sample == sample_paragraphs(RECORDS, n, seed=seed)
+
+
+def test_paragraph_sample_grows_by_prefix_and_draws_fewer_contexts_than_questions():
+    small, large = sample_paragraphs(RECORDS, 25, seed=3), sample_paragraphs(RECORDS, 90, seed=3)
+    assert small == large[:25]
+    assert len({r.context for r in large}) < len({r.context for r in sample_records(RECORDS, 90, seed=3)})
+    assert sample_paragraphs(RECORDS, None, seed=3) == RECORDS
+    with pytest.raises(ValueError):
+        sample_paragraphs(RECORDS, -1, seed=0)
 
 
 @pytest.mark.parametrize("validation_samples", [1, 7, 50, 120])

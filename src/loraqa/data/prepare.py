@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from loraqa.config.schema import DataConfig
 from loraqa.data.records import QARecord
 from loraqa.data.sources import LoadResult, load_records
-from loraqa.data.splits import sample_records, split_train_validation
+from loraqa.data.splits import sample_paragraphs, sample_records, split_train_validation
 
 
 @dataclass
@@ -83,7 +83,8 @@ def load_run_data(data: DataConfig, *, validation: bool = True) -> RunData:
         validation_records = sample_records(
             _load(data.validation, data, skipped).records, data.validation_samples, data.seed
         )
-    train = sample_records(rest, data.train_samples, data.seed)
+    draw = sample_paragraphs if data.train_sampling == "paragraphs" else sample_records
+    train = draw(rest, data.train_samples, data.seed)
     test_result = _load(data.test, data, skipped)
     test = sample_records(test_result.records, data.test_samples, data.seed)
     version_2 = train_result.version_2 or test_result.version_2

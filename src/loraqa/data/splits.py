@@ -28,6 +28,30 @@ def sample_records(records: Sequence[QARecord], n: int | None, seed: int) -> lis
     return [records[i] for i in order[:n]]
 
 
+def sample_paragraphs(records: Sequence[QARecord], n: int | None, seed: int) -> list[QARecord]:
+    """`n` records taken as whole paragraphs: contexts in a seeded order, each with all its
+    questions (in input order, side by side), the last one cut to make exactly `n`; all of them
+    (in order) when `n` is None or at least `len(records)`.
+
+    As with `sample_records`, a smaller sample is a prefix of a larger one for one seed.
+    """
+    if n is None or n >= len(records):
+        return list(records)
+    if n < 0:
+        raise ValueError(f"the number of samples must be at least 0, not {n}")
+    groups: dict[str, list[int]] = {}  # context -> indices of its questions, in input order
+    for index, record in enumerate(records):
+        groups.setdefault(record.context, []).append(index)
+    contexts = list(groups)
+    random.Random(seed).shuffle(contexts)
+    chosen: list[int] = []
+    for context in contexts:
+        if len(chosen) >= n:
+            break
+        chosen.extend(groups[context])
+    return [records[i] for i in chosen[:n]]
+
+
 def split_train_validation(
     records: Sequence[QARecord], validation_samples: int, seed: int, *, source: str = "training data"
 ) -> tuple[list[QARecord], list[QARecord]]:
