@@ -31,6 +31,8 @@ from record import stamped  # bench/record.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = {"minilm-l6": 75.0, "smollm2-135m": 55.0}
+# The recipe search's targets (issue "Sweeps"): beat docs/quality.md's 78.4 / 68.6 within the same budget.
+TARGETS = {"minilm-l6": 80.0, "smollm2-135m": 70.0}
 TRAIN_BUDGET_SECONDS = 60 * 60
 # The train questions of the runs that met the bars within the 60-minute budget on a 2-core CPU
 # (docs/quality.md): MiniLM ~9.6 questions/s at 256-token windows (52 min), SmolLM2 ~1.1 questions/s
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in results["runs"]:
         print(
             f"{run['model']:<14} train {run['train_samples']:>6} ex {run['train_seconds']:>7.0f}s  "
-            f"baseline F1 {run['baseline']['f1']:6.2f}  adapter EM {run['adapter']['exact_match']:6.2f} "
+            f"baseline F1 {run['baseline']['f1'] if run['baseline'] else 'n/a':>6}  adapter EM {run['adapter']['exact_match']:6.2f} "
             f"F1 {run['adapter']['f1']:6.2f}  bar {run['bar_f1']} met={run['meets_bar']}"
         )
     return 0
@@ -101,7 +103,8 @@ def _run(model: str, args, stamp: str) -> dict:
         "train_seconds": summary["train_seconds"],
         "total_seconds": round(time.perf_counter() - started, 1),
         "within_training_budget": summary["train_seconds"] <= TRAIN_BUDGET_SECONDS,
-        "baseline": _scores(summary["baseline"]),
+        # evaluation.baseline=false skips the no-adapter pass (~10 min for SmolLM2 on 1,000 questions)
+        "baseline": _scores(summary["baseline"]) if summary.get("baseline") else None,
         "adapter": _scores(summary["adapter"]),
         "bar_f1": BARS[model],
         "meets_bar": (
@@ -109,6 +112,13 @@ def _run(model: str, args, stamp: str) -> dict:
             and test_samples >= 1000
             and summary["train_seconds"] <= TRAIN_BUDGET_SECONDS
             and summary["adapter"]["f1"] >= BARS[model]
+        ),
+        "target_f1": TARGETS[model],
+        "meets_target": (
+            not args.quick
+            and test_samples >= 1000
+            and summary["train_seconds"] <= TRAIN_BUDGET_SECONDS
+            and summary["adapter"]["f1"] >= TARGETS[model]
         ),
         "validation_curve": _validation_curve(Path(summary["run_dir"]) / "train_log.jsonl"),
         "run_dir": summary["run_dir"],
