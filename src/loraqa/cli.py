@@ -101,7 +101,7 @@ def _dispatch(args) -> int:
         config_path, overrides = _split_config_arg(args.config, args.overrides)
         summary = run_training(
             load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
-            command=["loraqa", *args.argv],
+            validation=True if args.validation else None, command=["loraqa", *args.argv],
         )  # fmt: skip
         from loraqa.training import distributed
 

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a finished or failed run in output_dir")
     train.add_argument("--no-report", action="store_true", help="skip writing report.html/report.md at the end")
+    train.add_argument(
+        "--validation", action="store_true",
+        help="carve a validation split and score the adapter on it even when training reads none, as a sweep's "
+        "trials do (the command a sweep records for each trial has it, so the rerun trains on the same questions)",
+    )  # fmt: skip
 
     evaluate = sub.add_parser(
         "eval",

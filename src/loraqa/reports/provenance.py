@@ -8,6 +8,7 @@ filled from the current environment and labelled so, never passed off as the run
 from __future__ import annotations
 
 import functools
+import shlex
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -43,9 +44,11 @@ def run_provenance(run: RunRecord) -> Provenance:
 
 
 def recorded_command(run: RunRecord) -> str | None:
+    """The run's recorded command as one shell line; an argv list is quoted (shlex) so the line
+    pastes back into a shell as the same arguments (a path with a space stays one argument)."""
     command = run.summary.get("command")
     if isinstance(command, list):
-        return " ".join(str(part) for part in command)
+        return shlex.join(str(part) for part in command)
     return command if isinstance(command, str) and command else None
 
 

@@ -299,7 +299,9 @@ def provenance_section(runs: list[RunRecord]) -> Section:
     for run in runs:
         command = run_provenance(run).command
         if command:
-            section.blocks.append(Paragraph(f"{run.name}: the command that made it"))
+            # A sweep trial (it has sweep_trial.json) records the `loraqa train` line that retrains it.
+            made = "reproduces" if (run.path / "sweep_trial.json").is_file() else "made"
+            section.blocks.append(Paragraph(f"{run.name}: the command that {made} it"))
             section.blocks.append(Code(command))
         else:
             section.blocks.append(Paragraph(

@@ -10,6 +10,7 @@ each hyperparameter's effect -> failed and pruned trials -> best configuration a
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import struct
 from collections import defaultdict
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loraqa.reports.document import Code, Figure, Paragraph, Section, Table
+from loraqa.reports.provenance import recorded_command
 from loraqa.reports.reading import ReportSource, RunRecord
 
 SWEEP_FILE = "sweep.json"
@@ -313,14 +315,20 @@ def _best(board, label: str) -> Section:
                                     f"{len(top['trials'])} seed(s) (std {top['std']:.3f}); test F1 {_number(top['test_f1'])}, "
                                     f"EM {_number(top['test_em'])}. Best seed's run: {best.run.path if best.run else NA}."))  # fmt: skip
     if best.run:
-        section.blocks.append(Paragraph("Retrain it (its config.yaml holds every setting the trial used):"))
-        section.blocks.append(
-            Code(f"loraqa train {best.run.path / 'config.yaml'} output_dir={best.run.path.parent}/best-rerun")
-        )
+        command = recorded_command(best.run)  # the trial's own `loraqa train` line (summary.json "command")
+        if command:
+            section.blocks.append(Paragraph("Reproduce it as an ordinary run (the sweep's config, its overrides and "
+                                            "this trial's values and seed; from the directory the sweep ran in):"))  # fmt: skip
+            section.blocks.append(Code(command))
+        else:
+            section.blocks.append(Paragraph("Command not recorded (a sweep from before trials recorded theirs); retrain "
+                                            "it from its config.yaml, which holds every setting the trial used:", note=True))  # fmt: skip
+            rerun = f"output_dir={best.run.path.parent}-rerun/best"
+            section.blocks.append(Code(shlex.join(["loraqa", "train", str(best.run.path / "config.yaml"), rerun,
+                                                   "--validation"])))  # fmt: skip
         section.blocks.append(Paragraph("Use the adapter it trained:"))
-        section.blocks.append(
-            Code(f"loraqa predict --adapter {best.run.path / 'adapter'} --question '...' --context '...'")
-        )
+        adapter = shlex.quote(str(best.run.path / "adapter"))
+        section.blocks.append(Code(f"loraqa predict --adapter {adapter} --question '...' --context '...'"))
     return section
 
 

@@ -1,7 +1,7 @@
 """What a sweep found: configurations ranked on validation, with seed spread and test metrics beside.
 
-Reads only the study's trials (their user attrs hold each run's validation and test metrics and
-its run directory). The best configuration is chosen on the mean validation metric over its seeds,
+Reads only the study's trials (their user attrs hold each run's validation and test metrics, its
+run directory and the `loraqa train` command that reproduces it). The best configuration is chosen on the mean validation metric over its seeds,
 never on the test set; its test metrics are reported next to it.
 """
 
@@ -64,6 +64,7 @@ def _configuration(key: str, group: list, metric: str, maximize: bool) -> dict:
         "test_exact_match_mean": _mean([m.get("exact_match") for m in test]),
         "test": [t.user_attrs.get("test") for t in group],
         "best_run_dir": best_seed.user_attrs.get("run_dir"),
+        "command": best_seed.user_attrs.get("command"),  # `loraqa train ...` retraining the best seed's run
         "run_dirs": [t.user_attrs.get("run_dir") for t in group],
     }
 
@@ -94,4 +95,6 @@ def format_summary(summary: dict, top: int = 10) -> str:
                      f"seed(s), std {best['validation_std']:.3f}); its test f1 {best['test_f1_mean']}")  # fmt: skip
         lines.append(f"best run directory: {best['best_run_dir']}  "
                      f"(loraqa predict --adapter {best['best_run_dir']}/adapter ...)")  # fmt: skip
+        if best.get("command"):
+            lines.append(f"reproduce it as an ordinary run: {best['command']}")
     return "\n".join(lines)

@@ -3,12 +3,17 @@
 The run directory is named after the cell, so a retry of a trial whose worker died finds the
 dead worker's run there and resumes it from its last complete checkpoint. Nothing here touches
 the study's storage except through the pruning reporter (Optuna's `trial.report`).
+
+Each trial records, where `loraqa train` records its command (summary.json "command", an argv
+list), the `loraqa train` command that retrains the same configuration as an ordinary run into a
+new directory beside the sweep's (`reproduce_command`); its shell form goes to the trial's attrs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shlex
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +78,12 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
     attrs: dict = {"run_dir": str(run_dir)}
     try:
         run = RunDirectory(run_dir)
-        cell_overrides = [*overrides, *trial.user_attrs["overrides"], f"output_dir={run_dir}"]
+        cell_overrides = [*overrides, *trial.user_attrs["overrides"]]
         if run.holds_run():  # a resumed run keeps its thread count, whatever --workers is now
             cell_overrides.append(f"training.torch_threads={_saved_threads(run)}")
-        config = load_config(config_path, cell_overrides)
+        command = reproduce_command(config_path, cell_overrides, rerun_dir(run_dir))
+        attrs["command"] = shlex.join(command)
+        config = load_config(config_path, [*cell_overrides, f"output_dir={run_dir}"])
         summary_file = run_dir / "summary.json"
         reporter = PruningReporter(trial, metric) if prune else None
         if summary_file.exists():  # trained to the end, but its worker died before recording it
@@ -85,7 +92,8 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
             resume = run.holds_run()
             if resume:
                 attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
-            summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [], validation=True)
+            summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [], validation=True,
+                                   command=command)  # fmt: skip
         validation, test = summary.get("validation"), summary.get("adapter")
         attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"))
         if not validation or metric not in validation:
@@ -103,6 +111,26 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
         attrs["error"] = f"{type(exc).__name__}: {exc}"
         attrs["traceback"] = traceback.format_exc(limit=8)
     return TrialOutcome(TrialState.FAIL, None, attrs)
+
+
+def reproduce_command(config_path: str | None, overrides: list[str], output_dir: Path) -> list[str]:
+    """The `loraqa train` argv that trains what a trial trained, as an ordinary run in output_dir.
+
+    The sweep's CONFIG, its shared overrides and the trial's (its parameter values, its seed, the
+    torch threads it ran on: CPU float sums depend on them), then output_dir. `--validation`: the
+    trial carved a validation split even if training read none, and without it train would keep
+    those questions. Earlier output_dir overrides are left out: they never applied to the trial,
+    whose directory the sweep chose. A pruned trial's command trains to the end."""
+    kept = [o for o in overrides if o.partition("=")[0].strip() != "output_dir"]
+    return ["loraqa", "train", *([config_path] if config_path else []), *kept, f"output_dir={output_dir}",
+            "--validation"]  # fmt: skip
+
+
+def rerun_dir(run_dir: Path) -> Path:
+    """SWEEP-rerun/CELL beside SWEEP: outside the sweep directory, whose every child the sweep's
+    report reads as a trial, and never the trial's own directory."""
+    sweep_dir = run_dir.parent if run_dir.parent.name else run_dir.parent.resolve()
+    return sweep_dir.with_name(f"{sweep_dir.name}-rerun") / run_dir.name
 
 
 def _saved_threads(run: RunDirectory):
