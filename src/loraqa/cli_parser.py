@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off"
     )
     serve.add_argument(
-        "--batch-window-ms", type=float, default=5.0, help="how long a question waits for others to batch with"
+        "--batch-window-ms", type=float, default=5.0, help="the most a question waits for others to batch with (only when the last batch had several)"
     )
     serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
     serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")

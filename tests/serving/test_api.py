@@ -132,10 +132,18 @@ def test_health_answers_while_a_batch_runs(registry, monkeypatch):
 
 def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
     calls = []
+    release = threading.Event()
     real = registry.answer
-    monkeypatch.setattr(registry, "answer", lambda n, records, d: calls.append(len(records)) or real(n, records, d))
-    settings = ServeSettings(max_batch=8, batch_window_ms=300)
-    with TestClient(create_app(registry, settings)) as client:
+
+    def held(n, records, d):
+        calls.append(len(records))
+        if len(calls) == 1:
+            assert release.wait(20)  # the first call holds the model while the other requests arrive
+        return real(n, records, d)
+
+    monkeypatch.setattr(registry, "answer", held)
+    app = create_app(registry, ServeSettings(max_batch=8, batch_window_ms=300))
+    with TestClient(app) as client:
         threads = [
             threading.Thread(
                 target=client.post,
@@ -146,9 +154,23 @@ def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
         ]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 20
+        while sum(calls) + app.state.batcher.pending < len(QUESTIONS) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
         for t in threads:
             t.join(20)
-    assert sum(calls) == len(QUESTIONS) and max(calls) > 1  # several questions per model call
+    assert sum(calls) == len(QUESTIONS) and len(calls) == 2  # all that waited behind the first call: one call
+
+
+def test_a_lone_request_does_not_wait_the_collection_window(registry):
+    record = QUESTIONS[0]
+    with TestClient(create_app(registry, ServeSettings(batch_window_ms=5000))) as client:
+        for _ in range(2):  # one client, one question after another
+            started = time.perf_counter()
+            got = client.post("/v1/answer", json={"question": record.question, "context": record.context})
+            assert got.status_code == 200
+            assert time.perf_counter() - started < 2.5  # the old rule waited the whole 5 s window
 
 
 def test_a_timed_out_request_frees_its_slot(registry, monkeypatch):

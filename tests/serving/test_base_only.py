@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 
 import loraqa.inference.ready as ready_module
+import loraqa.serving.registry as registry_module
 from loraqa.data.records import QARecord
 from loraqa.inference.predict import answer
 from loraqa.inference.ready import load_ready_model
@@ -34,6 +35,23 @@ def base_loads(monkeypatch) -> list[str]:
         return real(spec, model_config, *args, **kwargs)
 
     monkeypatch.setattr(ready_module, "load_model", counting)
+    return loads
+
+
+@pytest.fixture
+def tokenizer_loads(monkeypatch) -> list[str]:
+    """Every base tokenizer loaded (load_tokenizer, by the registry or by load_ready_model), by model name."""
+    loads: list[str] = []
+
+    def counting(real):
+        def load(spec, model_config, *args, **kwargs):
+            loads.append(model_config.name)
+            return real(spec, model_config, *args, **kwargs)
+
+        return load
+
+    for module in (ready_module, registry_module):
+        monkeypatch.setattr(module, "load_tokenizer", counting(module.load_tokenizer))
     return loads
 
 
@@ -70,17 +88,21 @@ def test_base_only_shares_the_adapters_base(adapters, trained_adapters, tiny_mod
     assert rows(registry.answer("extractive", QUESTIONS, None)) != rows(expected_base)  # the adapter really answers
 
 
-def test_base_only_on_another_base_loads_its_own(trained_adapters, tiny_model_dir, serve_config, base_loads):
+def test_base_only_on_another_base_loads_its_own(
+    trained_adapters, tiny_model_dir, serve_config, base_loads, tokenizer_loads
+):
     t5_dir = str(tiny_model_dir("t5"))
     registry = build_registry(
         [AdapterSource("extractive", trained_adapters["extractive"])], serve_config, base_name=None, base_only=False
     )
     assert len(base_loads) == 1
     base_loads.clear()
+    tokenizer_loads.clear()
     config = dataclasses.replace(serve_config, model=dataclasses.replace(serve_config.model, name=t5_dir))
     registry = build_registry(
         [AdapterSource("extractive", trained_adapters["extractive"])], config, base_name=None, base_only=True
     )
     assert len(base_loads) == 2 and base_loads[-1] == t5_dir  # the bert adapter's base, then t5 alone
+    assert tokenizer_loads == [t5_dir]  # its tokenizer once: the one the registry read is the one it answers with
     assert registry.adapters[BASE_ONLY_NAME].ready.model is not registry.adapters["extractive"].ready.model
     assert registry.adapters[BASE_ONLY_NAME].peft_name is None

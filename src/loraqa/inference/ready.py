@@ -93,13 +93,17 @@ def load_ready_model(
     adapter_dir: str | None,
     merge: bool = True,
     spec: BaseSpec | None = None,
+    tokenizer=None,
 ) -> ReadyModel:
+    """`tokenizer`: the base's, when the caller already loaded it with `load_tokenizer` (no adapter only)."""
+    if tokenizer is not None and adapter_dir is not None:
+        raise ValueError("load_ready_model: an adapter brings its own tokenizer; pass tokenizer only without one")
     spec = spec or inspect_base(model_config)
     # Checked here as well as in training: predict, eval and serve may widen the window of an adapter
     # (`INFERENCE_MODEL_KEYS`), and a window past the positions fails deep in the embeddings.
     check_position_limit(model_config.max_seq_length, model_config.name, spec.hf_config)
     if adapter_dir is None:
-        tokenizer = load_tokenizer(spec, model_config)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, model_config)
         model = load_model(spec, model_config, tokenizer, plan.torch_device)
         model.eval()
         return ReadyModel(model, tokenizer, spec, model_config, None)

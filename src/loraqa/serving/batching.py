@@ -1,11 +1,17 @@
 """Answer requests that arrive together in one model call: a short window, a maximum batch, one key.
 
-`submit(key, item)` queues an item and returns a future. The loop takes the first waiting item,
-collects what else arrives until `window_s` after that first item's arrival (or `max_batch` items),
-groups them by key (adapter and decoding: only items with the same key can share a model call),
-and runs each group through `run_batch(key, items)` in a single worker thread, so the event loop
-stays free (health checks, new requests) while the model works. An item waiting alone is answered
-after at most the window; items queued while a batch ran do not wait again.
+`submit(key, item)` queues an item and returns a future. The loop takes the first waiting item and
+everything already queued behind it (up to `max_batch`), groups them by key (adapter and decoding:
+only items with the same key can share a model call), and runs each group through
+`run_batch(key, items)` in a single worker thread, so the event loop stays free (health checks, new
+requests) while the model works. Items that arrive while a batch runs wait in the queue and go
+together in the next batch, without waiting again.
+
+The collection window only waits for company that is expected: for as many items as the previous
+batch held, at most `window_s` after the first item's arrival. A lone client (its previous batch was
+one item, nothing else queued) is answered at once, with no window; under concurrent load, where
+the clients answered together come back within milliseconds of each other, the window gathers
+them into one call again instead of alternating a batch of one with a batch of the rest.
 
 A future cancelled before its batch starts (client timed out or went away) is dropped, freeing its
 slot; `max_pending` bounds the queue, beyond it `submit` raises `QueueFull`.
@@ -45,6 +51,7 @@ class Batcher:
         self.max_pending = max_pending
         self.busy = False  # a batch is running in the worker thread
         self.batches = 0  # how many model calls ran (tests and /health read it)
+        self._company = 1  # items in the last collected batch: how many to wait for next time
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loraqa-model")
@@ -87,16 +94,25 @@ class Batcher:
     async def _collect(self) -> list[_Pending]:
         first = await self._queue.get()
         batch = [first]
+        self._take_queued(batch)
+        expected = min(self._company, self.max_batch)
         deadline = first.arrived + self.window_s
-        while len(batch) < self.max_batch:
+        while len(batch) < expected:  # company is expected: wait for it, at most until the deadline
             remaining = deadline - time.perf_counter()
-            try:
-                batch.append(
-                    self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
-                )
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+            if remaining <= 0:
                 break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+            self._take_queued(batch)
+        self._company = len(batch)
         return batch
+
+    def _take_queued(self, batch: list[_Pending]) -> None:
+        """Move what is already waiting into the batch, up to max_batch, without waiting."""
+        while len(batch) < self.max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
 
     async def _run(self, loop, key: Hashable, group: list[_Pending]) -> None:
         live = [p for p in group if not p.future.done()]  # cancelled ones have left: free their slots

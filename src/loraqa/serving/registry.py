@@ -122,8 +122,8 @@ def build_registry(
         for adapter in _load_group(members, config):
             served[adapter.name] = adapter
     if base_only_entry is not None:  # no adapter on this base: load it alone
-        _, (_, _, model_config, spec) = base_only_entry
-        ready = load_ready_model(model_config, _plan(config, spec), None, spec=spec)
+        _, (_, tokenizer, model_config, spec) = base_only_entry
+        ready = load_ready_model(model_config, _plan(config, spec), None, spec=spec, tokenizer=tokenizer)
         served[BASE_ONLY_NAME] = ServedAdapter(BASE_ONLY_NAME, ready, None, _info(ready, None, shared=False))
     return Registry([served[n] for n in names], config)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ServeSettings:
     max_batch: int = 16  # questions per model call, and per request list; 1 answers one at a time
-    batch_window_ms: float = 5.0  # how long the first waiting question waits for company
+    batch_window_ms: float = 5.0  # the most a question waits for the company the last batch had (none: no wait)
     max_context_chars: int = 20_000  # ~ 5k tokens: longer contexts cost seconds and are rarely meant
     max_question_chars: int = 1_000  # SQuAD questions are < 200 characters
     max_pending: int = 1024  # questions waiting beyond this get 503 instead of queueing forever
