@@ -90,12 +90,13 @@ def test_ru_maxrss_is_kib_on_linux_and_bytes_on_macos(monkeypatch, platform, byt
 
 
 def test_mps_has_no_peak_counter_so_every_step_end_is_sampled(monkeypatch):
-    readings = iter([100 * MIB, 700 * MIB, 300 * MIB, 200 * MIB])  # start, two step ends, the end
-    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: next(readings))
+    driver = {"bytes": 100 * MIB}
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: driver["bytes"])
     meter = PeakMemoryMeter(torch.device("mps"))
     meter.start()
-    meter.on_step_end(None, None, None)
-    meter.on_step_end(None, None, None)
+    for held in (700, 300, 200):  # what the driver holds at each step's end; 200 at the end
+        driver["bytes"] = held * MIB
+        meter.on_step_end(None, None, None)
     assert meter.record() == {"peak_memory_mib": 700.0, "peak_memory_kind": "mps_driver"}
 
 
