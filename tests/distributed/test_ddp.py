@@ -96,6 +96,9 @@ def test_two_processes_train_one_adapter_and_evaluate_every_question_once(setup,
     writes = setup[0] / f"writes-{family}" / "rank-1.txt"
     assert not writes.exists(), f"rank 1 wrote into the run directory:\n{writes.read_text()[:2000]}"
     assert (out / "checkpoints" / "checkpoint-3" / "rng_state_1.pth").is_file()  # gathered, written by rank 0
+    summary = json.loads((out / "summary.json").read_text())
+    per_rank = summary["peak_memory_per_rank_mib"]  # each rank's own process; the largest is the run's
+    assert len(per_rank) == 2 and summary["peak_memory_mib"] == max(per_rank) > 0
     metrics = json.loads((out / "metrics.json").read_text())
     baseline = json.loads((out / "baseline" / "metrics.json").read_text())
     assert metrics["count"] == baseline["count"] == TEST_QUESTIONS

@@ -51,6 +51,7 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
     assert result["chosen_on"] == "validation f1" and result["identical_questions"] is True
     rows = {r["run"]: r for r in result["runs"]}
     assert {r["formulation"] for r in rows.values()} == {"extractive", "causal"}
+    assert all(r["peak_memory_mib"] > 0 and r["peak_memory_kind"] for r in rows.values())
     best = max(rows.values(), key=lambda r: r["validation_f1"])["run"]
     assert result["best"] == best
     assert f"* best on validation F1 ({best})" in out and "test columns are never used" in out
@@ -82,6 +83,21 @@ def test_best_is_chosen_on_validation_not_test():
     ]  # fmt: skip
     table = format_comparison(rows, "b")
     assert table.splitlines()[3].startswith("*") and "* best on validation F1 (b)" in table
+
+
+def test_the_table_shows_peak_memory_and_n_a_for_a_run_that_recorded_none():
+    rows = [
+        {"run": "a", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
+         "train_seconds": 1, "peak_memory_mib": 2048.4, "peak_memory_kind": "cuda_allocated", "baseline_f1": 0,
+         "validation_f1": 50.0, "test_exact_match": 9, "test_f1": 9, "test_rougeL": 9},
+        {"run": "older", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
+         "train_seconds": 1, "baseline_f1": 0, "validation_f1": 60.0, "test_exact_match": 1, "test_f1": 1,
+         "test_rougeL": 1},  # a comparison.json row written before runs recorded peak memory
+    ]  # fmt: skip
+    lines = format_comparison(rows, "older").splitlines()
+    memory = lines[0].index("peak memory")
+    assert lines[2][memory:].split()[:2] == ["2,048", "MiB"] and lines[3][memory:].split()[0] == "n/a"
+    assert "peak memory: training's peak, cuda_allocated" in lines[-1]
 
 
 def test_configs_whose_data_differs_are_refused_in_one_line(tiny_model_dir, qa_files, tmp_path):

@@ -41,7 +41,8 @@ def test_differing_keys_ignore_names_and_count_missing_keys():
 
 
 def test_runs_table_of_a_comparison(tmp_path):
-    write_run(tmp_path / "a", r=4, summary_extra={"trainable_params": 166658, "total_params": 22732804})
+    write_run(tmp_path / "a", r=4, summary_extra={"trainable_params": 166658, "total_params": 22732804,
+                                                  "peak_memory_mib": 1234.4, "peak_memory_kind": "cpu_rss"})  # fmt: skip
     write_run(tmp_path / "b", r=16, baseline=False, summary_extra={"validation": {"f1": 61.25}})
     write_run(tmp_path / "c", r=8, finished=False)
     runs = read_source(tmp_path).runs
@@ -56,6 +57,8 @@ def test_runs_table_of_a_comparison(tmp_path):
     # recorded validation F1 wins; else the last evaluation in the log, with its step
     assert column(table, "validation F1") == ["50.00 (step 40)", "61.25", "50.00 (step 40)"]
     assert column(table, "train time") == ["12.3 s", "12.3 s", "n/a"]
+    # b's summary predates the peak-memory record; c has no summary at all
+    assert column(table, "peak memory") == ["1,234 MiB (cpu_rss)", "n/a", "n/a"]
     assert "`lora.r`" in section.blocks[0].text
 
 

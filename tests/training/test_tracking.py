@@ -44,6 +44,7 @@ def test_tensorboard_and_mlflow_hold_the_whole_run(tiny_model_dir, qa_files, tmp
     assert scalars["baseline/f1"] == [(3, pytest.approx(summary["baseline"]["f1"]))]
     assert scalars["run/trainable_parameters"][0][1] > 0
     assert scalars["run/adapter_bytes"][0][1] > 0
+    assert scalars["run/peak_memory_mib"] == [(3, pytest.approx(summary["peak_memory_mib"]))]
 
     from mlflow.tracking import MlflowClient
 

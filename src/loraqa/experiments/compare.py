@@ -140,6 +140,7 @@ def _row(run: ComparedRun) -> dict:
         "model": s.get("model"), "formulation": formulation,
         "trainable_params": s.get("trainable_params"), "total_params": s.get("total_params"),
         "trainable_share": s.get("trainable_share"), "train_seconds": s.get("train_seconds"),
+        "peak_memory_mib": s.get("peak_memory_mib"), "peak_memory_kind": s.get("peak_memory_kind"),
         "baseline_f1": base.get("f1"), "validation_f1": validation.get("f1"),
         "test_exact_match": test.get("exact_match"), "test_f1": test.get("f1"), "test_rougeL": test.get("rougeL"),
     }  # fmt: skip
@@ -162,6 +163,7 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
         "formulation",
         "trainable",
         "train",
+        "peak memory",
         "base F1",
         "val F1",
         "test EM",
@@ -173,7 +175,7 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
         share = f"{r['trainable_params']:,} ({r['trainable_share']:.2f}%)" if r["trainable_params"] else "n/a"
         lines.append([
             "*" if r["run"] == best else "", r["run"], str(r["model"]), str(r["formulation"] or "n/a"), share,
-            _num(r["train_seconds"], "s", 0), _num(r["baseline_f1"]), _num(r["validation_f1"]),
+            _num(r["train_seconds"], "s", 0), peak_memory(r), _num(r["baseline_f1"]), _num(r["validation_f1"]),
             _num(r["test_exact_match"]), _num(r["test_f1"]), _num(r["test_rougeL"]),
         ])  # fmt: skip
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
@@ -184,7 +186,17 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
     out = [render(header), "-" * len(render(header)), *(render(line) for line in lines)]
     out.append(f"* best on validation F1 ({best})" if best else "no run recorded validation F1: no best chosen")
     out.append("  (chosen on the validation split carved from train; the test columns are never used to choose)")
+    kinds = sorted({r["peak_memory_kind"] for r in rows if r.get("peak_memory_kind")})
+    if kinds:
+        out.append(f"  (peak memory: training's peak, {', '.join(kinds)}; n/a: not recorded by the run)")
     return "\n".join(out)
+
+
+def peak_memory(row: dict) -> str:
+    """ "812 MiB", or n/a for a run that recorded none (trained before loraqa recorded it, or
+    resumed after its last step). The kind (training/memory.py) is in the footer."""
+    value = row.get("peak_memory_mib")
+    return "n/a" if not isinstance(value, (int, float)) else f"{value:,.0f} MiB"
 
 
 def _num(value, unit: str = "", digits: int = 2) -> str:

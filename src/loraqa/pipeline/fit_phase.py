@@ -26,6 +26,7 @@ from loraqa.runs.atomic import write_text_atomic
 from loraqa.runs.rundir import RunDirectory
 from loraqa.training import distributed
 from loraqa.training.arguments import training_arguments
+from loraqa.training.memory import PeakMemoryMeter
 from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
 from loraqa.training.tracking import trainer_callbacks
 
@@ -49,6 +50,7 @@ class FitResult:
     finished: Finished | None = None  # set when training had already finished (resume)
     log_history: list[dict] = field(default_factory=list)  # Trainer's, as written to train_log.jsonl
     global_step: int = 0  # the last optimizer step (trackers log the run's own metrics at it)
+    peak_memory: dict = field(default_factory=dict)  # summary's peak_memory_* entries; empty if nothing trained
 
 
 def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
@@ -62,16 +64,23 @@ def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
     say(
         f"trainable parameters {prepared.trainable_params:,} of {prepared.total_params:,} ({prepared.trainable_share:.2f}%)"
     )
-    trainer = _trainer(prepared, list(callbacks), wrap_collate)
+    meter = PeakMemoryMeter(prepared.plan.torch_device)
+    trainer = _trainer(prepared, [*callbacks, meter], wrap_collate)
     checkpoint = (
         distributed.run_on_main(lambda: last_complete_checkpoint(str(run.checkpoints))) if prepared.resume else None
     )  # [ddp]
     finished = _finished_training(run, checkpoint) if prepared.resume else None
     started = time.perf_counter()
+    peak_memory: dict = {}
     if finished is None:
         if prepared.resume:
             say(f"resuming from {checkpoint}" if checkpoint else "no checkpoint yet: training from the start")
-        train_loss = trainer.train(resume_from_checkpoint=checkpoint).training_loss
+        meter.start()
+        try:
+            train_loss = trainer.train(resume_from_checkpoint=checkpoint).training_loss
+        finally:
+            meter.stop()  # ends its RSS sampling thread even when training raised
+        peak_memory = meter.record()  # [ddp] every rank: the largest rank's peak
         if distributed.is_main():  # [ddp]
             _write_log(run, trainer)
     else:
@@ -88,7 +97,7 @@ def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
     return FitResult(
         train_loss=train_loss, train_seconds=seconds, selection=_model_selection(config, trainer),
         divergence_warning=getattr(trainer, "divergence_warning", None), finished=finished,
-        log_history=list(trainer.state.log_history), global_step=trainer.state.global_step,
+        log_history=list(trainer.state.log_history), global_step=trainer.state.global_step, peak_memory=peak_memory,
     )  # fmt: skip
 
 

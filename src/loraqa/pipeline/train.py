@@ -54,6 +54,7 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
         fitted = fit(prepared, callbacks)
         summary["train_loss"] = fitted.train_loss
         summary["train_seconds"] = fitted.train_seconds
+        summary.update(fitted.peak_memory)  # peak_memory_mib and _kind (training/memory.py says what they count)
         summary.update(fitted.selection)
         if fitted.divergence_warning:
             summary["divergence_warning"] = fitted.divergence_warning
@@ -89,8 +90,12 @@ def _print_result(summary: dict) -> None:
     if "validation" in summary:
         rows.append((f"{name} + LoRA [validation]", summary["validation"]))
     print(format_table(rows))
+    peak = ""
+    if "peak_memory_mib" in summary:
+        peak = f", peak memory {summary['peak_memory_mib']:,.0f} MiB ({summary['peak_memory_kind']})"
     print(
-        f"run directory: {summary['run_dir']}  (training {summary['train_seconds']}s, total {summary['total_seconds']}s)"
+        f"run directory: {summary['run_dir']}  (training {summary['train_seconds']}s{peak}, "
+        f"total {summary['total_seconds']}s)"
     )
     if summary.get("divergence_warning"):
         say(f"warning: {summary['divergence_warning']}")

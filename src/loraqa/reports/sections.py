@@ -85,7 +85,7 @@ def runs_section(runs: list[RunRecord]) -> Section:
         flat = flatten(runs[0].config)
         section.blocks.append(Table(["config key", "value"], [[k, _value(flat[k])] for k in HEADLINE_KEYS if k in flat],
                                     "Configuration (all keys: config.yaml)"))  # fmt: skip
-    header = ["run", "status", *keys, "formulation", "trainable params", "train time", "total time",
+    header = ["run", "status", *keys, "formulation", "trainable params", "train time", "peak memory", "total time",
               "baseline EM / F1 / ROUGE-L", "adapter EM / F1 / ROUGE-L", "validation F1"]  # fmt: skip
     rows = []
     for run in runs:
@@ -93,13 +93,17 @@ def runs_section(runs: list[RunRecord]) -> Section:
         rows.append([
             run.name, _status(run), *(_value(flat.get(k, NA)) for k in keys),
             str(run.adapter_meta.get("formulation", NA)), trainable_params(run.summary),
-            _seconds(run.summary.get("train_seconds")), _seconds(run.summary.get("total_seconds")),
+            _seconds(run.summary.get("train_seconds")), peak_memory(run.summary),
+            _seconds(run.summary.get("total_seconds")),
             _scores(run.baseline), _scores(run.adapter), validation_f1(run),
         ])  # fmt: skip
     section.blocks.append(Table(header, rows, named_rows=True))
     section.blocks.append(Paragraph(
         "EM, F1 and ROUGE-L are on the test split (0-100). Validation F1 is measured on the questions "
-        "carved from the training data; compare runs on it, not on the test scores.", note=True,
+        "carved from the training data; compare runs on it, not on the test scores. Peak memory is the "
+        "training's peak as the run measured it: GPU tensors on CUDA (cuda_allocated), the process's resident "
+        "memory on CPU (cpu_rss; cpu_rss_process counts from the process's start), sampled driver memory on "
+        "MPS (mps_driver); n/a where the run recorded none.", note=True,
     ))  # fmt: skip
     for run in runs:
         for problem in run.problems:
@@ -120,6 +124,15 @@ def trainable_params(summary: dict) -> str:
     if isinstance(share, (int, float)):
         text += f" ({share:.2f}%)"
     return text
+
+
+def peak_memory(summary: dict) -> str:
+    """ "812 MiB (cpu_rss)" from summary.json's peak_memory_mib / _kind; n/a for a run without them
+    (recorded before loraqa measured it, or resumed after its last step, which trained nothing)."""
+    value, kind = summary.get("peak_memory_mib"), summary.get("peak_memory_kind")
+    if not isinstance(value, (int, float)):
+        return NA
+    return f"{value:,.0f} MiB" + (f" ({kind})" if kind else "")
 
 
 def validation_f1(run: RunRecord) -> str:

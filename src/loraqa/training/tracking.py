@@ -87,6 +87,7 @@ def run_metrics(summary: dict, parameters: tuple[int, int] | None, adapter_dir: 
     for key in ("train_seconds", "total_seconds"):
         add(f"time/{key}", summary.get(key))
     add("run/train_loss", summary.get("train_loss"))
+    add("run/peak_memory_mib", summary.get("peak_memory_mib"))  # its kind is in summary.json (training/memory.py)
     if parameters:
         trainable, total = parameters
         metrics.update({"run/trainable_parameters": trainable, "run/total_parameters": total,
