@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off"
     )
     serve.add_argument(
-        "--batch-window-ms", type=float, default=5.0, help="the most a question waits for others to batch with (only when the last batch had several)"
-    )
+        "--batch-window-ms", type=float, default=5.0,
+        help="the most a question waits for others to batch with (only when the last batch had several)",
+    )  # fmt: skip
     serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
     serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
