@@ -95,30 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", help="comma-separated labels to run, e.g. 'workers=1,workers=2' (default all)")
     args = parser.parse_args(argv)
     setup = dict(QUICK if args.quick else FULL)
+    wanted = [v.strip() for v in args.variants.split(",")] if args.variants else [v[0] for v in VARIANTS]
+    unknown = set(wanted) - {v[0] for v in VARIANTS}
+    if unknown:
+        parser.error(f"unknown variant(s) {sorted(unknown)}; known: {[v[0] for v in VARIANTS]}")
+    out = None if args.quick and not args.out else Path(
+        args.out or ROOT / "bench" / "results" / f"sweep-{datetime.now():%Y-%m-%d-%H%M%S}.json")  # fmt: skip
+    result = {"schema_version": SCHEMA_VERSION, "bench": "sweep", "quick": args.quick,
+              "command": " ".join([Path(sys.executable).name, "bench/sweep.py", *(argv if argv is not None else sys.argv[1:])]),
+              **git_state(), "cpus": len(os.sched_getaffinity(0)), "setup": setup, "results": []}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="loraqa-bench-sweep-") as tmp:
         if args.quick:  # reading all of SQuAD per trial would dominate a few-step trial
             small = small_squad(Path(tmp) / "squad-small.json")
             setup["overrides"] = [f"data.train={small}", f"data.test={small}", *setup["overrides"]]
-        rows = []
-        wanted = [v.strip() for v in args.variants.split(",")] if args.variants else [v[0] for v in VARIANTS]
-        unknown = set(wanted) - {v[0] for v in VARIANTS}
-        if unknown:
-            parser.error(f"unknown variant(s) {sorted(unknown)}; known: {[v[0] for v in VARIANTS]}")
         for label, options in [v for v in VARIANTS if v[0] in wanted]:
-            rows.append(run_variant(setup, label, options, Path(tmp)))
-            r = rows[-1]
+            result["results"].append(run_variant(setup, label, options, Path(tmp)))
+            r = result["results"][-1]
             print(f"{label:<24} {r['wall_seconds']:>8.1f} s  best validation F1 {r['best_validation_f1']}  "
                   f"trials {r['trials']}", flush=True)  # fmt: skip
-    result = {"schema_version": SCHEMA_VERSION, "bench": "sweep", "quick": args.quick,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join([Path(sys.executable).name, "bench/sweep.py", *(argv if argv is not None else sys.argv[1:])]),
-              **git_state(), "cpus": len(os.sched_getaffinity(0)), "setup": setup, "results": rows}  # fmt: skip
-    if args.quick and not args.out:
+            # Written after every variant, so a bench stopped part-way keeps what it measured.
+            result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            result["complete"] = len(result["results"]) == len(wanted)
+            if out:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result, indent=1) + "\n")
+    if out is None:
         print(json.dumps(result, indent=1)[:2000])
         return 0
-    out = Path(args.out or ROOT / "bench" / "results" / f"sweep-{datetime.now():%Y-%m-%d-%H%M%S}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"results: {out}")
     return 0
 
