@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -28,10 +29,13 @@ def sweep_command(config_overrides: list[str], sweep_dir: Path, name: str, *opti
     return ["sweep", *config_overrides, "--name", name, "--dir", str(sweep_dir), *options]
 
 
-def start_worker(argv: list[str], log: Path) -> subprocess.Popen:
+def start_worker(argv: list[str], log: Path, *, sigint=signal.SIG_DFL) -> subprocess.Popen:
+    """`loraqa ARGV` as a real process. Its SIGINT disposition is set (`sigint`), not inherited: a
+    suite started in the background (`cmd &` in a script, nohup) ignores SIGINT, and so would every
+    child; `signal.SIG_IGN` starts it the way `nohup loraqa sweep ... &` does."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, "-m", "loraqa", *argv], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=env)  # fmt: skip
+                            env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))  # fmt: skip
 
 
 def completed_per_cell(storage: str, name: str) -> tuple[Counter, list]:

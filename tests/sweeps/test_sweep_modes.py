@@ -155,7 +155,8 @@ def test_sigterm_to_the_command_stops_every_worker_and_gives_their_trials_back(t
     overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=400",
                                 "training.save_steps=2")  # fmt: skip
     argv = sweep_command(overrides, sweep_dir, "term", "--grid", "lora.r=2,4", "--workers", "2")
-    parent = start_worker(argv, tmp_path / "term.log")
+    # Started as `nohup loraqa sweep ... &` starts it: SIGINT ignored, by the parent and its workers alike.
+    parent = start_worker(argv, tmp_path / "term.log", sigint=signal.SIG_IGN)
     _wait_for(lambda: len(list(sweep_dir.glob("*/checkpoints/checkpoint-*"))) >= 2, parent, "both trials training")
     workers = [int(pid) for pid in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()]
     assert len(workers) == 2

@@ -122,10 +122,10 @@ def _run_workers(spec: SweepSpec) -> None:
     _say(f"starting {spec.workers} workers, {threads} torch thread(s) each")
     children = [subprocess.Popen(command) for _ in range(spec.workers)]
 
-    def stop_workers() -> None:  # a SIGTERM reaches this process alone: pass it on as a Ctrl-C
-        for child in children:
+    def stop_workers() -> None:  # a SIGTERM reaches this process alone: pass it on to the workers
+        for child in children:  # SIGTERM, not SIGINT: a sweep started with nohup or `&` ignores SIGINT
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signal.SIGTERM)
 
     try:
         with _terminate_as_interrupt(stop_workers):
