@@ -39,11 +39,7 @@ def sample_paragraphs(records: Sequence[QARecord], n: int | None, seed: int) -> 
         return list(records)
     if n < 0:
         raise ValueError(f"the number of samples must be at least 0, not {n}")
-    groups: dict[str, list[int]] = {}  # context -> indices of its questions, in input order
-    for index, record in enumerate(records):
-        groups.setdefault(record.context, []).append(index)
-    contexts = list(groups)
-    random.Random(seed).shuffle(contexts)
+    groups, contexts = _contexts_in_seeded_order(records, seed)
     chosen: list[int] = []
     for context in contexts:
         if len(chosen) >= n:
@@ -65,12 +61,7 @@ def split_train_validation(
     """
     if validation_samples < 0:
         raise ValueError(f"validation_samples must be at least 0, not {validation_samples}")
-    groups: dict[str, list[int]] = {}  # context -> indices of its questions, in input order
-    for index, record in enumerate(records):
-        groups.setdefault(record.context, []).append(index)
-    contexts = list(groups)
-    random.Random(seed).shuffle(contexts)
-
+    groups, contexts = _contexts_in_seeded_order(records, seed)
     chosen: list[int] = []
     taken = 0
     while len(chosen) < validation_samples and taken < len(contexts):
@@ -86,3 +77,13 @@ def split_train_validation(
     held_out = {i for c in contexts[:taken] for i in groups[c]}
     train = [r for i, r in enumerate(records) if i not in held_out]
     return train, [records[i] for i in sorted(validation)]
+
+
+def _contexts_in_seeded_order(records: Sequence[QARecord], seed: int) -> tuple[dict[str, list[int]], list[str]]:
+    """Each context's question indices (in input order), and the contexts in a seeded order."""
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(record.context, []).append(index)
+    contexts = list(groups)
+    random.Random(seed).shuffle(contexts)
+    return groups, contexts
