@@ -48,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (`loraqa configs | head`): not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
         return 0
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """[ddp] A command run under torchrun ends by destroying its process group (see
+    `distributed.leave_process_group`); commands that never imported torch have none to leave."""
+    if "torch.distributed" in sys.modules:
+        from loraqa.training.distributed import leave_process_group
+
+        leave_process_group()
 
 
 # Commands that are one process by nature, refused under a multi-process launcher before anything

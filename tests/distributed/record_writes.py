@@ -1,9 +1,11 @@
 """Run `loraqa` under torchrun, recording on ranks other than 0 every write-like filesystem call
-(open for writing, mkdir, rename, remove, rmtree) under RECORD_UNDER into RECORD_DIR/rank-N.txt.
+(open for writing, mkdir, rename, remove, rmtree) under RECORD_UNDER into RECORD_DIR/rank-N.txt, and on
+every rank whether `loraqa` left its process group standing at exit (RECORD_DIR/rank-N-group-left-up.txt).
 
 Python's audit hooks see every such call made from Python (os.open, builtins.open, shutil, torch.save);
 the test also checks the run directory's contents, for what native code might write."""
 
+import atexit
 import os
 import sys
 
@@ -36,8 +38,19 @@ def _record(event, args):
                 handle.write(f"{event} {real}\n")
 
 
+def _record_a_standing_process_group():
+    """At exit, before the interpreter tears down: a process group still up here is one gloo's threads
+    can abort the process over ("terminate called without an active exception", CI 2026-12-01)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with open(os.path.join(os.environ["RECORD_DIR"], f"rank-{RANK}-group-left-up.txt"), "w") as handle:
+            handle.write("the process group was not destroyed before exit\n")
+
+
 if RANK != 0:
     sys.addaudithook(_record)
+atexit.register(_record_a_standing_process_group)  # runs after main() returns, on every rank
 
 from loraqa.cli import main  # noqa: E402 (after the audit hook, which must see every write)
 

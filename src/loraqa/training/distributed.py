@@ -64,6 +64,17 @@ def init_process_group(cpu: bool) -> None:
         torch.cuda.set_device(local_rank())
 
 
+def leave_process_group() -> None:
+    """Destroy this process's group, if one is up (the end of every command under a launcher).
+
+    Left standing, gloo's worker threads meet the interpreter's teardown and now and then abort the
+    process (SIGABRT, "terminate called without an active exception"): CI saw it on a rank of
+    `loraqa eval` that finished before rank 0. Destroying needs no peer, so a rank may leave first.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
