@@ -16,8 +16,8 @@ server process is started on a free loopback port; for each client count every c
 SQuAD dev question at a time, waiting for its answer before the next, until the time is up or the
 request bound is reached. Reported: answers/s, latency p50/p95/p99, errors (non-200 answers) and
 lost requests (no answer at all: transport errors, timeouts). Before the servers start, the same
-questions are answered one at a time in this process the way `loraqa predict` answers them
-(`predict_per_question_ms`, the median), and every 1-client run reports `p50_over_predict`
+questions are answered one at a time in this process the way `loraqa predict` answers them, under
+the same allocator (`predict_per_question_ms`, the median), and every 1-client run reports `p50_over_predict`
 (the bar: <= 1.10). Results go to bench/results/serve-<label>.json with the git commit, dirty flag
 and command (bench/record.py).
 """
@@ -40,11 +40,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from loraqa.allocator import reexec_with_tcmalloc  # noqa: E402
 from loraqa.data.sources import load_records  # noqa: E402
 from record import provenance  # noqa: E402  (bench/record.py, next to this script)
 
 
 def main() -> int:
+    # The predict baseline is timed in this process: run it under the allocator `loraqa predict`
+    # runs under (tcmalloc where the system has it, allocator.py), as the served `loraqa serve` does.
+    # Until 2026-12-02 it ran under glibc's while the server ran under tcmalloc, an unequal
+    # comparison; `machine.allocator` in the results file says which one ran.
+    reexec_with_tcmalloc()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", help="adapter directory to serve (default: the base model alone)")
     parser.add_argument("--model", default="minilm-l6", help="base model with no --adapter")
