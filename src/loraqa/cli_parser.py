@@ -166,6 +166,8 @@ def _add_sweep(sub, fmt) -> None:
     )
     sweep.add_argument("--metric", default="f1", help="validation metric: f1, exact_match, rougeL, eval_loss")
     sweep.add_argument("--prune", default="none", choices=["none", "median", "asha"])
+    sweep.add_argument("--prune-warmup", type=float, default=0.25, metavar="SHARE",
+                       help="share of each trial's steps in which no pruner stops it")  # fmt: skip
     sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
     sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
     sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

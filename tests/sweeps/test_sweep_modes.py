@@ -13,8 +13,10 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from transformers import TrainerControl, TrainerState
 
 from loraqa.cli import main
+from loraqa.sweeps.trial import PruningReporter
 from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
 
 
@@ -116,6 +118,31 @@ def test_median_pruning_stops_the_trial_that_lags_and_the_sweep_goes_on(tiny_mod
     assert sum(summary["trials"].values()) == 6 and set(summary["trials"]) <= {"COMPLETE", "PRUNED"}
     assert {"trial": pruned.number, "cell": pruned.user_attrs["cell"], "step": step} in summary["pruned"]
     assert "pruned: " in out
+
+
+class _AlwaysPrune:
+    """An Optuna trial whose pruner always says stop: what PruningReporter lets through is its own rule."""
+
+    def __init__(self):
+        self.reported: list[int] = []
+
+    def report(self, value, step):
+        self.reported.append(step)
+
+    def should_prune(self):
+        return True
+
+
+@pytest.mark.parametrize("warmup, stopped_at", [(0.0, 4), (0.25, 8), (0.5, 12)])
+def test_no_pruner_stops_a_trial_in_its_warmup_share_of_steps_but_every_evaluation_is_reported(warmup, stopped_at):
+    trial = _AlwaysPrune()
+    reporter = PruningReporter(trial, "f1", warmup)
+    for step in (4, 8, 12, 16):
+        control = TrainerControl()
+        reporter.on_evaluate(None, TrainerState(global_step=step, max_steps=16), control, metrics={"eval_f1": 10.0})
+        if control.should_training_stop:
+            break
+    assert reporter.pruned_at == stopped_at and trial.reported == [s for s in (4, 8, 12, 16) if s <= stopped_at]
 
 
 def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once(tiny_model_dir, qa_files, tmp_path):

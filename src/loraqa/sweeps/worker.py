@@ -46,6 +46,7 @@ class SweepSpec:
     storage: str | None = None
     metric: str = "f1"
     prune: str = "none"
+    prune_warmup: float = 0.25  # share of a trial's steps in which it is never pruned
     heartbeat_interval: int = 30
     grace_period: int | None = None  # None: 3 heartbeats
     worker: bool = False  # this process is one of --workers N started by the command
@@ -105,7 +106,8 @@ def _work(spec: SweepSpec, study: optuna.Study, storage, axes, space, seeds) -> 
         _say(f"trial {trial.number}: {trial.user_attrs['cell']} -> {run_dir}")
         try:
             with storage_ops.heartbeat(storage, trial):
-                outcome = run_trial(spec.config, overrides, trial, run_dir, spec.metric, spec.prune != "none")
+                outcome = run_trial(spec.config, overrides, trial, run_dir, spec.metric,
+                                    None if spec.prune == "none" else spec.prune_warmup)  # fmt: skip
         except KeyboardInterrupt:
             storage_ops.give_back(study, trial)
             raise
@@ -169,6 +171,10 @@ def _check(spec: SweepSpec):
         raise ConfigError("--space", "--search needs --space key=dist(...) and --trials N (N >= 1)")
     if spec.seeds < 1 or spec.workers < 1:
         raise ConfigError("--seeds/--workers", "must be at least 1")
+    if not 0.0 <= spec.prune_warmup < 1.0:
+        raise ConfigError(
+            "--prune-warmup", f"must be in [0, 1): a share of each trial's steps, got {spec.prune_warmup}"
+        )
     axes, space = parse_grid(spec.grid), parse_space(spec.space)
     base = load_config(spec.config, spec.overrides)  # the shared part must be valid before any trial
     known = config_to_dict(base)
