@@ -1,5 +1,6 @@
 """Sweep throughput and pruning on one small grid: `--workers 1` vs `--workers 2`, without and with
-`--prune median`; wall time and the best validation F1 each variant found.
+`--prune median` (and with the pruner's warmup off); wall time, the best validation F1 each variant
+found, and the cells it pruned.
 
     PYTHONPATH=src python bench/sweep.py            # the full grid on minilm-l6 (minutes per trial)
     PYTHONPATH=src python bench/sweep.py --quick    # a 4-cell grid, a few steps: checks the bench runs
@@ -43,7 +44,9 @@ QUICK = {
 }  # fmt: skip
 VARIANTS = [("workers=1", ["--workers", "1"]), ("workers=2", ["--workers", "2"]),
             ("workers=1 prune=median", ["--workers", "1", "--prune", "median"]),
-            ("workers=2 prune=median", ["--workers", "2", "--prune", "median"])]  # fmt: skip
+            ("workers=2 prune=median", ["--workers", "2", "--prune", "median"]),
+            # The pruner free to stop a trial at its first evaluation (the behaviour before --prune-warmup)
+            ("workers=1 prune=median warmup=0", ["--workers", "1", "--prune", "median", "--prune-warmup", "0"])]  # fmt: skip
 
 
 def run_variant(setup: dict, label: str, options: list[str], root: Path) -> dict:
@@ -67,7 +70,8 @@ def run_variant(setup: dict, label: str, options: list[str], root: Path) -> dict
     best = summary.get("best") or {}
     return {"variant": label, "options": options, "wall_seconds": round(seconds, 1), "trials": summary["trials"],
             "best_config": best.get("config"), "best_validation_f1": best.get("validation_mean"),
-            "best_test_f1": best.get("test_f1_mean")}  # fmt: skip
+            "best_test_f1": best.get("test_f1_mean"),
+            "pruned": [{"cell": p["cell"], "step": p["step"]} for p in summary.get("pruned", [])]}  # fmt: skip
 
 
 def small_squad(path: Path, articles: int = 3) -> Path:
