@@ -42,9 +42,10 @@ class PruningReporter(TrainerCallback):
     """Reports the validation metric at each evaluation; stops training when the pruner says so.
 
     Every evaluation is reported, but none in the first `warmup` share of the trial's steps can
-    stop it: that early, validation scores are mostly noise and the learning rate is still rising
-    (bench/sweep.py: with no such warmup, the median pruner stopped at 4 of 16 steps the cell that
-    ended best). The steps are the trial's own, so trials of different lengths are judged alike."""
+    stop it: that early the learning rate has barely warmed up and validation scores are mostly
+    noise (as Optuna's n_warmup_steps and Ray Tune's grace period; docs/performance.md has the
+    bench where an unguarded median pruner stopped, at its first evaluation, the cell that ended
+    best). The steps are the trial's own, so trials of different lengths are judged alike."""
 
     def __init__(self, trial: optuna.Trial, metric: str, warmup: float = 0.0):
         self.trial = trial
