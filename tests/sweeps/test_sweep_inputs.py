@@ -43,7 +43,7 @@ def test_search_space_distributions():
         (["--grid", "lora.r=4", "--search", "tpe"], "either --grid"),
         (["--grid", "lora.r=4,8", "--prune", "median"], "training.eval_strategy"),
         (["--grid", "lora.r=4", "--metric", "bleu"], "--metric"),
-        (["--grid", "lora.r=4", "--prune-warmup", "1.5"], "'--prune-warmup': must be in [0, 1)"),
+        (["--grid", "lora.r=4", "--prune-warmup", "1.5"], "--prune-warmup: must be in [0, 1)"),
     ],
 )
 def test_bad_sweep_arguments_are_one_line_errors(options, message, tiny_model_dir, qa_files, tmp_path, capsys):

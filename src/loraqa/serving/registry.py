@@ -23,7 +23,7 @@ from safetensors import safe_open
 
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
-from loraqa.errors import AdapterError, ConfigError
+from loraqa.errors import AdapterError, FlagError
 from loraqa.inference.predict import answer
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
 from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
@@ -48,9 +48,9 @@ def parse_adapter_arg(text: str) -> AdapterSource:
     name, sep, directory = text.partition("=")
     name = name.strip()
     if not sep or not name or not directory.strip():
-        raise ConfigError("--adapter", f"expected NAME=DIR (e.g. squad=runs/A/adapter), got {text!r}")
+        raise FlagError("--adapter", f"expected NAME=DIR (e.g. squad=runs/A/adapter), got {text!r}")
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ConfigError("--adapter", f"adapter name {name!r}: use letters, digits, '-', '_' or '.'")
+        raise FlagError("--adapter", f"adapter name {name!r}: use letters, digits, '-', '_' or '.'")
     return AdapterSource(name, Path(directory.strip()))
 
 
@@ -67,7 +67,7 @@ class Registry:
 
     def __init__(self, adapters: Sequence[ServedAdapter], config: RunConfig):
         if not adapters:
-            raise ConfigError("--adapter", "nothing to serve: give --adapter NAME=DIR or --base-only")
+            raise FlagError("--adapter", "nothing to serve: give --adapter NAME=DIR or --base-only")
         self.adapters = {a.name: a for a in adapters}
         self.default = adapters[0].name
         self.config = config
@@ -103,7 +103,7 @@ def build_registry(
     names = [s.name for s in sources] + ([BASE_ONLY_NAME] if base_only else [])
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError("--adapter", f"adapter name '{repeated[0]}' given twice")
+        raise FlagError("--adapter", f"adapter name '{repeated[0]}' given twice")
     groups: dict[tuple, list[tuple]] = {}
     for source in sources:
         source = AdapterSource(source.name, Path(source.directory))

@@ -6,7 +6,7 @@ import importlib.util
 import sys
 
 from loraqa.config.schema import RunConfig
-from loraqa.errors import ConfigError, LoraqaError
+from loraqa.errors import FlagError, LoraqaError
 from loraqa.serving.settings import ServeSettings
 
 EXTRA_HINT = "loraqa serve needs the serving extra: pip install loraqa[serve]"
@@ -30,7 +30,7 @@ def serve(
     from loraqa.serving.registry import build_registry, parse_adapter_arg
 
     if settings.max_batch < 1 or settings.batch_window_ms < 0 or settings.max_context_chars < 1:
-        raise ConfigError("--max-batch/--batch-window-ms/--max-context-chars", "must be positive (window may be 0)")
+        raise FlagError("--max-batch/--batch-window-ms/--max-context-chars", "must be positive (window may be 0)")
     sources = [parse_adapter_arg(text) for text in adapter_args]
     registry = build_registry(sources, config, base_name=base_name, base_only=base_only)
     for row in registry.describe():

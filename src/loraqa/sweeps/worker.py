@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 
 from loraqa.config.loader import config_to_dict, load_config
-from loraqa.errors import ConfigError
+from loraqa.errors import ConfigError, FlagError
 from loraqa.runs.atomic import write_json_atomic
 from loraqa.sweeps import study as storage_ops
 from loraqa.sweeps.space import grid_cells, parse_grid, parse_space
@@ -164,17 +164,15 @@ def _terminate_as_interrupt(before=None):
 
 def _check(spec: SweepSpec):
     if spec.metric not in METRICS:
-        raise ConfigError("--metric", f"must be one of {', '.join(METRICS)}, got {spec.metric!r}")
+        raise FlagError("--metric", f"must be one of {', '.join(METRICS)}, got {spec.metric!r}")
     if bool(spec.grid) == bool(spec.search):
-        raise ConfigError("--grid/--search", "give either --grid AXIS... or --search tpe|random with --space")
+        raise FlagError("--grid/--search", "give either --grid AXIS... or --search tpe|random with --space")
     if spec.search and (not spec.space or not spec.trials or spec.trials < 1):
-        raise ConfigError("--space", "--search needs --space key=dist(...) and --trials N (N >= 1)")
+        raise FlagError("--space", "--search needs --space key=dist(...) and --trials N (N >= 1)")
     if spec.seeds < 1 or spec.workers < 1:
-        raise ConfigError("--seeds/--workers", "must be at least 1")
+        raise FlagError("--seeds/--workers", "must be at least 1")
     if not 0.0 <= spec.prune_warmup < 1.0:
-        raise ConfigError(
-            "--prune-warmup", f"must be in [0, 1): a share of each trial's steps, got {spec.prune_warmup}"
-        )
+        raise FlagError("--prune-warmup", f"must be in [0, 1): a share of each trial's steps, got {spec.prune_warmup}")
     axes, space = parse_grid(spec.grid), parse_space(spec.space)
     base = load_config(spec.config, spec.overrides)  # the shared part must be valid before any trial
     known = config_to_dict(base)
