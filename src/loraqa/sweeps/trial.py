@@ -47,7 +47,7 @@ class PruningReporter(TrainerCallback):
     bench where an unguarded median pruner stopped, at its first evaluation, the cell that ended
     best). The steps are the trial's own, so trials of different lengths are judged alike."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, warmup: float = 0.0):
+    def __init__(self, trial: optuna.Trial, metric: str, warmup: float):
         self.trial = trial
         self.key = metric if metric.startswith("eval_") else f"eval_{metric}"
         self.warmup = warmup
