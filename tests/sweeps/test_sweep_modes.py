@@ -9,6 +9,7 @@ import signal
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -106,7 +107,8 @@ def test_median_pruning_stops_the_trial_that_lags_and_the_sweep_goes_on(tiny_mod
     assert {lr for lr, t in trials.items() if t.state == TrialState.COMPLETE} >= {5e-2, 1e-1, 2e-1, 3e-1}
     assert trials[1.5e-1].state in (TrialState.COMPLETE, TrialState.PRUNED)
     step = pruned.user_attrs["pruned_at_step"]
-    assert step < 6 and max(pruned.intermediate_values) == step  # stopped at that evaluation
+    # Stopped at that evaluation; each value is keyed by the examples seen (4 per step here), not the step.
+    assert step < 6 and sorted(pruned.intermediate_values) == [4 * s for s in range(2, step + 1, 2)]
     run_dir = Path(pruned.user_attrs["run_dir"])
     record = json.loads((run_dir / "sweep_trial.json").read_text())
     assert record["state"] == "PRUNED" and record["pruned_at_step"] == step
@@ -133,16 +135,34 @@ class _AlwaysPrune:
         return True
 
 
+ONE_EXAMPLE_PER_STEP = SimpleNamespace(train_batch_size=1, gradient_accumulation_steps=1, world_size=1)
+
+
 @pytest.mark.parametrize("warmup, stopped_at", [(0.0, 4), (0.25, 8), (0.5, 12)])
 def test_no_pruner_stops_a_trial_in_its_warmup_share_of_steps_but_every_evaluation_is_reported(warmup, stopped_at):
     trial = _AlwaysPrune()
     reporter = PruningReporter(trial, "f1", warmup)
     for step in (4, 8, 12, 16):
         control = TrainerControl()
-        reporter.on_evaluate(None, TrainerState(global_step=step, max_steps=16), control, metrics={"eval_f1": 10.0})
+        state = TrainerState(global_step=step, max_steps=16)
+        reporter.on_evaluate(ONE_EXAMPLE_PER_STEP, state, control, metrics={"eval_f1": 10.0})
         if control.should_training_stop:
             break
     assert reporter.pruned_at == stopped_at and trial.reported == [s for s in (4, 8, 12, 16) if s <= stopped_at]
+
+
+def test_trials_of_other_batch_sizes_report_at_equal_examples_seen_so_pruners_compare_equal_data():
+    """Batch 4 at step 8 and batch 16 (8 x 2 accumulated) at step 2 have both seen 32 examples."""
+    reported = {}
+    for batch, accumulation, steps in ((4, 1, (4, 8)), (8, 2, (1, 2))):
+        trial = _AlwaysPrune()
+        reporter = PruningReporter(trial, "f1", 0.99)  # never stops: only the keys are looked at
+        args = SimpleNamespace(train_batch_size=batch, gradient_accumulation_steps=accumulation, world_size=1)
+        for step in steps:
+            reporter.on_evaluate(args, TrainerState(global_step=step, max_steps=10), TrainerControl(),
+                                 metrics={"eval_f1": 1.0})  # fmt: skip
+        reported[batch] = trial.reported
+    assert reported == {4: [16, 32], 8: [16, 32]}
 
 
 def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once(tiny_model_dir, qa_files, tmp_path):

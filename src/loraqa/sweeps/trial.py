@@ -45,7 +45,13 @@ class PruningReporter(TrainerCallback):
     stop it: that early the learning rate has barely warmed up and validation scores are mostly
     noise (as Optuna's n_warmup_steps and Ray Tune's grace period; docs/performance.md has the
     bench where an unguarded median pruner stopped, at its first evaluation, the cell that ended
-    best). The steps are the trial's own, so trials of different lengths are judged alike."""
+    best). The share is of the trial's own steps, so trials of different lengths are judged alike.
+
+    Each value is reported at the number of training examples seen (steps x examples per step), not
+    at the step: pruners compare trials at equal keys, and a grid over the batch size (or gradient
+    accumulation) would otherwise judge a batch-4 trial after a quarter of the data a batch-16 trial
+    had seen at the same step. The key is the trial's own throughout, so a resumed trial's inherited
+    values line up with its new ones."""
 
     def __init__(self, trial: optuna.Trial, metric: str, warmup: float):
         self.trial = trial
@@ -57,12 +63,17 @@ class PruningReporter(TrainerCallback):
         value = (metrics or {}).get(self.key)
         if value is None or not math.isfinite(value):
             return
-        self.trial.report(value, state.global_step)
+        self.trial.report(value, state.global_step * examples_per_step(args))
         if state.global_step <= self.warmup * state.max_steps:
             return
         if self.trial.should_prune():
             self.pruned_at = state.global_step
             control.should_training_stop = True
+
+
+def examples_per_step(args) -> int:
+    """Training examples in one optimiser step, over every process (TrainingArguments' own parts)."""
+    return args.train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
 TRIAL_FILE = "sweep_trial.json"  # in the run directory: what the sweep made of this run
