@@ -28,6 +28,7 @@ from loraqa.errors import LoraqaError, TrainingError
 from loraqa.runs.atomic import write_json_atomic
 from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
 from loraqa.pipeline import run_training
+from loraqa.training.arguments import examples_per_step
 from loraqa.training.trainer import last_complete_checkpoint
 
 
@@ -69,11 +70,6 @@ class PruningReporter(TrainerCallback):
         if self.trial.should_prune():
             self.pruned_at = state.global_step
             control.should_training_stop = True
-
-
-def examples_per_step(args) -> int:
-    """Training examples in one optimiser step, over every process (TrainingArguments' own parts)."""
-    return args.train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
 TRIAL_FILE = "sweep_trial.json"  # in the run directory: what the sweep made of this run

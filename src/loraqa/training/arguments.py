@@ -54,3 +54,8 @@ def training_arguments(config: RunConfig, plan: DevicePlan, checkpoint_dir: str,
         # unused ones (a second pass over the graph, and an error with frozen bases) is off.
         ddp_find_unused_parameters=False,
     )
+
+
+def examples_per_step(args: TrainingArguments) -> int:
+    """Training examples in one optimiser step, over every process and accumulated batch."""
+    return args.train_batch_size * args.gradient_accumulation_steps * args.world_size

@@ -42,6 +42,7 @@ from loraqa.formulations.base import takes_position_ids
 from loraqa.runs.atomic import replace_directory
 from loraqa.runs.rundir import STAGING_DIR
 from loraqa.training import distributed
+from loraqa.training.arguments import examples_per_step
 
 # STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
 # What resuming reads from a checkpoint; a folder missing any of them is not a checkpoint.
@@ -313,7 +314,7 @@ class QATrainer(Trainer):
         elif by_length and isinstance(dataset, FeatureDataset):
             # One optimizer step's examples (all ranks, all accumulated batches) share a length group.
             sampler = ShuffledLengthGroupedSampler(
-                batch * self.args.gradient_accumulation_steps * ranks, dataset=dataset, lengths=dataset.lengths
+                examples_per_step(self.args), dataset=dataset, lengths=dataset.lengths
             )
         else:
             return super()._get_train_sampler(train_dataset)
