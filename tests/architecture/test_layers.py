@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
         "loraqa.console",
         "loraqa.allocator",
         "loraqa.runs.atomic",
+        "loraqa.input_files",
         "loraqa.device",
         "loraqa.families",
     ),
