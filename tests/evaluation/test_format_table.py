@@ -26,3 +26,12 @@ def test_token_accuracy_is_printed_with_its_scale_and_caveat():
     assert "tok-acc" in lines[0] and "93.00" in lines[2] and lines[3].split()[4] == "-"
     assert "0-100" in lines[-1] and "teacher-forced" in lines[-1]
     assert "tok-acc" not in format_table([("span", ROW)])
+
+
+def test_the_f1_interval_has_its_own_column_and_a_note_saying_what_it_is():
+    with_ci = {**ROW, "f1_ci": {"mean": 30.25, "low": 26.5, "high": 34.0, "n": 8}}
+    table = format_table([("adapter", with_ci), ("old run", ROW)])
+    header, rule, first, second, note = table.splitlines()
+    assert "F1 95% CI" in header and "[26.5, 34.0]" in first and second.split()[4] == "-"
+    assert len(first) == len(second) == len(header)
+    assert "bootstrap" in note

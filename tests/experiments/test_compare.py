@@ -57,6 +57,19 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
     assert f"* best on validation F1 ({best})" in out and "test columns are never used" in out
     assert "bert" in out and "gpt2" in out and "val F1" in out
     assert (pair / "report.md").is_file()  # the report of the whole comparison
+    # Every other run is paired with the best on the same test questions, with an interval.
+    other = next(r for name, r in rows.items() if name != best)
+    assert rows[best]["versus_best"] is None
+    assert other["versus_best"]["questions"] == summaries[0]["adapter"]["count"]
+    assert (
+        other["versus_best"]["f1"]["low"]
+        <= other["versus_best"]["f1"]["difference"]
+        <= other["versus_best"]["f1"]["high"]
+    )
+    assert f"{other['run']} vs {best}: F1" in out
+    for summary in summaries:  # and each adapter with its own baseline
+        assert summary["adapter_vs_baseline"]["questions"] == summary["adapter"]["count"]
+        assert summary["adapter"]["f1_ci"]["n"] == summary["adapter"]["count"]
 
     # Interrupted after the first run: only the second trains again; the first is re-used untouched.
     (gpt2 / "summary.json").unlink()

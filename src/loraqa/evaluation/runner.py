@@ -16,9 +16,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from loraqa.config.decoding import parse_decoding
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
-from loraqa.config.decoding import parse_decoding
+from loraqa.evaluation.uncertainty import score_intervals
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
@@ -82,6 +83,7 @@ def evaluate_records(
                 "failure": failure_category(prediction.text, record.answer_texts, record.question),
             }
         )
+    metrics.update(score_intervals(rows))  # exact_match_ci, f1_ci: how far these questions pin the scores down
     failures = Counter(row["failure"] for row in rows if row["failure"])
     metrics["failures"] = dict(failures)
     metrics["seconds"] = round(seconds, 2)
@@ -117,24 +119,38 @@ TOKEN_ACCURACY_NOTE = (
 )
 
 
+INTERVAL_NOTE = (
+    "F1 95% CI: where the F1 of questions like these would fall (bootstrap over the questions); see docs/evaluation.md"
+)
+
+
 def format_table(rows: list[tuple[str, dict]]) -> str:
-    """A plain table of EM / F1 / ROUGE-L / count / time for each labelled metrics dict, as wide
-    as its longest label; a `tok-acc` column (with a note on what it means) when a row has one."""
+    """A plain table of EM / F1 (with its 95% interval) / ROUGE-L / count / time for each labelled
+    metrics dict, as wide as its longest label; a `tok-acc` column (with a note on what it means)
+    when a row has one."""
     width = max([28, *(len(label) for label, _ in rows)])
     with_accuracy = any("token_accuracy" in m for _, m in rows)
-    header = f"{'model':<{width}} {'EM':>7} {'F1':>7} {'ROUGE-L':>8}" + (f" {'tok-acc':>8}" if with_accuracy else "")
-    header += f" {'n':>6} {'time':>9}"
+    with_interval = any("f1_ci" in m for _, m in rows)
+    header = f"{'model':<{width}} {'EM':>7} {'F1':>7}" + (f" {'F1 95% CI':>15}" if with_interval else "")
+    header += f" {'ROUGE-L':>8}" + (f" {'tok-acc':>8}" if with_accuracy else "") + f" {'n':>6} {'time':>9}"
     lines = [header, "-" * len(header)]
     for label, m in rows:
+        ci = ""
+        if with_interval:
+            bounds = m.get("f1_ci")
+            text = f"[{bounds['low']:.1f}, {bounds['high']:.1f}]" if bounds else "-"
+            ci = f" {text:>15}"
         accuracy = ""
         if with_accuracy:
             accuracy = f" {m['token_accuracy']:>8.2f}" if "token_accuracy" in m else f" {'-':>8}"
         lines.append(
-            f"{label:<{width}} {m['exact_match']:>7.2f} {m['f1']:>7.2f} {m.get('rougeL', 0.0):>8.2f}{accuracy} "
+            f"{label:<{width}} {m['exact_match']:>7.2f} {m['f1']:>7.2f}{ci} {m.get('rougeL', 0.0):>8.2f}{accuracy} "
             f"{m['count']:>6} {m['seconds']:>8.1f}s"
         )
     if with_accuracy:
         lines.append(TOKEN_ACCURACY_NOTE)
+    if with_interval:
+        lines.append(INTERVAL_NOTE)
     return "\n".join(lines)
 
 

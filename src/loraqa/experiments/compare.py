@@ -22,6 +22,7 @@ from loraqa.config.loader import config_to_dict, load_config
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.errors import ConfigError
+from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline import run_training
 from loraqa.runs.atomic import write_json_atomic
 from loraqa.runs.rundir import RunDirectory
@@ -69,6 +70,7 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
     rows = [_row(r) for r in runs]
     scored = [r for r in rows if r["validation_f1"] is not None]
     best = max(scored, key=lambda r: r["validation_f1"])["run"] if scored else None
+    _pair_with_best(runs, rows, best)
     table = format_comparison(rows, best)
     write_json_atomic(directory / "comparison.json", {
         "name": name, "configs": list(configs), "overrides": list(overrides), "chosen_on": CHOSEN_ON,
@@ -146,6 +148,16 @@ def _row(run: ComparedRun) -> dict:
     }  # fmt: skip
 
 
+def _pair_with_best(runs: list[ComparedRun], rows: list[dict], best: str | None) -> None:
+    """Each run's test F1/EM minus the best-on-validation run's, paired on their common test questions."""
+    best_rows = next((read_question_rows(r.run_dir) for r in runs if r.name == best), None)
+    for run, row in zip(runs, rows):
+        mine = read_question_rows(run.run_dir)
+        row["versus_best"] = (
+            None if run.name == best or not mine or not best_rows else paired_comparison(mine, best_rows)
+        )
+
+
 def _adapter_formulation(run_dir: Path) -> str | None:
     meta = run_dir / "adapter" / "loraqa.json"
     try:
@@ -169,6 +181,7 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
         "test EM",
         "test F1",
         "ROUGE-L",
+        "test F1 vs best [95% CI]",
     ]
     lines = []
     for r in rows:
@@ -176,7 +189,7 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
         lines.append([
             "*" if r["run"] == best else "", r["run"], str(r["model"]), str(r["formulation"] or "n/a"), share,
             _num(r["train_seconds"], "s", 0), peak_memory(r), _num(r["baseline_f1"]), _num(r["validation_f1"]),
-            _num(r["test_exact_match"]), _num(r["test_f1"]), _num(r["test_rougeL"]),
+            _num(r["test_exact_match"]), _num(r["test_f1"]), _num(r["test_rougeL"]), _versus(r.get("versus_best")),
         ])  # fmt: skip
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
 
@@ -186,6 +199,9 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
     out = [render(header), "-" * len(render(header)), *(render(line) for line in lines)]
     out.append(f"* best on validation F1 ({best})" if best else "no run recorded validation F1: no best chosen")
     out.append("  (chosen on the validation split carved from train; the test columns are never used to choose)")
+    for r in rows:
+        if r.get("versus_best"):
+            out.append("  " + describe_comparison(r["run"], best or "best", r["versus_best"]))
     kinds = sorted({r["peak_memory_kind"] for r in rows if r.get("peak_memory_kind")})
     if kinds:
         out.append(f"  (peak memory: training's peak, {', '.join(kinds)}; n/a: not recorded by the run)")
@@ -197,6 +213,13 @@ def peak_memory(row: dict) -> str:
     resumed after its last step). The kind (training/memory.py) is in the footer."""
     value = row.get("peak_memory_mib")
     return "n/a" if not isinstance(value, (int, float)) else f"{value:,.0f} MiB"
+
+
+def _versus(comparison: dict | None) -> str:
+    if not comparison:
+        return "-"
+    f1 = comparison["f1"]
+    return f"{f1['difference']:+.2f} [{f1['low']:+.2f}, {f1['high']:+.2f}]"
 
 
 def _num(value, unit: str = "", digits: int = 2) -> str:

@@ -27,6 +27,7 @@ from loraqa.evaluation.runner import (
     side_by_side_rows,
     write_outcome,
 )
+from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison
 from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
 from loraqa.runs.atomic import write_text_atomic
@@ -117,6 +118,9 @@ def run_evaluation(
             "adapter": adapter,
             "decoding": decoding if formulation.generates else None,
         }
+        if outcomes:  # later decodings, paired with the first on the same questions
+            first = next(iter(outcomes))
+            extra[f"versus_{first}"] = paired_comparison(outcome.rows, outcomes[first].rows)
         if distributed.is_main():  # [ddp]
             write_outcome(outcome, target, extra=extra)
         outcomes[decoding] = outcome
@@ -129,5 +133,8 @@ def run_evaluation(
     label = config.model.name + (" + adapter" if adapter else "")
     rows = [(f"{label} [{d}]" if formulation.generates else label, o.metrics) for d, o in outcomes.items()]
     print(format_table(rows))
+    first = next(iter(outcomes))
+    for decoding, outcome in list(outcomes.items())[1:]:
+        print(describe_comparison(decoding, first, paired_comparison(outcome.rows, outcomes[first].rows)))
     print(f"written to {out_dir}" + ("  (decodings.jsonl: the answers side by side)" if len(outcomes) > 1 else ""))
     return metrics

@@ -10,6 +10,7 @@ from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.errors import RunDirError
 from loraqa.evaluation.runner import format_table
+from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline.evaluate_phase import baseline, evaluate
 from loraqa.pipeline.fit_phase import fit
 from loraqa.pipeline.prepare_phase import prepare
@@ -61,6 +62,11 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
         adapter = save(prepared, fitted)
         evaluation = evaluate(prepared)
         summary["adapter"] = evaluation.test.metrics
+        if base is not None and distributed.is_main():  # [ddp] rank 0 wrote the baseline's rows
+            # Paired on the same test questions; the baseline's rows may be an earlier process's (--resume).
+            summary["adapter_vs_baseline"] = paired_comparison(
+                evaluation.test.rows, read_question_rows(run.baseline) or []
+            )
         if evaluation.validation is not None:
             summary["validation"] = evaluation.validation  # what sweeps and comparisons choose on
         summary.update(provenance(prepared, command), adapter_bytes=directory_bytes(adapter))
@@ -90,6 +96,8 @@ def _print_result(summary: dict) -> None:
     if "validation" in summary:
         rows.append((f"{name} + LoRA [validation]", summary["validation"]))
     print(format_table(rows))
+    if summary.get("adapter_vs_baseline"):
+        print(describe_comparison("+ LoRA", "no adapter", summary["adapter_vs_baseline"]))
     peak = ""
     if "peak_memory_mib" in summary:
         peak = f", peak memory {summary['peak_memory_mib']:,.0f} MiB ({summary['peak_memory_kind']})"

@@ -86,7 +86,8 @@ def runs_section(runs: list[RunRecord]) -> Section:
         section.blocks.append(Table(["config key", "value"], [[k, _value(flat[k])] for k in HEADLINE_KEYS if k in flat],
                                     "Configuration (all keys: config.yaml)"))  # fmt: skip
     header = ["run", "status", *keys, "formulation", "trainable params", "train time", "peak memory", "total time",
-              "baseline EM / F1 / ROUGE-L", "adapter EM / F1 / ROUGE-L", "validation F1"]  # fmt: skip
+              "baseline EM / F1 / ROUGE-L", "adapter EM / F1 / ROUGE-L", "adapter F1 95% CI",
+              "adapter - baseline F1 [95% CI]", "validation F1"]  # fmt: skip
     rows = []
     for run in runs:
         flat = flatten(run.config)
@@ -95,12 +96,15 @@ def runs_section(runs: list[RunRecord]) -> Section:
             str(run.adapter_meta.get("formulation", NA)), trainable_params(run.summary),
             _seconds(run.summary.get("train_seconds")), peak_memory(run.summary),
             _seconds(run.summary.get("total_seconds")),
-            _scores(run.baseline), _scores(run.adapter), validation_f1(run),
+            _scores(run.baseline), _scores(run.adapter), _interval(run.adapter),
+            versus_baseline(run.summary), validation_f1(run),
         ])  # fmt: skip
     section.blocks.append(Table(header, rows, named_rows=True))
     section.blocks.append(Paragraph(
         "EM, F1 and ROUGE-L are on the test split (0-100). Validation F1 is measured on the questions "
-        "carved from the training data; compare runs on it, not on the test scores. Peak memory is the "
+        "carved from the training data; compare runs on it, not on the test scores. The 95% intervals are "
+        "bootstrapped over the test questions; a difference whose interval holds 0 cannot be told from noise "
+        "on these questions (docs/evaluation.md). Peak memory is the "
         "training's peak as the run measured it: GPU tensors on CUDA (cuda_allocated), the process's resident "
         "memory on CPU (cpu_rss; cpu_rss_process counts from the process's start), sampled driver memory on "
         "MPS (mps_driver); n/a where the run recorded none.", note=True,
@@ -159,6 +163,24 @@ def _scores(evaluation: Evaluation | None) -> str:
     return " / ".join(
         f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA for k in ("exact_match", "f1", "rougeL")
     )
+
+
+def _interval(evaluation: Evaluation | None) -> str:
+    bounds = evaluation.metrics.get("f1_ci") if evaluation else None
+    if not isinstance(bounds, dict) or not isinstance(bounds.get("low"), (int, float)):
+        return NA
+    return f"[{bounds['low']:.1f}, {bounds['high']:.1f}]"
+
+
+def versus_baseline(summary: dict) -> str:
+    """ "+44.20 [41.10, 47.30], p<0.001" from summary.json's adapter_vs_baseline, labelled when it is noise."""
+    comparison = summary.get("adapter_vs_baseline")
+    f1 = comparison.get("f1") if isinstance(comparison, dict) else None
+    if not isinstance(f1, dict) or not isinstance(f1.get("difference"), (int, float)):
+        return NA
+    p = f1.get("p_value", 1.0)
+    text = f"{f1['difference']:+.2f} [{f1['low']:+.2f}, {f1['high']:+.2f}], p{'<0.001' if p < 0.001 else f'={p:.3f}'}"
+    return text if f1.get("distinguishable") else f"{text} (not distinguishable)"
 
 
 def _seconds(value) -> str:

@@ -1,0 +1,77 @@
+"""Uncertainty of evaluation rows: each score's 95% interval, and paired differences between two evaluations.
+
+Works on the per-question rows `evaluate_records` produces (and `predictions.jsonl` stores): each
+row has `id`, `exact_match` and `f1` in [0, 1]. Scores are reported on SQuAD's 0-100 scale. Two
+evaluations are compared on the questions both answered (matched by id), so a baseline, another
+decoding or another run's test split pair up question by question; the statistics themselves are
+`metrics/significance.py`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from loraqa.metrics.significance import interval, mcnemar_exact, paired_difference
+
+PER_QUESTION_FILE = "predictions.jsonl"  # written by runner.write_outcome beside metrics.json
+
+
+def score_intervals(rows: Sequence[dict]) -> dict:
+    """`exact_match_ci` and `f1_ci`: the mean, 95% interval and n of each score over the rows (0-100)."""
+    if not rows:
+        return {}
+    return {f"{key}_ci": interval([100.0 * row[key] for row in rows]).as_dict() for key in ("exact_match", "f1")}
+
+
+def paired_comparison(rows_a: Sequence[dict], rows_b: Sequence[dict]) -> dict | None:
+    """A minus B on their common questions: F1 and EM differences with intervals and p-values.
+
+    F1: paired bootstrap interval and paired permutation p-value. EM: the same, plus the exact
+    McNemar test (counts of questions only A / only B got right). None when no question is common.
+    """
+    by_id = {row["id"]: row for row in rows_b}
+    pairs = [(row, by_id[row["id"]]) for row in rows_a if row["id"] in by_id]
+    if not pairs:
+        return None
+    f1 = paired_difference([100.0 * a["f1"] for a, _ in pairs], [100.0 * b["f1"] for _, b in pairs])
+    em = paired_difference([100.0 * a["exact_match"] for a, _ in pairs], [100.0 * b["exact_match"] for _, b in pairs])
+    mcnemar = mcnemar_exact([a["exact_match"] >= 1.0 for a, _ in pairs], [b["exact_match"] >= 1.0 for _, b in pairs])
+    return {
+        "questions": len(pairs),
+        "f1": f1.as_dict(),
+        "exact_match": {**em.as_dict(), "mcnemar": mcnemar},
+    }
+
+
+def describe_comparison(label_a: str, label_b: str, comparison: dict | None) -> str:
+    """One line: `A vs B: F1 +3.10 [1.20, 5.00] p=0.002; EM +2.40 (McNemar p=0.01) on 500 questions`,
+    or the "not distinguishable" verdict when the F1 interval holds 0."""
+    if comparison is None:
+        return f"{label_a} vs {label_b}: no common questions to compare"
+    f1, em = comparison["f1"], comparison["exact_match"]
+    line = (
+        f"{label_a} vs {label_b}: F1 {f1['difference']:+.2f} [{f1['low']:+.2f}, {f1['high']:+.2f}] "
+        f"p={_p(f1['p_value'])}; EM {em['difference']:+.2f} (McNemar p={_p(em['mcnemar']['p_value'])})"
+    )
+    if not f1["distinguishable"]:
+        return f"{line}: not distinguishable on these {comparison['questions']} questions"
+    return f"{line} on {comparison['questions']} questions"
+
+
+def read_question_rows(directory: str | Path) -> list[dict] | None:
+    """The per-question rows an evaluation wrote into `directory`, or None where there are none."""
+    path = Path(directory) / PER_QUESTION_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError):
+        return None
+    if not all(isinstance(row, dict) and {"id", "f1", "exact_match"} <= row.keys() for row in rows):
+        return None
+    return rows
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
