@@ -203,9 +203,21 @@ def _sweep(args) -> int:
 
 
 def _compare(args) -> int:
-    from loraqa.experiments.compare import compare
+    from loraqa.errors import FlagError
+    from loraqa.experiments.compare import compare, compare_existing, is_finished_run
 
     items = [*args.items, *getattr(args, "overrides", [])]
+    finished = [i for i in items if is_finished_run(i)]
+    if finished:  # finished runs are compared as they are: nothing trains
+        if len(finished) != len(items):
+            others = ", ".join(i for i in items if i not in finished)
+            raise FlagError("compare", f"give either finished run directories or configs, not both ({others})")
+        result = compare_existing(finished, args.name, root=args.dir, command=["loraqa", *args.argv])
+        print(result.table)
+        print(f"comparison written to {result.directory / 'comparison.json'} (fixed/broken questions: changes.jsonl)")
+        if not args.no_report:
+            _report_or_warn(str(result.directory))
+        return 0
     configs = [i for i in items if "=" not in i or i.endswith((".yaml", ".yml"))]
     overrides = [i for i in items if i not in configs]
     result = compare(configs, overrides, args.name, root=args.dir, command=["loraqa", *args.argv])

@@ -71,6 +71,24 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
         assert summary["adapter_vs_baseline"]["questions"] == summary["adapter"]["count"]
         assert summary["adapter"]["f1_ci"]["n"] == summary["adapter"]["count"]
 
+    # Finished runs compared as they are: nothing trains, the same paired rows, the changed questions listed.
+    monkeypatch.setattr(compare_module, "run_training", lambda *a, **k: pytest.fail("compare of runs trained"))
+    assert main(["compare", str(bert), str(gpt2), "--name", "existing", "--dir", str(root)]) == 0
+    existing = json.loads((root / "existing" / "comparison.json").read_text())
+    assert existing["source"] == "existing" and existing["best"] == best
+    assert existing["common_test_questions"] == summaries[0]["adapter"]["count"]
+    again_rows = {r["run"]: r for r in existing["runs"]}
+    assert again_rows[other["run"]]["versus_best"] == other["versus_best"]
+    changes = [json.loads(line) for line in (root / "existing" / "changes.jsonl").read_text().splitlines()]
+    mcnemar = other["versus_best"]["exact_match"]["mcnemar"]
+    assert sum(c["change"] == "fixed" for c in changes) == mcnemar["only_a_right"]
+    assert sum(c["change"] == "broken" for c in changes) == mcnemar["only_b_right"]
+    assert (root / "existing" / "report.html").is_file()
+    capsys.readouterr()
+    assert main(["compare", str(bert), configs[0], "--name", "mixed", "--dir", str(root)]) == 2
+    assert "not both" in capsys.readouterr().err and not (root / "mixed").exists()
+    monkeypatch.undo()
+
     # Interrupted after the first run: only the second trains again; the first is re-used untouched.
     (gpt2 / "summary.json").unlink()
     trained = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,13 @@ from loraqa.console import say
 from loraqa.errors import ConfigError
 from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline import run_training
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.runs.atomic import write_json_atomic, write_text_atomic
 from loraqa.runs.rundir import RunDirectory
 
 IDENTICAL_SECTIONS = ("data", "generation")  # what makes the questions and the answering the same
 CHOSEN_ON = "validation f1"
 _NOT_DIFFERENCES = {"name", "output_dir"}  # differ by construction
+CHANGES_FILE = "changes.jsonl"  # compare_existing: the questions each run fixed or broke
 
 
 @dataclass
@@ -77,6 +79,87 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
         "best": best, "identical_questions": identical, "runs": rows, "command": command,
     })  # fmt: skip
     return ComparisonResult(name, directory, runs, best, table, identical, rows)
+
+
+def is_finished_run(item: str) -> bool:
+    """True for a directory holding a finished run (its summary.json): compared as it is, not trained."""
+    return Path(item).is_dir() and (Path(item) / "summary.json").is_file()
+
+
+def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs",
+                     command: list[str] | None = None) -> ComparisonResult:  # fmt: skip
+    """Score finished runs against each other on their common test questions, training nothing.
+
+    Writes `root/name/comparison.json` (the same rows and paired differences as a trained
+    comparison, `"source": "existing"`) and `root/name/changes.jsonl`: for each run, the questions
+    it got right (exact match) that the reference got wrong ("fixed") and the reverse ("broken").
+    The reference is the best run on validation F1 when every run recorded one, else the first.
+    """
+    if len(run_dirs) < 2:
+        raise ConfigError("compare", f"needs at least two runs to compare, got {len(run_dirs)}")
+    directory = Path(root) / name
+    names = _unique_names([Path(d).resolve().name for d in run_dirs])
+    runs = []
+    for run_dir, run_name in zip(run_dirs, names):
+        summary = _read_summary(Path(run_dir))
+        if read_question_rows(run_dir) is None:
+            raise ConfigError("compare", f"{run_dir}: holds no per-question test rows (predictions.jsonl)")
+        runs.append(ComparedRun(run_name, str(run_dir), Path(run_dir), summary, "existing"))
+    rows = [_row(r) for r in runs]
+    scored = [r for r in rows if r["validation_f1"] is not None]
+    best = max(scored, key=lambda r: r["validation_f1"])["run"] if len(scored) == len(rows) else None
+    reference = best or rows[0]["run"]
+    _pair_with_best(runs, rows, reference)
+    changes = _changes(runs, reference)
+    common = len(set.intersection(*({row["id"] for row in read_question_rows(r.run_dir)} for r in runs)))
+    table = format_comparison(rows, best)
+    if best is None:
+        table += f"\n  (not every run recorded validation F1: each is paired with the first, {reference})"
+    write_json_atomic(directory / "comparison.json", {
+        "name": name, "source": "existing", "runs_compared": [str(d) for d in run_dirs], "chosen_on": CHOSEN_ON,
+        "best": best, "reference": reference, "common_test_questions": common,
+        "identical_questions": all(r["versus_best"] is None or r["versus_best"]["questions"] == common
+                                   for r in rows),
+        "runs": rows, "changes": {run: dict(Counter(c["change"] for c in changes if c["run"] == run))
+                                  for run in names if run != reference},
+        "command": command,
+    })  # fmt: skip
+    write_text_atomic(directory / CHANGES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes))
+    return ComparisonResult(name, directory, runs, best, table, True, rows)
+
+
+def _changes(runs: list[ComparedRun], reference: str) -> list[dict]:
+    """Questions each run fixed or broke relative to the reference, by exact match, in the reference's order."""
+    reference_rows = read_question_rows(next(r.run_dir for r in runs if r.name == reference)) or []
+    changes = []
+    for run in runs:
+        if run.name == reference:
+            continue
+        mine = {row["id"]: row for row in read_question_rows(run.run_dir) or []}
+        for theirs in reference_rows:
+            row = mine.get(theirs["id"])
+            if row is None or row["exact_match"] == theirs["exact_match"]:
+                continue
+            changes.append({
+                "run": run.name, "reference": reference, "id": theirs["id"], "question": theirs.get("question"),
+                "gold_answers": theirs.get("gold_answers"), "change": "fixed" if row["exact_match"] else "broken",
+                "answer": row.get("prediction"), "reference_answer": theirs.get("prediction"),
+            })  # fmt: skip
+    return changes
+
+
+def _read_summary(run_dir: Path) -> dict:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError("compare", f"{run_dir}/summary.json cannot be read: {error}") from None
+    if not isinstance(summary, dict):
+        raise ConfigError("compare", f"{run_dir}/summary.json is not a run summary")
+    return summary
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    return [f"{n}-{i + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
 def _check_identical(paths: list[str], configs: list[RunConfig]) -> None:

@@ -90,9 +90,23 @@ def read_source(path: str | Path) -> ReportSource:
         return read_sweep(path, [read_run(p) for p in children])
     if children:
         return ReportSource("comparison", path, [read_run(p) for p in children])
+    existing = _existing_comparison(path)
+    if existing is not None:
+        return existing
     raise ReportError(
         f"{path}: holds no {CONFIG_FILE} and no subdirectory with one; give a run directory or a directory of runs"
     )
+
+
+def _existing_comparison(path: Path) -> ReportSource | None:
+    """A `loraqa compare RUN_DIR ...` of finished runs: its comparison.json names the runs, which live elsewhere."""
+    problems: list[str] = []
+    comparison = _read_json(path / "comparison.json", problems)
+    if not isinstance(comparison, dict) or comparison.get("source") != "existing":
+        return None
+    runs = [read_run(Path(d)) for d in comparison.get("runs_compared", []) if (Path(d) / CONFIG_FILE).is_file()]
+    changes = _read_jsonl(path / "changes.jsonl", problems)
+    return ReportSource("comparison", path, runs, {"comparison": comparison, "changes": changes}) if runs else None
 
 
 def read_run(path: Path) -> RunRecord:

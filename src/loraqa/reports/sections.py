@@ -41,6 +41,7 @@ def build_document(source: ReportSource, files_dir: Path) -> Document:
         return document
     document.sections = [
         runs_section(source.runs),
+        *([changes_section(source.details)] if source.details.get("comparison") else []),
         curves_section(source.runs, files_dir),
         failures_section(source.runs, files_dir),
         decodings_section(source.runs),
@@ -112,6 +113,35 @@ def runs_section(runs: list[RunRecord]) -> Section:
     for run in runs:
         for problem in run.problems:
             section.blocks.append(Paragraph(f"{run.name}: {problem}", note=True))
+    return section
+
+
+def changes_section(details: dict) -> Section:
+    """A comparison of finished runs: each run's paired difference from the reference, and the
+    questions it fixed or broke (exact match), from comparison.json and changes.jsonl."""
+    comparison, changes = details["comparison"], details.get("changes") or []
+    reference = comparison.get("reference")
+    section = Section("Against the reference run")
+    section.blocks.append(Paragraph(
+        f"Each run is paired with {reference} on the {comparison.get('common_test_questions', NA)} test questions "
+        "they share. Fixed: the run answers exactly and the reference does not; broken: the reverse "
+        "(all of them in changes.jsonl)."
+    ))  # fmt: skip
+    rows = []
+    for row in comparison.get("runs", []):
+        counts = comparison.get("changes", {}).get(row.get("run"), {})
+        f1 = (row.get("versus_best") or {}).get("f1")
+        difference = NA
+        if isinstance(f1, dict):
+            difference = f"{f1['difference']:+.2f} [{f1['low']:+.2f}, {f1['high']:+.2f}]"
+            difference += "" if f1.get("distinguishable") else " (not distinguishable)"
+        rows.append([str(row.get("run")), difference, str(counts.get("fixed", 0)), str(counts.get("broken", 0))])
+    section.blocks.append(Table(["run", "test F1 - reference [95% CI]", "fixed", "broken"], rows, named_rows=True))
+    examples = [[c.get("run", ""), c.get("change", ""), str(c.get("question", "")), str(c.get("answer", "")),
+                 str(c.get("reference_answer", ""))] for c in changes[:20]]  # fmt: skip
+    if examples:
+        section.blocks.append(Table(["run", "change", "question", "answer", "reference's answer"], examples,
+                                    "The first 20 changed questions"))  # fmt: skip
     return section
 
 
