@@ -90,3 +90,16 @@ def lora_preset(preset: str, model_type: str) -> list[str] | None:
     """Module names of a LoRA preset for this family; None when loraqa has no presets for it."""
     family = MODULE_NAMES_LIKE.get(model_type, model_type)
     return list(LORA_PRESETS[family][preset]) if family in LORA_PRESETS else None
+
+
+# Checkpoints whose own training mixture holds SQuAD: their "no adapter" baseline has seen these
+# questions' kind (and the train split itself), so it is not zero-shot. The original T5 checkpoints
+# were pre-trained multi-task with SQuAD among the supervised tasks (Raffel et al. 2020, Sec. 3.7);
+# FLAN-T5's Flan 2022 collection includes SQuAD v1/v2 (Chung et al. 2022, Appendix F).
+TRAINED_ON_SQUAD = ("google/flan-t5-", "google-t5/t5-", "t5-small", "t5-base", "t5-large", "t5-3b", "t5-11b")
+
+
+def trained_on_squad(model_name: str) -> bool:
+    """Whether the named hub checkpoint saw SQuAD in its own training (its baseline is not zero-shot)."""
+    name = model_name.strip().lower()
+    return any(name == prefix or name.startswith(prefix) for prefix in TRAINED_ON_SQUAD)

@@ -186,5 +186,5 @@ def test_extractive_eval_is_not_labelled_with_a_decoding(tiny_model_dir, qa_file
         capsys, "eval", *model_args, "--decoding", "greedy,beam2", "--output", str(tmp_path / "e")
     )
     assert code == 0 and "no decoding applies: evaluated once" in err
-    assert "[" not in stdout.splitlines()[2]  # the one row: the model, no "[greedy]"
+    assert "[greedy]" not in stdout.splitlines()[2]  # the one row: the model, not labelled with a decoding
     assert (tmp_path / "e" / "metrics.json").is_file() and not (tmp_path / "e" / "decodings.jsonl").exists()

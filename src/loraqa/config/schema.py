@@ -34,6 +34,9 @@ class DataConfig:
     skip_invalid: bool = False  # skip bad records with a count instead of stopping at the first
     version_2_with_negative: bool | Literal["auto"] = "auto"  # SQuAD v2 (unanswerable questions)
     max_context_chars: int = 100_000  # longer contexts are refused: a guard against runaway memory
+    # Test/validation contexts or questions also in train (exact or near, data/leakage.py): "warn"
+    # prints the counts, "error" stops before training, "ignore" skips the check. Counts go to summary.json.
+    leakage: Literal["warn", "error", "ignore"] = "warn"
 
 
 @dataclass

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 
 from loraqa.config.schema import DataConfig
+from loraqa.errors import DataError
+from loraqa.data.leakage import split_leakage
 from loraqa.data.records import QARecord
 from loraqa.data.sources import LoadResult, load_records
 from loraqa.data.splits import sample_paragraphs, sample_records, split_train_validation
@@ -27,6 +29,7 @@ class RunData:
     test: list[QARecord]
     version_2: bool
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    leakage: dict[str, dict] = field(default_factory=dict)  # per held-out split: SplitLeakage.as_dict()
 
 
 def _load(source: str, data: DataConfig, skipped: dict[str, dict[str, int]]) -> LoadResult:
@@ -88,4 +91,24 @@ def load_run_data(data: DataConfig, *, validation: bool = True) -> RunData:
     test_result = _load(data.test, data, skipped)
     test = sample_records(test_result.records, data.test_samples, data.seed)
     version_2 = train_result.version_2 or test_result.version_2
-    return RunData(train, validation_records, test, version_2, skipped)
+    run_data = RunData(train, validation_records, test, version_2, skipped)
+    check_leakage(run_data, data)
+    return run_data
+
+
+def check_leakage(run_data: RunData, data: DataConfig) -> None:
+    """Count validation and test contexts/questions also in train (`data.leakage` says what then):
+    recorded in `run_data.leakage`, printed, and with "error" a DataError when any context leaked."""
+    if data.leakage == "ignore":
+        return
+    for split, records, source in (("validation", run_data.validation, data.validation or data.train),
+                                   ("test", run_data.test, data.test)):  # fmt: skip
+        if not records:
+            continue
+        found = split_leakage(run_data.train, records, split)
+        run_data.leakage[split] = found.as_dict()
+        if found.leaked:
+            print(f"loraqa: {'error' if data.leakage == 'error' else 'warning'}: leakage: {found.describe()}",
+                  file=sys.stderr)  # fmt: skip
+        if data.leakage == "error" and found.exact_contexts + found.near_contexts:
+            raise DataError(source, f"{split} shares contexts with train ({found.describe()}); data.leakage=error")

@@ -18,6 +18,7 @@ from loraqa.config.schema import RunConfig
 from loraqa.config.validate import check_lora_for_model, check_position_limit, needs_validation
 from loraqa.console import say
 from loraqa.data.prepare import RunData, load_run_data
+from loraqa.families import trained_on_squad
 from loraqa.errors import DataError
 from loraqa.evaluation.runner import predict_settings
 from loraqa.formulations import PredictSettings
@@ -74,6 +75,8 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
     say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
     say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
+    if config.evaluation.baseline and trained_on_squad(config.model.name):
+        say(f"note: {config.model.name} was trained on SQuAD itself: its baseline is not zero-shot")
     set_seed(config.training.seed)  # also fixes the freshly initialised QA head
     tokenizer = load_tokenizer(spec, config.model)
     model = load_model(spec, config.model, tokenizer, plan.torch_device, quantize=config.lora.quantize_base)

@@ -51,6 +51,7 @@ def provenance(prepared: Prepared, command: list[str] | None) -> dict:
         "command": list(command) if command is not None else None,
         "formulation": prepared.spec.formulation.name,
         "questions": question_fingerprints(prepared),
+        "leakage": prepared.data.leakage,  # held-out contexts/questions also in train (data/leakage.py)
     }
 
 
