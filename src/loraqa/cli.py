@@ -194,7 +194,7 @@ def _sweep(args) -> int:
     spec = SweepSpec(
         config=config_path, overrides=overrides, name=args.name, sweep_dir=Path(args.dir or f"runs/{args.name}"),
         grid=args.grid, search=args.search, space=args.space, trials=args.trials, seeds=args.seeds,
-        workers=args.workers, storage=args.storage, metric=args.metric, prune=args.prune,
+        workers=args.workers, storage=args.storage, metric=args.metric, select=args.select, prune=args.prune,
         prune_warmup=args.prune_warmup, heartbeat_interval=args.heartbeat, grace_period=args.grace, worker=args.worker,
         torch_threads=args.torch_threads, argv=args.argv,
     )  # fmt: skip

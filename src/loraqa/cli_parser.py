@@ -165,6 +165,9 @@ def _add_sweep(sub, fmt) -> None:
         "--storage", help="Optuna storage URL shared by workers (default sqlite file runs/NAME/study.db)"
     )
     sweep.add_argument("--metric", default="f1", help="validation metric: f1, exact_match, rougeL, eval_loss")
+    sweep.add_argument("--select", default="best", choices=("best", "one-se"),
+                       help="which configuration the sweep names best: the best mean (default), or one-se: the "
+                       "smallest (fewest trainable parameters) within one standard error of it")  # fmt: skip
     sweep.add_argument("--prune", default="none", choices=["none", "median", "asha"])
     sweep.add_argument("--prune-warmup", type=float, default=0.25, metavar="SHARE",
                        help="share of each trial's steps in which no pruner stops it")  # fmt: skip

@@ -3,6 +3,7 @@ hand-written sweep directories and from a real tiny sweep rendered in headless C
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def test_sweep_report_has_leaderboard_heatmaps_effects_failures_and_the_best_com
     assert document.title == "Sweep report: grid"
     sections = _sections(document)
     board = _blocks(sections["Leaderboard"], Table)[0]
-    assert board.rows[0][1] == BEST and board.rows[0][3] == "87.000" and board.rows[0][6] == "82.00"  # test F1 beside
+    assert board.rows[0][1] == BEST and board.rows[0][3] == "87.000" and board.rows[0][7] == "82.00"  # test F1 beside
     heatmaps = _blocks(sections["Heatmaps"], Figure)
     assert len(heatmaps) == len(MODULES) and all("lora.target_modules=" in h.alt for h in heatmaps)
     for figure in heatmaps:
@@ -103,6 +104,15 @@ def test_a_real_tiny_sweep_reports_and_renders_in_headless_chromium(tiny_model_d
     assert main(sweep_command(overrides, sweep_dir, "real", "--grid", "lora.r=2,4", "training.learning_rate=1e-3,1e-2",
                               "lora.target_modules=qv,attention")) == 0  # fmt: skip
     assert main(["report", str(sweep_dir)]) == 0
+    # sweep.json (from the study) and the report (from the run directories) rank with one function: they agree
+    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    board = leaderboard(read_source(sweep_dir).details["trials"], maximize=True)
+    assert [c["config"] for c in summary["configurations"]] == [r["config"] for r in board]
+    for configuration, row in zip(summary["configurations"], board):
+        assert configuration["validation_mean"] == pytest.approx(row["mean"])
+        assert configuration["validation_standard_error"] == pytest.approx(row["standard_error"])
+        assert configuration["trainable_params"] == row["trainable_params"]
+    assert summary["selection"]["rule"] == "best" and summary["best"]["config"] == board[0]["config"]
     browser_or_skip()
     errors: list[str] = []
     with open_page((sweep_dir / "report.html").as_uri(), errors, screenshot="sweep-report.png") as page:

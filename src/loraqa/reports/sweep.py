@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loraqa.reports.document import Code, Figure, Paragraph, Section, Table
+from loraqa.runs import leaderboard as leaderboard_rules
 from loraqa.reports.provenance import recorded_command
 from loraqa.reports.reading import ReportSource, RunRecord
 
@@ -40,6 +41,7 @@ class SweepTrial:
     value: float | None = None
     test: dict = field(default_factory=dict)
     trainable: int | None = None
+    interval: dict | None = None  # the validation metric's bootstrap interval, when it has one
     error: str | None = None
     pruned_at: int | None = None
     run: RunRecord | None = None
@@ -75,6 +77,7 @@ def _trial_of_run(run: RunRecord, metric: str, problems: list[str]) -> SweepTria
     trial = _trial_of_cell(str(record.get("cell") or _cell_from_dirname(run.name)), state, error=record.get("error"))
     value = record.get(f"validation_{metric}", validation.get(metric))
     trial.value = float(value) if isinstance(value, (int, float)) else None
+    trial.interval = validation.get(f"{metric}_ci") if isinstance(validation, dict) else None
     trial.test = record.get("test") or run.summary.get("adapter") or (run.adapter.metrics if run.adapter else {})
     trial.pruned_at = record.get("pruned_at_step")
     trial.trainable = run.summary.get("trainable_params") or adapter_parameter_count(run.path / "adapter", problems)
@@ -146,26 +149,25 @@ def axes_of(trials: list[SweepTrial]) -> dict[str, list[str]]:
 
 
 def leaderboard(trials: list[SweepTrial], maximize: bool) -> list[dict]:
-    """Configurations (seeds pooled) ranked on the mean validation metric of their COMPLETE trials."""
-    groups: dict[str, list[SweepTrial]] = defaultdict(list)
-    for t in trials:
-        if t.state == "COMPLETE" and t.value is not None:
-            groups[t.config].append(t)
-    rows = []
-    for config, group in groups.items():
-        values = [t.value for t in group]
-        best = max(group, key=lambda t: t.value) if maximize else min(group, key=lambda t: t.value)
-        rows.append({"config": config, "trials": group, "mean": statistics.fmean(values),
-                     "std": statistics.stdev(values) if len(values) > 1 else 0.0, "range": max(values) - min(values),
-                     "test_f1": _mean([t.test.get("f1") for t in group]),
-                     "test_em": _mean([t.test.get("exact_match") for t in group]), "best": best})  # fmt: skip
-    rows.sort(key=lambda r: r["mean"], reverse=maximize)
+    """Configurations (seeds pooled) ranked on the mean validation metric of their COMPLETE trials:
+    `runs.leaderboard.rank`, the same function sweep.json's ranking comes from; `trials` is each row's items."""
+    entries = [
+        leaderboard_rules.Entry(t.config, t.value, t.interval, t.trainable, t.test, t)
+        for t in trials
+        if t.state == "COMPLETE" and t.value is not None
+    ]
+    rows = leaderboard_rules.rank(entries, maximize)
+    for row in rows:
+        row["trials"] = row["items"]
     return rows
 
 
-def _mean(values: list) -> float | None:
-    present = [v for v in values if isinstance(v, (int, float))]
-    return statistics.fmean(present) if present else None
+def selected(source: ReportSource, board: list[dict]) -> tuple[dict | None, str]:
+    """The row the sweep's selection rule (sweep.json "selection", else best) picks, and why."""
+    d = source.details
+    rule = (d["summary"].get("selection") or {}).get("rule", "best")
+    rule = rule if rule in leaderboard_rules.SELECTION_RULES else "best"
+    return leaderboard_rules.select(board, rule, d["direction"] != "minimize")
 
 
 def _is_number(text: str) -> bool:
@@ -224,7 +226,7 @@ def sweep_sections(source: ReportSource, files_dir: Path) -> list[Section]:
         effects.blocks.append(Paragraph("No hyperparameter varies between COMPLETE trials.", note=True))
     sections.append(effects)
     sections.append(_failed_and_pruned(trials))
-    sections.append(_best(board, label))
+    sections.append(_best(board, label, selected(source, board)))
     return sections
 
 
@@ -259,19 +261,21 @@ def _overview(source: ReportSource, trials, board, label: str, maximize: bool) -
     if not summary:
         section.blocks.append(Paragraph(f"No {SWEEP_FILE}: the sweep has not finished (run its command again); "
                                         "this report is built from the trials' run directories.", note=True))  # fmt: skip
-    header = ["rank", "configuration", "seeds", f"{label} mean", "std", "range", "test F1", "test EM",
+    header = ["rank", "configuration", "seeds", f"{label} mean", "s.e.", "std", "range", "test F1", "test EM",
               "trainable params", "best run"]  # fmt: skip
     rows = [[str(i + 1), r["config"] or "(one configuration)", str(len(r["trials"])), f"{r['mean']:.3f}",
-             f"{r['std']:.3f}", f"{r['range']:.3f}", _number(r["test_f1"]), _number(r["test_em"]),
+             f"{r['standard_error']:.3f}", f"{r['std']:.3f}", f"{r['range']:.3f}", _number(r["test_f1"]),
+             _number(r["test_exact_match"]),
              _count(r["best"].trainable), r["best"].run.name if r["best"].run else NA] for i, r in enumerate(board)]  # fmt: skip
     if rows:
         section.blocks.append(Table(header, rows, "Configurations, best first"))
     else:
         section.blocks.append(Paragraph("No trial has completed yet.", note=True))
-    if any(len(r["trials"]) > 1 for r in board):
-        section.blocks.append(Paragraph("std: sample standard deviation over seeds; range: best minus worst seed. "
-                                        "Two configurations whose means differ by less than their std are not "
-                                        "told apart by this sweep.", note=True))  # fmt: skip
+    section.blocks.append(Paragraph("s.e.: standard error of the mean, from the spread over seeds and the finite "
+                                    "validation questions (each trial's bootstrap interval); std: sample standard "
+                                    "deviation over seeds; range: best minus worst seed. Two configurations whose "
+                                    "means differ by less than about two standard errors are not told apart by "
+                                    "this sweep.", note=True))  # fmt: skip
     for problem in source.details["problems"]:
         section.blocks.append(Paragraph(problem, note=True))
     return section
@@ -305,15 +309,18 @@ def _failed_and_pruned(trials) -> Section:
     return section
 
 
-def _best(board, label: str) -> Section:
+def _best(board, label: str, choice: tuple[dict | None, str]) -> Section:
     section = Section("Best configuration")
-    if not board:
+    top, why = choice
+    if not board or top is None:
         section.blocks.append(Paragraph("No trial has completed yet.", note=True))
         return section
-    top, best = board[0], board[0]["best"]
+    best = top["best"]
     section.blocks.append(Paragraph(f"`{top['config'] or '(one configuration)'}`: {label} {top['mean']:.3f} over "
-                                    f"{len(top['trials'])} seed(s) (std {top['std']:.3f}); test F1 {_number(top['test_f1'])}, "
-                                    f"EM {_number(top['test_em'])}. Best seed's run: {best.run.path if best.run else NA}."))  # fmt: skip
+                                    f"{len(top['trials'])} seed(s) (std {top['std']:.3f}, s.e. {top['standard_error']:.3f}); "
+                                    f"test F1 {_number(top['test_f1'])}, EM {_number(top['test_exact_match'])}. "
+                                    f"Best seed's run: {best.run.path if best.run else NA}."))  # fmt: skip
+    section.blocks.append(Paragraph(f"Chosen by `--select`: {why}.", note=True))
     if best.run:
         command = recorded_command(best.run)  # the trial's own `loraqa train` line (summary.json "command")
         if command:
@@ -347,4 +354,6 @@ def top_runs(source: ReportSource) -> list[RunRecord]:
     """The best-ranked configurations' best runs (a 75-run sweep's curves would be unreadable)."""
     d = source.details
     board = leaderboard(d["trials"], d["direction"] != "minimize")
-    return [row["best"].run for row in board[:TOP_RUNS] if row["best"].run] or source.runs[:TOP_RUNS]
+    pick, _ = selected(source, board)
+    ordered = ([pick] if pick else []) + [row for row in board if row is not pick]  # the chosen one first
+    return [row["best"].run for row in ordered[:TOP_RUNS] if row["best"].run] or source.runs[:TOP_RUNS]

@@ -112,7 +112,8 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
             summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [], validation=True,
                                    command=command)  # fmt: skip
         validation, test = summary.get("validation"), summary.get("adapter")
-        attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"))
+        attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"),
+                     trainable_params=summary.get("trainable_params"))  # fmt: skip
         if not validation or metric not in validation:
             raise TrainingError(f"the run recorded no validation {metric} (is data.validation_samples > 0?)")
         value = float(validation[metric])

@@ -45,6 +45,7 @@ class SweepSpec:
     workers: int = 1
     storage: str | None = None
     metric: str = "f1"
+    select: str = "best"  # runs/leaderboard.py: best mean, or one-se (smallest within one standard error)
     prune: str = "none"
     prune_warmup: float = 0.25  # share of a trial's steps in which it is never pruned
     heartbeat_interval: int = 30
@@ -74,7 +75,7 @@ def run_sweep(spec: SweepSpec) -> dict | None:
             _work(spec, study, storage, axes, space, seeds)
     if spec.worker:
         return None
-    summary = summarize(study, spec.metric, maximize)
+    summary = summarize(study, spec.metric, maximize, spec.select)
     summary["storage"] = url if spec.storage is None else "(given with --storage)"
     summary["unfinished"] = storage_ops.unfinished(study)
     write_json_atomic(spec.sweep_dir / "sweep.json", summary)
