@@ -251,6 +251,7 @@ def _serve(args, load_config) -> int:
     settings = ServeSettings(
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
         max_context_chars=args.max_context_chars, request_timeout_s=args.request_timeout_s,
+        read_timeout_s=args.read_timeout_s, drain_timeout_s=args.drain_timeout_s,
     )  # fmt: skip
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 

@@ -9,6 +9,7 @@ import dataclasses
 import typing
 
 from loraqa.config import schema
+from loraqa.serving.settings import ServeSettings
 
 CONFIG_HELP = "YAML config file, or a shipped config's name (`loraqa configs`); optional, defaults in `loraqa config`"
 OVERRIDES_HELP = "config overrides such as training.learning_rate=1e-4 lora.r=16 (section.key=value)"
@@ -130,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
     serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
+    serve.add_argument(
+        "--read-timeout-s", type=float, default=ServeSettings.read_timeout_s,
+        help="a request's headers, then its body, must arrive within this (else the connection closes / 408)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--drain-timeout-s", type=float, default=ServeSettings.drain_timeout_s,
+        help="on SIGTERM or Ctrl-C: how long queued and running questions get to be answered; the rest get 503",
+    )  # fmt: skip
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     _add_sweep(sub, fmt)

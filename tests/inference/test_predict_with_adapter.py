@@ -71,6 +71,7 @@ def test_the_limit_is_the_data_setting_and_applies_to_input_files(v1_adapter, tm
         ('{"id": "x", "question": "Who?", "context": "Ada."}\n{"id": "x", "question": "Who?", "context": "Ada."}',
          "record x: duplicate id at line 2"),
         ("[1, 2]", "record line 1: line must be an object, not a list"),
+        ('{"id": "s", "question": "Who\\ud800?", "context": "Ada."}', "record s: 'question' holds a lone surrogate U+D800"),
     ],
 )  # fmt: skip
 def test_input_records_are_checked_as_data_files_are(v1_adapter, tmp_path, capsys, line, expected):
@@ -78,6 +79,13 @@ def test_input_records_are_checked_as_data_files_are(v1_adapter, tmp_path, capsy
     questions.write_text(line + "\n")
     code, _, err = run_cli(capsys, "predict", "--adapter", v1_adapter, "--input", str(questions))
     assert code == 2 and expected in one_line_error(err)
+
+
+def test_an_undecodable_argument_is_a_one_line_error(v1_adapter, capsys):
+    # Python decodes an argument's invalid UTF-8 byte (here 0xff) to the lone surrogate U+DCFF.
+    code, _, err = run_cli(capsys, "predict", "--adapter", v1_adapter, "--question", "Who\udcff?", "--context", CONTEXT)
+    line = one_line_error(err)
+    assert code == 2 and "--question" in line and "lone surrogate U+DCFF" in line
 
 
 # --- SQuAD v2: an adapter trained with unanswerable questions may answer "no answer" ---

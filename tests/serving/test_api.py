@@ -6,6 +6,7 @@ The key equivalence: what the server answers equals `loraqa.inference.predict.an
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -85,6 +86,9 @@ def test_adapters_listing_health_page_and_docs(client):
     by_name = {a["name"]: a for a in listed}
     assert by_name["extractive"]["formulation"] == "extractive" and by_name["causal"]["formulation"] == "causal"
     assert by_name["extractive"]["shares_base"] and not by_name["seq2seq"]["shares_base"]
+    # Any client may ask: names and bases only, never where a file lives (the tiny bases are directories).
+    assert all(set(a) == set(listed[0]) and "adapter_dir" not in a for a in listed)
+    assert not any("/" in str(value) for a in listed for value in a.values()), listed
     assert 0 < by_name["seq2seq"]["trainable_share"] < 1
     assert isinstance(by_name["causal"]["f1"], float)  # recorded by the run next to the adapter
     assert client.get("/health").json()["status"] == "ok"
@@ -161,6 +165,56 @@ def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
         for t in threads:
             t.join(20)
     assert sum(calls) == len(QUESTIONS) and len(calls) == 2  # all that waited behind the first call: one call
+
+
+def test_poison_requests_among_concurrent_ones_cost_no_good_answer(registry, monkeypatch):
+    """Some of many concurrent clients send lone surrogates (valid JSON, not text: the tokenizer fails on
+    them), batching on: each poison request gets its own 422, and every good one its answer."""
+    expected = {
+        r.question: (a["answer"], a["confidence"])
+        for r, a in zip(QUESTIONS, registry.answer("extractive", QUESTIONS, None))
+    }
+    calls, release, real = [], threading.Event(), registry.answer
+
+    def held(name, records, decoding):
+        calls.append([r.question for r in records])
+        if len(calls) == 1:
+            assert release.wait(30)  # the first call holds the model while the others gather in the queue
+        return real(name, records, decoding)
+
+    monkeypatch.setattr(registry, "answer", held)
+    good = [{"question": r.question, "context": r.context} for r in QUESTIONS] * 2
+    poison = [{"question": "Who\ud800?", "context": QUESTIONS[0].context},
+              {"question": QUESTIONS[1].question, "context": QUESTIONS[1].context + "\udfff"},
+              {"question": "\udc80" * 3, "context": QUESTIONS[2].context}] * 2  # fmt: skip
+    bodies = good[:1] + [body for pair in zip(good[1:7], poison) for body in pair] + good[7:]
+    results: dict[int, object] = {}
+
+    def send(index: int) -> None:
+        content = json.dumps(bodies[index]).encode()  # ASCII-escaped: httpx's own encoder refuses surrogates
+        results[index] = client.post("/v1/answer", content=content, headers={"content-type": "application/json"})
+
+    app = create_app(registry, ServeSettings(max_batch=8, batch_window_ms=300))
+    with TestClient(app) as client:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+        threads[0].start()
+        deadline = time.monotonic() + 30
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for thread in threads[1:]:
+            thread.start()
+        while app.state.batcher.pending < len(good) - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    answered = [i for i, body in enumerate(bodies) if body in good and results[i].status_code == 200
+                and (results[i].json()["answer"], results[i].json()["confidence"]) == expected[body["question"]]]  # fmt: skip
+    assert len(answered) == len(good) == 12
+    refused = [results[i] for i, body in enumerate(bodies) if body not in good]
+    assert len(refused) == 6 and all(r.status_code == 422 and "lone surrogate" in r.json()["error"] for r in refused)
+    assert sorted(q for call in calls for q in call) == sorted(body["question"] for body in good)
+    assert max(len(call) for call in calls) > 1  # the good ones did share model calls
 
 
 def test_a_lone_request_does_not_wait_the_collection_window(registry):

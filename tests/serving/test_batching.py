@@ -12,7 +12,9 @@ import asyncio
 import threading
 import time
 
-from loraqa.serving.batching import Batcher
+import pytest
+
+from loraqa.serving.batching import Batcher, QueueFull, ShuttingDown
 
 WINDOW_S = 5.0  # long enough that waiting it would fail every "at once" check below
 AT_ONCE_S = 2.0  # generous: the machine may be loaded, but this is far below the window
@@ -132,3 +134,76 @@ def test_a_batch_never_exceeds_max_batch():
 
     run(_with_batcher, recorder, body, 3, 0.05)  # the last one waits the window for company, then goes
     assert [items for _, items in recorder.calls] == [[0], [1, 2, 3], [4, 5, 6], [7]]
+
+
+def test_a_withdrawn_question_leaves_the_queue_at_once_and_frees_its_slot():
+    recorder = Recorder(hold_first=True)
+
+    async def body(batcher):
+        first = batcher.submit("k", "a")
+        assert await asyncio.to_thread(recorder.started.wait, 10)
+        quitter, stayer = batcher.submit("k", "quit"), batcher.submit("k", "stay")
+        with pytest.raises(QueueFull):
+            batcher.submit("k", "one too many")  # max_pending=2: both slots are taken
+        quitter.cancel()
+        await asyncio.sleep(0)  # the cancellation's callback runs
+        assert batcher.pending == 1
+        late = batcher.submit("k", "late")  # the quitter's slot is free again
+        recorder.release.set()
+        return await asyncio.gather(first, stayer, late)
+
+    async def with_limit(recorder, body):
+        batcher = Batcher(recorder, max_batch=16, window_s=0, max_pending=2)
+        await batcher.start()
+        try:
+            return await asyncio.wait_for(body(batcher), 30)
+        finally:
+            await batcher.stop()
+
+    assert run(with_limit, recorder, body) == ["k:a", "k:stay", "k:late"]
+    assert [items for _, items in recorder.calls] == [["a"], ["stay", "late"]]  # "quit" never ran
+
+
+def test_a_failing_item_fails_alone():
+    def run_batch(key, items):
+        if "bad" in items:
+            raise ValueError("cannot encode")
+        return [f"{key}:{item}" for item in items]
+
+    async def body(batcher):
+        futures = [batcher.submit("k", item) for item in ("a", "bad", "b")]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    a, bad, b = run(_with_batcher, run_batch, body)
+    assert (a, b) == ("k:a", "k:b") and isinstance(bad, ValueError)
+
+
+def test_drain_answers_what_waits_and_refuses_what_comes():
+    recorder = Recorder(hold_first=True)
+
+    async def body(batcher):
+        waiting = [batcher.submit("k", item) for item in ("a", "b", "c")]
+        assert await asyncio.to_thread(recorder.started.wait, 10)
+        batcher.drain(30)
+        with pytest.raises(ShuttingDown):
+            batcher.submit("k", "late")
+        recorder.release.set()
+        return await asyncio.gather(*waiting)
+
+    assert run(_with_batcher, recorder, body, 1, 0) == ["k:a", "k:b", "k:c"]
+
+
+def test_drain_timeout_drops_what_is_unanswered_with_shutting_down():
+    recorder = Recorder(hold_first=True)
+
+    async def body(batcher):
+        waiting = [batcher.submit("k", item) for item in ("a", "b")]
+        assert await asyncio.to_thread(recorder.started.wait, 10)  # "a" runs and never finishes in time
+        batcher.drain(0.2)
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        recorder.release.set()
+        return results
+
+    results = run(_with_batcher, recorder, body, 1, 0)
+    assert [type(r) for r in results] == [ShuttingDown, ShuttingDown]
+    assert [items for _, items in recorder.calls] == [["a"]]  # "b" never reached the model

@@ -41,6 +41,13 @@ BAD_BODIES = [
     (json.dumps({**GOOD, "context": "x" * 201}), 413, "--max-context-chars"),
     (json.dumps({**GOOD, "question": "x" * 1001}), 413, "question has 1001"),
     ("[" * 5000 + "]" * 5000, 400, "parsing the body"),  # deeper than the JSON parser goes
+    # Lone surrogates: valid JSON, not valid text (tokenizers fail on them); quoted back escaped.
+    ('{"question": "Who\\ud800?", "context": "c"}', 422, "question: holds a lone surrogate U+D800"),
+    ('{"question": "q", "context": "\\udfffc"}', 422, "context: holds a lone surrogate U+DFFF"),
+    ('{"question": "q", "context": "c", "adapter": "\\ud800"}', 422, "adapter: holds a lone surrogate"),
+    ('{"question": "q", "context": "c", "decoding": "beam\\ud800"}', 422, "decoding: holds a lone surrogate"),
+    ('[{"question": "q", "context": "c"}, {"question": "\\ud800", "context": "c"}]', 422, "item 1.question"),
+    ('{"question": "q", "context": "c", "x\\ud800": 1}', 422, "unicode string"),  # a key pydantic cannot read
 ]
 
 
@@ -72,6 +79,17 @@ def test_bodies_over_the_byte_limit_are_refused_before_parsing(client):
     assert_still_answers(client)
 
 
+def test_a_streamed_body_over_the_byte_limit_is_refused_while_it_arrives(client):
+    def chunks():  # no Content-Length: the limit must hold as the body comes in
+        yield b'{"question": "q", "context": "'
+        yield from (b"x" * 65_536 for _ in range(LIMITS.max_body_bytes // 65_536 + 2))
+        yield b'"}'
+
+    response = client.post("/v1/answer", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "bytes" in response.json()["error"]
+    assert_still_answers(client)
+
+
 def test_wrong_method_path_and_static_names(client):
     assert client.get("/v1/answer").status_code == 405
     assert client.get("/v1/nothing").status_code == 404
@@ -81,9 +99,10 @@ def test_wrong_method_path_and_static_names(client):
     assert_still_answers(client)
 
 
+any_text = st.text(st.characters(exclude_categories=()), max_size=30)  # lone surrogates included
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
     max_leaves=12,
 )
 fields = st.fixed_dictionaries(

@@ -40,3 +40,9 @@ def test_same_name_twice_is_refused(trained_adapters, capsys):
 def test_binds_loopback_by_default():
     args = build_parser().parse_args(["serve", "--adapter", "a=b"])
     assert args.host == "127.0.0.1" and args.port == 8000 and args.max_batch == 16
+
+
+def test_timeouts_must_be_sane_numbers_of_seconds(capsys):
+    for flag, value in [("--drain-timeout-s", "-1"), ("--drain-timeout-s", "inf"), ("--read-timeout-s", "0")]:
+        assert main(["serve", "--adapter", "a=b", flag, value]) == 2
+        assert flag in error_line(capsys)

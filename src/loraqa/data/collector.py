@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loraqa.data.records import QARecord
-from loraqa.data.validate import DUPLICATE_ID, RecordProblem
+from loraqa.data.validate import DUPLICATE_ID, RecordProblem, check_record_text, text_problem
 from loraqa.errors import DataError
 
 
@@ -25,7 +25,12 @@ class RecordCollector:
         self.skipped[problem.kind] = self.skipped.get(problem.kind, 0) + max(count, 1)
 
     def add(self, record: QARecord, where: str) -> None:
-        """Keep `record` unless its id was used before (then the later one is the bad record)."""
+        """Keep `record` unless a text is not valid Unicode or its id was used before (then the later one is bad)."""
+        try:
+            check_record_text(record)  # here, so that every format and `predict --input` share it
+        except RecordProblem as problem:
+            self.reject(record.id if text_problem(record.id) is None else where, problem)
+            return
         first = self._first_seen.get(record.id)
         if first is not None:
             self.reject(record.id, RecordProblem(DUPLICATE_ID, f"duplicate id at {where}: first used at {first}"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from loraqa.data.records import Answer
+from loraqa.data.records import Answer, QARecord
 
 # Problem kinds: the keys of `LoadResult.skipped`.
 SCHEMA = "schema"  # a field is missing or has the wrong type
@@ -25,6 +25,7 @@ NO_ANSWERS = "no_answers"  # an answerable question without answers
 MISSING_IS_IMPOSSIBLE = "missing_is_impossible"  # a SQuAD v2 question without the flag
 UNANSWERABLE_IN_V1 = "unanswerable_in_v1"  # is_impossible is true but version_2 is off
 DUPLICATE_ID = "duplicate_id"
+INVALID_TEXT = "invalid_text"  # a text holds a lone surrogate (a JSON "\ud800" escape): not encodable as UTF-8
 
 
 class RecordProblem(Exception):
@@ -118,6 +119,29 @@ def check_context(context: str, max_context_chars: int) -> None:
 def check_question(question: str) -> None:
     if not question.strip():
         raise RecordProblem(EMPTY_QUESTION, "question is empty")
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` is not text a tokenizer can take, or None when it is.
+
+    Python strings may hold lone surrogates (JSON's "\\ud800" escape decodes to one, and so does an
+    undecodable byte in a command-line argument); they cannot be encoded as UTF-8, and tokenizers
+    fail on them. The message names the character by code point, never the character itself.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"holds a lone surrogate U+{ord(text[err.start]):04X} at character {err.start}, which is not valid Unicode text"
+    return None
+
+
+def check_record_text(record: QARecord) -> None:
+    """Every text of a record is valid Unicode text (answers are spans of its context: checked with it)."""
+    fields = [("id", record.id), ("title", record.title), ("context", record.context), ("question", record.question)]
+    for name, text in fields:
+        problem = text_problem(text)
+        if problem:
+            raise RecordProblem(INVALID_TEXT, f"'{name}' {problem}")
 
 
 def answers_from_objects(items: list) -> list[tuple[str, int]]:

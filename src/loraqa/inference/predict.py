@@ -21,6 +21,7 @@ from loraqa.data.validate import (
     RecordProblem,
     check_context,
     check_question,
+    check_record_text,
     question_id,
     record_label,
     require_object,
@@ -55,7 +56,9 @@ def read_questions(path: str, data: DataConfig) -> list[QARecord]:
 def command_line_question(question: str, context: str, data: DataConfig) -> QARecord:
     """The --question/--context pair as a record, checked as `read_questions` checks a line."""
     try:
-        return _record({"question": question, "context": context}, "q1", data.max_context_chars)
+        record = _record({"question": question, "context": context}, "q1", data.max_context_chars)
+        check_record_text(record)  # an undecodable byte in an argument arrives as a lone surrogate
+        return record
     except RecordProblem as problem:
         raise DataError(
             "--context" if "context" in problem.problem else "--question", _with_hint(problem).problem

@@ -3,7 +3,12 @@
 Routes: POST /v1/answer, GET /v1/adapters, GET /health, GET / (the web page), /docs (OpenAPI).
 A request names an adapter by its served name and a decoding preset; both are checked against
 fixed lists before anything runs, so no field a client sends reaches a path, a loader or code.
-Every refusal is a 4xx whose JSON body is `{"error": "<one line>"}`.
+Every refusal is a 4xx whose JSON body is `{"error": "<one line>"}`; while the server shuts down
+(`app.state.batcher.drain`) it is a 503 of the same shape.
+
+A request's questions are its own: they are checked one request at a time before they are queued,
+a client that hangs up withdraws them at once (they never reach the model), and a model failure
+reaches only the question that caused it (batching.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
 from loraqa.config.decoding import parse_decoding
 from loraqa.inference.offsets import answer_offsets
-from loraqa.serving.batching import Batcher, QueueFull
+from loraqa.serving.batching import Batcher, QueueFull, ShuttingDown
 from loraqa.serving.registry import Registry
 from loraqa.serving.schemas import (
     AdaptersResponse,
@@ -36,7 +41,7 @@ from loraqa.serving.schemas import (
 from loraqa.serving.settings import ServeSettings
 
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # the page's files, by name only
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 503, 504)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 408, 413, 422, 503, 504)}
 
 
 class ServeError(Exception):
@@ -71,7 +76,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
     )
     app.state.registry = registry
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout_s=settings.read_timeout_s)
     _add_error_handlers(app)
 
     @app.post("/v1/answer", response_model=AnswerResponse | list[AnswerResponse], responses=ERRORS)
@@ -82,10 +87,15 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         _check_limits(items, settings)
         keys = [(_adapter_name(item, registry), _decoding(item, settings)) for item in items]
         records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
+        futures = []
         try:
-            futures = [batcher.submit(key, record) for key, record in zip(keys, records)]
-        except QueueFull as exc:
-            raise ServeError(503, f"server busy: {exc}; retry later") from None
+            for key, record in zip(keys, records):
+                futures.append(batcher.submit(key, record))
+        except (QueueFull, ShuttingDown) as exc:
+            for future in futures:
+                future.cancel()  # the request's other questions leave the queue with it
+            busy = "shutting down" if isinstance(exc, ShuttingDown) else "busy"
+            raise ServeError(503, f"server {busy}: {exc}; retry later") from None
         rows = await _wait(request, futures, settings.request_timeout_s)
         answers = [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows)]
         return answers if isinstance(body, list) else answers[0]
@@ -149,7 +159,9 @@ def _decoding(item: AnswerRequest, settings: ServeSettings) -> str | None:
 
 
 async def _wait(request: Request, futures: list[asyncio.Future], timeout_s: float) -> list[dict]:
-    """All answers, or 504 after the timeout; a client that went away cancels its questions."""
+    """All answers; 504 after the timeout, 503 when dropped by a shutdown. A client that hangs up
+    withdraws its questions the moment the server sees the connection close."""
+    hangup = asyncio.ensure_future(_hangup(request))
     deadline = time.perf_counter() + timeout_s
     pending = set(futures)
     try:
@@ -157,13 +169,27 @@ async def _wait(request: Request, futures: list[asyncio.Future], timeout_s: floa
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 raise ServeError(504, f"no answer within {timeout_s:g} s; the questions were withdrawn")
-            _, pending = await asyncio.wait(pending, timeout=min(remaining, 0.25))
-            if pending and await request.is_disconnected():
+            done, pending = await asyncio.wait(
+                pending | {hangup}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if hangup in done:
                 raise ServeError(499, "client disconnected")
+            pending.discard(hangup)
     finally:
+        hangup.cancel()
         for future in futures:
-            future.cancel()  # no-op on answered ones; frees the queue slots of the rest
+            future.cancel()  # no-op on answered ones; the rest leave the queue
+    dropped = [f.exception() for f in futures if isinstance(f.exception(), ShuttingDown)]
+    if dropped:
+        raise ServeError(503, f"server shutting down: {dropped[0]}; retry later")
     return [f.result() for f in futures]
+
+
+async def _hangup(request: Request) -> None:
+    """Return when the client disconnects. The body has been read, so the server's next message
+    is the disconnect (uvicorn also resumes reading the socket for it, which is how it sees it)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _response(item: AnswerRequest, adapter: str, row: tuple[dict, float], started: float) -> dict:
@@ -188,20 +214,26 @@ def _static_text(name: str) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, exc: ServeError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return _error_response(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        status, message = _validation_message(exc.errors(), exc.body)
-        return JSONResponse({"error": message}, status_code=status)
+        return _error_response(*_validation_message(exc.errors(), exc.body))
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception):
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {str(exc)[:200]}"}, status_code=500)
+        return _error_response(500, f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return _error_response(exc.status_code, str(exc.detail))
+
+
+def _error_response(status: int, message: str) -> JSONResponse:
+    """`{"error": message}`; characters UTF-8 cannot carry (a client's lone surrogate quoted back, an
+    unknown field's name) are escaped, so writing the answer can never fail."""
+    line = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse({"error": line}, status_code=status)
 
 
 def _validation_message(errors: list[dict], body) -> tuple[int, str]:
@@ -228,48 +260,71 @@ def _validation_message(errors: list[dict], body) -> tuple[int, str]:
     return 422, f"{field}: {message}"
 
 
-class BodyLimit:
-    """Refuse bodies over `max_bytes` with 413 before they are read whole (pure ASGI middleware)."""
+class BodyReader:
+    """Read the whole body before the app runs, bounded in size and time (pure ASGI middleware).
 
-    def __init__(self, app, max_bytes: int):
+    A declared or received body over `max_bytes` gets 413 before it is read whole; a body that has
+    not arrived `timeout_s` after the request's head (a client sending a byte a second) gets 408 and
+    the connection is closed. The app then reads the body from memory.
+    """
+
+    def __init__(self, app, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._refuse(send)
-        received = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+            return await _send_error(send, 413, f"request body over {self.max_bytes} bytes")
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
         except _TooLarge:
-            if not started:
-                await self._refuse(send)
+            return await _send_error(send, 413, f"request body over {self.max_bytes} bytes")
+        except asyncio.TimeoutError:
+            return await _send_error(send, 408, f"request body not received within {self.timeout_s:g} s")
+        except _Disconnected:
+            return None  # the client left before its body was complete: nothing to answer
+        replayed = False
 
-    async def _refuse(self, send):
-        body = json.dumps({"error": f"request body over {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive) -> bytes:
+        chunks, received = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    """A JSON error sent by hand (outside the app); it closes the connection, whose body is unread."""
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
     pass

@@ -13,14 +13,23 @@ one item, nothing else queued) is answered at once, with no window; under concur
 the clients answered together come back within milliseconds of each other, the window gathers
 them into one call again instead of alternating a batch of one with a batch of the rest.
 
-A future cancelled before its batch starts (client timed out or went away) is dropped, freeing its
-slot; `max_pending` bounds the queue, beyond it `submit` raises `QueueFull`.
+An item belongs to its request alone:
+- a future cancelled while it waits (client timed out or went away) leaves the queue at once, so
+  it neither holds one of the `max_pending` slots (beyond them `submit` raises `QueueFull`) nor
+  reaches the model;
+- when a model call fails, each of its items is retried alone, so the failure reaches only the
+  item that causes it and its neighbours get their answers.
+
+`drain(timeout_s)` is the graceful shutdown: new items are refused (`ShuttingDown`), what waits or
+runs is answered as usual, and whatever is still unanswered `timeout_s` later fails with
+`ShuttingDown`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +42,11 @@ class QueueFull(Exception):
     """More items are waiting than the server takes."""
 
 
-@dataclass
+class ShuttingDown(Exception):
+    """The server is shutting down: the item was refused, or not answered within the drain timeout."""
+
+
+@dataclass(eq=False)  # identity: withdrawing an item removes that one, not an equal one
 class _Pending:
     key: Hashable
     item: Any
@@ -49,16 +62,21 @@ class Batcher:
         self.max_batch = max_batch
         self.window_s = window_s
         self.max_pending = max_pending
-        self.busy = False  # a batch is running in the worker thread
+        self.busy = False  # a model call is running in the worker thread (set there, so true until it returns)
         self.batches = 0  # how many model calls ran (tests and /health read it)
+        self.draining = False  # drain() was called: no new items
         self._company = 1  # items in the last collected batch: how many to wait for next time
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._waiting: deque[_Pending] = deque()
+        self._running: list[_Pending] = []
+        self._arrived: asyncio.Event | None = None  # set when an item is queued
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loraqa-model")
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._loop())
+        self._loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._loop_batches())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -71,67 +89,129 @@ class Batcher:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        """Items waiting for the model (withdrawn ones have left)."""
+        return len(self._waiting)
 
     def submit(self, key: Hashable, item: Any) -> asyncio.Future:
-        """Queue one item; the future resolves to run_batch's result for it."""
-        if self._queue is None:
+        """Queue one item; the future resolves to run_batch's result for it. Cancel it to withdraw it."""
+        if self._arrived is None:
             raise RuntimeError("Batcher.start() was not called")
-        if self._queue.qsize() >= self.max_pending:
+        if self.draining:
+            raise ShuttingDown("the server is shutting down")
+        if len(self._waiting) >= self.max_pending:
             raise QueueFull(f"{self.max_pending} questions are already waiting")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(key, item, future))
-        return future
+        pending = _Pending(key, item, self._loop.create_future())
+        pending.future.add_done_callback(lambda _: self._withdraw(pending))
+        self._waiting.append(pending)
+        self._arrived.set()
+        return pending.future
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    def drain(self, timeout_s: float) -> None:
+        """Refuse new items; fail with `ShuttingDown` whatever is unanswered `timeout_s` from now."""
+        if self.draining:
+            return
+        self.draining = True
+        self._loop.call_later(max(timeout_s, 0.0), self._drop_unanswered)
+
+    def drain_threadsafe(self, timeout_s: float) -> None:
+        """`drain`, callable from a signal handler or another thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.drain, timeout_s)
+
+    def _drop_unanswered(self) -> None:
+        for pending in [*self._waiting, *self._running]:
+            if not pending.future.done():
+                pending.future.set_exception(ShuttingDown("not answered within the drain timeout"))
+        self._waiting.clear()
+
+    def _withdraw(self, pending: _Pending) -> None:
+        if pending.future.cancelled():
+            try:
+                self._waiting.remove(pending)
+            except ValueError:
+                pass  # already taken into a batch: _run skips it
+
+    async def _loop_batches(self) -> None:
         while True:
             batch = await self._collect()
             for key, group in _by_key(batch):
                 for start in range(0, len(group), self.max_batch):
-                    await self._run(loop, key, group[start : start + self.max_batch])
+                    await self._run(key, group[start : start + self.max_batch])
 
     async def _collect(self) -> list[_Pending]:
-        first = await self._queue.get()
-        batch = [first]
+        await self._wait_for_items(None)
+        first = self._waiting[0]
+        batch: list[_Pending] = []
         self._take_queued(batch)
         expected = min(self._company, self.max_batch)
         deadline = first.arrived + self.window_s
         while len(batch) < expected:  # company is expected: wait for it, at most until the deadline
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except asyncio.TimeoutError:
+            if not await self._wait_for_items(deadline):
                 break
             self._take_queued(batch)
         self._company = len(batch)
         return batch
 
+    async def _wait_for_items(self, deadline: float | None) -> bool:
+        """Wait until an item is queued (True) or the deadline passes (False)."""
+        while not self._waiting:
+            self._arrived.clear()
+            remaining = None if deadline is None else deadline - time.perf_counter()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
     def _take_queued(self, batch: list[_Pending]) -> None:
         """Move what is already waiting into the batch, up to max_batch, without waiting."""
-        while len(batch) < self.max_batch and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
+        while len(batch) < self.max_batch and self._waiting:
+            batch.append(self._waiting.popleft())
 
-    async def _run(self, loop, key: Hashable, group: list[_Pending]) -> None:
-        live = [p for p in group if not p.future.done()]  # cancelled ones have left: free their slots
+    async def _run(self, key: Hashable, group: list[_Pending]) -> None:
+        live = [p for p in group if not p.future.done()]  # withdrawn while the batch was collected
         if not live:
             return
+        try:
+            results = await self._call(key, live)
+        except Exception as exc:  # noqa: BLE001 - the error belongs to the requests, not to the loop
+            if len(live) == 1:
+                _settle(live[0], exception=exc)
+                return
+            for pending in live:  # one item's failure must not fail its neighbours: each alone
+                await self._run(key, [pending])
+            return
+        for pending, result in zip(live, results):
+            _settle(pending, result=result)
+
+    async def _call(self, key: Hashable, live: list[_Pending]) -> list[Any]:
+        self._running = live
+        try:
+            results = await self._loop.run_in_executor(self._worker, self._in_worker, key, [p.item for p in live])
+        finally:
+            self._running = []
+        if len(results) != len(live):
+            raise RuntimeError(f"run_batch gave {len(results)} results for {len(live)} items")
+        return results
+
+    def _in_worker(self, key: Hashable, items: list[Any]) -> list[Any]:
         self.busy = True
         try:
-            results = await loop.run_in_executor(self._worker, self.run_batch, key, [p.item for p in live])
-        except Exception as exc:  # noqa: BLE001 - the error belongs to the requests, not to the loop
-            for p in live:
-                if not p.future.done():
-                    p.future.set_exception(exc)
-            return
+            return self.run_batch(key, items)
         finally:
             self.busy = False
             self.batches += 1
-        for p, result in zip(live, results):
-            if not p.future.done():
-                p.future.set_result(result)
+
+
+def _settle(pending: _Pending, result: Any = None, exception: Exception | None = None) -> None:
+    if pending.future.done():  # withdrawn, or dropped by the drain timeout meanwhile
+        return
+    if exception is not None:
+        pending.future.set_exception(exception)
+    else:
+        pending.future.set_result(result)
 
 
 def _by_key(batch: list[_Pending]) -> list[tuple[Hashable, list[_Pending]]]:

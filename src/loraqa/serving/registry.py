@@ -59,7 +59,7 @@ class ServedAdapter:
     name: str
     ready: ReadyModel  # model possibly shared with other adapters (then peft_name selects this one)
     peft_name: str | None  # None: the model answers as this adapter alone (merged, or a bare base)
-    info: dict  # what GET /v1/adapters shows
+    info: dict  # what GET /v1/adapters shows (no paths)
 
 
 class Registry:
@@ -207,10 +207,9 @@ def _plan(config: RunConfig, spec):
 
 
 def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:
-    info = {
-        "base_model": ready.model_config.name,
+    info = {  # shown to any client: names only, never where a file lives on this machine
+        "base_model": _public_base_name(ready.model_config.name),
         "formulation": ready.spec.formulation.name,
-        "adapter_dir": str(directory) if directory else None,
         "shares_base": shared,
         "trainable_share": None,
         "exact_match": None,
@@ -224,6 +223,12 @@ def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:
         info["trainable_share"] = round(adapter_params / (base_params + adapter_params), 6)
     info.update(_recorded_scores(directory.parent / "metrics.json"))
     return info
+
+
+def _public_base_name(name: str) -> str:
+    """A hub id as it is; a base loaded from a local directory by that directory's name alone."""
+    path = Path(name).expanduser()
+    return path.name if path.is_absolute() or path.exists() else name
 
 
 def _tensor_elements(path: Path) -> int:

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
+from loraqa.data.validate import text_problem
+
 
 class AnswerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -19,6 +21,15 @@ class AnswerRequest(BaseModel):
     context: StrictStr = Field(description="the text the answer is taken from")
     adapter: StrictStr | None = Field(None, description="adapter name (GET /v1/adapters); default: the first served")
     decoding: StrictStr | None = Field(None, description="greedy (default), beamN, topkK, toppP or tempT")
+
+    @field_validator("question", "context", "adapter", "decoding")
+    @classmethod
+    def _valid_text(cls, value: str | None) -> str | None:
+        # Checked per request, before batching: a lone surrogate fails the tokenizer of the whole batch.
+        problem = None if value is None else text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("question", "context")
     @classmethod
@@ -46,7 +57,6 @@ class AdapterInfo(BaseModel):
     default: bool
     base_model: str
     formulation: str
-    adapter_dir: str | None
     shares_base: bool = Field(description="loaded as a named adapter on a base shared with other adapters")
     trainable_share: float | None = Field(description="adapter parameters / (base + adapter parameters)")
     exact_match: float | None = Field(description="EM recorded by the run next to the adapter (metrics.json)")

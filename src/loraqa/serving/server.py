@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import math
+import os
+import signal
 import sys
 
 from loraqa.config.schema import RunConfig
@@ -10,6 +13,7 @@ from loraqa.errors import FlagError, LoraqaError
 from loraqa.serving.settings import ServeSettings
 
 EXTRA_HINT = "loraqa serve needs the serving extra: pip install loraqa[serve]"
+SHUTDOWN_MARGIN_S = 5  # after the drain timeout: time to write the 503s before uvicorn cancels anything
 
 
 def require_serving_extra() -> None:
@@ -23,18 +27,63 @@ def serve(
     adapter_args: list[str], config: RunConfig, settings: ServeSettings, host: str, port: int,
     base_name: str | None = None, base_only: bool = False,
 ) -> int:  # fmt: skip
+    """Serve until SIGTERM or Ctrl-C, then shut down gracefully (`graceful_server`); 0 when it did."""
     require_serving_extra()
-    import uvicorn
-
     from loraqa.serving.app import create_app
     from loraqa.serving.registry import build_registry, parse_adapter_arg
 
-    if settings.max_batch < 1 or settings.batch_window_ms < 0 or settings.max_context_chars < 1:
-        raise FlagError("--max-batch/--batch-window-ms/--max-context-chars", "must be positive (window may be 0)")
+    _check_settings(settings)
     sources = [parse_adapter_arg(text) for text in adapter_args]
     registry = build_registry(sources, config, base_name=base_name, base_only=base_only)
     for row in registry.describe():
         print(f"loraqa: serving '{row['name']}': {row['formulation']} on {row['base_model']}", file=sys.stderr)
     print(f"loraqa: listening on http://{host}:{port}/ (API docs at /docs)", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(registry, settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    app = create_app(registry, settings)
+    graceful_server(app, settings, host, port).run()
+    if app.state.batcher.busy:
+        # A model call cannot be stopped halfway, and Python waits for its thread at exit: every
+        # request has had its answer or its 503, so leave now, as the drain timeout promises.
+        print("loraqa: drain timeout reached with a model call running; exiting without it", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def graceful_server(app, settings: ServeSettings, host: str, port: int):
+    """A uvicorn server whose SIGTERM/Ctrl-C drains instead of failing what is in flight.
+
+    On the signal uvicorn stops accepting connections and closes idle ones; the batcher refuses new
+    questions (503) and answers the queued and running ones; whatever is unanswered after
+    `settings.drain_timeout_s` gets a JSON 503. uvicorn's own cancel-after-timeout (a plain-text
+    500) is set beyond that, so it never fires first. A second Ctrl-C quits at once.
+    """
+    import uvicorn
+
+    from loraqa.serving.protocol import timed_protocol
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # Not uvicorn's own: it re-raises the signal after shutdown, which would end a clean drain
+            # with "killed by SIGTERM" instead of exit 0.
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+                return
+            self.should_exit = True
+            app.state.batcher.drain_threadsafe(settings.drain_timeout_s)
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning",
+        http=timed_protocol(settings.read_timeout_s),
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s) + SHUTDOWN_MARGIN_S,
+    )  # fmt: skip
+    return GracefulServer(config)
+
+
+def _check_settings(settings: ServeSettings) -> None:
+    if settings.max_batch < 1 or settings.batch_window_ms < 0 or settings.max_context_chars < 1:
+        raise FlagError("--max-batch/--batch-window-ms/--max-context-chars", "must be positive (window may be 0)")
+    if settings.drain_timeout_s < 0 or not math.isfinite(settings.drain_timeout_s):
+        raise FlagError("--drain-timeout-s", f"must be a number of seconds >= 0, not {settings.drain_timeout_s}")
+    if not 0 < settings.read_timeout_s < math.inf:
+        raise FlagError("--read-timeout-s", f"must be a positive number of seconds, not {settings.read_timeout_s}")

@@ -14,6 +14,8 @@ class ServeSettings:
     max_pending: int = 1024  # questions waiting beyond this get 503 instead of queueing forever
     request_timeout_s: float = 60.0  # a request waiting longer gets 504 and leaves the queue
     max_beams: int = 8  # beamN above this would let one request hold the model for long
+    read_timeout_s: float = 30.0  # a request's head, then its body, must arrive within this (slow clients)
+    drain_timeout_s: float = 20.0  # on SIGTERM, what is queued gets this long; under Kubernetes' 30 s to SIGKILL
 
     @property
     def max_body_bytes(self) -> int:
