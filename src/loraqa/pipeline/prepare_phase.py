@@ -74,6 +74,7 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     check_lora_for_model(config.lora, spec.model_type, plan.device)  # QLoRA's device and package, OLoRA on Conv1D
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
     check_rank(config.lora, spec.hf_config, spec.model_type)  # a rank no layer can use fails before LoRA allocates it
+    spec.formulation.check_generation(config.generation.max_new_tokens)  # causal: the answer must fit the window
     say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
     say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
     set_seed(config.training.seed)  # also fixes the freshly initialised QA head
