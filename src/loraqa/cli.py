@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except LoraqaError as exc:
+        _end_progress_bars()
         print(f"loraqa: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -50,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         _leave_process_group()
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars an error cut short (training's, an evaluation's), so the error line
+    starts a line of its own instead of continuing the bar's unfinished one."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def _leave_process_group() -> None:

@@ -9,6 +9,7 @@ import dataclasses
 import typing
 
 from loraqa.config import schema
+from loraqa.config.validate import documented_ranges
 from loraqa.serving.settings import ServeSettings
 
 CONFIG_HELP = "YAML config file, or a shipped config's name (`loraqa configs`); optional, defaults in `loraqa config`"
@@ -17,15 +18,18 @@ OVERRIDES_HELP = "config overrides such as training.learning_rate=1e-4 lora.r=16
 
 def config_reference() -> str:
     """Every config key with its type and default, generated from the schema (never out of date)."""
-    lines = ["config keys (section.key: type = default):"]
+    lines = ["config keys (section.key: type = default  [the sane range, where one is checked]):"]
     root = schema.RunConfig()
+    ranges = documented_ranges()
     for f in dataclasses.fields(root):
         value = getattr(root, f.name)
         if dataclasses.is_dataclass(value):
             hints = typing.get_type_hints(type(value))
             for sub in dataclasses.fields(value):
                 hint = getattr(hints[sub.name], "__name__", None) or str(hints[sub.name]).replace("typing.", "")
-                lines.append(f"  {f.name}.{sub.name}: {hint} = {getattr(value, sub.name)!r}")
+                key = f"{f.name}.{sub.name}"
+                note = f"  [{ranges[key]}]" if key in ranges else ""
+                lines.append(f"  {key}: {hint} = {getattr(value, sub.name)!r}{note}")
         else:
             lines.append(f"  {f.name} = {value!r}")
     return "\n".join(lines)

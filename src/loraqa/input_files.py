@@ -5,6 +5,10 @@ goes through `input_file_problem` first, so `/dev/zero`, a FIFO, a directory or 
 one-line error instead of a hang, a `MemoryError` or an `IsADirectoryError` traceback. Callers wrap
 the problem in their own error type (ConfigError, DataError, AdapterError), which names the file
 the way the user wrote it.
+
+A JSON object or YAML mapping that gives one key twice is refused too (`unique_keys` for JSON,
+`config.loader` for YAML): both formats would silently keep the last value, so `{"lr": 1e-4, ...,
+"lr": 1}` would train on a value the reader of the file never noticed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 MIB = 1024 * 1024
 # Why these sizes: the largest SQuAD file (train v2.0) is 42 MB; a config is a few KB; an adapter's
@@ -44,3 +49,26 @@ def input_file_problem(path: str | Path, max_bytes: int) -> str | None:
     if info.st_size > max_bytes:
         return f"is {info.st_size / MIB:,.1f} MiB, over the {max_bytes / MIB:,.0f} MiB limit for this kind of file"
     return None
+
+
+class DuplicateKeyError(ValueError):
+    """One JSON object or YAML mapping names `key` twice. A ValueError, as json.loads' own errors are."""
+
+    def __init__(self, key: Any):
+        self.key = key
+        super().__init__(
+            f"the key {key!r} is given twice in one object (JSON and YAML would keep the last; give it once)"
+        )
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads on user input: the object, or DuplicateKeyError naming
+    the first key given twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the common case costs one dict build, as json.loads' own
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return obj

@@ -52,7 +52,7 @@ def test_overrides_are_typed():
         ("training.learnig_rate=1", "training.learnig_rate", "unknown key"),
         ("lora.r=abc", "lora.r", "integer"),
         ("lora.r=0", "lora.r", "at least 1"),
-        ("training.learning_rate=-1e-4", "training.learning_rate", "> 0"),
+        ("training.learning_rate=-1e-4", "training.learning_rate", "must be in (0, 1]"),
         ("training.precision=fp8", "training.precision", "one of"),
         ("lora.lora_dropout=1.5", "lora.lora_dropout", "[0, 1)"),
         ("training.warmup_ratio=2", "training.warmup_ratio", "[0, 1)"),
@@ -85,6 +85,22 @@ def test_overrides_are_typed():
         ("training.lr_scheduler_type=cosinus", "training.lr_scheduler_type", "unknown scheduler 'cosinus'"),
         ("training.lr_scheduler_type=cosine_with_min_lr", "training.lr_scheduler_type", "scheduler arguments"),
         ("training.lr_scheduler_type=reduce_lr_on_plateau", "training.lr_scheduler_type", "eval_strategy"),
+        # outside the sane ranges `loraqa config` shows (issue 25, point 10)
+        ("training.learning_rate=1e30", "training.learning_rate", "must be in (0, 1], got 1e+30"),
+        ("training.learning_rate=2", "training.learning_rate", "must be in (0, 1]"),
+        ("training.learning_rate=0", "training.learning_rate", "must be in (0, 1]"),
+        ("training.loraplus_lr_ratio=16000", "training.loraplus_lr_ratio", "learning rate of 3.2"),
+        ("generation.decoding=topk0", "generation.decoding", "top_k must be in [1, 1000], got 0"),
+        ("generation.decoding=topk5000", "generation.decoding", "top_k must be in [1, 1000]"),
+        ("generation.decoding=topk" + "9" * 30, "generation.decoding", "top_k must be in [1, 1000]"),
+        ("generation.decoding=topk" + "9" * 5000, "generation.decoding", "longer than 40 characters"),
+        ("generation.decoding=beam0", "generation.decoding", "num_beams must be in [1, 64]"),
+        ("generation.decoding=beam65", "generation.decoding", "num_beams must be in [1, 64]"),
+        ("generation.decoding=topp0.0", "generation.decoding", "top_p must be in [0.01, 1]"),
+        ("generation.decoding=temp0", "generation.decoding", "temperature must be in [0.01, 10]"),
+        ("generation.decoding=temp1000", "generation.decoding", "temperature must be in [0.01, 10]"),
+        # a key given twice: YAML would keep the last one silently
+        ("training={learning_rate: 1e-4, learning_rate: 1}", "training", "'learning_rate' is given twice"),
     ],
 )
 def test_bad_values_name_the_key(override, key, words):
@@ -178,3 +194,62 @@ def test_an_override_ending_in_a_colon_stays_text():
     assert load_config(None, ["data.train=hub:"]).data.train == "hub:"
     assert load_config(None, ["data.train=hub: x"]).data.train == "hub: x"
     assert load_config(None, ["lora.target_modules=[q, v]"]).lora.target_modules == ["q", "v"]
+
+
+def test_the_edges_of_the_sane_ranges_are_accepted():
+    config = load_config(None, ["training.learning_rate=1", "generation.decoding=topk1000"])
+    assert config.training.learning_rate == 1.0
+    for decoding in ("beam1", "beam64", "topk1", "topp0.01", "topp1", "temp0.01", "temp10"):
+        load_config(None, [f"generation.decoding={decoding}"])
+
+
+def test_loraqa_config_shows_the_sane_ranges():
+    from loraqa.cli_parser import config_reference
+
+    lines = {line.split(":")[0].strip(): line for line in config_reference().splitlines()}
+    assert lines["training.learning_rate"].endswith("[in (0, 1]]")
+    assert (
+        "topkK: K in [1, 1000]" in lines["generation.decoding"]
+        and "beamN: N in [1, 64]" in lines["generation.decoding"]
+    )
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("training:\n  learning_rate: 1e-4\n  learning_rate: 1\n", "'learning_rate'"),
+        ("training:\n  seed: 1\nlora:\n  r: 4\ntraining:\n  seed: 2\n", "'training'"),
+        ("lora:\n  target_modules: [q, v]\n  r: 4\n  r: 8\n", "'r'"),
+    ],
+    ids=["key", "section", "after a list"],
+)
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_it(text, key, tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert "twice.yaml" in str(caught.value) and f"{key} is given twice" in str(caught.value)
+
+
+def test_a_yaml_merge_key_may_be_overridden_beside_it(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("lora: &base\n  r: 4\n  lora_alpha: 8\ntraining:\n  seed: 3\n")
+    assert load_config(str(path)).lora.r == 4
+    path.write_text("data:\n  seed: 5\nlora:\n  <<: {r: 4, lora_alpha: 8}\n  r: 16\n")
+    config = load_config(str(path))
+    assert (config.lora.r, config.lora.lora_alpha) == (16, 8.0)
+
+
+def test_a_config_path_that_is_no_regular_file_of_a_sane_size_is_refused_unread(tmp_path):
+    import os
+
+    from loraqa.input_files import MAX_CONFIG_BYTES
+
+    os.mkfifo(tmp_path / "fifo.yaml")  # reading it would block forever
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "huge.yaml").write_text("#" * (MAX_CONFIG_BYTES + 1))
+    for path, words in [("/dev/zero", "not a regular file"), (tmp_path / "fifo.yaml", "not a regular file"),
+                        (tmp_path / "folder.yaml", "is a directory"), (tmp_path / "huge.yaml", "over the 1 MiB limit")]:  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            load_config(str(path))
+        assert str(path) in str(caught.value) and words in str(caught.value)

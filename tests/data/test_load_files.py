@@ -21,7 +21,7 @@ def test_missing_file(tmp_path, skip_invalid):
 
 def test_directory_is_not_a_file(tmp_path):
     (tmp_path / "dir.json").mkdir()
-    assert "not a regular file" in load_error(tmp_path / "dir.json").problem
+    assert "is a directory" in load_error(tmp_path / "dir.json").problem
 
 
 @pytest.mark.parametrize("name", ["data.txt", "data.parquet", "data", "squad-v1.1:tran"])
@@ -126,10 +126,51 @@ def test_bad_options_are_programming_errors():
 
 
 def test_unreadable_names_are_data_errors(tmp_path):
-    assert "cannot read the file" in load_error(tmp_path / ("x" * 300 + ".json")).problem
+    assert "cannot be read (File name too long)" in load_error(tmp_path / ("x" * 300 + ".json")).problem
     load_error(str(tmp_path / "nul\0.json"), folder=tmp_path)  # a DataError, whichever words
 
 
 def test_path_objects_are_accepted(tmp_path):
     path = write(tmp_path / "x.json", squad())
     assert load_records(path).source == str(path)
+
+
+# A key given twice: JSON parsers keep the last value silently, so the file would mean something
+# its reader never saw (issue 25, point 10). Refused, naming the key (and the line, in JSON Lines).
+CONTEXT_ONE = "Ada founded Avalon."
+TWICE = {
+    "squad.json": ('{"data": [{"title": "t", "paragraphs": [{"context": "%s", "context": "x", "qas": []}]}]}'
+                   % CONTEXT_ONE, None),
+    "rows.jsonl": ('{"id": "a", "question": "Who?", "context": "%s", "answers": {"text": ["Ada"], '
+                   '"answer_start": [0]}, "question": "Where?"}\n' % CONTEXT_ONE, "line 1"),
+    "rows.csv": ('id,question,context,answers\na,Who?,%s,"[{""text"": ""Ada"", ""answer_start"": 0, '
+                 '""text"": ""Avalon""}]"\n' % CONTEXT_ONE, "a"),
+}  # fmt: skip
+
+
+@BOTH
+@pytest.mark.parametrize("name", list(TWICE))
+def test_a_key_given_twice_is_refused_naming_it(tmp_path, name, skip_invalid):
+    text, record = TWICE[name]
+    err = load_error(write(tmp_path / name, text), skip_invalid=skip_invalid and record is None)
+    assert "is given twice" in err.problem and err.path == str(tmp_path / name)
+    assert {"squad.json": "'context'", "rows.jsonl": "'question'", "rows.csv": "'text'"}[name] in err.problem
+    if record:
+        assert err.record == record
+
+
+def test_devices_fifos_and_oversized_files_are_refused_unread(tmp_path, monkeypatch):
+    import os
+
+    import loraqa.data.reading as reading
+
+    (tmp_path / "zero.jsonl").symlink_to("/dev/zero")  # reading it would never end
+    os.mkfifo(tmp_path / "fifo.jsonl")  # reading it would block forever
+    assert "not a regular file" in load_error(tmp_path / "zero.jsonl").problem
+    assert "not a regular file" in load_error(tmp_path / "fifo.jsonl").problem
+    monkeypatch.setattr(reading, "MAX_DATA_FILE_BYTES", 1000)
+    big = write(tmp_path / "big.jsonl", json.dumps(qa()) * 40)
+    assert "over the 0 MiB limit" in load_error(big).problem
+    # A gzip bomb: a small file whose contents exceed the limit is refused before it all is unpacked.
+    bomb = write(tmp_path / "bomb.jsonl.gz", b" " * 100_000)
+    assert bomb.stat().st_size < 1000 and "decompresses to over the" in load_error(bomb).problem

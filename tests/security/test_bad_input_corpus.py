@@ -117,6 +117,54 @@ CASES = {
         ],
         "validation",
     ),  # fmt: skip
+    # sizes, kinds, keys given twice and numbers out of their sane range (issue 25, points 8 and 10)
+    "config is /dev/zero": (None, lambda h: [TRAIN, "/dev/zero"], "/dev/zero"),
+    "config is a directory": (None, lambda h: [TRAIN, str(h / "earlier")], "earlier"),
+    "config gives a key twice": (
+        _write("twice.yaml", "training:\n  seed: 1\n  seed: 2\n"),
+        lambda h: [TRAIN, str(h / "twice.yaml")],
+        "twice.yaml",
+    ),  # fmt: skip
+    "learning rate 1e30": (None, lambda h: [TRAIN, *_tiny(h, "training.learning_rate=1e30")], "training.learning_rate"),
+    "rank beyond the model": (None, lambda h: [TRAIN, *_tiny(h, "lora.r=100000")], "lora.r"),
+    "train data is /dev/zero": (
+        lambda h: (h / "zero.jsonl").symlink_to("/dev/zero"),
+        lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'zero.jsonl'}")],
+        "zero.jsonl",
+    ),  # fmt: skip
+    "train JSONL row gives a key twice": (
+        _write("twice.jsonl", '{"id": "a", "question": "Who?", "context": "Ada.", "id": "b"}\n'),
+        lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'twice.jsonl'}")],
+        "twice.jsonl",
+    ),  # fmt: skip
+    "decoding topk0": (
+        None,
+        lambda h: [
+            "eval",
+            f"data.test={h / 'test.jsonl'}",
+            "--adapter",
+            str(h / "adapter"),
+            "--decoding",
+            "topk0",
+            "--output",
+            str(h / "new-eval"),
+        ],
+        "--decoding",
+    ),  # fmt: skip
+    "sweep grid value of the wrong type": (
+        None,
+        lambda h: [
+            "sweep",
+            *_tiny(h),
+            "--name",
+            "s",
+            "--dir",
+            str(h / "sweep"),
+            "--grid",
+            "training.per_device_train_batch_size=4,x",
+        ],
+        "per_device_train_batch_size",
+    ),  # fmt: skip
     # data files
     "train file missing": (None, lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'nope.jsonl'}")], "nope.jsonl"),
     "train file truncated JSON": (

@@ -69,3 +69,33 @@ def test_t5_has_no_position_limit(tiny_model_dir):
     from loraqa.config.validate import check_position_limit
 
     check_position_limit(100_000, "t5", AutoConfig.from_pretrained(tiny_model_dir("t5")))
+
+
+def test_a_rank_no_adapted_layer_can_use_is_refused_before_loading(tiny_model_dir, qa_files, tmp_path, monkeypatch):
+    """lora.r=100000 allocated gigabytes before anything refused it: LoRA's B @ A has rank at most
+    min(in, out), so the rank is checked against the architecture's shapes, before any weight."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights loaded before the refusal")
+
+    monkeypatch.setattr(prepare_phase, "load_model", refuse)
+    run = tmp_path / "run"
+    for rank in ("100000", str(2**70)):  # the tiny GPT-2 is 32 wide
+        with pytest.raises(ConfigError) as caught:
+            run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, f"lora.r={rank}"))
+        assert "'lora.r'" in str(caught.value) and "use at most 32" in str(caught.value)
+    assert not run.exists()
+
+
+def test_the_usable_rank_is_each_adapted_layers_smaller_side(tiny_model_dir):
+    from transformers import AutoConfig
+
+    from loraqa.config.schema import LoraSettings
+    from loraqa.lora.rank import check_rank, usable_ranks
+
+    llama = AutoConfig.from_pretrained(tiny_model_dir("llama"))  # 32 wide, 2 key/value heads of 8: v_proj is 32 -> 16
+    assert usable_ranks(llama, ["q_proj", "v_proj"]) == {"q_proj": 32, "v_proj": 16}
+    check_rank(LoraSettings(r=32, target_modules=["q_proj", "v_proj"]), llama, "llama")  # q_proj can use it all
+    with pytest.raises(ConfigError, match="the largest is 16 .*v_proj"):
+        check_rank(LoraSettings(r=17, target_modules=["v_proj"]), llama, "llama")
+    assert usable_ranks(llama, "all-linear")["down_proj"] == 32  # 64 -> 32

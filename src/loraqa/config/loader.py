@@ -6,9 +6,11 @@ Nothing here loads a model: all errors surface before any slow work starts, each
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -18,15 +20,24 @@ from loraqa.config.schema import RunConfig
 from loraqa.config.shipped import resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
+from loraqa.input_files import MAX_CONFIG_BYTES, DuplicateKeyError, input_file_problem
 from loraqa.runs.atomic import write_text_atomic
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
     """Build a validated RunConfig from an optional YAML file (or a shipped config's name, see
     `config.shipped`) and `section.key=value` overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        raw = _read_yaml(resolve_config_path(path))
+    return build_config(read_config_file(path), overrides)
+
+
+def read_config_file(path: str | None) -> dict[str, Any]:
+    """The YAML file's mapping, unchecked ({} for no file): to build several configs from one read."""
+    return {} if path is None else _read_yaml(resolve_config_path(path))
+
+
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """A validated RunConfig from a file's mapping (left unchanged) and overrides."""
+    raw = copy.deepcopy(raw)
     for item in overrides or []:
         _apply_override(raw, item)
     config = _build(RunConfig, raw, prefix="")
@@ -43,16 +54,43 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when built with it
+    """YAML's safe loader, refusing a mapping that gives one key twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` may be overridden by the keys beside it: that is what it is for
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):  # an unhashable key is the base loader's error
+                if key in seen:
+                    raise DuplicateKeyError(key)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+
+
 def _read_yaml(path: str) -> dict[str, Any]:
+    problem = input_file_problem(path, MAX_CONFIG_BYTES)
+    if problem == "file not found":
+        names = ", ".join(shipped_configs())
+        raise ConfigError("config", f"file not found: {path} (shipped configs, by name: {names})")
+    if problem:
+        raise ConfigError("config", f"{path} {problem}")
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        names = ", ".join(shipped_configs())
-        raise ConfigError("config", f"file not found: {path} (shipped configs, by name: {names})") from None
     except UnicodeDecodeError:
         raise ConfigError("config", f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError("config", f"{path} cannot be read ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError("config", f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -76,7 +114,9 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
             raise ConfigError(dotted, f"'{key}' is not a section")
         node = child
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _safe_load(text) if text.strip() else None
+    except DuplicateKeyError as exc:
+        raise ConfigError(dotted, str(exc)) from None
     except yaml.YAMLError:
         value = text
     if isinstance(value, (dict, list)) and not text.lstrip().startswith(("{", "[")):

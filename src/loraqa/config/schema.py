@@ -82,7 +82,7 @@ class LoraSettings:
 
 @dataclass
 class TrainingConfig:
-    learning_rate: float = 2e-4
+    learning_rate: float = 2e-4  # in (0, 1]: LoRA trains at 1e-5..1e-2, above 1 is a typo (validate.py)
     lr_scheduler_type: str = "linear"
     warmup_steps: int = 0  # wins over warmup_ratio when > 0
     warmup_ratio: float = 0.0  # scales with batch size, unlike a fixed step count
@@ -134,7 +134,9 @@ class EvaluationConfig:
 
 @dataclass
 class GenerationSettings:
-    decoding: str = "greedy"  # greedy, beamN, topkN, toppP, tempT (as in `loraqa eval --decoding`)
+    # greedy, beamN, topkK, toppP, tempT (as in `loraqa eval --decoding`), each number in a sane range
+    # (decoding.RANGES: N <= 64 beams, K in [1, 1000], P in [0.01, 1], T in [0.01, 10])
+    decoding: str = "greedy"
     max_new_tokens: int = 24  # SQuAD answers are short; longer budgets mostly buy rambling
     stop_at_newline: bool = True  # an answer is one line
 

@@ -212,9 +212,26 @@ def check_lora_for_model(lora, model_type: str, device: str) -> None:
             )
 
 
+# LoRA trains at 1e-5 to 1e-2; at 1 every step already overshoots, so above it is a typo (1e30, 2e4
+# for 2e-4), never a setting. B's learning rate under LoRA+ (learning_rate x loraplus_lr_ratio) too.
+MAX_LEARNING_RATE = 1.0
+
+
+def documented_ranges() -> dict[str, str]:
+    """Key -> the sane range its checks below enforce, in words, for `loraqa config`."""
+    from loraqa.config.decoding import describe_ranges
+
+    return {
+        "training.learning_rate": f"in (0, {MAX_LEARNING_RATE:g}]",
+        "training.loraplus_lr_ratio": f">= 1, and learning_rate x ratio <= {MAX_LEARNING_RATE:g}",
+        "generation.decoding": describe_ranges(),
+    }
+
+
 def _check_training(config: RunConfig) -> None:
     t = config.training
-    _positive("training.learning_rate", t.learning_rate)
+    if not 0 < t.learning_rate <= MAX_LEARNING_RATE:
+        raise ConfigError("training.learning_rate", f"must be in (0, {MAX_LEARNING_RATE:g}], got {t.learning_rate:g}")
     _positive("training.per_device_train_batch_size", t.per_device_train_batch_size)
     _positive("training.gradient_accumulation_steps", t.gradient_accumulation_steps)
     _positive("training.logging_steps", t.logging_steps)
@@ -226,6 +243,12 @@ def _check_training(config: RunConfig) -> None:
         raise ConfigError(
             "training.loraplus_lr_ratio",
             f"must be >= 1 (LoRA+ trains B faster than A: peft's ratio lr_B / lr_A), or null for off; got {t.loraplus_lr_ratio}",
+        )
+    if t.loraplus_lr_ratio is not None and t.learning_rate * t.loraplus_lr_ratio > MAX_LEARNING_RATE:
+        raise ConfigError(
+            "training.loraplus_lr_ratio",
+            f"gives B a learning rate of {t.learning_rate * t.loraplus_lr_ratio:g} (learning_rate x ratio), over "
+            f"{MAX_LEARNING_RATE:g}",
         )
     _check_scheduler(t)
     _check_report_to(t)

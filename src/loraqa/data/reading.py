@@ -7,10 +7,12 @@ when the caller asked to skip invalid records. Files are only ever opened for re
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
 
 from loraqa.errors import DataError
+from loraqa.input_files import MAX_DATA_FILE_BYTES, MIB, input_file_problem
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -36,10 +38,10 @@ def read_text(path: Path) -> str:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        if not path.exists():
-            raise DataError(path, "file not found")
-        if not path.is_file():  # a directory, or a pipe that could block forever
-            raise DataError(path, "not a regular file")
+        # A directory, a device (/dev/zero), a pipe that could block forever, a file over the limit.
+        problem = input_file_problem(path, MAX_DATA_FILE_BYTES)
+        if problem:
+            raise DataError(path, problem)
         return path.read_bytes()
     except (OSError, ValueError) as err:
         # OSError: permissions, a name too long, I/O; ValueError: a NUL character in the name.
@@ -47,11 +49,17 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:
+    """The decompressed bytes, at most MAX_DATA_FILE_BYTES of them: a few KB of gzip can expand
+    to gigabytes, and the limit on a data file holds for what it holds, not what it weighs."""
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            out = stream.read(MAX_DATA_FILE_BYTES + 1)
     except (OSError, EOFError, zlib.error) as err:
         # OSError covers BadGzipFile; EOFError is a stream cut short.
         raise DataError(path, f"not a valid gzip file ({err or type(err).__name__})") from None
+    if len(out) > MAX_DATA_FILE_BYTES:
+        raise DataError(path, f"decompresses to over the {MAX_DATA_FILE_BYTES / MIB:,.0f} MiB limit for a data file")
+    return out
 
 
 def _utf8_problem(path: Path, data: bytes, err: UnicodeDecodeError) -> str:

@@ -38,6 +38,7 @@ from loraqa.data.validate import (
     schema_problem,
     type_name,
 )
+from loraqa.input_files import unique_keys
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -136,7 +137,7 @@ def _answers(row: dict, context: str) -> tuple[Answer, ...]:
 def _answer_pairs(value: Any, *, from_string: bool) -> list[tuple[str, int]]:
     if isinstance(value, str) and not from_string:
         try:
-            parsed = json.loads(value)
+            parsed = json.loads(value, object_pairs_hook=unique_keys)
         except (ValueError, RecursionError) as err:
             raise schema_problem(f"'answers' is not valid JSON ({err or type(err).__name__})") from None
         return _answer_pairs(parsed, from_string=True)

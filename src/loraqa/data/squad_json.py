@@ -34,6 +34,7 @@ from loraqa.data.validate import (
     type_name,
 )
 from loraqa.errors import DataError
+from loraqa.input_files import unique_keys
 
 
 def parse_squad_json(text: str, sink: RecordCollector, *, version_2: bool | str) -> bool:
@@ -55,7 +56,7 @@ def parse_squad_json(text: str, sink: RecordCollector, *, version_2: bool | str)
 def decode_json(text: str, path: str) -> Any:
     """`json.loads`, with the error position in a `DataError`."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys)  # a key given twice is refused, not overwritten
     except json.JSONDecodeError as err:
         problem = f"invalid JSON at line {err.lineno} column {err.colno} (char {err.pos}): {err.msg}"
         if err.msg == "Extra data":

@@ -15,6 +15,7 @@ from typing import Any
 
 from loraqa.data.validate import schema_problem
 from loraqa.errors import DataError
+from loraqa.input_files import unique_keys
 
 # CSV columns that may be left empty; an empty cell there means "not given" (None).
 _OPTIONAL_COLUMNS = ("answers", "answer", "is_impossible", "title")
@@ -28,7 +29,7 @@ def jsonl_rows(text: str, path: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append((f"line {number}", json.loads(line)))
+            rows.append((f"line {number}", json.loads(line, object_pairs_hook=unique_keys)))
         except json.JSONDecodeError as err:
             raise DataError(path, f"invalid JSON at column {err.colno}: {err.msg}", f"line {number}") from None
         except (ValueError, RecursionError) as err:

@@ -64,6 +64,10 @@ class Formulation(ABC):
     def auto_model_class(self) -> type:
         """The transformers Auto class that builds this formulation's model."""
 
+    def check_generation(self, max_new_tokens: int) -> None:
+        """Refuse a `generation.max_new_tokens` this formulation cannot honour (ConfigError), before
+        any weights load. Most can: an encoder-decoder writes into its own sequence."""
+
     def prepare_tokenizer(self, tokenizer) -> None:
         """Set padding side and pad token as this formulation needs (called once after loading)."""
         if tokenizer.pad_token is None:

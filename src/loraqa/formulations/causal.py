@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from loraqa.data.records import QARecord
+from loraqa.errors import ConfigError
 from loraqa.formulations.base import PredictSettings
 from loraqa.formulations.generative import GenerativeFormulation
 from loraqa.formulations.shared_prefix import group_by_shared_start, positions, prefix_cache, split_rows, training_split
@@ -38,8 +39,23 @@ class CausalFormulation(GenerativeFormulation):
     peft_task_type = "CAUSAL_LM"
     has_own_loss = True
 
+    def __init__(self, model_config):
+        super().__init__(model_config)
+        # Prompt and answer share the model.max_seq_length window: a target as long as the window
+        # leaves no token of the prompt (and a negative room reads from the wrong end).
+        if model_config.max_answer_length + 1 >= model_config.max_seq_length:
+            raise ConfigError("model.max_answer_length", f"{model_config.max_answer_length} (+ 1 end token) leaves no "
+                              f"room for the prompt in model.max_seq_length={model_config.max_seq_length}; a causal "
+                              "model reads the prompt and writes the answer in one window")  # fmt: skip
+
     def auto_model_class(self) -> type:
         return AutoModelForCausalLM
+
+    def check_generation(self, max_new_tokens: int) -> None:
+        if max_new_tokens >= self.config.max_seq_length:
+            raise ConfigError("generation.max_new_tokens", f"{max_new_tokens} leaves no room for the prompt in "
+                              f"model.max_seq_length={self.config.max_seq_length}: a causal model reads the prompt "
+                              f"and writes the answer in one window; use less than {self.config.max_seq_length}")  # fmt: skip
 
     def prepare_tokenizer(self, tokenizer) -> None:
         super().prepare_tokenizer(tokenizer)
@@ -179,6 +195,7 @@ class CausalFormulation(GenerativeFormulation):
     # --- prediction ----------------------------------------------------------------------------
 
     def generation_prompt(self, record: QARecord, tokenizer, settings: PredictSettings) -> list[int]:
+        self.check_generation(settings.max_new_tokens)  # eval and predict reach here without prepare's check
         return self.prompt_ids(record, tokenizer, reserve=settings.max_new_tokens)
 
     def score_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:

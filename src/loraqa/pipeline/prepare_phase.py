@@ -23,6 +23,7 @@ from loraqa.errors import DataError
 from loraqa.evaluation.runner import predict_settings
 from loraqa.formulations import PredictSettings
 from loraqa.lora.adapter import adapted_layers, attach_lora, parameter_counts
+from loraqa.lora.rank import check_rank
 from loraqa.models.loading import BaseSpec, inspect_base, load_model, load_tokenizer
 from loraqa.runs.rundir import RunDirectory
 from loraqa.device import DevicePlan, plan_device
@@ -73,6 +74,8 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     distributed.init_process_group(cpu=plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
     check_lora_for_model(config.lora, spec.model_type, plan.device)  # QLoRA's device and package, OLoRA on Conv1D
     adapted_layers(config.lora.layers_to_transform, spec.hf_config)  # a missing layer fails before any weights load
+    check_rank(config.lora, spec.hf_config, spec.model_type)  # a rank no layer can use fails before LoRA allocates it
+    spec.formulation.check_generation(config.generation.max_new_tokens)  # causal: the answer must fit the window
     say(f"model {config.model.name} ({spec.model_type}, {spec.formulation.name}) on {plan.description}")
     say(f"data: {len(data.train)} train, {len(data.validation)} validation, {len(data.test)} test questions")
     if config.evaluation.baseline and trained_on_squad(config.model.name):

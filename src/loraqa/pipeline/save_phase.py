@@ -9,6 +9,7 @@ from loraqa.console import say
 from loraqa.lora.adapter import adapter_meta, save_adapter
 from loraqa.pipeline.fit_phase import FitResult
 from loraqa.pipeline.prepare_phase import Prepared
+from loraqa.runs.write_errors import saving
 from loraqa.training import distributed
 
 
@@ -23,7 +24,8 @@ def save(prepared: Prepared, fit: FitResult) -> Path:
             version_2=prepared.data.version_2, config=config, quantize_base=config.lora.quantize_base,
         )  # fmt: skip
         if distributed.is_main():  # [ddp]
-            save_adapter(prepared.peft_model, prepared.tokenizer, run.adapter, meta)
+            with saving(run.adapter):  # disk full: one OSError naming the adapter, whatever the library raised
+                save_adapter(prepared.peft_model, prepared.tokenizer, run.adapter, meta)
             say(f"adapter saved to {run.adapter}")
         distributed.barrier()  # [ddp]
     prepared.phase_seconds["save"] = round(time.perf_counter() - started, 1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-
 import torch
 
 from loraqa.config.schema import RunConfig
@@ -16,10 +14,9 @@ from loraqa.pipeline.fit_phase import fit
 from loraqa.pipeline.prepare_phase import prepare
 from loraqa.pipeline.record import finish, provenance
 from loraqa.pipeline.save_phase import directory_bytes, save
+from loraqa.runs.write_errors import write_failure
 from loraqa.training import distributed
 from loraqa.training.tracking import report_run
-
-_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
 
 
 def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(),
@@ -76,11 +73,12 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
         # What happened outside Trainer, to the runs the tracking callbacks started (issue 15 §2).
         report_run(config, run.path, summary, step=fitted.global_step,
                    parameters=(prepared.trainable_params, prepared.total_params))  # fmt: skip
-    except OSError as exc:
-        if exc.errno not in _WRITE_ERRORS:
+    except Exception as exc:
+        failure = write_failure(exc, run.path)
+        if failure is None:
             raise
         raise RunDirError(
-            f"cannot write {exc.filename or run.path}: {exc.strerror}; completed checkpoints and any earlier "
+            f"cannot write {failure.filename}: {failure.strerror}; completed checkpoints and any earlier "
             "adapter are intact (free space, then run again with --resume)"
         ) from None
     finally:

@@ -81,6 +81,21 @@ def grid_cells(axes: list[Axis], seeds: list[int]) -> list[Cell]:
     ]
 
 
+def configurations_to_check(axes: list[Axis], space: dict) -> list[list[str]]:
+    """The overrides that make each trial's config, seeds aside, to check before any trial runs:
+    every grid cell, and each search key at its bounds or each of its choices (a sampled value
+    lies between the bounds, and every check on one number is a range)."""
+    cells = [[f"{a.key}={v}" for a, v in zip(axes, combo)] for combo in itertools.product(*[a.values for a in axes])]
+    searched = [[f"{key}={value}"] for key, dist in space.items() for value in _extremes(dist)]
+    return (cells if axes else []) + searched
+
+
+def _extremes(dist: optuna.distributions.BaseDistribution) -> list:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]
+
+
 _DISTRIBUTION = re.compile(r"^(loguniform|uniform|int|choice)\((.*)\)$")
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import optuna
 
-from loraqa.config.loader import config_to_dict, load_config
-from loraqa.errors import ConfigError, FlagError
+from loraqa.config.loader import build_config, config_to_dict, read_config_file
+from loraqa.errors import ConfigError, FlagError, TrainingError
 from loraqa.runs.atomic import write_json_atomic
 from loraqa.sweeps import study as storage_ops
-from loraqa.sweeps.space import grid_cells, parse_grid, parse_space
+from loraqa.sweeps.space import configurations_to_check, grid_cells, parse_grid, parse_space
 from loraqa.sweeps.summary import format_summary, summarize
 from loraqa.sweeps.trial import run_trial
 
@@ -83,7 +83,16 @@ def run_sweep(spec: SweepSpec) -> dict | None:
     if summary["unfinished"]:
         print(f"{summary['unfinished']} trial(s) not finished: run the same command again to finish them")
     print(f"sweep summary: {spec.sweep_dir / 'sweep.json'}")
+    if not summary["trials"].get("COMPLETE"):  # a sweep that trained nothing usable did not succeed
+        raise TrainingError(_nothing_completed(summary, spec.sweep_dir / "sweep.json"))
     return summary
+
+
+def _nothing_completed(summary: dict, path: Path) -> str:
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items())) or "no trials"
+    failed = summary["failed"]
+    first = f"; the first failure: {failed[0]['error'].splitlines()[0]}" if failed and failed[0]["error"] else ""
+    return f"no trial of sweep {summary['study']} completed ({states}){first}; every trial is listed in {path}"
 
 
 def _work(spec: SweepSpec, study: optuna.Study, storage, axes, space, seeds) -> None:
@@ -175,7 +184,8 @@ def _check(spec: SweepSpec):
     if not 0.0 <= spec.prune_warmup < 1.0:
         raise FlagError("--prune-warmup", f"must be in [0, 1): a share of each trial's steps, got {spec.prune_warmup}")
     axes, space = parse_grid(spec.grid), parse_space(spec.space)
-    base = load_config(spec.config, spec.overrides)  # the shared part must be valid before any trial
+    raw = read_config_file(spec.config)
+    base = build_config(raw, spec.overrides)  # the shared part must be valid before any trial
     known = config_to_dict(base)
     for key in [a.key for a in axes] + list(space):
         node = known
@@ -183,6 +193,13 @@ def _check(spec: SweepSpec):
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError(key, "unknown config key in the sweep's space (see `loraqa config`)")
             node = node[part]
+    # Every trial's config too, before any worker starts: a value every trial would fail on (a
+    # mistyped `batch_size=4,x`, a rate out of range) is one line now, not N failed trials.
+    for overrides in configurations_to_check(axes, space):
+        try:
+            build_config(raw, [*spec.overrides, *overrides])
+        except ConfigError as exc:
+            raise ConfigError(exc.key, f"{exc.problem} (in the sweep's trials with {' '.join(overrides)})") from None
     if spec.metric == "eval_loss" and not base.evaluation.with_loss:
         raise ConfigError(
             "evaluation.with_loss", "--metric eval_loss needs the validation loss: set evaluation.with_loss=true"

@@ -41,6 +41,7 @@ from loraqa.errors import TrainingError
 from loraqa.formulations.base import takes_position_ids
 from loraqa.runs.atomic import replace_directory
 from loraqa.runs.rundir import STAGING_DIR
+from loraqa.runs.write_errors import saving
 from loraqa.training import distributed
 from loraqa.training.arguments import examples_per_step
 
@@ -364,13 +365,18 @@ class QATrainer(Trainer):
         if name:  # never write a checkpoint that cannot be resumed from
             self.stop(f"the trainable weight {name} is non-finite at step {self.state.global_step}")
         root = self.args.output_dir
-        self._staging = os.path.join(root, STAGING_DIR)
-        try:
-            super()._save_checkpoint(model, trial)  # writes STAGING_DIR/checkpoint-N, rotates nothing real
-        finally:
-            self._staging = None
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staged, final = os.path.join(root, STAGING_DIR, name), os.path.join(root, name)
+        self._staging = os.path.join(root, STAGING_DIR)
+        try:
+            with saving(staged):  # disk full is one OSError naming the path, not torch.save's RuntimeErrors
+                super()._save_checkpoint(model, trial)  # writes STAGING_DIR/checkpoint-N, rotates nothing real
+        except OSError:
+            if distributed.is_main():  # the half-written copy is never resumed: give its room back now
+                shutil.rmtree(self._staging, ignore_errors=True)
+            raise
+        finally:
+            self._staging = None
         if self.state.best_global_step:
             best = os.path.join(root, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
             if self.state.best_global_step == self.state.global_step or os.path.isdir(best):
