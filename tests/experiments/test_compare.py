@@ -70,6 +70,10 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
     for summary in summaries:  # and each adapter with its own baseline
         assert summary["adapter_vs_baseline"]["questions"] == summary["adapter"]["count"]
         assert summary["adapter"]["f1_ci"]["n"] == summary["adapter"]["count"]
+        for dimension in ("question_word", "answer_type", "context_length", "answer_position"):  # slices
+            assert sum(s["n"] for s in summary["adapter"]["slices"][dimension].values()) == summary["adapter"]["count"]
+            assert sum(c["n"] for c in summary["slices_vs_baseline"][dimension].values()) == summary["adapter"]["count"]
+    assert "Where it fails: F1 by slice" in (pair / "report.md").read_text()
 
     # Finished runs compared as they are: nothing trains, the same paired rows, the changed questions listed.
     monkeypatch.setattr(compare_module, "run_training", lambda *a, **k: pytest.fail("compare of runs trained"))

@@ -22,6 +22,7 @@ from loraqa.data.records import QARecord
 from loraqa.evaluation.uncertainty import score_intervals
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
+from loraqa.metrics.slices import answer_position, answer_type, context_quartiles, question_word, slice_metrics
 from loraqa.runs.atomic import write_json_atomic, write_text_atomic
 from loraqa.training import distributed
 
@@ -43,6 +44,7 @@ def predict_settings(config: RunConfig, version_2: bool, decoding: str | None = 
         null_score_diff_threshold=config.evaluation.null_score_diff_threshold,
         version_2=version_2,
         with_loss=config.evaluation.with_loss,
+        window_tokens=config.model.max_seq_length,
     )
 
 
@@ -70,7 +72,8 @@ def evaluate_records(
     metrics.update(rouge_scores([predictions[r.id] for r in records], [r.answer_texts for r in records]))
     metrics.update(result.metrics)
     rows = []
-    for record, prediction in zip(records, result.predictions):
+    slices = record_slices(records, tokenizer, settings.window_tokens, settings.version_2)
+    for record, prediction, in_slices in zip(records, result.predictions, slices):
         rows.append(
             {
                 "id": record.id,
@@ -81,14 +84,53 @@ def evaluate_records(
                 "f1": f1(prediction.text, record.answer_texts),
                 "confidence": prediction.confidence,
                 "failure": failure_category(prediction.text, record.answer_texts, record.question),
+                "slices": in_slices,
             }
         )
     metrics.update(score_intervals(rows))  # exact_match_ci, f1_ci: how far these questions pin the scores down
+    metrics["slices"] = slice_metrics(rows)  # where it fails: EM/F1 per question word, answer type, ...
     failures = Counter(row["failure"] for row in rows if row["failure"])
     metrics["failures"] = dict(failures)
     metrics["seconds"] = round(seconds, 2)
     metrics["questions_per_second"] = round(len(records) / seconds, 3) if seconds > 0 else 0.0
     return EvalOutcome(metrics, rows)
+
+
+def record_slices(records: Sequence[QARecord], tokenizer, window_tokens: int | None, version_2: bool) -> list[dict]:
+    """Each record's slice in every dimension of metrics/slices.py."""
+    quartiles = context_quartiles([len(r.context) for r in records])
+    windows: dict[tuple[str, str], int | None] = {}
+    out = []
+    for record, quartile in zip(records, quartiles):
+        answer_end = None
+        if record.answers and record.answers[0].answer_start >= 0:
+            answer_end = record.answers[0].answer_start + len(record.answers[0].text)
+        key = (record.question, record.context)
+        if key not in windows:
+            windows[key] = first_window_chars(tokenizer, record.question, record.context, window_tokens)
+        in_slices = {
+            "question_word": question_word(record.question),
+            "answer_type": answer_type(record.answer_texts),
+            "context_length": quartile,
+            "answer_position": answer_position(answer_end, windows[key]),
+        }
+        if version_2:
+            in_slices["answerable"] = "no" if record.is_impossible else "yes"
+        out.append(in_slices)
+    return out
+
+
+def first_window_chars(tokenizer, question: str, context: str, window_tokens: int | None) -> int | None:
+    """How many context characters the first window holds: the window less the question and three
+    special tokens ([CLS] q [SEP] c [SEP]); an approximation for generative prompts, whose template
+    takes a few more. None without a fast tokenizer (no offsets) or a window size."""
+    if window_tokens is None or not getattr(tokenizer, "is_fast", False):
+        return None
+    room = window_tokens - len(tokenizer(question, add_special_tokens=False)["input_ids"]) - 3
+    offsets = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    if room <= 0:
+        return 0
+    return len(context) if room >= len(offsets) else offsets[room - 1][1]
 
 
 def _gathered(result, count: int):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loraqa.metrics.significance import interval, mcnemar_exact, paired_difference
+from loraqa.metrics.slices import worst_slices
 
 PER_QUESTION_FILE = "predictions.jsonl"  # written by runner.write_outcome beside metrics.json
 
@@ -43,6 +44,38 @@ def paired_comparison(rows_a: Sequence[dict], rows_b: Sequence[dict]) -> dict | 
         "f1": f1.as_dict(),
         "exact_match": {**em.as_dict(), "mcnemar": mcnemar},
     }
+
+
+def slice_changes(rows_a: Sequence[dict], rows_b: Sequence[dict]) -> dict[str, dict[str, dict]]:
+    """Per slice of A's rows (their `slices`): A minus B in F1 on that slice's common questions, with
+    its paired interval: where an adapter gained or lost against its baseline."""
+    by_id = {row["id"]: row for row in rows_b}
+    members: dict[str, dict[str, list[tuple[dict, dict]]]] = {}
+    for row in rows_a:
+        other = by_id.get(row["id"])
+        if other is None:
+            continue
+        for dimension, name in (row.get("slices") or {}).items():
+            members.setdefault(dimension, {}).setdefault(name, []).append((row, other))
+    changes: dict[str, dict[str, dict]] = {}
+    for dimension, groups in members.items():
+        for name, pairs in sorted(groups.items()):
+            difference = paired_difference([100.0 * a["f1"] for a, _ in pairs], [100.0 * b["f1"] for _, b in pairs])
+            changes.setdefault(dimension, {})[name] = difference.as_dict()
+    return changes
+
+
+def describe_weakest(slices: dict, changes: dict | None, count: int = 3) -> list[str]:
+    """Lines naming the `count` slices with the lowest F1 (at least 5 questions), with the change from the baseline."""
+    lines = []
+    for dimension, name, scores in worst_slices(slices, count):
+        ci = scores["f1_ci"]
+        line = f"  {dimension} = {name}: F1 {scores['f1']:.1f} [{ci['low']:.1f}, {ci['high']:.1f}], n={scores['n']}"
+        change = ((changes or {}).get(dimension) or {}).get(name)
+        if change:
+            line += f", {change['difference']:+.1f} vs no adapter"
+        lines.append(line)
+    return lines
 
 
 def describe_comparison(label_a: str, label_b: str, comparison: dict | None) -> str:

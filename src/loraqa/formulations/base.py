@@ -36,6 +36,7 @@ class PredictSettings:
     null_score_diff_threshold: float = 0.0
     version_2: bool = False
     with_loss: bool = True  # also compute teacher-forced loss and token/position accuracy
+    window_tokens: int | None = None  # model.max_seq_length: where the first window ends (evaluation slices)
 
 
 @dataclass

@@ -8,7 +8,13 @@ from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.errors import RunDirError
 from loraqa.evaluation.runner import format_table
-from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
+from loraqa.evaluation.uncertainty import (
+    describe_comparison,
+    describe_weakest,
+    paired_comparison,
+    read_question_rows,
+    slice_changes,
+)
 from loraqa.pipeline.evaluate_phase import baseline, evaluate
 from loraqa.pipeline.fit_phase import fit
 from loraqa.pipeline.prepare_phase import prepare
@@ -61,9 +67,9 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
         summary["adapter"] = evaluation.test.metrics
         if base is not None and distributed.is_main():  # [ddp] rank 0 wrote the baseline's rows
             # Paired on the same test questions; the baseline's rows may be an earlier process's (--resume).
-            summary["adapter_vs_baseline"] = paired_comparison(
-                evaluation.test.rows, read_question_rows(run.baseline) or []
-            )
+            baseline_rows = read_question_rows(run.baseline) or []
+            summary["adapter_vs_baseline"] = paired_comparison(evaluation.test.rows, baseline_rows)
+            summary["slices_vs_baseline"] = slice_changes(evaluation.test.rows, baseline_rows)
         if evaluation.validation is not None:
             summary["validation"] = evaluation.validation  # what sweeps and comparisons choose on
         summary.update(provenance(prepared, command), adapter_bytes=directory_bytes(adapter))
@@ -96,6 +102,9 @@ def _print_result(summary: dict) -> None:
     print(format_table(rows))
     if summary.get("adapter_vs_baseline"):
         print(describe_comparison("+ LoRA", "no adapter", summary["adapter_vs_baseline"]))
+    weakest = describe_weakest(summary["adapter"].get("slices") or {}, summary.get("slices_vs_baseline"))
+    if weakest:
+        print('weakest slices (metrics.json "slices"; the report plots them all):', *weakest, sep="\n")
     peak = ""
     if "peak_memory_mib" in summary:
         peak = f", peak memory {summary['peak_memory_mib']:,.0f} MiB ({summary['peak_memory_kind']})"

@@ -123,6 +123,33 @@ def failure_counts(runs: list[RunRecord], path: Path, categories: list[str]) -> 
     return _save(figure, path)
 
 
+def slice_f1(run: RunRecord, path: Path) -> Path | None:
+    """The adapter's test F1 per slice (metrics.json "slices"), one bar each with its 95% interval as
+    the error bar, grouped by dimension; n beside each bar."""
+    slices = run.adapter.metrics.get("slices") if run.adapter else None
+    if not isinstance(slices, dict) or not slices:
+        return None
+    bars = [(f"{dimension.replace('_', ' ')}: {name}", s) for dimension, group in slices.items()
+            if isinstance(group, dict) for name, s in group.items() if isinstance(s, dict) and "f1" in s]  # fmt: skip
+    if not bars:
+        return None
+    figure = _figure((WIDE[0], max(2.6, 1.0 + 0.28 * len(bars))))
+    ax = figure.subplots()
+    values = [s["f1"] for _, s in bars]
+    low = [s["f1"] - s.get("f1_ci", {}).get("low", s["f1"]) for _, s in bars]
+    high = [s.get("f1_ci", {}).get("high", s["f1"]) - s["f1"] for _, s in bars]
+    ax.barh(range(len(bars)), values, xerr=[low, high], color=run_color(0), alpha=0.8, capsize=2)
+    for y, (_, s) in enumerate(bars):
+        ax.annotate(f"n={s['n']}", (min(100.0, s["f1"] + high[y]), y), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8)  # fmt: skip
+    ax.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 110)
+    ax.set_title(f"Test F1 by slice, with 95% intervals ({run.name})")
+    _label(ax, "F1 (0-100)", None)
+    return _save(figure, path)
+
+
 def _failures(run: RunRecord) -> dict[str, int]:
     if run.adapter is None:
         return {}

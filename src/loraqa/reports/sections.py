@@ -44,6 +44,7 @@ def build_document(source: ReportSource, files_dir: Path) -> Document:
         *([changes_section(source.details)] if source.details.get("comparison") else []),
         curves_section(source.runs, files_dir),
         failures_section(source.runs, files_dir),
+        slices_section(source.runs, files_dir),
         decodings_section(source.runs),
         provenance_section(source.runs),
     ]
@@ -263,6 +264,27 @@ def failures_section(runs: list[RunRecord], files_dir: Path) -> Section:
         section.blocks.append(Figure(chart, "Wrong test answers per failure category, per run"))
     for run in runs:
         section.blocks.extend(_run_failures(run, categories))
+    return section
+
+
+def slices_section(runs: list[RunRecord], files_dir: Path) -> Section:
+    """Where each adapter fails: F1 per question word, answer type, context length, answer position."""
+    section = Section("Where it fails: F1 by slice")
+    for index, run in enumerate(runs[:5]):
+        path = figures.slice_f1(run, files_dir / f"slices_{index}.png")
+        if path:
+            section.blocks.append(Figure(path, f"Test F1 by slice for {run.name}",
+                                         "Bars: F1 of the questions in each slice; whiskers: 95% bootstrap "
+                                         "interval; a slice of few questions has a wide one."))  # fmt: skip
+    changes = [(run, run.summary.get("slices_vs_baseline")) for run in runs[:5]]
+    rows = [[run.name, f"{dimension}: {name}", f"{c['difference']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]", str(c["n"])]
+            for run, by_dimension in changes if isinstance(by_dimension, dict)
+            for dimension, group in by_dimension.items() for name, c in group.items()]  # fmt: skip
+    if rows:
+        section.blocks.append(Table(["run", "slice", "F1 change from no adapter [95% CI]", "n"], rows,
+                                    "What the adapter changed, slice by slice (paired on the same questions)"))  # fmt: skip
+    if not section.blocks:
+        section.blocks.append(Paragraph("No run recorded slices (evaluated before loraqa measured them).", note=True))
     return section
 
 
