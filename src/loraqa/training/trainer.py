@@ -7,9 +7,10 @@
 3. Evaluation during training is real QA evaluation on the validation split (EM/F1/ROUGE from
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
    stopping select on what users care about, not on token accuracy.
-A non-finite loss, LoRA gradient or trainable weight stops training at once, naming the step and
-the last good checkpoint, before a bad update is saved; a checkpoint with non-finite weights is
-never written nor offered for resume. A training loss that explodes (see `DivergenceGuard`) stops
+A non-finite loss or LoRA gradient stops training before the optimizer step that would apply it,
+and a non-finite trainable weight at the next logging step (or save, or the end), naming the step
+and the last good checkpoint, with one host read per optimizer step (`FiniteGuard`); a checkpoint
+with non-finite weights is never written nor offered for resume. A training loss that explodes (see `DivergenceGuard`) stops
 training too, unless `training.stop_on_divergence` is false.
 Checkpoints are written under a staging directory, fsynced, and renamed into place when complete
 (the rename fsynced too), so neither a crash nor a power cut mid-save leaves a `checkpoint-N` that
@@ -204,39 +205,64 @@ def fill_batches(units: list[list[int]], batch_size: int, lookahead: int) -> lis
 
 
 def non_finite_parameter(model, gradients: bool = False) -> str | None:
-    """The name of the first trainable parameter (or its gradient) holding a nan or inf; None if none.
-
-    One device sync for all of them: the per-tensor checks are stacked before being read.
-    """
+    """The name of the first trainable parameter (or its gradient) holding a nan or inf; None if none."""
     named = [(n, p.grad if gradients else p) for n, p in model.named_parameters() if p.requires_grad]
-    named = [(n, t) for n, t in named if t is not None]
+    return first_non_finite([(n, t) for n, t in named if t is not None])
+
+
+def first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first tensor holding a nan or inf; None if none.
+
+    One fused kernel per device and dtype, `torch._foreach_norm` with ord=inf (a max-abs that keeps nan
+    and inf; an L2 norm would overflow to inf on large finite values), and one host read for all of them.
+    """
     if not named:
         return None
-    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
-    bad = (~finite).nonzero()
-    return named[int(bad[0])][0] if len(bad) else None
+    norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
+    finite = read_flags(torch.stack([norm.float() for norm in norms]).isfinite())
+    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
+
+
+def read_flags(flags: torch.Tensor) -> list[bool]:
+    """The finite-value guard's host read (a device sync on a GPU): one per check; tests count them."""
+    return flags.cpu().tolist()
+
+
+LOSS = "the training loss"  # first_non_finite's name for a micro-step's loss
 
 
 class FiniteGuard(TrainerCallback):
-    """Stops training when a LoRA gradient (before the optimizer applies it) or a trainable weight
-    (after the update, before any checkpoint of it) is not finite. A step can break the weights
+    """Stops training when a micro-step's loss or a LoRA gradient (before the optimizer applies it) is
+    not finite, and when a trainable weight is (at every logging, saving and evaluating step and the
+    last: the weights a checkpoint, a log line or the adapter would hold). A step can break the weights
     with a finite loss, so the loss check alone lets every later checkpoint be NaN.
 
-    Under fp16 an inf gradient is routine (the loss scaler then skips that step), so only the
-    weights are checked there."""
+    Cost: the losses of an optimizer step's micro-steps stay on the device until its gradients are
+    checked with them, one fused check and one host read per optimizer step; the weights' check is one
+    more read on the steps named above. Under fp16 an inf gradient is routine (the loss scaler then
+    skips that step), so only the losses and weights are checked there."""
 
     def __init__(self, trainer: QATrainer):
         self.trainer = trainer
+        self.losses: list[torch.Tensor] = []  # this optimizer step's micro-step losses, unread
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        name = None if args.fp16 else non_finite_parameter(model, gradients=True)
+        losses, self.losses = self.losses, []
+        gradients = [] if args.fp16 else [(n, p.grad) for n, p in model.named_parameters()
+                                          if p.requires_grad and p.grad is not None]  # fmt: skip
+        name = first_non_finite([(LOSS, loss) for loss in losses] + gradients)
+        if name == LOSS:
+            value = next(float(loss) for loss in losses if not torch.isfinite(loss))
+            self.trainer.stop(f"the training loss became {value} at step {state.global_step + 1}")
         if name:
             self.trainer.stop(f"the gradient of {name} became non-finite at step {state.global_step + 1}")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        name = non_finite_parameter(model)
-        if name:
-            self.trainer.stop(f"the trainable weight {name} became non-finite at step {state.global_step}")
+        # Trainer's flow callback ran first and set these for this step.
+        if control.should_log or control.should_save or control.should_evaluate or control.should_training_stop:
+            name = non_finite_parameter(model)
+            if name:
+                self.trainer.stop(f"the trainable weight {name} became non-finite at step {state.global_step}")
 
 
 class DivergenceGuard(TrainerCallback):
@@ -283,7 +309,8 @@ class QATrainer(Trainer):
         self.qa_evaluator = qa_evaluator
         self.nan_hint = nan_hint
         self.divergence_warning: str | None = None  # set when a divergence is let through
-        self.add_callback(FiniteGuard(self))
+        self.finite_guard = FiniteGuard(self)
+        self.add_callback(self.finite_guard)
         self.add_callback(DivergenceGuard(self, stop_on_divergence))
         self._staging: str | None = None
         if formulation.has_own_loss:
@@ -329,9 +356,7 @@ class QATrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        value = float(loss)
-        if not math.isfinite(value):
-            self.stop(f"the training loss became {value} at step {self.state.global_step + 1}")
+        self.finite_guard.losses.append(loss.detach())  # read with the gradients: no host sync per micro-step
         return loss
 
     def stop(self, problem: str, remedy: str = "") -> None:
