@@ -359,6 +359,20 @@ class QATrainer(Trainer):
         self.finite_guard.losses.append(loss.detach())  # read with the gradients: no host sync per micro-step
         return loss
 
+    def release(self) -> None:
+        """Let go of the model, optimizer and scheduler, and break the guards' references back to this
+        trainer: a finished run's memory is then freed when the run ends, not whenever the garbage
+        collector gets to the cycle (compare and sweep trials train one run after another in a process).
+        The state and callbacks stay readable."""
+        self.accelerator.free_memory()  # accelerate's own lists of what it prepared
+        self.model = self.model_wrapped = self.optimizer = self.lr_scheduler = None
+        handler = self.callback_handler
+        handler.model = handler.optimizer = handler.lr_scheduler = None
+        for callback in handler.callbacks:
+            if getattr(callback, "trainer", None) is self:
+                callback.trainer = None
+        self.finite_guard.losses.clear()
+
     def stop(self, problem: str, remedy: str = "") -> None:
         """Raise TrainingError for `problem`, with the hint and the checkpoint --resume would use."""
         last = last_complete_checkpoint(self.args.output_dir)
