@@ -126,3 +126,48 @@ def test_no_pinned_memory_off_cuda_and_no_per_step_loss_filter(tmp_path):
     args = training_arguments(config, device.DevicePlan("cpu", "fp32", ""), str(tmp_path), ["labels"])
     assert args.dataloader_pin_memory is False
     assert args.logging_nan_inf_filter is False  # it reads every micro-step's loss on the host
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_a_half_precision_base_trains_fp32_lora_weights_and_answers(family, tiny_model_dir, qa_files, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    """What a capable GPU does (bf16 frozen base, fp32 LoRA and heads, autocast), on the CPU: the
+    dtype decision is patched in, the precision asked for explicitly (CPU bf16 is allowed, only slow)."""
+    from safetensors.torch import load_file
+
+    import loraqa.inference.ready as ready_module
+    import loraqa.pipeline.prepare_phase as prepare_phase
+    from loraqa.config.loader import load_config
+    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
+    from loraqa.pipeline import run_training
+    from run_helpers import tiny_config
+
+    seen = {}
+    attach = prepare_phase.attach_lora
+
+    def attach_and_look(model, *args, **kwargs):
+        peft_model = attach(model, *args, **kwargs)
+        seen["frozen"] = {p.dtype for p in peft_model.parameters() if not p.requires_grad}
+        seen["trainable"] = {p.dtype for p in peft_model.parameters() if p.requires_grad}
+        return peft_model
+
+    monkeypatch.setattr(prepare_phase, "frozen_base_dtype", lambda plan, plain_lora: torch.bfloat16)
+    monkeypatch.setattr(prepare_phase, "attach_lora", attach_and_look)
+    run = tmp_path / "run"
+    summary = run_training(tiny_config(tiny_model_dir(family), qa_files, run, "training.precision=bf16",
+                                       "training.save_strategy=no"))  # fmt: skip
+    assert seen == {"frozen": {torch.bfloat16}, "trainable": {torch.float32}}  # the QA head's copy upcast too
+    assert torch.isfinite(torch.tensor(summary["train_loss"]))
+    assert summary["adapter"]["count"] == summary["baseline"]["count"] > 0  # answered under autocast
+    saved = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    trained = {name: t.dtype for name, t in saved.items() if "lora_" in name or "qa_outputs" in name}
+    assert trained and set(trained.values()) == {torch.float32}
+
+    monkeypatch.setattr(ready_module, "answer_dtype", lambda plan: torch.bfloat16)
+    config = load_config(None, [])
+    model_config = model_config_for_adapter(str(run / "adapter"), config.model)
+    plan = device.DevicePlan("cpu", "fp32", "")
+    answering = load_ready_model(model_config, plan, str(run / "adapter"))
+    assert {p.dtype for p in answering.model.parameters()} == {torch.bfloat16}  # merged in fp32, then cast
+    merging = load_ready_model(model_config, plan, str(run / "adapter"), full_precision=True)
+    assert {p.dtype for p in merging.model.parameters()} == {torch.float32}  # `loraqa merge` writes fp32

@@ -91,7 +91,9 @@ def attach_lora(
 def keep_trainable_fp32(peft_model) -> None:
     """Trainable weights in fp32 whatever the base's dtype: they are the optimizer's master weights
     (a bf16 update rounds small steps away; fp16's loss scaler refuses fp16 gradients). peft upcasts
-    LoRA matrices itself; copies of a half-precision base's modules (`modules_to_save`) need it here."""
+    LoRA matrices itself; trained copies of a half-precision base's modules (`modules_to_save`: the QA
+    head) need it here. Frozen copies (inert segment embeddings) keep the base's dtype, which the
+    base's own arithmetic expects; loading casts them to whatever base they meet."""
     for parameter in peft_model.parameters():
         if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
             parameter.data = parameter.data.float()
