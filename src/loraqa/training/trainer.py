@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from transformers import Trainer, TrainerCallback
-from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
+from transformers.trainer import FSDP_MODEL_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -468,8 +468,10 @@ def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
     """The newest complete `checkpoint-N`; clears a crashed save's staging area.
 
     Complete: the adapter weights, optimizer and scheduler states, an RNG state, and a readable
-    trainer state whose global_step is N. Only a finished save is renamed to `checkpoint-N`, so
-    this guards against folders made by hand, copied in part or damaged on disk.
+    trainer state whose global_step is N; DeepSpeed's and FSDP's checkpoints keep weights and optimizer
+    their own way (`checkpoint_layout`). Only a finished save is renamed to `checkpoint-N`, so this
+    guards against folders made by hand, copied in part or damaged on disk. A newest checkpoint written
+    under another launcher than this run's is refused (`check_launcher`), never trained over silently.
     """
     if distributed.is_main():  # the run directory's owner; others only read
         shutil.rmtree(os.path.join(checkpoint_dir, STAGING_DIR), ignore_errors=True)
@@ -483,12 +485,57 @@ def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
             if not weights_are_finite(folder):
                 continue  # NaN weights: resuming would only train on from garbage
             steps.append(int(number))
-    return os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+    if not steps:
+        return None
+    newest = os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}")
+    check_launcher(newest)
+    return newest
+
+
+# Where each launcher's checkpoints keep the optimizer state (Trainer writes `optimizer.pt` only without
+# DeepSpeed and FSDP): DeepSpeed's engine in `global_stepN/*optim_states.pt`; FSDP in `optimizer.bin`
+# or a sharded `optimizer_0/`, with the model as `pytorch_model_fsdp*` (no adapter file when sharded).
+LAUNCHER_ENV = {"deepspeed": "ACCELERATE_USE_DEEPSPEED", "fsdp": "ACCELERATE_USE_FSDP"}  # set by accelerate launch
+
+
+def checkpoint_layout(folder: str) -> str:
+    """Which launcher wrote a checkpoint: "deepspeed", "fsdp" or "plain" (one process, DDP)."""
+    names = os.listdir(folder)
+    if any(n.startswith("global_step") and os.path.isdir(os.path.join(folder, n)) for n in names):
+        return "deepspeed"
+    if any(n.startswith(FSDP_MODEL_NAME) for n in names):
+        return "fsdp"
+    return "plain"
+
+
+def _has_state(folder: str, layout: str) -> bool:
+    """The layout's weights and optimizer state are there (see LAUNCHER_ENV's comment)."""
+    names = os.listdir(folder)
+    if layout == "deepspeed":
+        tags = [os.path.join(folder, n) for n in names if n.startswith("global_step")]
+        optimizer = any(f.endswith("optim_states.pt") for tag in tags for f in os.listdir(tag))
+        return optimizer and all(os.path.isfile(os.path.join(folder, n)) for n in CHECKPOINT_FILES[:2])
+    if layout == "fsdp":
+        return any(n.startswith("optimizer") and not n.endswith(".pt") for n in names)  # optimizer.bin, optimizer_0/
+    return all(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_FILES)
+
+
+def check_launcher(checkpoint: str) -> None:
+    """Refuse (TrainingError) to resume a checkpoint under another launcher than the one that wrote it:
+    Trainer would find no optimizer state it can read and train on with a fresh one, silently."""
+    layout = checkpoint_layout(checkpoint)
+    active = next((name for name, env in LAUNCHER_ENV.items() if os.environ.get(env, "").lower() == "true"), "plain")
+    if layout != active:
+        launchers = {"deepspeed": "DeepSpeed", "fsdp": "FSDP", "plain": "no DeepSpeed or FSDP"}
+        raise TrainingError(
+            f"{checkpoint} was written under {launchers[layout]} but this run uses {launchers[active]}: its "
+            "optimizer state cannot be restored; resume with the launcher and --config_file that wrote it"
+        )
 
 
 def is_complete_checkpoint(folder: str) -> bool:
     step = os.path.basename(folder).rpartition("-")[2]
-    if not all(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_FILES):
+    if not os.path.isfile(os.path.join(folder, SCHEDULER_NAME)) or not _has_state(folder, checkpoint_layout(folder)):
         return False
     if not any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(folder)):
         return False
