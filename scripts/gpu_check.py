@@ -227,7 +227,7 @@ def check_agreement(formulation: str, device: str, steps: int, work: Path) -> di
     cpu = _train(model_dir, files, work / f"{family}-cpu", "cpu", "fp32", steps)
     fp32 = _train(model_dir, files, work / f"{family}-fp32", device, "fp32", steps)
     auto = _train(model_dir, files, work / f"{family}-auto", device, "auto", steps)
-    worst = max((abs(a - b) - LOSS_ATOL) / max(abs(a), 1e-9) for a, b in zip(cpu["losses"], fp32["losses"]))
+    worst = max(max(abs(a - b) - LOSS_ATOL, 0.0) / max(abs(a), 1e-9) for a, b in zip(cpu["losses"], fp32["losses"]))
     half_gap = abs(auto["losses"][-1] - fp32["losses"][-1]) / max(abs(fp32["losses"][-1]), 1e-9)
     row = {"check": "agreement", "formulation": formulation, "family": family, "steps": steps,
            "auto_device": auto["device"], "losses_cpu": cpu["losses"], "losses_fp32": fp32["losses"],
