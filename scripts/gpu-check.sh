@@ -12,7 +12,7 @@
 # Exit status: non-zero when installing, a test or a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CARRY=.gpu-carry
+CARRY=${GPU_CARRY:-.gpu-carry}
 mode=${1:-run}
 PY=${PYTHON:-python3}
 deadline=$((SECONDS + 470))
@@ -31,7 +31,7 @@ prepare() {
     local pins
     pins=$("$here" - <<'PY'
 import importlib.metadata as m
-names = ["transformers", "tokenizers", "huggingface_hub", "safetensors", "peft", "accelerate", "rouge_score", "nltk",
+names = ["transformers", "tokenizers", "huggingface_hub", "safetensors", "peft", "accelerate", "nltk",
          "absl-py", "hf-xet", "pytest", "pluggy", "iniconfig"]
 print(" ".join(f"{n}=={m.version(n)}" for n in names))
 PY
@@ -40,6 +40,9 @@ PY
     "$here" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d "$CARRY/wheels" $pins
+    # rouge-score publishes only a source archive: built here into a pure-Python wheel.
+    "$here" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CARRY/wheels" \
+        "rouge_score==$("$here" -c 'import importlib.metadata as m; print(m.version("rouge_score"))')"
     du -sh "$CARRY"
 }
 

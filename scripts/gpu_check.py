@@ -74,10 +74,11 @@ def matmul_params(model) -> dict[str, int]:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     counts = {"enc": 0, "dec": 0, "head": 0}
     for name, module in model.named_modules():
-        if not isinstance(module, (torch.nn.Linear, Conv1D)) or "lora_" in name:
+        # peft's LoRA layers and saved-module copies: their base layer (or the copy) is counted once
+        if not isinstance(module, (torch.nn.Linear, Conv1D)) or "lora_" in name or "original_module" in name:
             continue
         weight = module.base_layer.weight if hasattr(module, "base_layer") else module.weight
-        if module is head or name.split(".")[-1] in ("lm_head", "qa_outputs"):
+        if module is head or "lm_head" in name or "qa_outputs" in name:
             counts["head"] += weight.numel()
         elif ".decoder." in f".{name}." and getattr(model.config, "is_encoder_decoder", False):
             counts["dec"] += weight.numel()
@@ -280,7 +281,8 @@ def check_speed(name: str, device: str, steps: int, warmup: int, carry: Path, wo
     model_dir = build_shape(name, carry, work, shrink)
     questions = 8 if shrink else 200
     config = load_config(SHAPES[name], [f"model.name={model_dir}", f"training.device={device}", "training.precision=auto",
-                                        f"training.max_steps={steps}", "training.save_strategy=no", "training.report_to=none",
+                                        f"training.max_steps={steps}", "training.save_strategy=no", "training.report_to=none", "training.eval_strategy=no",
+                                        "training.load_best_model_at_end=false", "training.early_stopping_patience=null",
                                         "evaluation.baseline=false", f"data.train_samples={max(400, steps * 16)}",
                                         f"data.test_samples={questions}", f"output_dir={work / ('speed-' + name)}"]
                                         + (["model.max_seq_length=128", "model.doc_stride=64"] if shrink else []))  # fmt: skip
