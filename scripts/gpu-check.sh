@@ -28,28 +28,27 @@ prepare() {
     local here=${HERE_PYTHON:-/work/main/.venv/bin/python}
     rm -rf "$CARRY" && mkdir -p "$CARRY/wheels"
     "$here" scripts/gpu_check.py --prepare "$CARRY"
-    local pins
-    pins=$("$here" - <<'PY'
-import importlib.metadata as m
-names = ["transformers", "tokenizers", "huggingface_hub", "safetensors", "peft", "accelerate", "nltk",
-         "absl-py", "hf-xet", "pytest", "pluggy", "iniconfig"]
-print(" ".join(f"{n}=={m.version(n)}" for n in names))
-PY
-)
+    local pins wheel_pins rouge
+    pins=$("$here" scripts/gpu_machine.py --pins)
+    rouge=$(tr ' ' '\n' <<< "$pins" | grep '^rouge-score==')
+    wheel_pins=$(tr ' ' '\n' <<< "$pins" | grep -v '^rouge-score==')
+    local platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
     # shellcheck disable=SC2086
     "$here" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d "$CARRY/wheels" $pins
+        "${platforms[@]}" -d "$CARRY/wheels" $wheel_pins
+    if [ -n "${REHEARSING:-}" ]; then  # the rehearsal's interpreter, if not 3.12, needs its own binary wheels
+        # shellcheck disable=SC2086
+        "$here" -m pip download --quiet --no-deps --only-binary=:all: -d "$CARRY/wheels" $wheel_pins
+    fi
     # rouge-score publishes only a source archive: built here into a pure-Python wheel.
-    "$here" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CARRY/wheels" \
-        "rouge_score==$("$here" -c 'import importlib.metadata as m; print(m.version("rouge_score"))')"
+    "$here" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CARRY/wheels" "${rouge/rouge-score/rouge_score}"
     du -sh "$CARRY"
 }
 
 install() {
     # A venv over the machine's python3 that sees its site-packages (torch), then pip from the carry only.
     local venv=${LORAQA_GPU_VENV:-/tmp/loraqa-gpu-venv}
-    "$PY" -m venv --clear "$venv"
+    "$PY" -m venv --clear --without-pip "$venv"  # pip and setuptools: the machine's, through machine.pth
     "$PY" -c 'import site; print("\n".join(site.getsitepackages()))' > "$venv/lib/$(ls "$venv/lib")/site-packages/machine.pth"
     "$venv/bin/python" -m pip install --quiet --no-index --find-links "$CARRY/wheels" "${NEEDS[@]}"
     "$venv/bin/python" -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
@@ -77,7 +76,7 @@ case "$mode" in
         # The whole run on the CPU, the network cut (a new network namespace when unshare works, else
         # proxies to nowhere), tiny step counts; the venv's base is this machine's python with this
         # checkout's torch, standing in for the machine's image.
-        prepare
+        REHEARSING=1 prepare
         TESTS=(tests/training/test_precision.py)
         export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_NO_INDEX=1
         cut=()

@@ -1,6 +1,7 @@
 """A stand-in for the lent GPU machine's Python image, for `bash scripts/gpu-check.sh --rehearse`.
 
     python scripts/gpu_machine.py VENV      # VENV: a fresh `python3 -m venv --without-pip` directory
+    python scripts/gpu_machine.py --pins    # NAME==VERSION of every wheel the check carries
 
 Links into VENV's site-packages this interpreter's copies of the packages the machine's image holds
 (IMAGE: the device README's KINDS.md list, 2026-11-17), and only those, so a rehearsal finds what the
@@ -33,18 +34,42 @@ sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server 
 tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision
 tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig
 werkzeug wheel wrapt xarray xxhash yarl zipp""".split()
-# Carried by the check although the image has them (other versions than loraqa needs: transformers 5.17).
-CARRIED = {"transformers", "tokenizers", "huggingface-hub", "safetensors", "peft", "accelerate", "hf-xet", "pytest",
-           "pluggy", "iniconfig", "absl-py"}  # fmt: skip
+# What the check installs (gpu-check.sh's NEEDS); the carry holds their whole closure at this checkout's
+# versions, less torch and numpy (the machine's, never replaced): pip on the machine takes a carried
+# wheel only where the machine's version does not fit.
+NEEDS = ("transformers", "peft", "accelerate", "safetensors", "rouge_score", "pyyaml", "pytest")
+NEVER_CARRIED = {"torch", "numpy"}
 
 
 def normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def carried_pins(python_version: str = "3.12") -> list[str]:
+    """NAME==VERSION of NEEDS and everything they require (markers read for the machine's Python)."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    environment = {**default_environment(), "python_version": python_version, "python_full_version": f"{python_version}.3",
+                   "extra": ""}  # fmt: skip
+    pins: dict[str, str] = {}
+    todo = list(NEEDS)
+    while todo:
+        name = normal(todo.pop())
+        if name in pins or name in NEVER_CARRIED:
+            continue
+        dist = importlib.metadata.distribution(name)
+        pins[name] = dist.version
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                todo.append(requirement.name)
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
 def link_image(venv: Path) -> int:
     site = next((venv / "lib").glob("python3*/site-packages"))
-    wanted = {normal(n) for n in IMAGE} - CARRIED
+    wanted = {normal(n) for n in IMAGE} - {normal(p.split("==")[0]) for p in carried_pins()}
     linked = 0
     for dist in importlib.metadata.distributions():
         if normal(dist.metadata["Name"]) not in wanted or not dist.files:
@@ -59,4 +84,7 @@ def link_image(venv: Path) -> int:
 
 
 if __name__ == "__main__":
-    print(f"gpu_machine: linked {link_image(Path(sys.argv[1]))} image entries", file=sys.stderr)
+    if sys.argv[1] == "--pins":
+        print(" ".join(carried_pins()))
+    else:
+        print(f"gpu_machine: linked {link_image(Path(sys.argv[1]))} image entries", file=sys.stderr)
