@@ -152,7 +152,11 @@ def prepare_models(carry: Path) -> None:
     _copy_tokenizer(smollm2, carry / "models" / "gpt2")
     GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
                pad_token_id=0).save_pretrained(carry / "models" / "gpt2")  # fmt: skip
-    _copy_tokenizer(minilm, carry / "models" / "flan-t5-base")
+    from transformers import AutoTokenizer
+
+    t5_tokenizer = AutoTokenizer.from_pretrained(minilm)
+    t5_tokenizer.eos_token = "[SEP]"  # WordPiece has none; the seq2seq formulation ends answers with it
+    t5_tokenizer.save_pretrained(carry / "models" / "flan-t5-base")
     T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
              feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=0, eos_token_id=102,
              decoder_start_token_id=0).save_pretrained(carry / "models" / "flan-t5-base")  # fmt: skip
