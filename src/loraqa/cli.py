@@ -242,7 +242,7 @@ def _merge(args, load_config) -> int:
     from loraqa.lora.adapter_files import read_adapter_meta
 
     config = load_config(None, args.overrides)
-    ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
+    ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides), full_precision=True)
     target = write_merged(ready, args.output, args.overwrite)
     notice = quantized_base_notice(read_adapter_meta(args.adapter))  # loading never quantizes: say what was merged
     if notice:
@@ -265,7 +265,8 @@ def _serve(args, load_config) -> int:
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 
 
-def _ready(config, adapter: str | None, base_name: str | None, model_overrides: frozenset[str] = frozenset()):
+def _ready(config, adapter: str | None, base_name: str | None, model_overrides: frozenset[str] = frozenset(),
+           full_precision: bool = False):  # fmt: skip
     from loraqa.inference.ready import load_ready_model, model_config_for_adapter
     from loraqa.models.loading import inspect_base
     from loraqa.device import plan_device
@@ -276,7 +277,7 @@ def _ready(config, adapter: str | None, base_name: str | None, model_overrides: 
         model_config = config.model
     spec = inspect_base(model_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
-    return load_ready_model(model_config, plan, adapter, spec=spec)
+    return load_ready_model(model_config, plan, adapter, spec=spec, full_precision=full_precision)
 
 
 def _model_keys(overrides: list[str]) -> frozenset[str]:

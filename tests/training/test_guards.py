@@ -5,12 +5,16 @@ with non-finite weights is never written nor resumed from (issue 12, section 3).
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import transformers.trainer
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
+import loraqa
 from loraqa.errors import TrainingError
 from loraqa.pipeline import run_training
 from loraqa.training.trainer import QATrainer, last_complete_checkpoint, weights_are_finite
@@ -131,3 +135,64 @@ def test_an_ordinary_run_is_not_called_divergent(tiny_model_dir, qa_files, tmp_p
     summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", "training.max_steps=8",
                                        "evaluation.baseline=false", "training.save_strategy=no"))  # fmt: skip
     assert "divergence_warning" not in summary
+
+
+class CountHostReads(TrainerCallback):
+    """Per optimizer step (from on_step_begin to on_step_end): the guard's host reads, and every other read
+    of a tensor's value on the host (item, float, int, bool, tolist, cpu) made by loraqa's code or Trainer's
+    loop, each of which on a GPU waits for the device to finish the work queued so far. Reads inside the
+    model (transformers' attention-mask shortcut) and torch's CPU optimizer are theirs, not counted."""
+
+    READERS = ("item", "__float__", "__int__", "__bool__", "tolist", "cpu")
+    OURS = (str(Path(loraqa.__file__).parent), str(Path(transformers.trainer.__file__)))
+
+    def __init__(self, monkeypatch):
+        import loraqa.training.trainer as trainer_module
+
+        self.counting, self.inside_guard = False, False
+        self.guard: dict[int, int] = {}
+        self.other: dict[int, list[str]] = {}
+        self.step = 0
+        original_read = trainer_module.read_flags
+
+        def read_flags(flags):
+            if self.counting:
+                self.guard[self.step] = self.guard.get(self.step, 0) + 1
+            self.inside_guard = True
+            try:
+                return original_read(flags)
+            finally:
+                self.inside_guard = False
+
+        monkeypatch.setattr(trainer_module, "read_flags", read_flags)
+        for name in self.READERS:
+            monkeypatch.setattr(torch.Tensor, name, self._counted(name, getattr(torch.Tensor, name)))
+
+    def _counted(self, name, original):
+        def read(tensor, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if self.counting and not self.inside_guard and caller.startswith(self.OURS):
+                self.other.setdefault(self.step, []).append(f"{name} in {caller}:{sys._getframe(1).f_lineno}")
+            return original(tensor, *args, **kwargs)
+
+        return read
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step, self.counting = state.global_step + 1, True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.counting = False
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_one_host_read_per_optimizer_step_and_one_more_per_logging_step(family, tiny_model_dir, qa_files, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    counter = CountHostReads(monkeypatch)
+    _with_callback(monkeypatch, counter)
+    run_training(tiny_config(tiny_model_dir(family), qa_files, tmp_path / "run", "training.max_steps=6",
+                             "training.logging_steps=3", "training.save_strategy=no", "evaluation.baseline=false",
+                             "training.gradient_accumulation_steps=2"))  # fmt: skip
+    # Steps 3 and 6 log (6 is also the last): their weights are read too; the others read once, for
+    # the losses of both micro-steps and the gradients together.
+    assert counter.guard == {1: 1, 2: 1, 3: 2, 4: 1, 5: 1, 6: 2}
+    assert counter.other == {}  # no other host read inside a step (Trainer's own at logging come after it)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from loraqa.config.decoding import parse_decoding
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
+from loraqa.device import autocast_for
 from loraqa.evaluation.uncertainty import score_intervals
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
@@ -62,7 +63,8 @@ def evaluate_records(
     share = distributed.shard(records)
     with tqdm(total=len(share), desc=label, unit="q", leave=False, dynamic_ncols=True,
               disable=not distributed.is_main()) as bar:  # fmt: skip
-        result = formulation.predict(model, tokenizer, share, settings, progress=bar.update)
+        with autocast_for(model):  # a half frozen base beside fp32 LoRA weights (training's model on a GPU)
+            result = formulation.predict(model, tokenizer, share, settings, progress=bar.update)
     if distributed.is_distributed():
         result = _gathered(result, len(share))
     seconds = time.perf_counter() - started

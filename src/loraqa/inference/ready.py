@@ -5,7 +5,9 @@ prompt format, formulation and vocabulary match training; the lengths that only 
 windowed or answered may be changed on the command line (`INFERENCE_MODEL_KEYS`). What may run
 code or fetch something (`trust_remote_code`, `revision`) comes from the user alone and applies to
 the base the user named. For speed the adapter is merged into the base weights (identical answers,
-no per-layer LoRA overhead); `merge=False` keeps it apart.
+no per-layer LoRA overhead); `merge=False` keeps it apart. On a CUDA card the model answers in the
+plan's half precision (`device.answer_dtype`): the adapter is merged in fp32 first, then the whole
+model is cast, so the small LoRA update is not rounded away by merging into bf16 weights.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from loraqa.config.schema import ModelConfig
 from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
 from loraqa.lora.adapter import load_adapter, read_adapter_meta
 from loraqa.models.loading import BaseSpec, inspect_base, load_adapter_tokenizer, load_model, load_tokenizer
-from loraqa.device import DevicePlan
+from loraqa.device import DevicePlan, answer_dtype
 
 # model.* keys a user may change when answering with an adapter: they bound windows and answers,
 # and do not change what the adapter's weights mean.
@@ -94,17 +98,20 @@ def load_ready_model(
     merge: bool = True,
     spec: BaseSpec | None = None,
     tokenizer=None,
+    full_precision: bool = False,
 ) -> ReadyModel:
-    """`tokenizer`: the base's, when the caller already loaded it with `load_tokenizer` (no adapter only)."""
+    """`tokenizer`: the base's, when the caller already loaded it with `load_tokenizer` (no adapter only).
+    `full_precision`: fp32 whatever the device (`loraqa merge` writes the model it loads)."""
     if tokenizer is not None and adapter_dir is not None:
         raise ValueError("load_ready_model: an adapter brings its own tokenizer; pass tokenizer only without one")
     spec = spec or inspect_base(model_config)
+    dtype = torch.float32 if full_precision else answer_dtype(plan)
     # Checked here as well as in training: predict, eval and serve may widen the window of an adapter
     # (`INFERENCE_MODEL_KEYS`), and a window past the positions fails deep in the embeddings.
     check_position_limit(model_config.max_seq_length, model_config.name, spec.hf_config)
     if adapter_dir is None:
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, model_config)
-        model = load_model(spec, model_config, tokenizer, plan.torch_device)
+        model = load_model(spec, model_config, tokenizer, plan.torch_device, dtype=dtype)
         model.eval()
         return ReadyModel(model, tokenizer, spec, model_config, None)
     meta = read_adapter_meta(adapter_dir)  # every adapter file checked before anything is loaded from it
@@ -113,5 +120,6 @@ def load_ready_model(
     model = load_adapter(base, tokenizer, adapter_dir, model_config.name, spec.hf_config, meta)
     if merge:
         model = model.merge_and_unload()
+    model.to(dtype)  # after merging in fp32 (a no-op on CPU and MPS)
     model.eval()
     return ReadyModel(model, tokenizer, spec, model_config, adapter_dir, version_2=bool(meta.get("version_2")))

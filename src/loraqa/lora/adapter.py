@@ -79,12 +79,32 @@ def attach_lora(
     except ValueError as exc:
         raise ConfigError("lora.target_modules", str(exc).splitlines()[0]) from None
     _freeze_saved_copies(peft_model, inert_segments)
+    keep_trainable_fp32(peft_model)
     if mutates_base(settings):
         keep_initial_adapter(peft_model)
     check_trainable_share(peft_model, settings)
     if model_device(model).type == "cpu":
         use_cheap_masks(peft_model)  # torch's CPU dropout masks cost 10-19% of a step (models/cheap_dropout.py)
     return peft_model
+
+
+def keep_trainable_fp32(peft_model) -> None:
+    """Trainable weights in fp32 whatever the base's dtype: they are the optimizer's master weights
+    (a bf16 update rounds small steps away; fp16's loss scaler refuses fp16 gradients). peft upcasts
+    LoRA matrices itself; trained copies of a half-precision base's modules (`modules_to_save`: the QA
+    head) need it here. Frozen copies (inert segment embeddings) keep the base's dtype, which the
+    base's own arithmetic expects; loading casts them to whatever base they meet."""
+    for parameter in peft_model.parameters():
+        if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
+            parameter.data = parameter.data.float()
+
+
+def is_plain_lora(settings: LoraSettings, adds_tokens: bool) -> bool:
+    """Whether training changes LoRA matrices and saved modules only: no added token rows, no DoRA
+    magnitudes, no initialisation that moves base weights, no trained biases, a full-precision base.
+    Only then may the frozen base be held in half precision (`device.frozen_base_dtype`)."""
+    return (not adds_tokens and not settings.use_dora and not mutates_base(settings) and settings.bias == "none"
+            and settings.quantize_base == "none")  # fmt: skip
 
 
 def inert_segment_modules(model) -> list[str]:

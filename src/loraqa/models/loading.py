@@ -1,8 +1,9 @@
 """Load a base model and tokenizer for a formulation, from an offline name, a hub id or a directory.
 
 Config first (cheap), so the formulation and every model-dependent config check are settled before
-any weights are read. Weights load in fp32: mixed precision on GPUs is autocast over fp32 master
-weights (Trainer's bf16), which keeps LoRA updates exact.
+any weights are read. Weights load in fp32 unless the caller asks for a half dtype (the frozen base on a
+capable GPU, `device.frozen_base_dtype`); trainable weights are kept fp32 either way, so mixed precision
+is autocast over fp32 master weights (Trainer's bf16/fp16) and LoRA updates stay exact.
 """
 
 from __future__ import annotations
@@ -117,20 +118,23 @@ def _transformers_tokenizer_class(name, config_path: Path):
     return found
 
 
-def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device, quantize: str = "none"):
-    """Base model weights in fp32 on `device`; embeddings grown to the tokenizer when tokens were added;
-    segment ids made inert when the formulation asks (`Formulation.makes_segment_ids_inert`).
+def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device, quantize: str = "none",
+               dtype: torch.dtype = torch.float32):  # fmt: skip
+    """Base model weights in `dtype` (fp32 unless asked) on `device`; embeddings grown to the tokenizer
+    when tokens were added; segment ids made inert when the formulation asks
+    (`Formulation.makes_segment_ids_inert`).
 
     `quantize` "4bit"/"8bit" (QLoRA, `lora.quantize_base`, checked to be on CUDA with bitsandbytes):
-    the frozen weights load quantized by bitsandbytes, NF4 with bf16 compute for 4 bits."""
+    the frozen weights load quantized by bitsandbytes, NF4 for 4 bits, computing in `dtype` (the
+    run's precision: bf16 only where the card has it natively)."""
     auto_class = spec.formulation.auto_model_class()
-    extra = quantization_kwargs(quantize, device)
+    extra = quantization_kwargs(quantize, device, dtype)
     try:
         model = auto_class.from_pretrained(
             spec.path,
             revision=model_config.revision,
             trust_remote_code=model_config.trust_remote_code,
-            dtype=torch.float32,
+            dtype=torch.float32 if extra else dtype,  # a quantized base's other weights stay fp32
             **extra,
         )
     except OSError as exc:
@@ -146,15 +150,16 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
     return model if extra else model.to(device)  # a quantized model is placed by device_map, never moved
 
 
-def quantization_kwargs(quantize: str, device: torch.device) -> dict:
-    """from_pretrained's arguments for a bitsandbytes-quantized base; {} for full precision."""
+def quantization_kwargs(quantize: str, device: torch.device, compute_dtype: torch.dtype = torch.float32) -> dict:
+    """from_pretrained's arguments for a bitsandbytes-quantized base computing in `compute_dtype`; {} for
+    full precision."""
     if quantize == "none":
         return {}
     from transformers import BitsAndBytesConfig
 
     if quantize == "4bit":
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                    bnb_4bit_compute_dtype=torch.bfloat16)  # fmt: skip
+                                    bnb_4bit_compute_dtype=compute_dtype)  # fmt: skip
     else:
         config = BitsAndBytesConfig(load_in_8bit=True)
     return {"quantization_config": config, "device_map": {"": device}}

@@ -94,11 +94,13 @@ def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
         say(f"training already finished at step {finished.step}: using {finished.weights}, evaluating only")
     seconds = round(time.perf_counter() - started, 1)
     prepared.phase_seconds["fit"] = seconds
-    return FitResult(
+    result = FitResult(
         train_loss=train_loss, train_seconds=seconds, selection=_model_selection(config, trainer),
         divergence_warning=getattr(trainer, "divergence_warning", None), finished=finished,
         log_history=list(trainer.state.log_history), global_step=trainer.state.global_step, peak_memory=peak_memory,
     )  # fmt: skip
+    trainer.release()  # its optimizer and its guards' cycle: freed with the run, not at the next collection
+    return result
 
 
 def _trainer(prepared: Prepared, callbacks: list, wrap_collate=None) -> QATrainer:

@@ -22,11 +22,11 @@ from loraqa.families import trained_on_squad
 from loraqa.errors import DataError
 from loraqa.evaluation.runner import predict_settings
 from loraqa.formulations import PredictSettings
-from loraqa.lora.adapter import adapted_layers, attach_lora, parameter_counts
+from loraqa.lora.adapter import adapted_layers, attach_lora, is_plain_lora, parameter_counts
 from loraqa.lora.rank import check_rank
 from loraqa.models.loading import BaseSpec, inspect_base, load_model, load_tokenizer
 from loraqa.runs.rundir import RunDirectory
-from loraqa.device import DevicePlan, plan_device
+from loraqa.device import DTYPES, DevicePlan, frozen_base_dtype, plan_device
 from loraqa.training import distributed
 
 
@@ -82,7 +82,8 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         say(f"note: {config.model.name} was trained on SQuAD itself: its baseline is not zero-shot")
     set_seed(config.training.seed)  # also fixes the freshly initialised QA head
     tokenizer = load_tokenizer(spec, config.model)
-    model = load_model(spec, config.model, tokenizer, plan.torch_device, quantize=config.lora.quantize_base)
+    model = load_model(spec, config.model, tokenizer, plan.torch_device, quantize=config.lora.quantize_base,
+                       dtype=base_dtype(config, plan))  # fmt: skip
     draws = _random_state()  # what the baseline drew from when it ran before LoRA was attached
     new_tokens = tokenizer.convert_tokens_to_ids(config.model.add_tokens) if config.model.add_tokens else None
     peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type, new_tokens)
@@ -101,6 +102,14 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     )  # fmt: skip
     prepared.phase_seconds["prepare"] = round(time.perf_counter() - started, 1)
     return prepared
+
+
+def base_dtype(config: RunConfig, plan: DevicePlan) -> torch.dtype:
+    """The frozen base's dtype: a quantized base computes in the run's precision; a full one is half on a
+    capable GPU when only LoRA matrices and heads train (`device.frozen_base_dtype`)."""
+    if config.lora.quantize_base != "none":
+        return DTYPES[plan.precision]
+    return frozen_base_dtype(plan, is_plain_lora(config.lora, bool(config.model.add_tokens)))
 
 
 def _random_state():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import traceback
+
 import torch
 
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
+from loraqa.device import release_device_memory
 from loraqa.errors import RunDirError
 from loraqa.evaluation.runner import format_table
 from loraqa.evaluation.uncertainty import (
@@ -37,13 +40,19 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     after it, so a later run in the same process (the Python API, `loraqa compare`, the next test)
     trains on the count it would get alone. CPU float sums depend on that count, so a run that
     inherited another's (one thread instead of all cores) differed in the last digits from the same
-    config run by `loraqa train`, e.g. its --resume of a run killed there."""
+    config run by `loraqa train`, e.g. its --resume of a run killed there.
+
+    The run's model, optimizer and trainer are released when it ends, raised or not (issue 30 §5)."""
     threads = torch.get_num_threads()
     try:
         return _run_training(config, resume=resume, overwrite=overwrite, callbacks=callbacks, validation=validation,
                              command=command)  # fmt: skip
+    except BaseException as exc:
+        traceback.clear_frames(exc.__traceback__)  # a failed run's frames would keep its model and trainer
+        raise
     finally:
         torch.set_num_threads(threads)
+        release_device_memory()  # the next run in this process starts from the memory this one did
 
 
 def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks, validation: bool | None,

@@ -49,6 +49,10 @@ def training_arguments(config: RunConfig, plan: DevicePlan, checkpoint_dir: str,
         remove_unused_columns=False,
         label_names=list(label_names),
         dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_pin_memory=plan.device == "cuda",  # page-locked copies help CUDA only; MPS warns of them
+        # Trainer's filter reads every micro-step's loss on the host (a sync per step) to hide a NaN in
+        # the logged average; FiniteGuard stops training on one instead (training/trainer.py).
+        logging_nan_inf_filter=False,
         disable_tqdm=False,
         # Under DDP: every trainable (LoRA) weight is used in each forward pass, so the search for
         # unused ones (a second pass over the graph, and an error with frozen bases) is off.

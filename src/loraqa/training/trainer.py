@@ -7,9 +7,10 @@
 3. Evaluation during training is real QA evaluation on the validation split (EM/F1/ROUGE from
    generated or extracted answers plus eval_loss), so `metric_for_best_model: f1` and early
    stopping select on what users care about, not on token accuracy.
-A non-finite loss, LoRA gradient or trainable weight stops training at once, naming the step and
-the last good checkpoint, before a bad update is saved; a checkpoint with non-finite weights is
-never written nor offered for resume. A training loss that explodes (see `DivergenceGuard`) stops
+A non-finite loss or LoRA gradient stops training before the optimizer step that would apply it,
+and a non-finite trainable weight at the next logging step (or save, or the end), naming the step
+and the last good checkpoint, with one host read per optimizer step (`FiniteGuard`); a checkpoint
+with non-finite weights is never written nor offered for resume. A training loss that explodes (see `DivergenceGuard`) stops
 training too, unless `training.stop_on_divergence` is false.
 Checkpoints are written under a staging directory, fsynced, and renamed into place when complete
 (the rename fsynced too), so neither a crash nor a power cut mid-save leaves a `checkpoint-N` that
@@ -31,7 +32,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from transformers import Trainer, TrainerCallback
-from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
+from transformers.trainer import FSDP_MODEL_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -205,39 +206,64 @@ def fill_batches(units: list[list[int]], batch_size: int, lookahead: int) -> lis
 
 
 def non_finite_parameter(model, gradients: bool = False) -> str | None:
-    """The name of the first trainable parameter (or its gradient) holding a nan or inf; None if none.
-
-    One device sync for all of them: the per-tensor checks are stacked before being read.
-    """
+    """The name of the first trainable parameter (or its gradient) holding a nan or inf; None if none."""
     named = [(n, p.grad if gradients else p) for n, p in model.named_parameters() if p.requires_grad]
-    named = [(n, t) for n, t in named if t is not None]
+    return first_non_finite([(n, t) for n, t in named if t is not None])
+
+
+def first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first tensor holding a nan or inf; None if none.
+
+    One fused kernel per device and dtype, `torch._foreach_norm` with ord=inf (a max-abs that keeps nan
+    and inf; an L2 norm would overflow to inf on large finite values), and one host read for all of them.
+    """
     if not named:
         return None
-    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
-    bad = (~finite).nonzero()
-    return named[int(bad[0])][0] if len(bad) else None
+    norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
+    finite = read_flags(torch.stack([norm.float() for norm in norms]).isfinite())
+    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
+
+
+def read_flags(flags: torch.Tensor) -> list[bool]:
+    """The finite-value guard's host read (a device sync on a GPU): one per check; tests count them."""
+    return flags.cpu().tolist()
+
+
+LOSS = "the training loss"  # first_non_finite's name for a micro-step's loss
 
 
 class FiniteGuard(TrainerCallback):
-    """Stops training when a LoRA gradient (before the optimizer applies it) or a trainable weight
-    (after the update, before any checkpoint of it) is not finite. A step can break the weights
+    """Stops training when a micro-step's loss or a LoRA gradient (before the optimizer applies it) is
+    not finite, and when a trainable weight is (at every logging, saving and evaluating step and the
+    last: the weights a checkpoint, a log line or the adapter would hold). A step can break the weights
     with a finite loss, so the loss check alone lets every later checkpoint be NaN.
 
-    Under fp16 an inf gradient is routine (the loss scaler then skips that step), so only the
-    weights are checked there."""
+    Cost: the losses of an optimizer step's micro-steps stay on the device until its gradients are
+    checked with them, one fused check and one host read per optimizer step; the weights' check is one
+    more read on the steps named above. Under fp16 an inf gradient is routine (the loss scaler then
+    skips that step), so only the losses and weights are checked there."""
 
     def __init__(self, trainer: QATrainer):
         self.trainer = trainer
+        self.losses: list[torch.Tensor] = []  # this optimizer step's micro-step losses, unread
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        name = None if args.fp16 else non_finite_parameter(model, gradients=True)
+        losses, self.losses = self.losses, []
+        gradients = [] if args.fp16 else [(n, p.grad) for n, p in model.named_parameters()
+                                          if p.requires_grad and p.grad is not None]  # fmt: skip
+        name = first_non_finite([(LOSS, loss) for loss in losses] + gradients)
+        if name == LOSS:
+            value = next(float(loss) for loss in losses if not torch.isfinite(loss))
+            self.trainer.stop(f"the training loss became {value} at step {state.global_step + 1}")
         if name:
             self.trainer.stop(f"the gradient of {name} became non-finite at step {state.global_step + 1}")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        name = non_finite_parameter(model)
-        if name:
-            self.trainer.stop(f"the trainable weight {name} became non-finite at step {state.global_step}")
+        # Trainer's flow callback ran first and set these for this step.
+        if control.should_log or control.should_save or control.should_evaluate or control.should_training_stop:
+            name = non_finite_parameter(model)
+            if name:
+                self.trainer.stop(f"the trainable weight {name} became non-finite at step {state.global_step}")
 
 
 class DivergenceGuard(TrainerCallback):
@@ -284,7 +310,8 @@ class QATrainer(Trainer):
         self.qa_evaluator = qa_evaluator
         self.nan_hint = nan_hint
         self.divergence_warning: str | None = None  # set when a divergence is let through
-        self.add_callback(FiniteGuard(self))
+        self.finite_guard = FiniteGuard(self)
+        self.add_callback(self.finite_guard)
         self.add_callback(DivergenceGuard(self, stop_on_divergence))
         self._staging: str | None = None
         if formulation.has_own_loss:
@@ -330,10 +357,22 @@ class QATrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        value = float(loss)
-        if not math.isfinite(value):
-            self.stop(f"the training loss became {value} at step {self.state.global_step + 1}")
+        self.finite_guard.losses.append(loss.detach())  # read with the gradients: no host sync per micro-step
         return loss
+
+    def release(self) -> None:
+        """Let go of the model, optimizer and scheduler, and break the guards' references back to this
+        trainer: a finished run's memory is then freed when the run ends, not whenever the garbage
+        collector gets to the cycle (compare and sweep trials train one run after another in a process).
+        The state and callbacks stay readable."""
+        self.accelerator.free_memory()  # accelerate's own lists of what it prepared
+        self.model = self.model_wrapped = self.optimizer = self.lr_scheduler = None
+        handler = self.callback_handler
+        handler.model = handler.optimizer = handler.lr_scheduler = None
+        for callback in handler.callbacks:
+            if getattr(callback, "trainer", None) is self:
+                callback.trainer = None
+        self.finite_guard.losses.clear()
 
     def stop(self, problem: str, remedy: str = "") -> None:
         """Raise TrainingError for `problem`, with the hint and the checkpoint --resume would use."""
@@ -435,8 +474,10 @@ def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
     """The newest complete `checkpoint-N`; clears a crashed save's staging area.
 
     Complete: the adapter weights, optimizer and scheduler states, an RNG state, and a readable
-    trainer state whose global_step is N. Only a finished save is renamed to `checkpoint-N`, so
-    this guards against folders made by hand, copied in part or damaged on disk.
+    trainer state whose global_step is N; DeepSpeed's and FSDP's checkpoints keep weights and optimizer
+    their own way (`checkpoint_layout`). Only a finished save is renamed to `checkpoint-N`, so this
+    guards against folders made by hand, copied in part or damaged on disk. A newest checkpoint written
+    under another launcher than this run's is refused (`check_launcher`), never trained over silently.
     """
     if distributed.is_main():  # the run directory's owner; others only read
         shutil.rmtree(os.path.join(checkpoint_dir, STAGING_DIR), ignore_errors=True)
@@ -450,12 +491,57 @@ def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
             if not weights_are_finite(folder):
                 continue  # NaN weights: resuming would only train on from garbage
             steps.append(int(number))
-    return os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+    if not steps:
+        return None
+    newest = os.path.join(checkpoint_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}")
+    check_launcher(newest)
+    return newest
+
+
+# Where each launcher's checkpoints keep the optimizer state (Trainer writes `optimizer.pt` only without
+# DeepSpeed and FSDP): DeepSpeed's engine in `global_stepN/*optim_states.pt`; FSDP in `optimizer.bin`
+# or a sharded `optimizer_0/`, with the model as `pytorch_model_fsdp*` (no adapter file when sharded).
+LAUNCHER_ENV = {"deepspeed": "ACCELERATE_USE_DEEPSPEED", "fsdp": "ACCELERATE_USE_FSDP"}  # set by accelerate launch
+
+
+def checkpoint_layout(folder: str) -> str:
+    """Which launcher wrote a checkpoint: "deepspeed", "fsdp" or "plain" (one process, DDP)."""
+    names = os.listdir(folder)
+    if any(n.startswith("global_step") and os.path.isdir(os.path.join(folder, n)) for n in names):
+        return "deepspeed"
+    if any(n.startswith(FSDP_MODEL_NAME) for n in names):
+        return "fsdp"
+    return "plain"
+
+
+def _has_state(folder: str, layout: str) -> bool:
+    """The layout's weights and optimizer state are there (see LAUNCHER_ENV's comment)."""
+    names = os.listdir(folder)
+    if layout == "deepspeed":
+        tags = [os.path.join(folder, n) for n in names if n.startswith("global_step")]
+        optimizer = any(f.endswith("optim_states.pt") for tag in tags for f in os.listdir(tag))
+        return optimizer and all(os.path.isfile(os.path.join(folder, n)) for n in CHECKPOINT_FILES[:2])
+    if layout == "fsdp":
+        return any(n.startswith("optimizer") and not n.endswith(".pt") for n in names)  # optimizer.bin, optimizer_0/
+    return all(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_FILES)
+
+
+def check_launcher(checkpoint: str) -> None:
+    """Refuse (TrainingError) to resume a checkpoint under another launcher than the one that wrote it:
+    Trainer would find no optimizer state it can read and train on with a fresh one, silently."""
+    layout = checkpoint_layout(checkpoint)
+    active = next((name for name, env in LAUNCHER_ENV.items() if os.environ.get(env, "").lower() == "true"), "plain")
+    if layout != active:
+        launchers = {"deepspeed": "DeepSpeed", "fsdp": "FSDP", "plain": "no DeepSpeed or FSDP"}
+        raise TrainingError(
+            f"{checkpoint} was written under {launchers[layout]} but this run uses {launchers[active]}: its "
+            "optimizer state cannot be restored; resume with the launcher and --config_file that wrote it"
+        )
 
 
 def is_complete_checkpoint(folder: str) -> bool:
     step = os.path.basename(folder).rpartition("-")[2]
-    if not all(os.path.isfile(os.path.join(folder, name)) for name in CHECKPOINT_FILES):
+    if not os.path.isfile(os.path.join(folder, SCHEDULER_NAME)) or not _has_state(folder, checkpoint_layout(folder)):
         return False
     if not any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(folder)):
         return False
