@@ -74,6 +74,10 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
             assert sum(s["n"] for s in summary["adapter"]["slices"][dimension].values()) == summary["adapter"]["count"]
             assert sum(c["n"] for c in summary["slices_vs_baseline"][dimension].values()) == summary["adapter"]["count"]
     assert "Where it fails: F1 by slice" in (pair / "report.md").read_text()
+    assert "Confidence and abstention" in (pair / "report.md").read_text()
+    calibration = json.loads((bert / "metrics.json").read_text())["calibration"]  # fitted on validation, on test
+    assert calibration["fitted_on"].startswith("validation") and len(calibration["coverage"]) == 10
+    assert set(calibration["test"]) == {"ece_before", "ece_after", "brier_before", "brier_after"}
 
     # Finished runs compared as they are: nothing trains, the same paired rows, the changed questions listed.
     monkeypatch.setattr(compare_module, "run_training", lambda *a, **k: pytest.fail("compare of runs trained"))

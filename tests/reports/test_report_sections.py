@@ -148,7 +148,8 @@ def test_a_run_with_nothing_but_its_config_still_reports(tmp_path):
     run_dir = write_run(tmp_path / "bare", baseline=False, log=False, finished=False)
     document = build_document(read_source(run_dir), tmp_path / "files")
     titles = [s.title for s in document.sections]
-    assert titles == ["Runs", "Training curves", "Failure categories", "Decoding strategies", "Versions and commands"]
+    assert titles == ["Runs", "Training curves", "Failure categories", "Where it fails: F1 by slice",
+                      "Confidence and abstention", "Decoding strategies", "Versions and commands"]  # fmt: skip
     paths = write_report(run_dir)
     assert paths.figures == [] and "n/a" in paths.markdown.read_text()
 

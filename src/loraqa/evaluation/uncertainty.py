@@ -13,6 +13,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from loraqa.metrics.calibration import (
+    brier_score,
+    confidence_for_precision,
+    coverage_curve,
+    expected_calibration_error,
+    fit_calibrator,
+)
 from loraqa.metrics.significance import interval, mcnemar_exact, paired_difference
 from loraqa.metrics.slices import worst_slices
 
@@ -76,6 +83,35 @@ def describe_weakest(slices: dict, changes: dict | None, count: int = 3) -> list
             line += f", {change['difference']:+.1f} vs no adapter"
         lines.append(line)
     return lines
+
+
+def calibration_summary(validation_rows: Sequence[dict], test_rows: Sequence[dict]) -> dict:
+    """Fit a confidence calibrator on the validation rows and measure it on the test rows.
+
+    Returns the calibrator (`metrics/calibration.py`), ECE (15 bins, 0-1) and Brier before and after
+    on both splits, the test coverage curve (F1/EM of the most confident X%, calibrated confidences)
+    and the lowest calibrated confidence that keeps test precision (EM) at 0.9 and 0.8."""
+    calibrator = fit_calibrator(
+        [r["confidence"] for r in validation_rows], [r["exact_match"] >= 1 for r in validation_rows]
+    )
+    out: dict = {"calibrator": calibrator.as_dict(), "fitted_on": f"validation ({len(validation_rows)} questions)"}
+    for split, rows in (("validation", validation_rows), ("test", test_rows)):
+        raw = [r["confidence"] for r in rows]
+        right = [r["exact_match"] >= 1 for r in rows]
+        after = calibrator.apply(raw)
+        out[split] = {
+            "ece_before": round(expected_calibration_error(raw, right), 4),
+            "ece_after": round(expected_calibration_error(after, right), 4),
+            "brier_before": round(brier_score(raw, right), 4),
+            "brier_after": round(brier_score(after, right), 4),
+        }
+    calibrated = calibrator.apply([r["confidence"] for r in test_rows])
+    out["coverage"] = coverage_curve(calibrated, [r["f1"] for r in test_rows], [r["exact_match"] for r in test_rows])
+    right = [r["exact_match"] >= 1 for r in test_rows]
+    out["min_confidence_for_precision"] = {
+        str(target): confidence_for_precision(calibrated, right, target) for target in (0.9, 0.8)
+    }
+    return out
 
 
 def describe_comparison(label_a: str, label_b: str, comparison: dict | None) -> str:

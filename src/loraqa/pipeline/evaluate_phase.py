@@ -12,6 +12,7 @@ import torch
 
 from loraqa.config.validate import mutates_base
 from loraqa.console import say
+from loraqa.evaluation.uncertainty import calibration_summary
 from loraqa.evaluation.runner import EvalOutcome, evaluate_records, write_outcome
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.training import distributed
@@ -62,14 +63,17 @@ def evaluate(prepared: Prepared) -> Evaluation:
     peft_model = prepared.peft_model
     merged = peft_model if prepared.config.lora.quantize_base != "none" else peft_model.merge_and_unload()
     test = evaluate_records(formulation, merged, tokenizer, prepared.data.test, settings, label="adapter")
+    validation = None
+    if prepared.data.validation:
+        on_validation = evaluate_records(
+            formulation, merged, tokenizer, prepared.data.validation, settings, label="validation"
+        )
+        validation = on_validation.metrics
+        # Confidence calibration: fitted on validation, measured on test (metrics/calibration.py)
+        test.metrics["calibration"] = calibration_summary(on_validation.rows, test.rows)
     extra = {"model": prepared.config.model.name, "adapter": str(prepared.run.adapter)}
     if distributed.is_main():  # [ddp]
         write_outcome(test, prepared.run.path, extra=extra)
-    validation = None
-    if prepared.data.validation:
-        validation = evaluate_records(
-            formulation, merged, tokenizer, prepared.data.validation, settings, label="validation"
-        ).metrics
     prepared.phase_seconds["evaluate"] = round(time.perf_counter() - started, 1)
     return Evaluation(test, validation)
 

@@ -8,6 +8,8 @@ empty frame. Each run keeps one colour in every figure.
 
 from __future__ import annotations
 
+import numpy as np
+
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from loraqa.reports.curves import EMA_WEIGHT, ema, evaluation_metric, training_loss
+from loraqa.metrics.calibration import BINS, Calibrator
 from loraqa.reports.reading import RunRecord
 
 DPI = 100
@@ -147,6 +150,43 @@ def slice_f1(run: RunRecord, path: Path) -> Path | None:
     ax.set_xlim(0, 110)
     ax.set_title(f"Test F1 by slice, with 95% intervals ({run.name})")
     _label(ax, "F1 (0-100)", None)
+    return _save(figure, path)
+
+
+def confidence(run: RunRecord, path: Path) -> Path | None:
+    """Left: reliability diagram on the test split, raw and calibrated confidence (15 bins) against
+    exact-match accuracy. Right: the coverage curve, F1 when answering only the most confident X%."""
+    calibration = run.adapter.metrics.get("calibration") if run.adapter else None
+    rows = [r for r in (run.adapter.rows if run.adapter else []) if isinstance(r.get("confidence"), (int, float))]
+    if not isinstance(calibration, dict) or not rows:
+        return None
+    conf = np.clip(np.array([r["confidence"] for r in rows], dtype=float), 0, 1)
+    right = np.array([float(r.get("exact_match", 0)) for r in rows])
+    figure = _figure(WIDE)
+    left, right_ax = figure.subplots(1, 2)
+    left.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfectly calibrated")
+    calibrated = Calibrator.from_dict(calibration.get("calibrator") or {}).apply(conf)
+    for values, label, color in ((conf, "raw", run_color(1)), (calibrated, "calibrated", run_color(0))):
+        index = np.minimum((values * BINS).astype(int), BINS - 1)
+        xs = [values[index == b].mean() for b in range(BINS) if (index == b).any()]
+        ys = [right[index == b].mean() for b in range(BINS) if (index == b).any()]
+        left.plot(xs, ys, marker="o", color=color, label=label)
+    left.set_title("Reliability (test)")
+    left.set_xlabel("confidence")
+    left.set_ylabel("exact-match accuracy")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=8)
+    curve = calibration.get("coverage") or []
+    right_ax.plot(
+        [100 * c["coverage"] for c in curve], [c["f1"] for c in curve], marker="o", color=run_color(0), label="F1"
+    )
+    right_ax.plot([100 * c["coverage"] for c in curve], [c["exact_match"] for c in curve], marker="s", color=run_color(2),
+                  label="EM")  # fmt: skip
+    right_ax.set_title("Answering only the most confident")
+    right_ax.set_xlabel("questions answered (%)")
+    right_ax.set_ylabel("score on those (0-100)")
+    right_ax.grid(True, alpha=0.3)
+    right_ax.legend(fontsize=8)
     return _save(figure, path)
 
 

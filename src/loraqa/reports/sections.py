@@ -45,6 +45,7 @@ def build_document(source: ReportSource, files_dir: Path) -> Document:
         curves_section(source.runs, files_dir),
         failures_section(source.runs, files_dir),
         slices_section(source.runs, files_dir),
+        confidence_section(source.runs, files_dir),
         decodings_section(source.runs),
         provenance_section(source.runs),
     ]
@@ -264,6 +265,37 @@ def failures_section(runs: list[RunRecord], files_dir: Path) -> Section:
         section.blocks.append(Figure(chart, "Wrong test answers per failure category, per run"))
     for run in runs:
         section.blocks.extend(_run_failures(run, categories))
+    return section
+
+
+def confidence_section(runs: list[RunRecord], files_dir: Path) -> Section:
+    """Whether the adapter's confidences mean what they say: ECE and Brier before and after the
+    calibration fitted on validation, a reliability diagram, the coverage curve, suggested thresholds."""
+    section = Section("Confidence and abstention")
+    rows = []
+    for index, run in enumerate(runs[:5]):
+        calibration = run.adapter.metrics.get("calibration") if run.adapter else None
+        if not isinstance(calibration, dict):
+            continue
+        test = calibration.get("test") or {}
+        thresholds = calibration.get("min_confidence_for_precision") or {}
+        rows.append([run.name, str((calibration.get("calibrator") or {}).get("method", NA)),
+                     f"{test.get('ece_before', 0):.3f} -> {test.get('ece_after', 0):.3f}",
+                     f"{test.get('brier_before', 0):.3f} -> {test.get('brier_after', 0):.3f}",
+                     _value(thresholds.get("0.9")), _value(thresholds.get("0.8"))])  # fmt: skip
+        path = figures.confidence(run, files_dir / f"confidence_{index}.png")
+        if path:
+            section.blocks.append(Figure(path, f"Reliability diagram and coverage curve for {run.name}"))
+    if rows:
+        section.blocks.insert(0, Table(["run", "calibration", "test ECE (15 bins)", "test Brier",
+                                        "min confidence for 90% EM precision", "for 80%"], rows,
+                                       "Fitted on the validation split, measured on test"))  # fmt: skip
+        section.blocks.append(Paragraph("ECE: the mean gap between confidence and accuracy over 15 bins (0 is "
+                                        "perfect); Brier: mean squared gap. The thresholds are calibrated "
+                                        "confidences on the test split: answering only above them kept exact-match "
+                                        "precision at 90% / 80% there.", note=True))  # fmt: skip
+    else:
+        section.blocks.append(Paragraph("No run recorded a calibration (it needs a validation split).", note=True))
     return section
 
 
