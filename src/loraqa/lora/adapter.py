@@ -30,6 +30,7 @@ from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.formulations.base import model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
+from loraqa.lora.adapter_weights import check_adapter_weights
 from loraqa.lora.presets import PRESET_NAMES, resolve_target_modules
 from loraqa.models.cheap_dropout import use_cheap_masks
 from loraqa.lora.adapter_readme import README_FILE, adapter_readme
@@ -350,6 +351,7 @@ def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, h
     wanted = int(meta.get("embedding_rows", len(tokenizer)))
     # The config peft uses is the one checked here (adapter_files.py): peft does not read the file again.
     lora_config = read_lora_config(directory, base_path=getattr(base_model.config, "name_or_path", None) or base_name)
+    check_adapter_weights(directory, lora_config, type(base_model), hf_config, wanted)
     if wanted != rows:
         # Resize before attaching: the adapter's saved embedding layers have the grown shape.
         base_model.resize_token_embeddings(wanted)

@@ -19,6 +19,7 @@ from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 from loraqa.config.schema import ModelConfig
 from loraqa.errors import AdapterError, LoraqaError
 from loraqa.formulations import Formulation, choose_formulation
+from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, MIB, input_file_problem
 from loraqa.models.offline import resolve_model_path
 
 
@@ -68,6 +69,8 @@ def load_tokenizer(spec: BaseSpec, model_config: ModelConfig):
 
 # What `save_pretrained` of a transformers 5 tokenizer writes and loading needs.
 ADAPTER_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+# Why: the largest tokenizer.json files are tens of MB (Gemma's: 33 MB); a vocabulary or merges file less.
+MAX_TOKENIZER_FILE_BYTES = 512 * MIB
 
 
 def load_adapter_tokenizer(spec: BaseSpec, directory: str | Path):
@@ -80,8 +83,12 @@ def load_adapter_tokenizer(spec: BaseSpec, directory: str | Path):
     """
     directory = Path(directory)
     for name in ADAPTER_TOKENIZER_FILES:
-        if not (directory / name).is_file():
+        if not (directory / name).exists():
             raise AdapterError(f"{directory / name}: missing (the adapter's tokenizer is saved with it)")
+    for name, limit in zip(ADAPTER_TOKENIZER_FILES, (MAX_JSON_SIDECAR_BYTES, MAX_TOKENIZER_FILE_BYTES)):
+        problem = input_file_problem(directory / name, limit)
+        if problem:
+            raise AdapterError(f"{directory / name}: {problem}")
     config_path = directory / "tokenizer_config.json"
     try:
         tokenizer_config = json.loads(config_path.read_text(encoding="utf-8"))
