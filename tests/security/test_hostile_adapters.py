@@ -169,6 +169,16 @@ HOSTILE = {
     "weights file oversized": (_weights_replaced_by(_oversized), "over the 4,096 MiB limit"),
     "loraqa.json a FIFO": (_fifo_meta, "loraqa.json: is not a regular file"),
     "adapter_config.json oversized": (_padded_config, "adapter_config.json: is 2.0 MiB, over the 1 MiB limit"),
+    "pickle base in loraqa.json": (_base_named(_pickle_base), "a directory without safetensors weights"),
+    "missing local base in loraqa.json": (
+        _base_named(lambda tmp_path, _: str(tmp_path / "gone")),
+        "which is not a directory here; give the base with --model",
+    ),
+    "hub base in loraqa.json": (
+        _base_named(_hub_base),
+        "names base 'someone/a-base-never-downloaded', which is not in the local model cache; loraqa contacts "
+        "the model hub only for a base you name: add --model someone/a-base-never-downloaded",
+    ),
 }
 
 
@@ -231,3 +241,32 @@ def test_the_untouched_adapter_answers_and_an_adapter_of_another_rank_loads(trai
     assert code == 0 and "confidence" in out, err
     shapes = {k: v.shape for k, v in load_file(str(trained_bert / "adapter_model.safetensors")).items()}
     assert {shapes[k][0] for k in shapes if "lora_A" in k} == {8}
+
+
+def test_a_hub_base_the_adapter_names_loads_from_the_local_cache_without_the_network(
+    trained_bert, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """A hub base already in the cache (as after training on it) is used from there: no --model needed."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub-cache"
+    snapshot = cache / "models--someone--tiny-bert" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_model_dir("bert"), snapshot)
+    (cache / "models--someone--tiny-bert" / "refs").mkdir()
+    (cache / "models--someone--tiny-bert" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained_bert, adapter)
+    _base_named(lambda *_: "someone/tiny-bert")(adapter, tmp_path, None)
+    code, out, err = run_cli(capsys, "predict", "--adapter", str(adapter), *QUESTION)
+    assert code == 0 and "confidence" in out, err
+
+
+def test_a_hub_base_the_user_names_is_asked_of_the_hub(trained_bert, network_calls, capsys):
+    """The counter sees a hub request when the user asks for one (--model): the no-network checks above
+    would see one too."""
+    code, _, err = run_cli(capsys, "predict", "--model", "someone/a-base-never-downloaded",
+                           "--adapter", str(trained_bert), *QUESTION)  # fmt: skip
+    assert code == 2 and one_line_error(err)
+    assert network_calls, "no request was counted"
+    network_calls.clear()  # asked for by the user: allowed here
