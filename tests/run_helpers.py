@@ -49,3 +49,25 @@ def one_line_error(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
+
+
+def block_network(monkeypatch) -> list:
+    """Refuse every outgoing connection and name lookup of this process, recording each in the list
+    returned: a test promising "no network" asserts it stays empty (and can see that it would not)."""
+    import socket
+
+    calls: list = []
+
+    def refuse(what: str):
+        def blocked(*args, **kwargs):
+            calls.append((what, args[1:2] if what == "connect" else args[:1]))
+            raise OSError("network blocked by the test")
+
+        return blocked
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # a library may try: the list must see it
+        monkeypatch.delenv(name, raising=False)
+    return calls

@@ -4,10 +4,12 @@ With an adapter, the model section it was trained with (its checked loraqa.json)
 prompt format, formulation and vocabulary match training; the lengths that only bound how text is
 windowed or answered may be changed on the command line (`INFERENCE_MODEL_KEYS`). What may run
 code or fetch something (`trust_remote_code`, `revision`) comes from the user alone and applies to
-the base the user named. For speed the adapter is merged into the base weights (identical answers,
-no per-layer LoRA overhead); `merge=False` keeps it apart. On a CUDA card the model answers in the
-plan's half precision (`device.answer_dtype`): the adapter is merged in fp32 first, then the whole
-model is cast, so the small LoRA update is not rounded away by merging into bf16 weights.
+the base the user named. A base only the adapter names is loaded from this machine's safetensors
+(`models.loading.base_named_by_adapter`): never from the hub, never from a pickle. For speed the
+adapter is merged into the base weights (identical answers, no per-layer LoRA overhead);
+`merge=False` keeps it apart. On a CUDA card the model answers in the plan's half precision
+(`device.answer_dtype`): the adapter is merged in fp32 first, then the whole model is cast, so the
+small LoRA update is not rounded away by merging into bf16 weights.
 """
 
 from __future__ import annotations
@@ -21,8 +23,15 @@ import torch
 from loraqa.config.schema import ModelConfig
 from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
-from loraqa.lora.adapter import load_adapter, read_adapter_meta
-from loraqa.models.loading import BaseSpec, inspect_base, load_adapter_tokenizer, load_model, load_tokenizer
+from loraqa.lora.adapter import META_FILE, load_adapter, read_adapter_meta
+from loraqa.models.loading import (
+    BaseSpec,
+    base_named_by_adapter,
+    inspect_base,
+    load_adapter_tokenizer,
+    load_model,
+    load_tokenizer,
+)
 from loraqa.device import DevicePlan, answer_dtype
 
 # model.* keys a user may change when answering with an adapter: they bound windows and answers,
@@ -54,7 +63,8 @@ def model_config_for_adapter(
     From the user (`user`): trust_remote_code and revision, and the `INFERENCE_MODEL_KEYS` named in
     `overridden` (the model.* keys of the command line). Any other overridden model key that differs
     from the adapter's is a `ConfigError`: the adapter's weights only mean something with the settings
-    it was trained with. `base_name` (--model) replaces the adapter's base.
+    it was trained with. `base_name` (--model) replaces the adapter's base. A base the adapter names
+    (no --model, no model.name=) becomes the local directory it loads from, or an `AdapterError`.
     """
     meta = read_adapter_meta(adapter_dir)
     saved = meta.get("model_config")
@@ -81,14 +91,18 @@ def model_config_for_adapter(
     safe = {key: getattr(user, key) for key in INFERENCE_MODEL_KEYS if key in overridden}
     config = dataclasses.replace(config, **safe, trust_remote_code=user.trust_remote_code, revision=user.revision)
     if base_name:
-        config = dataclasses.replace(config, name=base_name)
-    elif user.trust_remote_code:
+        return dataclasses.replace(config, name=base_name)
+    if user.trust_remote_code:
         # The adapter named this base; trusting code is a decision about a base the user names.
         raise ConfigError(
             "model.trust_remote_code",
             f"applies only to a base you name: add --model {config.name} to trust that base's code",
         )
-    return config
+    if "name" in overridden:
+        return config  # model.name=NAME on the command line, equal to the adapter's: the user names it
+    # The adapter named this base: safetensors from this machine only, never the hub or a pickle.
+    local = base_named_by_adapter(config.name, config.revision, Path(adapter_dir) / META_FILE)
+    return dataclasses.replace(config, name=local)
 
 
 def load_ready_model(

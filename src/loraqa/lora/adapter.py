@@ -9,7 +9,8 @@
 - Reading an adapter directory is data only: every file is checked against a schema first
   (adapter_files.py), so an adapter can never switch on remote code or point at another base.
 - Loading resizes the base embeddings to the adapter's vocabulary BEFORE attaching the adapter,
-  and refuses an adapter made for another base with a message naming both.
+  and refuses an adapter made for another base with a message naming both, or whose weights file
+  holds more than its config accounts for, or broken numbers (adapter_weights.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.formulations.base import model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
+from loraqa.lora.adapter_weights import check_adapter_weights
 from loraqa.lora.presets import PRESET_NAMES, resolve_target_modules
 from loraqa.models.cheap_dropout import use_cheap_masks
 from loraqa.lora.adapter_readme import README_FILE, adapter_readme
@@ -151,7 +153,7 @@ def keep_initial_adapter(peft_model) -> None:
     rebuilds the same one: both inits are deterministic given the base weights and the seed."""
     holder = tempfile.TemporaryDirectory(prefix="loraqa-initial-adapter-")
     initial = Path(holder.name) / "initial"
-    peft_model.save_pretrained(str(initial), safe_serialization=True)
+    peft_model.save_pretrained(str(initial), safe_serialization=True, save_embedding_layers=False)  # LoRA factors only
     setattr(peft_model, _INITIAL_ADAPTER, (holder, str(initial)))
 
 
@@ -304,15 +306,17 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
     try:
         with atomic_directory(directory) as tmp:
             initial = getattr(peft_model, _INITIAL_ADAPTER, None)
+            embeddings = saves_embedding_layers(meta)
             if initial is None:
-                peft_model.save_pretrained(str(tmp), safe_serialization=True)
+                peft_model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=embeddings)
             else:
                 # PiSSA/OLoRA trained on a changed base: peft rewrites the adapter as plain LoRA of rank 2r
                 # (dW = AB - A0B0), which loads on the original base with the same answers.
                 peft_model.save_pretrained(
-                    str(tmp), safe_serialization=True, path_initial_model_for_weight_conversion=initial[1]
-                )
-                _restore_non_lora_weights(peft_model, tmp)
+                    str(tmp), safe_serialization=True, path_initial_model_for_weight_conversion=initial[1],
+                    save_embedding_layers=embeddings,
+                )  # fmt: skip
+                _restore_non_lora_weights(peft_model, tmp, embeddings)
             tokenizer.save_pretrained(str(tmp))
             write_json_atomic(tmp / META_FILE, meta)
             (tmp / README_FILE).write_text(adapter_readme(meta), encoding="utf-8")
@@ -320,7 +324,15 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
         config.base_model_name_or_path = loaded_from
 
 
-def _restore_non_lora_weights(peft_model, directory: Path) -> None:
+def saves_embedding_layers(meta: dict) -> bool:
+    """Whether the adapter carries its whole embedding layers: when its vocabulary grew (the new rows
+    exist nowhere else). Said to peft rather than left to its "auto", which asks the model hub for the
+    base's config.json to find out, and without a network silently assumes the vocabulary did not grow."""
+    rows, base_rows = meta.get("embedding_rows"), meta.get("base_vocab_size")
+    return rows is not None and base_rows is not None and rows != base_rows
+
+
+def _restore_non_lora_weights(peft_model, directory: Path, embeddings: bool) -> None:
     """Put back what peft 0.21's PiSSA/OLoRA conversion leaves out of the saved weights: it keeps
     only lora_A/lora_B, dropping modules_to_save (the extractive QA head), trainable token rows and
     trained biases, none of which the initialisation changed."""
@@ -331,7 +343,7 @@ def _restore_non_lora_weights(peft_model, directory: Path) -> None:
     saved = load_file(str(path))
     missing = {
         k: v.detach().cpu().clone().contiguous()
-        for k, v in get_peft_model_state_dict(peft_model).items()
+        for k, v in get_peft_model_state_dict(peft_model, save_embedding_layers=embeddings).items()
         if k not in saved
     }
     if missing:
@@ -357,11 +369,12 @@ def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, h
         )
     rows = base_model.get_input_embeddings().weight.shape[0]
     wanted = int(meta.get("embedding_rows", len(tokenizer)))
+    # The config peft uses is the one checked here (adapter_files.py): peft does not read the file again.
+    lora_config = read_lora_config(directory, base_path=getattr(base_model.config, "name_or_path", None) or base_name)
+    check_adapter_weights(directory, lora_config, type(base_model), hf_config, wanted)
     if wanted != rows:
         # Resize before attaching: the adapter's saved embedding layers have the grown shape.
         base_model.resize_token_embeddings(wanted)
-    # The config peft uses is the one checked here (adapter_files.py): peft does not read the file again.
-    lora_config = read_lora_config(directory, base_path=getattr(base_model.config, "name_or_path", None) or base_name)
     try:
         model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=False, config=lora_config)
     except (RuntimeError, ValueError, KeyError) as exc:

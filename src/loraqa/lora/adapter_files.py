@@ -15,11 +15,19 @@ weights and tokenizer data:
   built here from the checked dict and handed to peft, which then does not read the file again.
 - Tokenizer files: checked by `models.loading.load_adapter_tokenizer` (no `auto_map`, a tokenizer
   class of transformers itself, loaded with `trust_remote_code=False`).
+- Every file in the directory (and in its subfolders, which transformers may read, e.g. chat
+  templates) is a regular file of a sane size (`check_adapter_files`), before any is opened: a
+  device, FIFO or folder where a file belongs, or a 40 GB file, is one line, not a hang.
+- The numbers that size or scale the LoRA layers (`r`, `lora_alpha`, their patterns, `lora_dropout`)
+  are checked as training checks them, before peft builds anything: a rank of 2**70 or a NaN scaling
+  is refused here. What the weights file may hold is `lora.adapter_weights`' check, against the base.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import types
 import typing
@@ -30,9 +38,22 @@ from peft import LoraConfig
 from safetensors import SafetensorError, safe_open
 
 from loraqa.errors import AdapterError
+from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, MIB, input_file_problem
+from loraqa.models.loading import ADAPTER_TOKENIZER_FILES, MAX_TOKENIZER_FILE_BYTES
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+WEIGHTS_FILE = "adapter_model.safetensors"
 META_FILE = "loraqa.json"
+# Why: a LoRA adapter is megabytes; with whole embedding matrices saved (grown vocabulary,
+# `modules_to_save`) of the largest bases loraqa trains, still well under 1 GB. Tokenizer files and
+# any other file have the tokenizer files' limit (models.loading).
+MAX_ADAPTER_WEIGHTS_BYTES = 4096 * MIB
+# The files loraqa parses itself as JSON (the tokenizer's config is read by models.loading).
+_JSON_FILES = ("adapter_config.json", META_FILE, "tokenizer_config.json")
+# No layer of any model is this wide, so no rank a layer can use is larger: a cheap bound before the
+# exact one (`lora.adapter_weights`: a layer's rank is at most its smaller dimension).
+MAX_RANK = 65536
+_FLOAT32_MAX = 3.4028234663852886e38
 
 # loraqa.json, top level. `None` in a type means the key may be null.
 META_SCHEMA: dict[str, Any] = {
@@ -146,8 +167,9 @@ def read_adapter_meta(directory: str | Path) -> dict:
     if not directory.is_dir():
         raise AdapterError(f"adapter directory not found: {directory}")
     for name in ADAPTER_FILES:
-        if not (directory / name).is_file():
+        if not os.path.lexists(directory / name):
             raise AdapterError(f"{directory / name}: missing (not a complete LoRA adapter)")
+    check_adapter_files(directory)
     read_lora_config(directory)
     try:
         with safe_open(str(directory / "adapter_model.safetensors"), framework="pt") as handle:
@@ -155,7 +177,7 @@ def read_adapter_meta(directory: str | Path) -> dict:
     except (SafetensorError, OSError, ValueError) as exc:
         raise AdapterError(f"{directory / 'adapter_model.safetensors'}: corrupt ({str(exc).splitlines()[0]})") from None
     meta_path = directory / META_FILE
-    if not meta_path.is_file():
+    if not os.path.lexists(meta_path):
         return {}
     meta = _check_object(_read_json(meta_path), META_SCHEMA, meta_path, "")
     for key in META_REQUIRED:
@@ -216,8 +238,7 @@ def read_lora_config(directory: str | Path, base_path: str | None = None) -> Lor
                 f"{path}: key '{key}' must be {_describe(LORA_SCHEMA[key])}, got {json.dumps(value)[:80]}"
             )
         checked[key] = value
-    if not isinstance(checked.get("r", 8), int) or checked.get("r", 8) < 1:
-        raise AdapterError(f"{path}: key 'r' must be at least 1")
+    _check_lora_numbers(checked, path)
     checked["base_model_name_or_path"] = base_path
     checked["inference_mode"] = True
     checked.pop("peft_version", None)
@@ -225,6 +246,57 @@ def read_lora_config(directory: str | Path, base_path: str | None = None) -> Lor
         return LoraConfig(**checked)
     except (TypeError, ValueError) as exc:
         raise AdapterError(f"{path}: {str(exc).strip().splitlines()[0][:200]}") from None
+
+
+def check_adapter_files(directory: Path) -> None:
+    """Every entry of the adapter directory, and of its subfolders, is a regular file (a link to one
+    is fine) of a sane size for its kind: checked by name and size only, nothing is opened."""
+    for path in _adapter_entries(directory):
+        if path.name == WEIGHTS_FILE:
+            limit = MAX_ADAPTER_WEIGHTS_BYTES
+        elif path.name in _JSON_FILES:
+            limit = MAX_JSON_SIDECAR_BYTES
+        else:
+            limit = MAX_TOKENIZER_FILE_BYTES
+        problem = input_file_problem(path, limit)
+        if problem:
+            raise AdapterError(f"{path}: {problem} (an adapter directory holds regular files of sane sizes)")
+
+
+def _adapter_entries(directory: Path) -> list[Path]:
+    # One level of subfolders: transformers reads some (additional_chat_templates/); deeper ones nothing does.
+    files = (*ADAPTER_FILES, META_FILE, *ADAPTER_TOKENIZER_FILES)
+    entries = []
+    for entry in sorted(directory.iterdir()):
+        if entry.is_dir() and entry.name not in files:
+            entries.extend(sub for sub in sorted(entry.iterdir()) if not sub.is_dir())
+        else:
+            entries.append(entry)
+    return entries
+
+
+def _check_lora_numbers(checked: dict, path: Path) -> None:
+    """What training checks of the LoRA numbers (config/validate.py), for a file: ranks at least 1
+    (and below `MAX_RANK`), alphas finite and positive, every scaling alpha/r (alpha/sqrt(r) with
+    rsLoRA) a finite float32, dropout in [0, 1). A NaN or 1e300 alpha otherwise answers "" everywhere."""
+    ranks = {"r": checked.get("r", 8)} | {f"rank_pattern.{k}": v for k, v in checked.get("rank_pattern", {}).items()}
+    for key, rank in ranks.items():
+        if not 1 <= rank <= MAX_RANK:
+            raise AdapterError(f"{path}: key '{key}' must be a rank from 1 to {MAX_RANK}, got {rank}")
+    alphas = {"lora_alpha": checked.get("lora_alpha", 8)}
+    alphas |= {f"alpha_pattern.{k}": v for k, v in checked.get("alpha_pattern", {}).items()}
+    smallest = min(ranks.values())
+    for key, alpha in alphas.items():
+        if not (math.isfinite(alpha) and alpha > 0):
+            raise AdapterError(f"{path}: key '{key}' must be a finite number above 0, got {json.dumps(alpha)}")
+        scaling = alpha / (math.sqrt(smallest) if checked.get("use_rslora") else smallest)
+        if scaling > _FLOAT32_MAX:
+            raise AdapterError(
+                f"{path}: key '{key}' is {alpha:g}: the LoRA scaling {scaling:g} is not a finite float32 number"
+            )
+    dropout = checked.get("lora_dropout", 0.0)
+    if not 0.0 <= dropout < 1.0:
+        raise AdapterError(f"{path}: key 'lora_dropout' must be in [0, 1), got {json.dumps(dropout)}")
 
 
 def _check_auto_mapping(value: Any, path: Path) -> None:
@@ -245,6 +317,9 @@ def _check_auto_mapping(value: Any, path: Path) -> None:
 
 
 def _read_json(path: Path) -> Any:
+    problem = input_file_problem(path, MAX_JSON_SIDECAR_BYTES)
+    if problem:
+        raise AdapterError(f"{path}: {problem}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

@@ -4,6 +4,11 @@ Config first (cheap), so the formulation and every model-dependent config check 
 any weights are read. Weights load in fp32 unless the caller asks for a half dtype (the frozen base on a
 capable GPU, `device.frozen_base_dtype`); trainable weights are kept fp32 either way, so mixed precision
 is autocast over fp32 master weights (Trainer's bf16/fp16) and LoRA updates stay exact.
+
+A base that an adapter names (its loraqa.json), rather than the user, is data from the adapter:
+`base_named_by_adapter` admits only a local directory of safetensors weights (an offline model, a
+directory, or a hub model already in the local cache), so such a base never reaches the network or
+a pickle loader. The hub is contacted only for a base the user names (`--model`, `model.name=`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from loraqa.config.schema import ModelConfig
 from loraqa.errors import AdapterError, LoraqaError
 from loraqa.formulations import Formulation, choose_formulation
-from loraqa.models.offline import resolve_model_path
+from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, MIB, input_file_problem
+from loraqa.models.offline import OFFLINE_MODELS, resolve_model_path
 
 
 @dataclass
@@ -69,6 +76,8 @@ def load_tokenizer(spec: BaseSpec, model_config: ModelConfig):
 
 # What `save_pretrained` of a transformers 5 tokenizer writes and loading needs.
 ADAPTER_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+# Why: the largest tokenizer.json files are tens of MB (Gemma's: 33 MB); a vocabulary or merges file less.
+MAX_TOKENIZER_FILE_BYTES = 512 * MIB
 
 
 def load_adapter_tokenizer(spec: BaseSpec, directory: str | Path):
@@ -81,8 +90,12 @@ def load_adapter_tokenizer(spec: BaseSpec, directory: str | Path):
     """
     directory = Path(directory)
     for name in ADAPTER_TOKENIZER_FILES:
-        if not (directory / name).is_file():
+        if not (directory / name).exists():
             raise AdapterError(f"{directory / name}: missing (the adapter's tokenizer is saved with it)")
+    for name, limit in zip(ADAPTER_TOKENIZER_FILES, (MAX_JSON_SIDECAR_BYTES, MAX_TOKENIZER_FILE_BYTES)):
+        problem = input_file_problem(directory / name, limit)
+        if problem:
+            raise AdapterError(f"{directory / name}: {problem}")
     config_path = directory / "tokenizer_config.json"
     try:
         tokenizer_config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -129,12 +142,15 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
     run's precision: bf16 only where the card has it natively)."""
     auto_class = spec.formulation.auto_model_class()
     extra = quantization_kwargs(quantize, device, dtype)
+    quantized = bool(extra)  # a quantized base's other weights stay fp32
+    if safetensors_weights(Path(spec.path)):
+        extra["use_safetensors"] = True  # what transformers picks anyway; said, so a pickle beside them is never read
     try:
         model = auto_class.from_pretrained(
             spec.path,
             revision=model_config.revision,
             trust_remote_code=model_config.trust_remote_code,
-            dtype=torch.float32 if extra else dtype,  # a quantized base's other weights stay fp32
+            dtype=torch.float32 if quantized else dtype,
             **extra,
         )
     except OSError as exc:
@@ -147,7 +163,62 @@ def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: tor
         model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None and tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model if extra else model.to(device)  # a quantized model is placed by device_map, never moved
+    return model if "device_map" in extra else model.to(device)  # a quantized model is placed by device_map
+
+
+def base_named_by_adapter(name: str, revision: str | None, meta_path: Path) -> str:
+    """Where to load the base that an adapter's loraqa.json (`meta_path`) names: an offline model's
+    name, or a local directory holding safetensors weights. A hub id is looked up in the local cache
+    only (its snapshot directory); anything else is an `AdapterError` saying to name the base with --model.
+    """
+    if name in OFFLINE_MODELS:
+        return name  # an installed package's own safetensors (models/offline.py)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        _require_safetensors(path, name, meta_path)
+        return name
+    if path.is_absolute() or name.startswith((".", "~")):
+        raise AdapterError(
+            f"{meta_path}: names base {name!r}, which is not a directory here; give the base with --model"
+        )
+    snapshot = _cached_hub_snapshot(name, revision)
+    if snapshot is None:
+        raise AdapterError(
+            f"{meta_path}: names base {name!r}, which is not in the local model cache; loraqa contacts the model "
+            f"hub only for a base you name: add --model {name}"
+        )
+    _require_safetensors(snapshot, name, meta_path)
+    return str(snapshot)
+
+
+def safetensors_weights(directory: Path) -> Path | None:
+    """The safetensors weights file (or shard index) of a model directory, if it has one."""
+    for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _require_safetensors(directory: Path, name: str, meta_path: Path) -> None:
+    weights = safetensors_weights(directory)
+    if weights is None:
+        raise AdapterError(
+            f"{meta_path}: names base {name!r}, a directory without safetensors weights ({SAFE_WEIGHTS_NAME}); "
+            "loraqa loads a base an adapter names only from safetensors, never a pickle: give the base with --model"
+        )
+    problem = input_file_problem(directory / CONFIG_NAME, MAX_JSON_SIDECAR_BYTES)
+    if problem:
+        raise AdapterError(f"{meta_path}: names base {name!r}, whose {CONFIG_NAME} {problem}")
+
+
+def _cached_hub_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    """The local cache's snapshot of a hub model, found without any network request; None if absent."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), not a repo id (HFValidationError)
+        return None
 
 
 def quantization_kwargs(quantize: str, device: torch.device, compute_dtype: torch.dtype = torch.float32) -> dict:

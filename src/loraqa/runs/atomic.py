@@ -10,7 +10,9 @@ before the rename and the parent directory after it; without the second fsync a 
 bring back the old name, or neither.
 
 Permissions: temporary files and folders are made private (0600/0700) by `tempfile`; the results
-get what the user's umask gives (0644/0755 under umask 022), like any other tool's output.
+get what the user's umask gives (0644/0755 under umask 022), like any other tool's output. That
+holds for what libraries write into a directory too: safetensors writes its files 0600 (a private
+temporary renamed into place), so `replace_directory` gives every file the umask's mode.
 """
 
 from __future__ import annotations
@@ -98,8 +100,7 @@ def atomic_directory(target: str | Path):
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it 0700
-        replace_directory(tmp, target)
+        replace_directory(tmp, target)  # which gives the umask's modes (mkdtemp made it 0700)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -112,6 +113,7 @@ def replace_directory(source: Path, target: Path) -> None:
     once this returns the new `target` survives a power cut.
     """
     source, target = Path(source), Path(target)
+    apply_umask_tree(source)
     fsync_tree(source)
     if not target.exists():
         os.replace(source, target)
@@ -123,6 +125,23 @@ def replace_directory(source: Path, target: Path) -> None:
     os.replace(source, target)
     fsync_directory(target.parent)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def apply_umask_tree(root: Path) -> None:
+    """Give `root` and every file and folder under it the mode a plain `open`/`mkdir` would (0644/0755
+    under umask 022), keeping only whether a file is executable; links are left alone."""
+    umask = current_umask()
+    os.chmod(root, 0o777 & ~umask)
+    for folder, folders, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                executable = os.stat(path).st_mode & 0o111
+                os.chmod(path, (0o777 if executable else 0o666) & ~umask)
+        for name in folders:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o777 & ~umask)
 
 
 def fsync_tree(root: Path) -> None:

@@ -26,6 +26,7 @@ from loraqa.data.records import QARecord
 from loraqa.errors import AdapterError, FlagError
 from loraqa.inference.predict import answer
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
+from loraqa.lora.adapter_weights import check_adapter_weights
 from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base, load_adapter_tokenizer, load_tokenizer
 from loraqa.device import plan_device
@@ -176,6 +177,9 @@ def _load_group(members: list[tuple], config: RunConfig) -> list[ServedAdapter]:
             # Registered from the checked config first, so peft's load_adapter never reads adapter_config.json itself.
             lora_config = read_lora_config(source.directory, base_path=spec.path)
             lora_config.inference_mode = True
+            rows = int(meta.get("embedding_rows", peft_model.get_input_embeddings().weight.shape[0]))
+            base_class = type(peft_model.get_base_model())
+            check_adapter_weights(source.directory, lora_config, base_class, spec.hf_config, rows)
             peft_model.add_adapter(peft_name, lora_config)
             peft_model.load_adapter(str(source.directory), adapter_name=peft_name, is_trainable=False)
         except (RuntimeError, ValueError, KeyError) as exc:
