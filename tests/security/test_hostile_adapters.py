@@ -157,7 +157,7 @@ HOSTILE = {
     "1e300 lora_alpha": (_config(lora_alpha=1e300), "is not a finite float32 number"),
     "int8 weights": (_weights(_int8), "is I8; adapter weights are floating point"),
     "rank 2**70": (_config(r=2**70), "key 'r' must be a rank from 1 to 65536"),
-    "rank beyond the layers": (_config(r=64), "is more than that layer can use (32 x 32: at most 32)"),
+    "rank beyond the layers": (_config(r=64), "is more than any adapted layer can use (the widest"),
     "weights file a directory": (
         _weights_replaced_by(lambda p: p.mkdir()),
         "adapter_model.safetensors: is a directory",

@@ -12,7 +12,7 @@ an embedding layer).
 
 In order, each failure one `AdapterError` naming the tensor, and nothing is loaded until all pass:
 1. the header (names, dtypes, shapes; no tensor read): floating-point dtypes only;
-2. every layer's rank at most its smaller dimension (a larger one adds nothing and only allocates);
+2. a rank some adapted layer can use, at most its smaller dimension (a larger one adds nothing and only allocates);
 3. every tensor name in peft's list, with the shape peft's layer has;
 4. every value finite (read one tensor at a time), as training keeps them.
 """
@@ -87,17 +87,21 @@ def expected_tensors(lora_config: LoraConfig, model_class, hf_config, rows: int,
 
 
 def _check_ranks(adapted, config_path: Path) -> None:
-    """A rank above a layer's smaller dimension adds nothing (the update's rank is bounded by it) and
-    only allocates: an adapter saying r=100000 for a 384-wide layer is refused before anything is built."""
-    for name, module in adapted.named_modules():
-        if isinstance(module, LoraLayer) and _ADAPTER_NAME in module.r:
-            rank, usable = module.r[_ADAPTER_NAME], min(module.in_features, module.out_features)
-            if rank > usable:
-                layer = name.removeprefix("base_model.model.")
-                raise AdapterError(
-                    f"{config_path}: rank {rank} for '{layer}' is more than that layer can use "
-                    f"({module.in_features} x {module.out_features}: at most {usable})"
-                )
+    """A rank above every adapted layer's smaller dimension adds nothing (the update's rank is bounded by
+    it) and only allocates: an adapter saying r=100000 for 384-wide layers is refused before anything
+    is built. The rule is training's (`lora/rank.py`): a rank some adapted layer can use is accepted,
+    so every adapter training saves also loads."""
+    layers = [
+        (name.removeprefix("base_model.model."), module.r[_ADAPTER_NAME], module.in_features, module.out_features)
+        for name, module in adapted.named_modules()
+        if isinstance(module, LoraLayer) and _ADAPTER_NAME in module.r
+    ]
+    if layers and all(rank > min(fan_in, fan_out) for _, rank, fan_in, fan_out in layers):
+        layer, rank, fan_in, fan_out = max(layers, key=lambda item: min(item[2], item[3]))
+        raise AdapterError(
+            f"{config_path}: rank {rank} is more than any adapted layer can use (the widest, '{layer}', is "
+            f"{fan_in} x {fan_out}: at most {min(fan_in, fan_out)})"
+        )
 
 
 def adapts_an_embedding(adapted) -> bool:
