@@ -31,6 +31,7 @@ class Answer:
     start: int | None  # character offset of the answer in the context (None when not a span of it)
     end: int | None  # just past the answer
     no_answer: bool  # a SQuAD v2 adapter chose "no answer" (or the answer is empty)
+    abstained: bool = False  # confidence below min_confidence: the answer was withheld (text "")
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,18 @@ class QA:
     def formulation(self) -> str:
         return self._ready.spec.formulation.name
 
-    def answer(self, question: str, context: str) -> Answer:
-        """The answer to one question about `context`."""
-        return self.answer_batch([(question, context)])[0]
+    def answer(self, question: str, context: str, min_confidence: float | None = None) -> Answer:
+        """The answer to one question about `context` (withheld below `min_confidence`, see answer_batch)."""
+        return self.answer_batch([(question, context)], min_confidence=min_confidence)[0]
 
-    def answer_batch(self, records: Iterable[Mapping[str, str] | Sequence[str]]) -> list[Answer]:
+    def answer_batch(self, records: Iterable[Mapping[str, str] | Sequence[str]],
+                     min_confidence: float | None = None) -> list[Answer]:  # fmt: skip
         """Answers in order, for (question, context) pairs or dicts with "question" and "context";
-        batched by length as `loraqa predict` batches them (evaluation.batch_size per batch)."""
+        batched by length as `loraqa predict` batches them (evaluation.batch_size per batch).
+        Confidences are calibrated when the adapter carries a calibration; an answer below
+        `min_confidence` (a probability) is withheld: text "", abstained True."""
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence: {min_confidence} is not a probability in [0, 1]")
         from loraqa.inference.offsets import answer_offsets
         from loraqa.inference.predict import answer, command_line_question
 
@@ -67,12 +73,12 @@ class QA:
             record = command_line_question(question, context, self._config.data)
             checked.append(dataclasses.replace(record, id=f"q{index}"))
             contexts.append(context)
-        rows = answer(self._ready, self._config, checked) if checked else []
+        rows = answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
         answers = []
         for row, context in zip(rows, contexts):
             start, end = answer_offsets(context, row["answer"])
             no_answer = bool(row["no_answer"]) or not row["answer"].strip()
-            answers.append(Answer(row["answer"], row["confidence"], start, end, no_answer))
+            answers.append(Answer(row["answer"], row["confidence"], start, end, no_answer, row["abstained"]))
         return answers
 
 

@@ -178,6 +178,8 @@ def _predict(args, load_config) -> int:
         raise FlagError("--context", "--question needs --context (the text the answer comes from)")
     if args.output and os.path.lexists(args.output):  # a dangling link too
         raise FlagError("--output", f"{args.output} exists; choose a new file")
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        raise FlagError("--min-confidence", f"{args.min_confidence} is not a probability in [0, 1]")
     overrides = [*args.overrides, f"training.device={args.device}"]
     if args.decoding:
         overrides.append(f"generation.decoding={args.decoding}")
@@ -190,7 +192,7 @@ def _predict(args, load_config) -> int:
     else:
         records = [command_line_question(args.question, args.context, config.data)]
     ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
-    print_answers(answer(ready, config, records), args.output)
+    print_answers(answer(ready, config, records, min_confidence=args.min_confidence), args.output)
     return 0
 
 

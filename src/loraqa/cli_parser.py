@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", help='JSONL file: one {"id", "question", "context"} per line')
     predict.add_argument("--output", help="write JSONL answers here instead of stdout (must not exist)")
     predict.add_argument("--decoding", help="greedy (default), beamN, topkK, toppP or tempT")
+    predict.add_argument("--min-confidence", type=float, metavar="P",
+                         help="withhold answers whose (calibrated) confidence is below P, in [0, 1]: "
+                         '"abstained": true; the run\'s report suggests P for a target precision')  # fmt: skip
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     merge = sub.add_parser("merge", help="write base + adapter as one full model (safetensors)")

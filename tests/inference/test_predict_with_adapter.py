@@ -189,3 +189,59 @@ def test_a_window_past_the_base_positions_is_refused_with_an_adapter(command, v1
     line = one_line_error(err)  # the tiny BERT has 256 positions
     assert code == 2 and "model.max_seq_length" in line and "max_position_embeddings = 256" in line
     assert not (tmp_path / "e").exists()
+
+
+# --- calibrated confidence and abstention ---
+
+
+@pytest.fixture(scope="module")
+def calibrated_adapter(tiny_model_dir, qa_files, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("calibrated") / "run"
+    args = tiny_overrides(tiny_model_dir("bert"), qa_files, out)  # shipped defaults: baseline on
+    assert main(["train", *args, "--validation"]) == 0  # a validation split: the calibration is fitted on it
+    return str(out / "adapter")
+
+
+def test_an_adapter_carries_its_calibration_and_predict_withholds_answers_below_min_confidence(
+    calibrated_adapter, tmp_path, capsys
+):
+    from pathlib import Path
+
+    import loraqa
+    from loraqa.metrics.calibration import Calibrator
+
+    saved = json.loads((Path(calibrated_adapter) / "calibration.json").read_text())
+    assert saved["fitted_on"].startswith("validation") and saved["method"] in ("temperature", "identity", "isotonic")
+    questions = tmp_path / "q.jsonl"
+    write_jsonl(questions, [{"id": str(i), "question": q, "context": CONTEXT}
+                            for i, q in enumerate(["Who founded Avalon?", "When was it founded?", "What is near?"])])  # fmt: skip
+    code, out, err = run_cli(capsys, "predict", "--adapter", calibrated_adapter, "--input", str(questions))
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and not any(r["abstained"] for r in rows)
+    calibrator = Calibrator.from_dict(saved)
+    for row in rows:  # the confidence shown is the calibrated one
+        assert row["confidence"] == pytest.approx(float(calibrator.apply([row["raw_confidence"]])[0]), abs=1e-4)
+    for cut, expected in ((0.0, [False] * 3), (1.0, [r["confidence"] < 1.0 for r in rows])):
+        code, out, _ = run_cli(capsys, "predict", "--adapter", calibrated_adapter, "--input", str(questions),
+                               "--min-confidence", str(cut))  # fmt: skip
+        withheld = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and [r["abstained"] for r in withheld] == expected
+        assert all(r["answer"] == "" for r in withheld if r["abstained"])
+    assert any(r["confidence"] < 1.0 for r in rows)  # so the 1.0 cut withheld something
+    qa = loraqa.load(calibrated_adapter)
+    assert qa.answer("Who founded Avalon?", CONTEXT, min_confidence=1.0).abstained
+    assert not qa.answer("Who founded Avalon?", CONTEXT).abstained
+    code, _, err = run_cli(capsys, "predict", "--adapter", calibrated_adapter, "--question", "Who?", "--context",
+                           CONTEXT, "--min-confidence", "2")  # fmt: skip
+    assert code == 2 and one_line_error(err).startswith("loraqa: error: --min-confidence: 2.0")
+
+
+def test_a_malformed_calibration_is_a_one_line_error(calibrated_adapter, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(calibrated_adapter, copy)
+    (copy / "calibration.json").write_text('{"method": "temperature", "temperature": -1}')
+    code, _, err = run_cli(capsys, "predict", "--adapter", str(copy), "--question", "Who?", "--context", CONTEXT)
+    line = one_line_error(err)
+    assert code == 2 and "calibration.json" in line and "temperature above 0" in line

@@ -251,3 +251,13 @@ def test_a_timed_out_request_frees_its_slot(registry, monkeypatch):
         blocker.join(20)
         assert client.post("/v1/answer", json=good).status_code == 200
     assert seen == [1, 1]  # the withdrawn question never reached the model
+
+
+def test_min_confidence_withholds_an_answer_and_says_so(client):
+    record = QUESTIONS[0]
+    question = {"question": record.question, "context": record.context}
+    answered = client.post("/v1/answer", json=question).json()
+    assert answered["abstained"] is False and "confidence" in answered
+    withheld = client.post("/v1/answer", json={**question, "min_confidence": 1.0}).json()
+    assert answered["confidence"] < 1.0 and withheld["abstained"] is True and withheld["answer"] == ""
+    assert client.post("/v1/answer", json={**question, "min_confidence": 1.5}).status_code == 422

@@ -29,6 +29,7 @@ from loraqa.data.validate import (
 )
 from loraqa.errors import DataError, RunDirError
 from loraqa.evaluation.runner import predict_settings
+from loraqa.lora.calibration_file import read_calibration
 from loraqa.inference.ready import ReadyModel
 from loraqa.runs.atomic import write_text_exclusive
 
@@ -81,21 +82,32 @@ def _with_hint(problem: RecordProblem) -> RecordProblem:
     return RecordProblem(problem.kind, f"{problem.problem}; to allow it, add data.max_context_chars=N to the command")
 
 
-def answer(ready: ReadyModel, config: RunConfig, records: list[QARecord], decoding: str | None = None) -> list[dict]:
-    """One row per record; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold` decides no-answers."""
+def answer(ready: ReadyModel, config: RunConfig, records: list[QARecord], decoding: str | None = None,
+           min_confidence: float | None = None) -> list[dict]:  # fmt: skip
+    """One row per record; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold` decides no-answers.
+
+    `confidence` is calibrated when the adapter carries a calibration (`calibration.json`, fitted on its
+    validation split; `raw_confidence` is the model's own). With `min_confidence`, an answer below it is
+    withheld: `answer` "" and `abstained` true."""
     settings = predict_settings(config, version_2=ready.version_2, decoding=decoding)
     settings.with_loss = False
     result = ready.spec.formulation.predict(ready.model, ready.tokenizer, records, settings)
-    return [
-        {
+    calibrator = read_calibration(ready.adapter)
+    raw = [p.confidence for p in result.predictions]
+    calibrated = calibrator.apply(raw).tolist() if calibrator and raw else raw
+    rows = []
+    for r, p, confidence in zip(records, result.predictions, calibrated):
+        abstained = min_confidence is not None and confidence < min_confidence
+        rows.append({
             "id": r.id,
             "question": r.question,
-            "answer": p.text,
+            "answer": "" if abstained else p.text,
             "no_answer": ready.version_2 and p.text == "",
-            "confidence": round(p.confidence, 4),
-        }
-        for r, p in zip(records, result.predictions)
-    ]
+            "confidence": round(confidence, 4),
+            "raw_confidence": round(p.confidence, 4),
+            "abstained": abstained,
+        })  # fmt: skip
+    return rows
 
 
 def print_answers(rows: list[dict], output: str | None) -> None:
@@ -110,6 +122,8 @@ def print_answers(rows: list[dict], output: str | None) -> None:
         print(f"wrote {len(rows)} answers to {output}", file=sys.stderr)
     elif len(rows) == 1:
         shown = NO_ANSWER_TEXT if rows[0]["no_answer"] else rows[0]["answer"]
+        if rows[0].get("abstained"):
+            shown = "(abstained: confidence below --min-confidence)"
         print(f"{shown}\t(confidence {rows[0]['confidence']:.3f})")
     else:
         sys.stdout.write(text)

@@ -13,6 +13,8 @@ import torch
 from loraqa.config.validate import mutates_base
 from loraqa.console import say
 from loraqa.evaluation.uncertainty import calibration_summary
+from loraqa.lora.calibration_file import write_calibration
+from loraqa.metrics.calibration import Calibrator
 from loraqa.evaluation.runner import EvalOutcome, evaluate_records, write_outcome
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.training import distributed
@@ -71,6 +73,11 @@ def evaluate(prepared: Prepared) -> Evaluation:
         validation = on_validation.metrics
         # Confidence calibration: fitted on validation, measured on test (metrics/calibration.py)
         test.metrics["calibration"] = calibration_summary(on_validation.rows, test.rows)
+        if distributed.is_main():  # [ddp] the adapter carries it: predict, serve and the API answer with it
+            calibration = test.metrics["calibration"]
+            write_calibration(
+                prepared.run.adapter, Calibrator.from_dict(calibration["calibrator"]), calibration["fitted_on"]
+            )
     extra = {"model": prepared.config.model.name, "adapter": str(prepared.run.adapter)}
     if distributed.is_main():  # [ddp]
         write_outcome(test, prepared.run.path, extra=extra)

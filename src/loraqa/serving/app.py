@@ -194,7 +194,8 @@ async def _hangup(request: Request) -> None:
 
 def _response(item: AnswerRequest, adapter: str, row: tuple[dict, float], started: float) -> dict:
     result, finished = row
-    text = result["answer"]
+    abstained = item.min_confidence is not None and result["confidence"] < item.min_confidence
+    text = "" if abstained else result["answer"]
     start, end = answer_offsets(item.context, text)
     return {
         "answer": text,
@@ -202,6 +203,7 @@ def _response(item: AnswerRequest, adapter: str, row: tuple[dict, float], starte
         "start": start,
         "end": end,
         "no_answer": not text.strip(),
+        "abstained": abstained,
         "adapter": adapter,
         "latency_ms": round(1000 * (finished - started), 2),
     }

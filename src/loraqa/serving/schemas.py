@@ -21,6 +21,9 @@ class AnswerRequest(BaseModel):
     context: StrictStr = Field(description="the text the answer is taken from")
     adapter: StrictStr | None = Field(None, description="adapter name (GET /v1/adapters); default: the first served")
     decoding: StrictStr | None = Field(None, description="greedy (default), beamN, topkK, toppP or tempT")
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="withhold an answer whose (calibrated) confidence is below this"
+    )
 
     @field_validator("question", "context", "adapter", "decoding")
     @classmethod
@@ -48,6 +51,7 @@ class AnswerResponse(BaseModel):
     start: int | None = Field(description="character offset of the answer in the context; null when absent")
     end: int | None = Field(description="character offset just past the answer; null when absent")
     no_answer: bool = Field(description="the model answered nothing (empty answer)")
+    abstained: bool = Field(False, description="confidence below min_confidence: the answer was withheld")
     adapter: str
     latency_ms: float = Field(description="from the request's arrival to this answer")
 
