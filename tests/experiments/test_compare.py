@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import loraqa.experiments.compare as compare_module
 from loraqa.cli import main
 from loraqa.errors import ConfigError
 from loraqa.experiments.compare import compare, format_comparison
+from kill_helpers import kill, start_loraqa, wait_until_stopped
 from run_helpers import tiny_overrides
 
 
@@ -21,10 +23,10 @@ def _config_file(path: Path, model_dir: Path) -> str:
 
 
 def _shared(files) -> list[str]:
-    # tiny_overrides minus the model and output_dir: what every compared config shares
+    # tiny_overrides minus the model and output_dir, with a checkpoint every step: what every compared config shares
     return [
         o
-        for o in tiny_overrides(Path("unused"), files, Path("unused"))
+        for o in tiny_overrides(Path("unused"), files, Path("unused"), "training.save_steps=1")
         if not o.startswith(("model.name=", "output_dir="))
     ]
 
@@ -36,8 +38,10 @@ def _ids(path: Path) -> list[str]:
 def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_unfinished(
     tiny_model_dir, qa_files, tmp_path, monkeypatch, capsys
 ):
-    configs = [_config_file(tmp_path / "bert.yaml", tiny_model_dir("bert")),
-               _config_file(tmp_path / "gpt2.yaml", tiny_model_dir("gpt2"))]  # fmt: skip
+    # bert second: the run that a kill interrupts below is the extractive one (its QA head and segment
+    # embeddings are modules_to_save), on the defaults (baseline on).
+    configs = [_config_file(tmp_path / "gpt2.yaml", tiny_model_dir("gpt2")),
+               _config_file(tmp_path / "bert.yaml", tiny_model_dir("bert"))]  # fmt: skip
     root = tmp_path / "runs"
     assert main(["compare", *configs, *_shared(qa_files), "--name", "pair", "--dir", str(root)]) == 0
     out = capsys.readouterr().out
@@ -97,8 +101,16 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
     assert "not both" in capsys.readouterr().err and not (root / "mixed").exists()
     monkeypatch.undo()
 
-    # Interrupted after the first run: only the second trains again; the first is re-used untouched.
-    (gpt2 / "summary.json").unlink()
+    # The same command killed (kill -9) in the second run's training, after its baseline and checkpoint-2,
+    # then run again: the finished run is re-used untouched, the killed one resumes, nothing else trains,
+    # and the comparison ends as the uninterrupted one did.
+    killed = tmp_path / "killed"
+    log, stopped = tmp_path / "compare.log", tmp_path / "stopped"
+    argv = ["compare", *configs, *_shared(qa_files), "--name", "pair", "--dir", str(killed)]
+    process = start_loraqa(argv, log, hang_at="step:2", markers=stopped, run="bert")
+    wait_until_stopped(process, stopped, log)
+    kill(process, signal.SIGKILL)
+    assert not (killed / "pair" / "bert" / "summary.json").exists()
     trained = []
     real = compare_module.run_training
     monkeypatch.setattr(
@@ -106,11 +118,34 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
         "run_training",
         lambda config, **kw: trained.append((config.name, kw["resume"])) or real(config, **kw),
     )
-    before = (bert / "summary.json").stat().st_mtime_ns
-    again = compare(configs, _shared(qa_files), "pair", root=root)
-    assert trained == [("gpt2", True)]
+    before = (killed / "pair" / "gpt2" / "summary.json").stat().st_mtime_ns
+    again = compare(configs, _shared(qa_files), "pair", root=killed)
+    assert trained == [("bert", True)]
     assert [r.status for r in again.runs] == ["reused", "resumed"]
-    assert (bert / "summary.json").stat().st_mtime_ns == before
+    assert (killed / "pair" / "gpt2" / "summary.json").stat().st_mtime_ns == before
+    for run in ("gpt2", "bert"):
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            assert (killed / "pair" / run / "adapter" / name).read_bytes() == (
+                pair / run / "adapter" / name
+            ).read_bytes()
+        for record in ("metrics.json", "baseline/metrics.json", "predictions.jsonl"):
+            assert _scores(killed / "pair" / run / record) == _scores(pair / run / record)
+    outcome = json.loads((killed / "pair" / "comparison.json").read_text())
+    assert outcome["best"] == result["best"]
+    assert [_scored(r) for r in outcome["runs"]] == [_scored(r) for r in result["runs"]]
+
+
+def _scores(path: Path):
+    if path.suffix == ".jsonl":
+        return path.read_text()
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "questions_per_second",
+                                                                                "adapter")}  # fmt: skip
+
+
+def _scored(row: dict) -> dict:
+    """A comparison row without what may differ between two runs of one config (paths, times, memory)."""
+    varying = ("run_dir", "status", "train_seconds", "peak_memory_mib", "peak_memory_kind")
+    return {k: v for k, v in row.items() if k not in varying}
 
 
 def test_best_is_chosen_on_validation_not_test():

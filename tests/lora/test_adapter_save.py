@@ -1,11 +1,16 @@
-"""Saving an adapter asks nothing of the network, whatever base it records."""
+"""Saving an adapter: the same bytes whichever process saved it, and nothing asked of the network."""
 
 from __future__ import annotations
 
+import json
+
+from peft import LoraConfig, get_peft_model
 from safetensors import safe_open
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 import loraqa.lora.adapter
 from loraqa.cli import main
+from loraqa.lora.adapter import save_adapter
 from run_helpers import block_network, tiny_overrides
 
 
@@ -19,3 +24,27 @@ def test_saving_an_adapter_whose_base_is_a_hub_id_contacts_no_one(tiny_model_dir
     assert calls == []
     with safe_open(str(out / "adapter" / "adapter_model.safetensors"), framework="pt") as handle:
         assert not [key for key in handle.keys() if "word_embeddings" in key]  # the vocabulary did not grow
+
+
+class _HashOrderedSet(set):
+    """A set iterating in an order sorting would not give, as string hashing may in another process."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), reverse=True))
+
+
+def test_adapter_config_lists_target_modules_sorted_whatever_the_set_order(tiny_model_dir, tmp_path):
+    """peft keeps target_modules as a set and wrote it in iteration order, which PYTHONHASHSEED changes
+    between processes: a run killed after its adapter was saved, then resumed, kept that process's
+    order, so its adapter_config.json differed from the uninterrupted run's."""
+    base = tiny_model_dir("bert")
+    peft_model = get_peft_model(
+        AutoModelForQuestionAnswering.from_pretrained(base),
+        LoraConfig(r=2, target_modules=["query", "value", "key", "dense"]),
+    )
+    config = peft_model.peft_config["default"]
+    config.target_modules = _HashOrderedSet(config.target_modules)
+    save_adapter(peft_model, AutoTokenizer.from_pretrained(base), tmp_path / "adapter", {})
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["target_modules"] == ["dense", "key", "query", "value"]
+    assert isinstance(config.target_modules, _HashOrderedSet)  # the live model's config is left as it was

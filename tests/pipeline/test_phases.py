@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from loraqa.pipeline import run_training
 from run_helpers import tiny_config
 
@@ -60,3 +62,42 @@ def test_the_recorded_cpu_description_counts_the_threads_the_run_used(tiny_model
         torch.set_num_threads(before)
     if summary["device"].startswith("cpu"):
         assert summary["device"].startswith(f"cpu ({wanted} threads,"), summary["device"]
+
+
+@pytest.mark.parametrize(
+    "family, extra",
+    [
+        ("bert", ()),  # a QA head and the inert segment embeddings as modules_to_save
+        ("gpt2", ("model.add_tokens=[<ans>]", "lora.lora_dropout=0.1")),  # trainable token rows, dropout
+        ("t5", ("generation.decoding=topk5",)),  # a baseline that draws random numbers
+    ],
+)
+def test_the_baseline_leaves_what_training_sees_as_it_was(family, extra, tiny_model_dir, qa_files, tmp_path):
+    """A resumed run reads its baseline from disk instead of measuring it, so measuring it must leave
+    the trainable parameters (which, in what order, their values) and every random state as they were:
+    peft's disable_adapter made the frozen segment-embedding copy trainable, so BERT's run trained one
+    parameter more than its --resume, whose optimizer state then failed to load."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from loraqa.config.loader import load_config
+    from loraqa.pipeline import baseline, prepare
+    from run_helpers import tiny_overrides
+
+    prepared = prepare(load_config(None, tiny_overrides(tiny_model_dir(family), qa_files, tmp_path / "run", *extra)))
+    try:
+
+        def seen_by_training():
+            trainable = [(n, p.detach().clone()) for n, p in prepared.peft_model.named_parameters() if p.requires_grad]
+            return trainable, random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+
+        before = seen_by_training()
+        assert baseline(prepared) is not None
+        after = seen_by_training()
+    finally:
+        prepared.run.release()
+    assert [name for name, _ in after[0]] == [name for name, _ in before[0]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(after[0], before[0]))
+    assert after[1] == before[1] and np.array_equal(after[2], before[2]) and torch.equal(after[3], before[3])

@@ -142,7 +142,7 @@ def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
     def held(n, records, d):
         calls.append(len(records))
         if len(calls) == 1:
-            assert release.wait(20)  # the first call holds the model while the other requests arrive
+            assert release.wait(300)  # the first call holds the model while the other requests arrive
         return real(n, records, d)
 
     monkeypatch.setattr(registry, "answer", held)
@@ -158,8 +158,9 @@ def test_requests_arriving_together_share_a_model_call(registry, monkeypatch):
         ]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while sum(calls) + app.state.batcher.pending < len(QUESTIONS) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # every question queued behind the held call, however slow the machine
+        while sum(calls) + app.state.batcher.pending < len(QUESTIONS):
+            assert time.monotonic() < deadline, "the requests never all reached the queue"
             time.sleep(0.01)
         release.set()
         for t in threads:
@@ -234,16 +235,19 @@ def test_a_timed_out_request_frees_its_slot(registry, monkeypatch):
 
     def slow(name, records, decoding):
         seen.append(len(records))
-        release.wait(10)
+        release.wait(300)
         return real(name, records, decoding)
 
     monkeypatch.setattr(registry, "answer", slow)
     record = QUESTIONS[0]
     good = {"question": record.question, "context": record.context}
-    with TestClient(create_app(registry, ServeSettings(request_timeout_s=0.5, batch_window_ms=0))) as client:
+    with TestClient(create_app(registry, ServeSettings(request_timeout_s=2.0, batch_window_ms=0))) as client:
         blocker = threading.Thread(target=client.post, args=("/v1/answer",), kwargs={"json": good})
         blocker.start()
-        time.sleep(0.2)  # the blocker's batch is running; the next one waits in the queue
+        deadline = time.monotonic() + 120  # the blocker's batch is running, so the next one waits in the queue
+        while not seen:
+            assert time.monotonic() < deadline, "the first request never reached the model"
+            time.sleep(0.01)
         late = client.post("/v1/answer", json=good)
         assert late.status_code == 504 and "withdrawn" in late.json()["error"]
         assert client.get("/health").json()["pending"] <= 1

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from kill_helpers import start_loraqa
 from run_helpers import tiny_overrides
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def cheap_overrides(model_dir: Path, files: dict, tmp: Path, *extra: str) -> list[str]:
@@ -29,13 +26,11 @@ def sweep_command(config_overrides: list[str], sweep_dir: Path, name: str, *opti
     return ["sweep", *config_overrides, "--name", name, "--dir", str(sweep_dir), *options]
 
 
-def start_worker(argv: list[str], log: Path, *, sigint=signal.SIG_DFL) -> subprocess.Popen:
-    """`loraqa ARGV` as a real process. Its SIGINT disposition is set (`sigint`), not inherited: a
-    suite started in the background (`cmd &` in a script, nohup) ignores SIGINT, and so would every
-    child; `signal.SIG_IGN` starts it the way `nohup loraqa sweep ... &` does."""
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen([sys.executable, "-m", "loraqa", *argv], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))  # fmt: skip
+def start_worker(argv: list[str], log: Path, *, sigint=signal.SIG_DFL, hang_at: str | None = None,
+                 markers: Path | None = None) -> subprocess.Popen:  # fmt: skip
+    """`loraqa ARGV` as a real process (kill_helpers.start_loraqa: SIGINT as `sigint` says, stopped
+    at `hang_at` in every worker when given)."""
+    return start_loraqa(argv, log, hang_at, markers, sigint=sigint)
 
 
 def completed_per_cell(storage: str, name: str) -> tuple[Counter, list]:

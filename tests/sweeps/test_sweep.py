@@ -1,17 +1,17 @@
 """`loraqa sweep` end to end on a tiny model: every cell exactly once, with several workers, after
-a worker is SIGKILLed, on SQLite and on a real PostgreSQL server."""
+the whole command is SIGKILLed mid-trial, on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
-import pytest
 from optuna.trial import TrialState
 
+from kill_helpers import kill, wait_until_stopped
 from loraqa.cli import main
+from run_helpers import tiny_overrides
 from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
 
 SEED_GRID = ["lora.r=4,8,16,32,64", "training.learning_rate=7e-5,1e-4,2e-4,5e-4,1e-3",
@@ -51,40 +51,51 @@ def test_two_worker_processes_share_one_study_and_train_each_cell_once(storage, 
     assert all("COMPLETE" in log for log in logs), "both workers should have trained some cells"
 
 
-def test_killed_worker_trial_is_retried_and_resumed_from_its_checkpoint(storage, tiny_model_dir, qa_files, tmp_path):
+def test_a_killed_sweep_retries_each_trial_once_from_its_checkpoint_and_ends_as_if_never_killed(
+    storage, tiny_model_dir, qa_files, tmp_path
+):
+    """`loraqa sweep --workers 2` killed with kill -9 (the command and both workers) while each worker
+    is mid-trial, its baseline measured and checkpoint-2 saved: the same command retries each trial
+    once, when its heartbeat goes stale, resumed from that checkpoint, and every cell ends with the
+    adapter bytes, metrics and validation score of a sweep that was never interrupted."""
     url, options, name = storage
-    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=10",
-                                "training.save_steps=2", "training.save_total_limit=null")  # fmt: skip
-    argv = sweep_command(overrides, tmp_path / "sweep", name, "--grid", "lora.r=2,4", "--heartbeat", "1",
-                         "--grace", "4", *options)  # fmt: skip
-    first = start_worker(argv, tmp_path / "first.log")
-    checkpoint = _wait_for_checkpoint(tmp_path / "sweep", first)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    # The shipped defaults (baseline on, validation loss measured), a few steps and questions.
+    overrides = tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "unused", "training.max_steps=6",
+                               "training.save_steps=2", "training.save_total_limit=null", "data.validation_samples=2",
+                               "data.test_samples=2")  # fmt: skip
+    grid = ["--grid", "lora.r=2,4", "--workers", "2", "--heartbeat", "1", "--grace", "4"]
+    # Uninterrupted, into its own directory (SQLite: its own file; PostgreSQL: another study, same server).
+    assert main(sweep_command(overrides, tmp_path / "reference", f"{name}-ref", *grid, *options)) == 0
+    argv = sweep_command(overrides, tmp_path / "sweep", name, *grid, *options)
+    log, stopped = tmp_path / "first.log", tmp_path / "stopped"
+    first = start_worker(argv, log, hang_at="step:3", markers=stopped)  # checkpoint-2 saved, step 4 not
+    wait_until_stopped(first, stopped, log, count=2)  # each worker inside its own trial
+    kill(first, signal.SIGKILL)
 
     second = start_worker(argv, tmp_path / "second.log")
-    assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()[-3000:]
 
     done, trials = completed_per_cell(url, name)
-    assert len(done) == 2 and set(done.values()) == {1}
+    assert done == {"lora.r=2 seed=42": 1, "lora.r=4 seed=42": 1}  # each cell exactly once
     killed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(killed) == 1  # the dead worker's trial, noticed through its heartbeat
-    retry = next(
-        t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == killed[0].user_attrs["cell"]
-    )
-    assert retry.system_attrs["failed_trial"] == killed[0].number
-    resumed = retry.user_attrs["resumed_from"]
-    assert resumed and int(resumed.rsplit("-", 1)[1]) >= int(checkpoint.name.rsplit("-", 1)[1]) > 0
-    assert f"resuming from {resumed}" in (tmp_path / "second.log").read_text()
+    assert len(killed) == 2 and len(trials) == 4  # the dead workers' trials, noticed through their heartbeats
+    reference_url = url if options else f"sqlite:///{tmp_path / 'reference' / 'study.db'}"
+    _, reference = completed_per_cell(reference_url, f"{name}-ref")
+    expected = {t.user_attrs["cell"]: t for t in reference}
+    for dead in killed:
+        cell = dead.user_attrs["cell"]
+        retry = next(t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["cell"] == cell)
+        assert retry.system_attrs["failed_trial"] == dead.number
+        assert Path(retry.user_attrs["resumed_from"]).name == "checkpoint-2"
+        assert retry.value == expected[cell].value
+        resumed, straight = Path(retry.user_attrs["run_dir"]), Path(expected[cell].user_attrs["run_dir"])
+        for name_ in ("adapter_model.safetensors", "adapter_config.json"):
+            assert (resumed / "adapter" / name_).read_bytes() == (straight / "adapter" / name_).read_bytes()
+        for record in ("metrics.json", "baseline/metrics.json"):
+            assert _scores(resumed / record) == _scores(straight / record)
+    assert f"resuming from {tmp_path / 'sweep'}" in (tmp_path / "second.log").read_text()
 
 
-def _wait_for_checkpoint(sweep_dir: Path, process, timeout: float = 300) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = sorted(sweep_dir.glob("*/checkpoints/checkpoint-*"))
-        if found:
-            return found[0]
-        if process.poll() is not None:
-            pytest.fail(f"worker exited ({process.returncode}) before writing a checkpoint")
-        time.sleep(0.05)
-    pytest.fail("no checkpoint appeared")
+def _scores(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "questions_per_second",
+                                                                                "adapter")}  # fmt: skip

@@ -7,7 +7,6 @@ import json
 import math
 import signal
 import statistics
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from transformers import TrainerControl, TrainerState
 
 from loraqa.cli import main
 from loraqa.sweeps.trial import PruningReporter
+from kill_helpers import wait_until_stopped
 from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
 
 
@@ -170,8 +170,9 @@ def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once
     overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=40",
                                 "training.save_steps=2", "training.save_total_limit=null")  # fmt: skip
     argv = sweep_command(overrides, sweep_dir, "ctrlc", "--grid", "lora.r=2,4")
-    worker = start_worker(argv, tmp_path / "first.log")
-    _wait_for(lambda: sorted(sweep_dir.glob("*/checkpoints/checkpoint-*")), worker, "a checkpoint")
+    # Stopped in its first trial, after checkpoint-2: the Ctrl-C lands mid-trial however slow the machine.
+    worker = start_worker(argv, tmp_path / "first.log", hang_at="step:2", markers=tmp_path / "stopped")
+    wait_until_stopped(worker, tmp_path / "stopped", tmp_path / "first.log")
     worker.send_signal(signal.SIGINT)
     assert worker.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-2000:]
     log = (tmp_path / "first.log").read_text()
@@ -199,12 +200,16 @@ def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once
 
 def test_sigterm_to_the_command_stops_every_worker_and_gives_their_trials_back(tiny_model_dir, qa_files, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=400",
+    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=40",
                                 "training.save_steps=2")  # fmt: skip
     argv = sweep_command(overrides, sweep_dir, "term", "--grid", "lora.r=2,4", "--workers", "2")
     # Started as `nohup loraqa sweep ... &` starts it: SIGINT ignored, by the parent and its workers alike.
-    parent = start_worker(argv, tmp_path / "term.log", sigint=signal.SIG_IGN)
-    _wait_for(lambda: len(list(sweep_dir.glob("*/checkpoints/checkpoint-*"))) >= 2, parent, "both trials training")
+    # Each worker stops in its trial after checkpoint-2, so both trials are mid-training at the SIGTERM
+    # (waiting for two checkpoints anywhere let one fast trial satisfy it alone, then finish: 1 != 2).
+    parent = start_worker(argv, tmp_path / "term.log", sigint=signal.SIG_IGN, hang_at="step:2",
+                          markers=tmp_path / "stopped")  # fmt: skip
+    wait_until_stopped(parent, tmp_path / "stopped", tmp_path / "term.log", count=2)
+    assert len({p.parents[1] for p in sweep_dir.glob("*/checkpoints/checkpoint-2")}) == 2
     workers = [int(pid) for pid in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()]
     assert len(workers) == 2
     parent.terminate()
@@ -215,15 +220,3 @@ def test_sigterm_to_the_command_stops_every_worker_and_gives_their_trials_back(t
     assert TrialState.RUNNING not in states and TrialState.COMPLETE not in states
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
     assert len(interrupted) == 2 and all("interrupted" in t.user_attrs["error"] for t in interrupted)
-
-
-def _wait_for(found, process, what: str, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = found()
-        if result:
-            return result
-        if process.poll() is not None:
-            pytest.fail(f"worker exited ({process.returncode}) before {what}")
-        time.sleep(0.05)
-    pytest.fail(f"no {what} appeared")

@@ -1,38 +1,25 @@
-"""kill -9 in the middle of `loraqa train`, then `--resume`: the run finishes with exactly the metrics
-of an uninterrupted run (same seed, CPU, tiny model)."""
+"""A `loraqa train` killed at any point (kill -9, kill, Ctrl-C), then the same command with
+`--resume`: the run finishes with exactly the adapter and metrics of an uninterrupted run (same
+seed, CPU and thread count, tiny models on each formulation's shipped config)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from kill_helpers import kill, start_loraqa, wait_until_stopped
 from run_helpers import tiny_config, tiny_overrides
+from safetensors.torch import save_file
 
+from loraqa.config.loader import load_config
 from loraqa.pipeline import run_training
 
-# The child slows each step down so the test can kill it mid-run; the product code is unchanged.
-CHILD = """
-import sys, time
-from loraqa.training.trainer import QATrainer
-step = QATrainer.training_step
-def slow(self, *a, **k):
-    time.sleep(0.4)
-    return step(self, *a, **k)
-QATrainer.training_step = slow
-from loraqa.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 SETTINGS = ("training.max_steps=9", "training.save_strategy=steps", "training.save_steps=1",
-            "evaluation.baseline=false", "lora.lora_dropout=0.1")  # fmt: skip
+            "lora.lora_dropout=0.1")  # fmt: skip
 
 
 def scores(run: Path) -> dict:
@@ -40,40 +27,118 @@ def scores(run: Path) -> dict:
     return {k: v for k, v in metrics.items() if k not in ("seconds", "questions_per_second", "adapter")}
 
 
-@pytest.mark.parametrize("family", ["gpt2", "bert"])
-def test_kill_9_then_resume_equals_uninterrupted(family, tiny_model_dir, qa_files, tmp_path):
-    model = tiny_model_dir(family)
-    run_training(tiny_config(model, qa_files, tmp_path / "straight", *SETTINGS))
+# --- kill at any point, then --resume: the uninterrupted run's adapter, bit for bit -------------------
+# Each formulation runs its shipped config (baseline on, validation and best-model selection as
+# shipped), shrunk to a tiny model and five steps with a checkpoint (and, where the config evaluates
+# during training, a validation) at every step.
+SHIPPED = {
+    "bert": ("minilm-l6-squad", ()),  # extractive; save_total_limit 2 rotates checkpoints away
+    "gpt2": ("gpt2-squad", ("training.eval_strategy=steps", "training.eval_steps=1")),  # causal; best model kept
+    "t5": ("flan-t5-small-squad", ("training.eval_steps=1",)),  # seq2seq; best model kept
+}
+KILL_STEPS = ("training.max_steps=5", "training.save_strategy=steps", "training.save_steps=1")
 
-    crashed = tmp_path / "crashed"
-    args = ["train", *tiny_overrides(model, qa_files, crashed, *SETTINGS)]
-    # The child trains its steps on this process's thread count, as the two runs here do: CPU float
-    # sums depend on it, and BERT's QA bias (whose true gradient is zero, so Adam scales rounding
-    # noise up to ~lr) turns a last-digit difference into 1e-3 (what an earlier test's leaked
-    # torch_threads=1 did, see test_a_run_keeps_its_thread_count_to_itself).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=env)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (crashed / "checkpoints" / "checkpoint-4").exists():
-        assert child.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert not (crashed / "adapter").exists()
+# Where the process is stopped, and the signal that ends it there: every signal a user sends (kill -9,
+# kill, Ctrl-C) lands inside or between the phases at least once per formulation.
+KILLS = [
+    ("before-baseline", signal.SIGTERM),
+    ("baseline-metrics", signal.SIGKILL),  # inside the baseline: its predictions written, metrics.json not
+    ("before-fit", signal.SIGINT),  # after the baseline
+    ("checkpoint-save:1", signal.SIGKILL),  # inside the first checkpoint's save: no complete one yet
+    ("step:3", signal.SIGINT),  # training, checkpoint-3 complete
+    ("checkpoint-save:4", signal.SIGTERM),  # inside a later save
+    ("adapter-save", signal.SIGKILL),
+    ("final-metrics", signal.SIGINT),  # the final evaluation: predictions written, metrics.json not
+]
 
-    run_training(tiny_config(model, qa_files, crashed, *SETTINGS), resume=True)
-    assert scores(crashed) == scores(tmp_path / "straight")
-    # The resumed run's adapter is the uninterrupted run's, bit for bit.
-    for name in ("adapter_model.safetensors", "adapter_config.json"):
-        assert (crashed / "adapter" / name).read_bytes() == (tmp_path / "straight" / "adapter" / name).read_bytes()
-    straight = json.loads((tmp_path / "straight" / "predictions.jsonl").read_text().splitlines()[0])
-    resumed = json.loads((crashed / "predictions.jsonl").read_text().splitlines()[0])
-    # Evaluating those same weights loaded from disk rather than trained in place can round the last
-    # digits differently on CPU (seen: 2.2823431e-3 vs 2.2823429e-3, same answers and scores).
-    assert resumed["prediction"] == straight["prediction"]
-    assert resumed["confidence"] == pytest.approx(straight["confidence"], rel=1e-6)
+
+def kill_overrides(family: str, model: Path, qa_files, out: Path) -> tuple[str, list[str]]:
+    config, extra = SHIPPED[family]
+    return config, tiny_overrides(model, qa_files, out, *KILL_STEPS, *extra)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, qa_files, tmp_path_factory):
+    """family -> the run directory of its uninterrupted run (trained once per module)."""
+    runs: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in runs:
+            run = tmp_path_factory.mktemp(f"straight-{family}") / "run"
+            run_training(load_config(*kill_overrides(family, tiny_model_dir(family), qa_files, run)))
+            runs[family] = run
+        return runs[family]
+
+    return get
+
+
+def landed(point: str, run: Path) -> bool:
+    """Whether the run directory shows the kill where `point` says (a kill elsewhere tests less)."""
+    from loraqa.training.trainer import last_complete_checkpoint
+
+    checkpoints = run / "checkpoints"
+    half_saved = {  # read before last_complete_checkpoint, which clears the staging area
+        name: (checkpoints / ".staging" / name / "optimizer.pt").is_file()
+        and (checkpoints / ".staging" / name / "optimizer.pt").read_bytes() == b"half"
+        for name in ("checkpoint-1", "checkpoint-4")
+    }
+    last = last_complete_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    baseline = (run / "baseline" / "metrics.json").is_file()
+    return {
+        "before-baseline": not (run / "baseline").exists() and last is None,
+        "baseline-metrics": (run / "baseline" / "predictions.jsonl").is_file() and not baseline,
+        "before-fit": baseline and last is None,
+        "checkpoint-save:1": half_saved["checkpoint-1"] and last is None,
+        "step:3": last == str(checkpoints / "checkpoint-3") and not (run / "adapter").exists(),
+        "checkpoint-save:4": half_saved["checkpoint-4"] and last == str(checkpoints / "checkpoint-3"),
+        "adapter-save": not (run / "adapter").exists() and bool(list(run.glob(".adapter.tmp-*"))),
+        "final-metrics": (run / "adapter").is_dir() and (run / "predictions.jsonl").is_file()
+        and not (run / "metrics.json").exists(),
+    }[point]  # fmt: skip
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    entries = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    return [(e["step"], e["loss"]) for e in entries if "loss" in e]
+
+
+def _baseline(run: Path) -> dict:
+    metrics = json.loads((run / "baseline" / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k not in ("seconds", "questions_per_second")}
+
+
+@pytest.mark.parametrize("point, how", KILLS, ids=[point for point, _ in KILLS])
+@pytest.mark.parametrize("family", list(SHIPPED))
+def test_killed_anywhere_then_resumed_equals_the_uninterrupted_run(family, point, how, uninterrupted, tiny_model_dir,
+                                                                   qa_files, tmp_path):  # fmt: skip
+    """`loraqa train` (a real process) stopped at `point` and killed there by `how`; the same command
+    with --resume ends with the uninterrupted run's adapter bytes, metrics, predictions, baseline and
+    per-step training losses."""
+    model, crashed = tiny_model_dir(family), tmp_path / "crashed"
+    config, overrides = kill_overrides(family, model, qa_files, crashed)
+    log, markers = tmp_path / "train.log", tmp_path / "markers"
+    process = start_loraqa(["train", config, *overrides], log, point, markers)
+    wait_until_stopped(process, markers, log)
+    kill(process, how)
+    assert landed(point, crashed), log.read_text()[-3000:]
+
+    run_training(load_config(config, overrides), resume=True)
+    straight = uninterrupted(family)
+    assert _files(crashed / "adapter") == _files(straight / "adapter")
+    assert scores(crashed) == scores(straight)
+    assert (crashed / "predictions.jsonl").read_text() == (straight / "predictions.jsonl").read_text()
+    assert _baseline(crashed) == _baseline(straight)
+    assert (crashed / "baseline" / "predictions.jsonl").read_text() == (
+        straight / "baseline" / "predictions.jsonl"
+    ).read_text()
+    assert _losses(crashed) == _losses(straight)
+    assert not [p.name for p in crashed.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # leftovers cleared
+    assert not (crashed / "checkpoints" / ".staging").exists()
+    assert not (crashed / "checkpoints" / "checkpoint-6").exists()  # a run resumed at max_steps trains no step more
 
 
 def test_a_run_keeps_its_thread_count_to_itself(tiny_model_dir, qa_files, tmp_path, monkeypatch):
@@ -87,7 +152,7 @@ def test_a_run_keeps_its_thread_count_to_itself(tiny_model_dir, qa_files, tmp_pa
     threads = 1 if before > 1 else 2  # any count other than the caller's
     model, seen, fit = tiny_model_dir("gpt2"), [], train_module.fit
     monkeypatch.setattr(train_module, "fit", lambda *a, **k: seen.append(torch.get_num_threads()) or fit(*a, **k))
-    run_training(tiny_config(model, qa_files, tmp_path / "run", "training.max_steps=1", "evaluation.baseline=false",
+    run_training(tiny_config(model, qa_files, tmp_path / "run", "training.max_steps=1",
                              f"training.torch_threads={threads}"))  # fmt: skip
     assert seen == [threads]  # the run trained on its own count
     assert torch.get_num_threads() == before
@@ -162,7 +227,7 @@ def test_a_real_save_is_staged_fsynced_then_renamed(tiny_model_dir, qa_files, tm
     monkeypatch.setattr(trainer_module, "replace_directory", recording_replace)
     monkeypatch.setattr(os, "fsync", recording_fsync)
     run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, "training.max_steps=2", "training.save_strategy=steps",
-                             "training.save_steps=1", "evaluation.baseline=false"))  # fmt: skip
+                             "training.save_steps=1"))  # fmt: skip
     assert [(source, target) for source, target, *_ in renames] == [
         (checkpoints / ".staging" / f"checkpoint-{n}", checkpoints / f"checkpoint-{n}") for n in (1, 2)
     ]
@@ -200,105 +265,8 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tiny_model_d
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
-# kill -9 inside a save or an evaluation: the child stops at that point (touching a marker file) and
-# is killed there; `--resume` must then finish with the uninterrupted run's numbers.
-HANGING_CHILD = """
-import os, sys, time
-from pathlib import Path
-point, marker = os.environ["HANG_AT"], Path(os.environ["HANG_MARKER"])
-def hang():
-    marker.touch()
-    time.sleep(600)
-if point == "checkpoint":  # step 3's weights are in .staging/checkpoint-3, its optimizer state not yet
-    from loraqa.training.trainer import QATrainer
-    save = QATrainer._save_optimizer_and_scheduler
-    def hanging(self, output_dir):
-        if self.state.global_step == 3:
-            Path(output_dir, "optimizer.pt").write_bytes(b"half")
-            hang()
-        return save(self, output_dir)
-    QATrainer._save_optimizer_and_scheduler = hanging
-else:  # adapter: weights written into .adapter.tmp-*, loraqa.json not yet; baseline: predictions written
-    import loraqa.evaluation.runner as runner
-    import loraqa.lora.adapter as adapter
-    module, name, folder = (adapter, "loraqa.json", None) if point == "adapter" else (runner, "metrics.json", "baseline")
-    write = module.write_json_atomic
-    def hanging(path, data):
-        if Path(path).name == name and (folder is None or Path(path).parent.name == folder):
-            hang()
-        return write(path, data)
-    module.write_json_atomic = hanging
-from loraqa.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-KILL_SETTINGS = ("training.max_steps=5", "training.save_strategy=steps", "training.save_steps=1",
-                 "lora.lora_dropout=0.1")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tiny_model_dir, qa_files, tmp_path_factory):
-    run = tmp_path_factory.mktemp("straight") / "run"
-    run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, *KILL_SETTINGS))
-    return run
-
-
-def kill_at(point: str, args: list[str], marker: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HANG_AT": point, "HANG_MARKER": str(marker)}
-    child = subprocess.Popen([sys.executable, "-c", HANGING_CHILD, *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert child.poll() is None, f"the run ended before reaching {point}"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-
-
-@pytest.mark.parametrize("point", ["checkpoint", "adapter", "baseline"])
-def test_kill_9_inside_a_save_or_the_baseline_then_resume_equals_uninterrupted(point, uninterrupted, tiny_model_dir,
-                                                                               qa_files, tmp_path):  # fmt: skip
-    model = tiny_model_dir("gpt2")
-    crashed = tmp_path / "crashed"
-    kill_at(point, ["train", *tiny_overrides(model, qa_files, crashed, *KILL_SETTINGS)], tmp_path / "marker")
-
-    from loraqa.training.trainer import is_complete_checkpoint, last_complete_checkpoint
-
-    if point == "checkpoint":
-        assert (crashed / "checkpoints" / ".staging" / "checkpoint-3" / "optimizer.pt").read_bytes() == b"half"
-        assert not (crashed / "checkpoints" / "checkpoint-3").exists()
-    elif point == "adapter":
-        assert not (crashed / "adapter").exists() and list(crashed.glob(".adapter.tmp-*"))
-    else:
-        assert (crashed / "baseline" / "predictions.jsonl").is_file() and not (
-            crashed / "baseline" / "metrics.json"
-        ).exists()
-
-    run_training(tiny_config(model, qa_files, crashed, *KILL_SETTINGS), resume=True)
-    assert scores(crashed) == scores(uninterrupted)
-    for name in ("predictions.jsonl", "baseline/predictions.jsonl"):
-        assert (crashed / name).read_text() == (uninterrupted / name).read_text()
-
-    def baseline(run):
-        metrics = json.loads((run / "baseline" / "metrics.json").read_text())
-        return {k: v for k, v in metrics.items() if k not in ("seconds", "questions_per_second")}
-
-    assert baseline(crashed) == baseline(uninterrupted)
-    assert not [p.name for p in crashed.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # leftovers cleared
-    assert not (crashed / "checkpoints" / ".staging").exists()
-    # checkpoint-5 (the last step) is complete, and a run resumed at max_steps trains no step more.
-    assert not (crashed / "checkpoints" / "checkpoint-6").exists()
-    assert is_complete_checkpoint(str(crashed / "checkpoints" / "checkpoint-5"))
-    assert last_complete_checkpoint(str(crashed / "checkpoints")) is not None
-
-
 FINISHED = ("training.max_steps=3", "training.save_strategy=steps", "training.save_steps=1",
-            "training.lr_scheduler_type=constant", "evaluation.baseline=false")  # fmt: skip
-
-
-def _files(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+            "training.lr_scheduler_type=constant")  # fmt: skip
 
 
 @pytest.mark.parametrize("lost", ["nothing", "final evaluation", "adapter save"])

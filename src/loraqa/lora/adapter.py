@@ -300,9 +300,13 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
     hub id, or a local directory's absolute path), not the path this process happened to load from.
     """
     config = peft_model.peft_config[peft_model.active_adapter]
-    loaded_from = config.base_model_name_or_path
-    if "base" in meta:
-        config.base_model_name_or_path = plain_base_id(meta["base"])
+    written = {"base_model_name_or_path": plain_base_id(meta["base"])} if "base" in meta else {}
+    # peft writes a set (target_modules) in its iteration order, which string hashing changes from one
+    # process to the next: sorted, an adapter is the same bytes whichever process saved it (a resumed run).
+    written.update({key: sorted(value, key=str) for key, value in vars(config).items() if isinstance(value, set)})
+    kept = {key: getattr(config, key) for key in written}
+    for key, value in written.items():
+        setattr(config, key, value)
     try:
         with atomic_directory(directory) as tmp:
             initial = getattr(peft_model, _INITIAL_ADAPTER, None)
@@ -321,7 +325,8 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
             write_json_atomic(tmp / META_FILE, meta)
             (tmp / README_FILE).write_text(adapter_readme(meta), encoding="utf-8")
     finally:
-        config.base_model_name_or_path = loaded_from
+        for key, value in kept.items():
+            setattr(config, key, value)
 
 
 def saves_embedding_layers(meta: dict) -> bool:

@@ -45,7 +45,7 @@ def baseline(prepared: Prepared) -> dict | None:
     peft_model = prepared.peft_model
     # PiSSA/OLoRA moved part of the base into the adapter: the untrained adapter, on, is the base.
     off = nullcontext() if mutates_base(config.lora) else peft_model.disable_adapter()
-    with off, _replayed_random_state(prepared.draws):
+    with _trainable_kept(peft_model), off, _replayed_random_state(prepared.draws):
         outcome = evaluate_records(
             prepared.spec.formulation, peft_model.get_base_model(), prepared.tokenizer, prepared.data.test,
             prepared.settings, label="baseline",
@@ -83,6 +83,21 @@ def evaluate(prepared: Prepared) -> Evaluation:
         write_outcome(test, prepared.run.path, extra=extra)
     prepared.phase_seconds["evaluate"] = round(time.perf_counter() - started, 1)
     return Evaluation(test, validation)
+
+
+@contextmanager
+def _trainable_kept(model):
+    """Give every parameter back the requires_grad it had before the block. Training must not depend
+    on whether this process measured the baseline (a resumed run reads it from disk): peft's
+    `disable_adapter` makes every modules_to_save copy trainable on leaving, the copies `attach_lora`
+    froze too (BERT's inert segment embeddings), which a run that measured its baseline then trained
+    and its --resume did not: another adapter, or an optimizer state that no longer loads."""
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
 
 
 @contextmanager
