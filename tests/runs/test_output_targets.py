@@ -133,7 +133,9 @@ def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, mo
 def test_merge_onto_a_file_is_one_line_and_keeps_the_file(tmp_path, monkeypatch, capsys, overwrite):
     import loraqa.cli
 
-    monkeypatch.setattr(loraqa.cli, "_ready", lambda *args: None)  # the target is checked before any weights matter
+    monkeypatch.setattr(
+        loraqa.cli, "_ready", lambda *args, **kwargs: None
+    )  # the target is checked before any weights matter
     target = tmp_path / "model.bin"
     target.write_text("mine")
     argv = ["merge", "--adapter", "a", "--output", str(target), *(["--overwrite"] if overwrite else [])]
