@@ -48,3 +48,16 @@ def test_adapter_config_lists_target_modules_sorted_whatever_the_set_order(tiny_
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert saved["target_modules"] == ["dense", "key", "query", "value"]
     assert isinstance(config.target_modules, _HashOrderedSet)  # the live model's config is left as it was
+
+
+def test_a_saved_tokenizer_does_not_remember_its_last_call(tiny_model_dir, tmp_path):
+    """A fast tokenizer keeps its last call's truncation in its backend; the adapter's copy must not."""
+    from loraqa.lora.adapter import save_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir("bert"))
+    save_tokenizer(tokenizer, tmp_path / "fresh")
+    tokenizer("a question", "a context " * 50, truncation="only_second", max_length=16)
+    save_tokenizer(tokenizer, tmp_path / "after-a-call")
+    assert (tmp_path / "fresh" / "tokenizer.json").read_bytes() == (
+        tmp_path / "after-a-call" / "tokenizer.json"
+    ).read_bytes()

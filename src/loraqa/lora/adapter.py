@@ -321,7 +321,7 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
                     save_embedding_layers=embeddings,
                 )  # fmt: skip
                 _restore_non_lora_weights(peft_model, tmp, embeddings)
-            tokenizer.save_pretrained(str(tmp))
+            save_tokenizer(tokenizer, tmp)
             write_json_atomic(tmp / META_FILE, meta)
             (tmp / README_FILE).write_text(adapter_readme(meta), encoding="utf-8")
     finally:
@@ -427,3 +427,18 @@ def load_adapter_weights(peft_model, directory: str | Path) -> None:
     result = set_peft_model_state_dict(peft_model, weights)
     if result.unexpected_keys:
         raise AdapterError(f"{path}: does not fit this run's LoRA layers ({result.unexpected_keys[0]} unexpected)")
+
+
+def save_tokenizer(tokenizer, directory: str | Path) -> None:
+    """Save `tokenizer` as loading it would give it back, whatever it was last called with.
+
+    A fast tokenizer keeps the truncation and padding of its last call in its backend, and
+    `save_pretrained` writes them into tokenizer.json; so the same adapter saved after a
+    truncating call (training features) or a plain one (an evaluation's offsets) differed in its
+    bytes, and a resumed run's adapter from the uninterrupted one's. Every call sets them again,
+    so clearing them before the save changes nothing that runs."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(str(directory))
