@@ -17,6 +17,7 @@ import torch
 
 from loraqa.config.schema import ModelConfig
 from loraqa.data.records import QARecord
+from loraqa.formulations.config_rules import check_model_config
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,13 @@ class Formulation(ABC):
     generates = False  # answers come from generate(), so a decoding (greedy, beam4, ...) applies
 
     def __init__(self, model_config: ModelConfig):
+        self.check(model_config)  # 'auto' is resolved now; the config layer could only check an explicit name
         self.config = model_config
+
+    @classmethod
+    def check(cls, model_config: ModelConfig) -> None:
+        """Refuse (ConfigError) model settings this formulation cannot honour, before any weights load."""
+        check_model_config(cls.name, model_config)
 
     @abstractmethod
     def auto_model_class(self) -> type:
