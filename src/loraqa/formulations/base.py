@@ -56,7 +56,6 @@ class Formulation(ABC):
     peft_task_type: str | None  # peft TaskType value; None for the plain PeftModel
     default_modules_to_save: Sequence[str] = ()
     label_names: Sequence[str] = ("labels",)
-    has_own_loss = False  # True when compute_loss is overridden
     generates = False  # answers come from generate(), so a decoding (greedy, beam4, ...) applies
 
     def __init__(self, model_config: ModelConfig):

@@ -37,7 +37,6 @@ class CausalFormulation(GenerativeFormulation):
     name = "causal"
     decoder_only = True
     peft_task_type = "CAUSAL_LM"
-    has_own_loss = True
 
     def __init__(self, model_config):
         super().__init__(model_config)
