@@ -81,6 +81,11 @@ class Formulation(ABC):
             tokenizer.pad_token = tokenizer.eos_token
 
     @abstractmethod
+    def usage_notes(self) -> list[str]:
+        """Markdown lines for an adapter's README: how plain transformers + peft call this model
+        (inputs, prompt, reading the answer), built from the same code that builds its inputs."""
+
+    @abstractmethod
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:
         """Tokenize records into features; each has `input_ids` (its length drives length grouping)."""
 

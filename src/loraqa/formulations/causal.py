@@ -31,6 +31,7 @@ from loraqa.formulations.shared_prefix import group_by_shared_start, positions, 
 
 INSTRUCTION = "Answer the question with a short span copied from the context."
 CLOSED_BOOK_INSTRUCTION = "Answer the question with a short phrase."
+ANSWER_CUE = "\nAnswer:"  # ends the prompt without a chat template
 
 
 class CausalFormulation(GenerativeFormulation):
@@ -67,15 +68,28 @@ class CausalFormulation(GenerativeFormulation):
             return tokenizer.chat_template is not None
         return bool(self.config.use_chat_template)
 
-    def _prompt_text(self, record: QARecord, context: str, tokenizer) -> str:
+    def _body(self, question: str, context: str) -> str:
+        """The prompt's text: the one user message with a chat template, else followed by ANSWER_CUE."""
         if self.config.closed_book:
-            body = f"{CLOSED_BOOK_INSTRUCTION}\nQuestion: {record.question}"
-        else:
-            body = f"{INSTRUCTION}\nContext: {context}\nQuestion: {record.question}"
+            return f"{CLOSED_BOOK_INSTRUCTION}\nQuestion: {question}"
+        return f"{INSTRUCTION}\nContext: {context}\nQuestion: {question}"
+
+    def _prompt_text(self, record: QARecord, context: str, tokenizer) -> str:
+        body = self._body(record.question, context)
         if self._uses_chat(tokenizer):
             messages = [{"role": "user", "content": body}]
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return body + "\nAnswer:"
+        return body + ANSWER_CUE
+
+    def usage_notes(self) -> list[str]:
+        body = self._body("{question}", "{context}").replace("\n", "\\n")
+        cue = ANSWER_CUE.replace("\n", "\\n")
+        return [
+            f"Prompt (body): `{body}`; with a chat template (saved with the tokenizer) as one user message through",
+            '`tokenizer.apply_chat_template([...], add_generation_prompt=True, return_dict=True, return_tensors="pt")`,',
+            f'else followed by `{cue}` through `tokenizer(prompt, return_tensors="pt")`. Then',
+            "`model.generate(**inputs, max_new_tokens=24, do_sample=False)`; the answer is the first line of the new tokens.",
+        ]
 
     def prompt_ids(self, record: QARecord, tokenizer, reserve: int) -> list[int]:
         """Token ids of the prompt, leaving `reserve` tokens of max_seq_length for the answer.

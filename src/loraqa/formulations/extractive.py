@@ -55,6 +55,12 @@ class ExtractiveFormulation(Formulation):
     def auto_model_class(self) -> type:
         return AutoModelForQuestionAnswering
 
+    def usage_notes(self) -> list[str]:
+        return [
+            'Call it with the tokenizer\'s output as it is: `model(**tokenizer(question, context, return_tensors="pt"))`',
+            "gives start/end logits over the tokens (the adapter carries the segment embedding it was trained with).",
+        ]
+
     def prepare_tokenizer(self, tokenizer) -> None:
         if not tokenizer.is_fast:
             raise LoraqaError("extractive QA needs a fast tokenizer (offset mapping); this model has none")
