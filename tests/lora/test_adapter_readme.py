@@ -29,10 +29,16 @@ def test_changing_the_causal_prompt_changes_the_readme(monkeypatch):
     assert "short span copied from the context.\\nContext: {context}\\nQuestion: {question}`" in adapter_readme(
         _meta("causal")
     )
-    monkeypatch.setattr(causal, "INSTRUCTION", "Quote the context.")
+    monkeypatch.setattr(causal, "PROMPT_TEMPLATE", "Quote the context.\nContext: {context}\nQuestion: {question}")
     assert "Prompt (body): `Quote the context.\\nContext: {context}\\nQuestion: {question}`" in adapter_readme(
         _meta("causal")
     )
+
+
+def test_the_readme_gives_the_template_the_adapter_recorded():
+    meta = _meta("causal")
+    meta["model_config"]["prompt_template"] = "Q: {question}\nC: {context}"
+    assert "Prompt (body): `Q: {question}\\nC: {context}`" in adapter_readme(meta)
 
 
 def test_the_readme_names_the_class_the_formulation_builds():

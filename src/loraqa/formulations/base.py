@@ -57,6 +57,7 @@ class Formulation(ABC):
     default_modules_to_save: Sequence[str] = ()
     label_names: Sequence[str] = ("labels",)
     generates = False  # answers come from generate(), so a decoding (greedy, beam4, ...) applies
+    prompt_template: str | None = None  # the template its prompts are built from (resolved), recorded with an adapter
 
     def __init__(self, model_config: ModelConfig):
         self.check(model_config)  # 'auto' is resolved now; the config layer could only check an explicit name
@@ -66,6 +67,11 @@ class Formulation(ABC):
     def check(cls, model_config: ModelConfig) -> None:
         """Refuse (ConfigError) model settings this formulation cannot honour, before any weights load."""
         check_model_config(cls.name, model_config)
+
+    @classmethod
+    def unrecorded_prompt_template(cls, model_config: ModelConfig) -> str | None:
+        """The prompt template of an adapter saved before loraqa recorded one (None: no template)."""
+        return None
 
     @abstractmethod
     def auto_model_class(self) -> type:

@@ -85,6 +85,7 @@ MODEL_SCHEMA: dict[str, Any] = {
     "use_token_type_ids": bool,
     "use_chat_template": bool | Literal["auto"],
     "add_tokens": list[str],
+    "prompt_template": str | None,  # absent before adapters recorded it: the formulation's unrecorded template
 }
 ADAPTER_MODEL_KEYS = tuple(MODEL_SCHEMA)
 
