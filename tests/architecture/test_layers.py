@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "loraqa.device",
         "loraqa.families",
     ),
-    ("loraqa.config",),
+    ("loraqa.config", "loraqa.formulations.config_rules"),  # read when a config loads; imports no torch
     ("loraqa.data", "loraqa.metrics", "loraqa.runs"),
     ("loraqa.formulations",),
     ("loraqa.models",),

@@ -28,10 +28,6 @@ from tiny_models import FAMILIES
 
 AUTO = {"t5": AutoModelForSeq2SeqLM, "gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM,
         "bert": AutoModelForQuestionAnswering, "distilbert": AutoModelForQuestionAnswering}  # fmt: skip
-# The causal prompt, as the adapter README documents it (formulations/causal.py).
-CAUSAL_PROMPT = (
-    "Answer the question with a short span copied from the context.\nContext: {context}\nQuestion: {question}"
-)
 MAX_NEW_TOKENS = 4  # tiny_overrides' generation.max_new_tokens
 # Tiny generative models need a harder push before they say anything but EOS.
 RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
@@ -69,12 +65,13 @@ def _merged(adapter: Path, out: Path, family: str):
     return AUTO[family].from_pretrained(str(out)).eval(), AutoTokenizer.from_pretrained(str(out))
 
 
-def _generate(model, tokenizer, family: str, record) -> str:
-    """The standard call: the documented prompt, the tokenizer's output, greedy generate."""
+def _generate(model, tokenizer, family: str, record, template: str | None) -> str:
+    """The standard call: the documented prompt (a causal adapter's is the template its loraqa.json records,
+    filled in with str.format), the tokenizer's output, greedy generate."""
     if family == "t5":
         inputs = tokenizer(f"question: {record.question} context: {record.context}", return_tensors="pt")
     else:
-        body = CAUSAL_PROMPT.format(context=record.context, question=record.question)
+        body = template.format(context=record.context, question=record.question)
         if tokenizer.chat_template:
             messages = [{"role": "user", "content": body}]
             inputs = tokenizer.apply_chat_template(
@@ -130,4 +127,5 @@ def test_plain_peft_and_merged_model_answer_as_loraqa(family, tiny_model_dir, qa
                 assert any(sample["token_type_ids"]), "the standard call must carry segment 1 to mean anything"
             _check_extractive(model, tokenizer, ready, records, config, expected)
         else:
-            assert {r.id: _generate(model, tokenizer, family, r) for r in records} == expected
+            template = json.loads((adapter / "loraqa.json").read_text())["model_config"]["prompt_template"]
+            assert {r.id: _generate(model, tokenizer, family, r, template) for r in records} == expected

@@ -52,6 +52,9 @@ class ModelConfig:
     # 2,000 train questions and 2.1 after 30,000 (docs/quality.md).
     use_token_type_ids: bool = False
     use_chat_template: bool | Literal["auto"] = "auto"  # causal: use the tokenizer's chat template
+    # Causal: the prompt's text, {question} and {context} where they go; None: the formulation's own.
+    # An adapter records the template it trained with (loraqa.json), and answers with that one.
+    prompt_template: str | None = None
     add_tokens: list[str] = field(default_factory=list)  # new vocabulary, resized before LoRA
     trust_remote_code: bool = False  # never run a hub repo's code unless asked (it is printed)
     revision: str | None = None  # hub revision to pin

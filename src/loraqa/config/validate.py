@@ -10,6 +10,7 @@ import re
 from loraqa import families
 from loraqa.config.schema import RunConfig
 from loraqa.errors import ConfigError
+from loraqa.formulations.config_rules import check_model_config
 
 LORA_PRESETS = families.LORA_PRESET_NAMES
 
@@ -112,15 +113,7 @@ def _check_model(config: RunConfig) -> None:
     _positive("model.max_seq_length", model.max_seq_length)
     _positive("model.max_answer_length", model.max_answer_length)
     _positive("model.doc_stride", model.doc_stride)
-    if model.formulation == "extractive":
-        check_doc_stride(model.doc_stride, model.max_seq_length)
-    if model.closed_book and model.formulation == "extractive":
-        raise ConfigError("model.closed_book", "an extractive model needs the context; use seq2seq or causal")
-
-
-def check_doc_stride(doc_stride: int, max_seq_length: int) -> None:
-    if doc_stride >= max_seq_length:
-        raise ConfigError("model.doc_stride", f"must be smaller than model.max_seq_length ({max_seq_length})")
+    check_model_config(model.formulation, model)  # an explicit formulation's own rules, before anything loads
 
 
 def _check_lora(config: RunConfig) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from loraqa.config.schema import ModelConfig
 from loraqa.data.records import QARecord
+from loraqa.formulations.config_rules import check_model_config
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,22 @@ class Formulation(ABC):
     peft_task_type: str | None  # peft TaskType value; None for the plain PeftModel
     default_modules_to_save: Sequence[str] = ()
     label_names: Sequence[str] = ("labels",)
-    has_own_loss = False  # True when compute_loss is overridden
     generates = False  # answers come from generate(), so a decoding (greedy, beam4, ...) applies
+    prompt_template: str | None = None  # the template its prompts are built from (resolved), recorded with an adapter
 
     def __init__(self, model_config: ModelConfig):
+        self.check(model_config)  # 'auto' is resolved now; the config layer could only check an explicit name
         self.config = model_config
+
+    @classmethod
+    def check(cls, model_config: ModelConfig) -> None:
+        """Refuse (ConfigError) model settings this formulation cannot honour, before any weights load."""
+        check_model_config(cls.name, model_config)
+
+    @classmethod
+    def unrecorded_prompt_template(cls, model_config: ModelConfig) -> str | None:
+        """The prompt template of an adapter saved before loraqa recorded one (None: no template)."""
+        return None
 
     @abstractmethod
     def auto_model_class(self) -> type:
@@ -73,6 +85,11 @@ class Formulation(ABC):
         """Set padding side and pad token as this formulation needs (called once after loading)."""
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+
+    @abstractmethod
+    def usage_notes(self) -> list[str]:
+        """Markdown lines for an adapter's README: how plain transformers + peft call this model
+        (inputs, prompt, reading the answer), built from the same code that builds its inputs."""
 
     @abstractmethod
     def training_features(self, records: Sequence[QARecord], tokenizer) -> list[dict[str, list[int]]]:

@@ -26,21 +26,32 @@ from transformers import AutoModelForCausalLM
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
 from loraqa.formulations.base import PredictSettings
+from loraqa.formulations.config_rules import render_prompt
 from loraqa.formulations.generative import GenerativeFormulation
 from loraqa.formulations.shared_prefix import group_by_shared_start, positions, prefix_cache, split_rows, training_split
 
 INSTRUCTION = "Answer the question with a short span copied from the context."
 CLOSED_BOOK_INSTRUCTION = "Answer the question with a short phrase."
+# The prompt new adapters train with (and record in loraqa.json): {question} and {context} are filled in.
+PROMPT_TEMPLATE = INSTRUCTION + "\nContext: {context}\nQuestion: {question}"
+CLOSED_BOOK_PROMPT_TEMPLATE = CLOSED_BOOK_INSTRUCTION + "\nQuestion: {question}"
+# The prompts of adapters saved before loraqa recorded one: frozen, whatever the defaults above become.
+UNRECORDED_PROMPT_TEMPLATE = (
+    "Answer the question with a short span copied from the context.\nContext: {context}\nQuestion: {question}"
+)
+UNRECORDED_CLOSED_BOOK_PROMPT_TEMPLATE = "Answer the question with a short phrase.\nQuestion: {question}"
+ANSWER_CUE = "\nAnswer:"  # ends the prompt without a chat template
 
 
 class CausalFormulation(GenerativeFormulation):
     name = "causal"
     decoder_only = True
     peft_task_type = "CAUSAL_LM"
-    has_own_loss = True
 
     def __init__(self, model_config):
         super().__init__(model_config)
+        default = CLOSED_BOOK_PROMPT_TEMPLATE if model_config.closed_book else PROMPT_TEMPLATE
+        self.prompt_template = model_config.prompt_template or default
         # Prompt and answer share the model.max_seq_length window: a target as long as the window
         # leaves no token of the prompt (and a negative room reads from the wrong end).
         if model_config.max_answer_length + 1 >= model_config.max_seq_length:
@@ -50,6 +61,10 @@ class CausalFormulation(GenerativeFormulation):
 
     def auto_model_class(self) -> type:
         return AutoModelForCausalLM
+
+    @classmethod
+    def unrecorded_prompt_template(cls, model_config) -> str | None:
+        return UNRECORDED_CLOSED_BOOK_PROMPT_TEMPLATE if model_config.closed_book else UNRECORDED_PROMPT_TEMPLATE
 
     def check_generation(self, max_new_tokens: int) -> None:
         if max_new_tokens >= self.config.max_seq_length:
@@ -68,15 +83,26 @@ class CausalFormulation(GenerativeFormulation):
             return tokenizer.chat_template is not None
         return bool(self.config.use_chat_template)
 
+    def _body(self, question: str, context: str) -> str:
+        """The prompt's text: the one user message with a chat template, else followed by ANSWER_CUE."""
+        return render_prompt(self.prompt_template, question, "" if self.config.closed_book else context)
+
     def _prompt_text(self, record: QARecord, context: str, tokenizer) -> str:
-        if self.config.closed_book:
-            body = f"{CLOSED_BOOK_INSTRUCTION}\nQuestion: {record.question}"
-        else:
-            body = f"{INSTRUCTION}\nContext: {context}\nQuestion: {record.question}"
+        body = self._body(record.question, context)
         if self._uses_chat(tokenizer):
             messages = [{"role": "user", "content": body}]
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return body + "\nAnswer:"
+        return body + ANSWER_CUE
+
+    def usage_notes(self) -> list[str]:
+        body = self._body("{question}", "{context}").replace("\n", "\\n")
+        cue = ANSWER_CUE.replace("\n", "\\n")
+        return [
+            f"Prompt (body): `{body}`; with a chat template (saved with the tokenizer) as one user message through",
+            '`tokenizer.apply_chat_template([...], add_generation_prompt=True, return_dict=True, return_tensors="pt")`,',
+            f'else followed by `{cue}` through `tokenizer(prompt, return_tensors="pt")`. Then',
+            "`model.generate(**inputs, max_new_tokens=24, do_sample=False)`; the answer is the first line of the new tokens.",
+        ]
 
     def prompt_ids(self, record: QARecord, tokenizer, reserve: int) -> list[int]:
         """Token ids of the prompt, leaving `reserve` tokens of max_seq_length for the answer.

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
-from loraqa.config.validate import check_doc_stride
 from loraqa.data.records import QARecord
 from loraqa.errors import LoraqaError
 from loraqa.formulations.base import (
@@ -53,12 +52,14 @@ class ExtractiveFormulation(Formulation):
     default_modules_to_save = ("qa_outputs",)
     label_names = ("start_positions", "end_positions")
 
-    def __init__(self, model_config):
-        super().__init__(model_config)
-        check_doc_stride(model_config.doc_stride, model_config.max_seq_length)  # windows need overlap < length
-
     def auto_model_class(self) -> type:
         return AutoModelForQuestionAnswering
+
+    def usage_notes(self) -> list[str]:
+        return [
+            'Call it with the tokenizer\'s output as it is: `model(**tokenizer(question, context, return_tensors="pt"))`',
+            "gives start/end logits over the tokens (the adapter carries the segment embedding it was trained with).",
+        ]
 
     def prepare_tokenizer(self, tokenizer) -> None:
         if not tokenizer.is_fast:

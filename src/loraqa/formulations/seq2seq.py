@@ -29,9 +29,18 @@ class Seq2SeqFormulation(GenerativeFormulation):
         tokenizer.padding_side = "right"
 
     def prompt_text(self, record: QARecord) -> str:
+        return self._prompt(record.question, record.context)
+
+    def _prompt(self, question: str, context: str) -> str:
         if self.config.closed_book:
-            return f"question: {record.question}"
-        return f"question: {record.question} context: {record.context}"
+            return f"question: {question}"
+        return f"question: {question} context: {context}"
+
+    def usage_notes(self) -> list[str]:
+        return [
+            f"Prompt: `{self._prompt('{question}', '{context}')}`; answer with",
+            '`model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=24, do_sample=False)`.',
+        ]
 
     def prompt_ids(self, record: QARecord, tokenizer) -> list[int]:
         # The question comes first, so truncation only ever cuts the end of the context.

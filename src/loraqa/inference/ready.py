@@ -23,6 +23,7 @@ import torch
 from loraqa.config.schema import ModelConfig
 from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
+from loraqa.formulations import FORMULATIONS
 from loraqa.lora.adapter import META_FILE, load_adapter, read_adapter_meta
 from loraqa.models.loading import (
     BaseSpec,
@@ -71,7 +72,7 @@ def model_config_for_adapter(
     if not saved:  # plain peft, no loraqa.json: the user's model section is all there is
         config = dataclasses.replace(user)
         return dataclasses.replace(config, name=base_name) if base_name else config
-    config = ModelConfig(**saved)
+    config = ModelConfig(**{"prompt_template": _unrecorded_template(meta, saved), **saved})
     for key in sorted(overridden):
         if (
             key in INFERENCE_MODEL_KEYS
@@ -103,6 +104,12 @@ def model_config_for_adapter(
     # The adapter named this base: safetensors from this machine only, never the hub or a pickle.
     local = base_named_by_adapter(config.name, config.revision, Path(adapter_dir) / META_FILE)
     return dataclasses.replace(config, name=local)
+
+
+def _unrecorded_template(meta: dict, saved: dict) -> str | None:
+    """The prompt template of an adapter saved before loraqa recorded one (used only when `saved` lacks it)."""
+    formulation = FORMULATIONS.get(meta.get("formulation"))
+    return formulation.unrecorded_prompt_template(ModelConfig(**saved)) if formulation else None
 
 
 def load_ready_model(

@@ -28,7 +28,7 @@ from loraqa import __version__, families
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
-from loraqa.formulations.base import model_device
+from loraqa.formulations.base import Formulation, model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
 from loraqa.lora.adapter_weights import check_adapter_weights
 from loraqa.lora.presets import PRESET_NAMES, resolve_target_modules
@@ -241,7 +241,7 @@ def _trainable_group(name: str) -> str:
 
 def adapter_meta(
     model_config: ModelConfig,
-    formulation_name: str,
+    formulation: Formulation,
     hf_config,
     tokenizer,
     model,
@@ -260,6 +260,7 @@ def adapter_meta(
     """
     base = describe_base(model_config.name)
     saved = dataclasses.asdict(model_config)
+    saved["prompt_template"] = formulation.prompt_template  # resolved: a later default never reprompts it
     saved["name"] = portable_base_name(base)
     meta = {
         "loraqa_version": __version__,
@@ -269,7 +270,7 @@ def adapter_meta(
         "vocab_size": len(tokenizer),
         "embedding_rows": model.get_input_embeddings().weight.shape[0],
         "base_vocab_size": hf_config.vocab_size,  # before tokens were added
-        "formulation": formulation_name,
+        "formulation": formulation.name,
         "version_2": bool(version_2),  # trained with unanswerable questions: predict may answer "no answer"
         "quantize_base": quantize_base,  # trained on a 4/8-bit base: `loraqa merge` still merges into full precision
         "model_config": {key: saved[key] for key in ADAPTER_MODEL_KEYS},

@@ -32,11 +32,12 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 from peft import LoraConfig
 from safetensors import SafetensorError, safe_open
 
+from loraqa.config.schema import FormulationName
 from loraqa.errors import AdapterError
 from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, MIB, input_file_problem
 from loraqa.models.loading import ADAPTER_TOKENIZER_FILES, MAX_TOKENIZER_FILE_BYTES
@@ -64,7 +65,7 @@ META_SCHEMA: dict[str, Any] = {
     "vocab_size": int,
     "embedding_rows": int,
     "base_vocab_size": int | None,
-    "formulation": Literal["extractive", "seq2seq", "causal"],
+    "formulation": Literal[tuple(name for name in get_args(FormulationName) if name != "auto")],  # as resolved
     "version_2": bool,
     "quantize_base": Literal["none", "4bit", "8bit"],  # the base it trained on; merging always uses full precision
     "model_config": dict,
@@ -76,7 +77,7 @@ META_REQUIRED = ("base_model", "model_type", "model_config")
 # loraqa.json, "model_config": how the adapter was trained; these are used when it is loaded.
 MODEL_SCHEMA: dict[str, Any] = {
     "name": str,
-    "formulation": Literal["auto", "extractive", "seq2seq", "causal"],
+    "formulation": FormulationName,
     "closed_book": bool,
     "max_seq_length": int,
     "doc_stride": int,
@@ -84,6 +85,7 @@ MODEL_SCHEMA: dict[str, Any] = {
     "use_token_type_ids": bool,
     "use_chat_template": bool | Literal["auto"],
     "add_tokens": list[str],
+    "prompt_template": str | None,  # absent before adapters recorded it: the formulation's unrecorded template
 }
 ADAPTER_MODEL_KEYS = tuple(MODEL_SCHEMA)
 

@@ -6,17 +6,18 @@ The plain-peft recipe it gives is the one tests/interop/test_plain_peft.py runs.
 
 from __future__ import annotations
 
-README_FILE = "README.md"
+from loraqa.config.schema import ModelConfig
+from loraqa.formulations import FORMULATIONS, Formulation
 
-_AUTO_CLASS = {"extractive": "AutoModelForQuestionAnswering", "seq2seq": "AutoModelForSeq2SeqLM",
-               "causal": "AutoModelForCausalLM"}  # fmt: skip
+README_FILE = "README.md"
 
 
 def adapter_readme(meta: dict) -> str:
     """Markdown for an adapter whose loraqa.json is `meta`."""
     base = meta.get("base") or {"name": meta.get("base_model", "?"), "kind": "hub"}
-    formulation = meta.get("formulation", "extractive")
-    lines = [f"# LoRA adapter for {base['name']} ({formulation} question answering)", "",
+    formulation = _formulation(meta)
+    kind = f"{formulation.name} " if formulation else ""
+    lines = [f"# LoRA adapter for {base['name']} ({kind}question answering)", "",
              "Made by [loraqa](https://pypi.org/project/loraqa/) " + meta.get("loraqa_version", ""), "",
              "## Base model", "", *_base_lines(base), ""]  # fmt: skip
     training = meta.get("training")
@@ -45,8 +46,16 @@ def _base_lines(base: dict) -> list[str]:
     return [f"- `{base['name']}` on the Hugging Face Hub."]
 
 
-def _plain_recipe(meta: dict, base: dict, formulation: str) -> list[str]:
-    auto = _AUTO_CLASS.get(formulation, "AutoModel")
+def _formulation(meta: dict) -> Formulation | None:
+    """The formulation the adapter was trained with, as it built the model and its inputs; None when
+    loraqa.json does not say (an adapter saved without its run's record)."""
+    if meta.get("formulation") not in FORMULATIONS or not meta.get("model_config"):
+        return None
+    return FORMULATIONS[meta["formulation"]](ModelConfig(**meta["model_config"]))
+
+
+def _plain_recipe(meta: dict, base: dict, formulation: Formulation | None) -> list[str]:
+    auto = formulation.auto_model_class().__name__ if formulation else "AutoModel"
     where = 'json.load(open(f"{adapter}/adapter_config.json"))["base_model_name_or_path"]'
     lines = ["```python", "import json", "from peft import PeftModel",
              f"from transformers import {auto}, AutoTokenizer", "adapter = \"path/to/this/adapter\"",
@@ -66,24 +75,7 @@ def _plain_recipe(meta: dict, base: dict, formulation: str) -> list[str]:
             "`PeftModel.from_pretrained`.",
             "",
         ]
-    if formulation == "extractive":
-        lines += [
-            'Call it with the tokenizer\'s output as it is: `model(**tokenizer(question, context, return_tensors="pt"))`',
-            "gives start/end logits over the tokens (the adapter carries the segment embedding it was trained with).",
-        ]
-    elif formulation == "seq2seq":
-        lines += [
-            "Prompt: `question: {question} context: {context}`; answer with",
-            '`model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=24, do_sample=False)`.',
-        ]
-    else:
-        lines += [
-            "Prompt (body): `Answer the question with a short span copied from the context.\\nContext: {context}\\n"
-            "Question: {question}`; with a chat template (saved with the tokenizer) as one user message through",
-            '`tokenizer.apply_chat_template([...], add_generation_prompt=True, return_dict=True, return_tensors="pt")`,',
-            'else followed by `\\nAnswer:` through `tokenizer(prompt, return_tensors="pt")`. Then',
-            "`model.generate(**inputs, max_new_tokens=24, do_sample=False)`; the answer is the first line of the new tokens.",
-        ]
+    lines += formulation.usage_notes() if formulation else []
     if meta.get("model_config", {}).get("closed_book"):
         lines += ["", "Closed book: the prompt holds the question only (no context)."]
     return lines

@@ -20,7 +20,7 @@ def save(prepared: Prepared, fit: FitResult) -> Path:
     run, config, spec = prepared.run, prepared.config, prepared.spec
     if fit.finished is None or fit.finished.weights != run.adapter:
         meta = adapter_meta(
-            config.model, spec.formulation.name, spec.hf_config, prepared.tokenizer, prepared.peft_model,
+            config.model, spec.formulation, spec.hf_config, prepared.tokenizer, prepared.peft_model,
             version_2=prepared.data.version_2, config=config, quantize_base=config.lora.quantize_base,
         )  # fmt: skip
         if distributed.is_main():  # [ddp]

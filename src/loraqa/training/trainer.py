@@ -314,9 +314,6 @@ class QATrainer(Trainer):
         self.add_callback(self.finite_guard)
         self.add_callback(DivergenceGuard(self, stop_on_divergence))
         self._staging: str | None = None
-        if formulation.has_own_loss:
-            # Our loss is a per-batch mean: Trainer must still divide it over accumulation steps.
-            self.loss_is_scaled_for_ga = False
 
     def create_optimizer(self, model=None):
         """LoRA+ (`training.loraplus_lr_ratio`): peft's optimizer, B matrices at ratio x the learning rate,
@@ -351,6 +348,9 @@ class QATrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not return_outputs:
             loss = self.formulation.compute_loss(model, inputs)
+            # The formulation's loss is a per-batch mean: Trainer must still divide it over accumulation
+            # steps (it reads this flag after each compute_loss); the model's own loss leaves Trainer's rule.
+            self.loss_is_scaled_for_ga = False if loss is not None else None
             if loss is not None:
                 return loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
