@@ -7,12 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loraqa.training.trainer import (
-    GroupKeepingSampler,
-    RankBatches,
-    ShuffledLengthGroupedSampler,
-    deal_batches,
-)
+from loraqa.training.samplers import GroupKeepingSampler, RankBatches, ShuffledLengthGroupedSampler, deal_batches
 
 
 def _shares(make_sampler, batch, ranks, seed=7, epoch=0):

@@ -147,13 +147,13 @@ class CountHostReads(TrainerCallback):
     OURS = (str(Path(loraqa.__file__).parent), str(Path(transformers.trainer.__file__)))
 
     def __init__(self, monkeypatch):
-        import loraqa.training.trainer as trainer_module
+        import loraqa.training.guards as guards_module
 
         self.counting, self.inside_guard = False, False
         self.guard: dict[int, int] = {}
         self.other: dict[int, list[str]] = {}
         self.step = 0
-        original_read = trainer_module.read_flags
+        original_read = guards_module.read_flags
 
         def read_flags(flags):
             if self.counting:
@@ -164,7 +164,7 @@ class CountHostReads(TrainerCallback):
             finally:
                 self.inside_guard = False
 
-        monkeypatch.setattr(trainer_module, "read_flags", read_flags)
+        monkeypatch.setattr(guards_module, "read_flags", read_flags)
         for name in self.READERS:
             monkeypatch.setattr(torch.Tensor, name, self._counted(name, getattr(torch.Tensor, name)))
 

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loraqa.training.trainer import GroupKeepingSampler, ShuffledLengthGroupedSampler, fill_batches
+from loraqa.training.samplers import GroupKeepingSampler, ShuffledLengthGroupedSampler, fill_batches
 
 
 def _batches(lengths, batch_size, seed=0):

@@ -16,14 +16,12 @@ Checkpoints are written under a staging directory, fsynced, and renamed into pla
 (the rename fsynced too), so neither a crash nor a power cut mid-save leaves a `checkpoint-N` that
 `--resume` would pick; resume also checks a checkpoint holds every file it needs.
 
-Why this file passes ~400 lines: the samplers, guards and checkpoint staging each hook one
-Trainer method, and reading them beside QATrainer shows the whole contract; the samplers are the
-first candidate to move out (training/samplers.py) when it grows again.
+The samplers live in training/samplers.py and the guards in training/guards.py; this file keeps
+QATrainer, checkpoint staging and what resume reads from a checkpoint.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -31,10 +29,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.trainer import FSDP_MODEL_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
-from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from loraqa.config.schema import TrainingConfig
@@ -45,6 +42,8 @@ from loraqa.runs.rundir import STAGING_DIR
 from loraqa.runs.write_errors import saving
 from loraqa.training import distributed
 from loraqa.training.arguments import examples_per_step
+from loraqa.training.guards import DivergenceGuard, FiniteGuard, non_finite_parameter
+from loraqa.training.samplers import GroupKeepingSampler, RankBatches, ShuffledLengthGroupedSampler
 
 # STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
 # What resuming reads from a checkpoint; a folder missing any of them is not a checkpoint.
@@ -64,241 +63,6 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return self.features[index]
-
-
-class ShuffledLengthGroupedSampler(LengthGroupedSampler):
-    """Batches of similar length, visited in random order.
-
-    transformers' sampler sorts inside mega-batches of min(n // (4 x batch), 50) batches, so a run of
-    fewer than 8 batches gets groups of one batch, i.e. no grouping at all, and 100-question runs
-    only groups of 3 (measured padding share, SmolLM2, 96 questions at batch 8: 11.4% vs 3.1% with
-    mega-batches of 50). Sorting inside 50-batch mega-batches alone would feed each mega-batch
-    longest-first, a length curriculum nobody asked for; shuffling whole batches afterwards keeps
-    the grouping and removes the order.
-    """
-
-    MEGA_BATCH_MULT = 50
-
-    def __iter__(self):
-        grouped = get_length_grouped_indices(
-            self.lengths, self.batch_size, mega_batch_mult=self.MEGA_BATCH_MULT, generator=self.generator
-        )
-        return self._shuffled([grouped[i : i + self.batch_size] for i in range(0, len(grouped), self.batch_size)])
-
-    def _shuffled(self, batches: list[list[int]]):
-        # A short remainder batch must stay last, or every DataLoader batch after it would straddle two groups.
-        tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
-        order = torch.randperm(len(batches), generator=self.generator).tolist()
-        return iter([index for position in order for index in batches[position]] + [i for b in tail for i in b])
-
-
-class GroupKeepingSampler(ShuffledLengthGroupedSampler):
-    """Batches that keep each group (the questions of one paragraph) whole where they can.
-
-    Groups are taken in random order and, with `by_length`, sorted by length inside mega-batches of
-    50 batches, as the parent sorts questions. They fill batches of exactly `batch_size` (the last
-    may be short, as the DataLoader cuts the stream): the room left in a batch takes the largest of
-    the next LOOKAHEAD groups that fits, and a group is split across two batches only when none
-    does. Groups of one are batched by length as the parent batches them. Batches are then visited
-    in random order.
-    """
-
-    LOOKAHEAD = 8
-
-    def __init__(self, batch_size: int, groups: list[list[int]], lengths: list[int], by_length: bool = True,
-                 generator=None):  # fmt: skip
-        super().__init__(batch_size, lengths=lengths, generator=generator)
-        self.groups = groups
-        self.by_length = by_length
-
-    def __iter__(self):
-        longest = lambda group: max(self.lengths[i] for i in group)  # noqa: E731
-        order = [self.groups[g] for g in torch.randperm(len(self.groups), generator=self.generator).tolist()]
-        units: list[list[int]] = []
-        mega, start = self.MEGA_BATCH_MULT * self.batch_size, 0
-        while start < len(order):
-            end, size = start, 0
-            while end < len(order) and size < mega:
-                size += len(order[end])
-                end += 1
-            chunk = order[start:end]
-            units.extend(sorted(chunk, key=longest, reverse=True) if self.by_length else chunk)
-            start = end
-        return self._shuffled(fill_batches(units, self.batch_size, self.LOOKAHEAD))
-
-
-class RankBatches(BatchRebalanceSampler):
-    """This rank's per-device batches of an index sampler's epoch, the same epoch on every rank.
-
-    Every rank draws the same order (a generator seeded with seed + epoch, not the global RNG,
-    which dropout advances differently per formulation and which Trainer restores per rank), cuts it
-    into per-device batches of `batch_size`, and deals them round-robin: rank r takes batches r,
-    r + W, ... of each round of W. The last round's examples are spread over all ranks (sizes
-    differing by at most one; fewer examples than ranks join the previous round's batches), so
-    every rank runs the same number of batches and no example is trained twice or skipped in an
-    epoch, unlike the padding that accelerate's batch sharding and DistributedSampler use.
-
-    Subclassing BatchRebalanceSampler is how Trainer (5.x) knows a batch sampler is rank-aware:
-    it is then passed as `batch_sampler`, accelerate's re-sharding is turned off and `set_epoch`
-    reaches it. Its rebalancing is not used.
-    """
-
-    def __init__(self, sampler, batch_size: int, seed: int, ranks: int = 1, rank: int = 0):
-        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
-        self.ranks, self.rank, self.epoch = ranks, rank, 0
-        if len(sampler) < ranks:
-            raise TrainingError(f"{len(sampler)} training examples cannot be shared by {ranks} processes")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        per_round = self.batch_size * self.ranks
-        full, rest = divmod(len(self.sampler), per_round)
-        return full + (1 if rest >= self.ranks else 0)
-
-    def __iter__(self):
-        self.sampler.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(deal_batches(list(self.sampler), self.batch_size, self.ranks)[self.rank])
-
-
-def deal_batches(order: list[int], batch_size: int, ranks: int) -> list[list[list[int]]]:
-    """`order` as per-device batches for each of `ranks` ranks (see `RankBatches`): result[r] is
-    rank r's batches; all ranks get the same number, together holding every index once."""
-    per_round = batch_size * ranks
-    full = len(order) // per_round
-    shares: list[list[list[int]]] = [
-        [order[k * per_round + r * batch_size : k * per_round + (r + 1) * batch_size] for k in range(full)]
-        for r in range(ranks)
-    ]
-    rest = order[full * per_round :]
-    if len(rest) >= ranks:  # one more, smaller batch on every rank
-        for r in range(ranks):
-            start, end = distributed.shard_bounds(len(rest), ranks, r)
-            shares[r].append(rest[start:end])
-    else:  # too few for a batch each: they join the last full round, one per rank
-        for r, index in enumerate(rest):
-            shares[r][-1] = shares[r][-1] + [index]
-    return shares
-
-
-def fill_batches(units: list[list[int]], batch_size: int, lookahead: int) -> list[list[int]]:
-    """Index batches of exactly `batch_size` (the last may be short) from `units` in about their
-    order, keeping a unit in one batch unless none of the next `lookahead` fits the room left."""
-    pending = [list(u) for u in units if u]
-    batches: list[list[int]] = []
-    current: list[int] = []
-    while pending:
-        room = batch_size - len(current)
-        fitting = [k for k in range(min(lookahead, len(pending))) if len(pending[k]) <= room]
-        if fitting:
-            current.extend(pending.pop(max(fitting, key=lambda k: (len(pending[k]), -k))))
-        else:
-            unit = pending.pop(0)
-            current.extend(unit[:room])
-            pending.insert(0, unit[room:])
-        if len(current) == batch_size:
-            batches.append(current)
-            current = []
-    if current:
-        batches.append(current)
-    return batches
-
-
-def non_finite_parameter(model, gradients: bool = False) -> str | None:
-    """The name of the first trainable parameter (or its gradient) holding a nan or inf; None if none."""
-    named = [(n, p.grad if gradients else p) for n, p in model.named_parameters() if p.requires_grad]
-    return first_non_finite([(n, t) for n, t in named if t is not None])
-
-
-def first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
-    """The name of the first tensor holding a nan or inf; None if none.
-
-    One fused kernel per device and dtype, `torch._foreach_norm` with ord=inf (a max-abs that keeps nan
-    and inf; an L2 norm would overflow to inf on large finite values), and one host read for all of them.
-    """
-    if not named:
-        return None
-    norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
-    finite = read_flags(torch.stack([norm.float() for norm in norms]).isfinite())
-    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
-
-
-def read_flags(flags: torch.Tensor) -> list[bool]:
-    """The finite-value guard's host read (a device sync on a GPU): one per check; tests count them."""
-    return flags.cpu().tolist()
-
-
-LOSS = "the training loss"  # first_non_finite's name for a micro-step's loss
-
-
-class FiniteGuard(TrainerCallback):
-    """Stops training when a micro-step's loss or a LoRA gradient (before the optimizer applies it) is
-    not finite, and when a trainable weight is (at every logging, saving and evaluating step and the
-    last: the weights a checkpoint, a log line or the adapter would hold). A step can break the weights
-    with a finite loss, so the loss check alone lets every later checkpoint be NaN.
-
-    Cost: the losses of an optimizer step's micro-steps stay on the device until its gradients are
-    checked with them, one fused check and one host read per optimizer step; the weights' check is one
-    more read on the steps named above. Under fp16 an inf gradient is routine (the loss scaler then
-    skips that step), so only the losses and weights are checked there."""
-
-    def __init__(self, trainer: QATrainer):
-        self.trainer = trainer
-        self.losses: list[torch.Tensor] = []  # this optimizer step's micro-step losses, unread
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        losses, self.losses = self.losses, []
-        gradients = [] if args.fp16 else [(n, p.grad) for n, p in model.named_parameters()
-                                          if p.requires_grad and p.grad is not None]  # fmt: skip
-        name = first_non_finite([(LOSS, loss) for loss in losses] + gradients)
-        if name == LOSS:
-            value = next(float(loss) for loss in losses if not torch.isfinite(loss))
-            self.trainer.stop(f"the training loss became {value} at step {state.global_step + 1}")
-        if name:
-            self.trainer.stop(f"the gradient of {name} became non-finite at step {state.global_step + 1}")
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        # Trainer's flow callback ran first and set these for this step.
-        if control.should_log or control.should_save or control.should_evaluate or control.should_training_stop:
-            name = non_finite_parameter(model)
-            if name:
-                self.trainer.stop(f"the trainable weight {name} became non-finite at step {state.global_step}")
-
-
-class DivergenceGuard(TrainerCallback):
-    """Stops training (or, with `stop=False`, records a warning once) when the logged training loss
-    exceeds both DIVERGENCE_FACTOR x the first logged loss and DIVERGENCE_FLOOR.
-
-    Why these: the losses here are cross-entropies (tokens, or span starts and ends), and a model
-    guessing uniformly scores ln(classes), at most ln(3.3M) = 15 for any vocabulary or window in
-    use; a loss above that is worse than guessing, which no learning run reaches, while ten times
-    the starting loss rules out the noise of a run that starts near zero. Both are judged on the
-    logged (interval-averaged) loss, so a single noisy batch does not trigger it. A resumed run
-    keeps the first logged loss of its log history as the reference.
-    """
-
-    def __init__(self, trainer: QATrainer, stop: bool):
-        self.trainer = trainer
-        self.stop = stop
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
-        if loss is None or not losses or not math.isfinite(loss) or self.trainer.divergence_warning:
-            return
-        first = losses[0]
-        if loss > DIVERGENCE_FACTOR * first and loss > DIVERGENCE_FLOOR:
-            problem = (f"the training loss diverged at step {state.global_step}: {loss:.4g}, over "
-                       f"{DIVERGENCE_FACTOR:g}x the first logged {first:.4g} and above {DIVERGENCE_FLOOR:g} "
-                       "(worse than guessing)")  # fmt: skip
-            if self.stop:
-                self.trainer.stop(problem, "; set training.stop_on_divergence=false to train on regardless")
-            self.trainer.divergence_warning = f"{problem}; the adapter is probably useless"
-
-
-DIVERGENCE_FACTOR = 10.0
-DIVERGENCE_FLOOR = 15.0
 
 
 class QATrainer(Trainer):
