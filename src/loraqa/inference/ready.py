@@ -24,7 +24,7 @@ from loraqa.config.schema import ModelConfig
 from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
 from loraqa.formulations import FORMULATIONS
-from loraqa.lora.adapter import META_FILE, load_adapter, read_adapter_meta
+from loraqa.lora.adapter import META_FILE, check_same_architecture, load_adapter, read_adapter_meta
 from loraqa.models.loading import (
     BaseSpec,
     base_named_by_adapter,
@@ -92,6 +92,9 @@ def model_config_for_adapter(
     safe = {key: getattr(user, key) for key in INFERENCE_MODEL_KEYS if key in overridden}
     config = dataclasses.replace(config, **safe, trust_remote_code=user.trust_remote_code, revision=user.revision)
     if base_name:
+        # Another base: its architecture first, before settings of this adapter's formulation are checked on it.
+        other = inspect_base(dataclasses.replace(config, name=base_name, formulation="auto", prompt_template=None))
+        check_same_architecture(adapter_dir, meta, base_name, other.hf_config)
         return dataclasses.replace(config, name=base_name)
     if user.trust_remote_code:
         # The adapter named this base; trusting code is a decision about a base the user names.

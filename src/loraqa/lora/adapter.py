@@ -356,17 +356,23 @@ def _restore_non_lora_weights(peft_model, directory: Path, embeddings: bool) -> 
         save_file({**saved, **missing}, str(path), metadata={"format": "pt"})
 
 
+def check_same_architecture(directory: str | Path, meta: dict, base_name: str, hf_config) -> None:
+    """AdapterError naming both when `hf_config` is not the architecture (type, width) the adapter was trained on."""
+    if not meta:
+        return
+    theirs = (meta.get("model_type"), meta.get("hidden_size"))
+    ours = (hf_config.model_type, _hidden_size(hf_config))
+    if theirs != ours:
+        raise AdapterError(
+            f"{directory} was trained on base '{meta.get('base_model')}' ({theirs[0]}, hidden {theirs[1]}) "
+            f"but the base model is '{base_name}' ({ours[0]}, hidden {ours[1]})"
+        )
+
+
 def load_adapter(base_model, tokenizer, directory: str | Path, base_name: str, hf_config, meta: dict) -> PeftModel:
     """Attach a saved adapter to `base_model` (resizing embeddings first when its vocabulary grew)."""
     directory = Path(directory)
-    if meta:
-        theirs = (meta.get("model_type"), meta.get("hidden_size"))
-        ours = (hf_config.model_type, _hidden_size(hf_config))
-        if theirs != ours:
-            raise AdapterError(
-                f"{directory} was trained on base '{meta.get('base_model')}' ({theirs[0]}, hidden {theirs[1]}) "
-                f"but the base model is '{base_name}' ({ours[0]}, hidden {ours[1]})"
-            )
+    check_same_architecture(directory, meta, base_name, hf_config)
     base_vocab = meta.get("base_vocab_size")
     if base_vocab is not None and base_vocab != hf_config.vocab_size:
         raise AdapterError(
