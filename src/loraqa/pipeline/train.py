@@ -42,7 +42,8 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     inherited another's (one thread instead of all cores) differed in the last digits from the same
     config run by `loraqa train`, e.g. its --resume of a run killed there.
 
-    The run's model, optimizer and trainer are released when it ends, raised or not (issue 30 §5)."""
+    The run's model, optimizer and trainer are released when it ends, raised or not, so a second run in
+    the same process (compare, sweep trials) starts from the memory the first one did."""
     threads = torch.get_num_threads()
     try:
         return _run_training(config, resume=resume, overwrite=overwrite, callbacks=callbacks, validation=validation,
@@ -85,7 +86,7 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
         if not distributed.is_main():  # [ddp] rank 0 writes and prints the results
             return summary
         finish(prepared, summary)
-        # What happened outside Trainer, to the runs the tracking callbacks started (issue 15 §2).
+        # What happened outside Trainer, to the runs the tracking callbacks started.
         report_run(config, run.path, summary, step=fitted.global_step,
                    parameters=(prepared.trainable_params, prepared.total_params))  # fmt: skip
     except Exception as exc:
