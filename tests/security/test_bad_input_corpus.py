@@ -87,6 +87,12 @@ def _tiny(home: Path, *extra: str) -> list[str]:
             "training.device=cpu", "model.max_seq_length=64", "model.doc_stride=16", *extra]  # fmt: skip
 
 
+def _eval_decoding(h: Path, decoding: str) -> list[str]:
+    """`loraqa eval` of the trained adapter on the test file with `decoding`, into a new folder."""
+    return ["eval", f"data.test={h / 'test.jsonl'}", "--adapter", str(h / "adapter"), "--decoding", decoding,
+            "--output", str(h / "new-eval")]  # fmt: skip
+
+
 TRAIN = "train"
 # name -> (setup or None, argv builder, a fragment the error line must contain)
 CASES = {
@@ -139,16 +145,7 @@ CASES = {
     ),  # fmt: skip
     "decoding topk0": (
         None,
-        lambda h: [
-            "eval",
-            f"data.test={h / 'test.jsonl'}",
-            "--adapter",
-            str(h / "adapter"),
-            "--decoding",
-            "topk0",
-            "--output",
-            str(h / "new-eval"),
-        ],
+        lambda h: _eval_decoding(h, "topk0"),
         "--decoding",
     ),  # fmt: skip
     "sweep grid value of the wrong type": (
@@ -219,16 +216,7 @@ CASES = {
     "report of a folder that is no run": (None, lambda h: ["report", str(h / "adapter")], "adapter"),
     "unknown decoding": (
         None,
-        lambda h: [
-            "eval",
-            f"data.test={h / 'test.jsonl'}",
-            "--adapter",
-            str(h / "adapter"),
-            "--decoding",
-            "beam-x",
-            "--output",
-            str(h / "new-eval"),
-        ],
+        lambda h: _eval_decoding(h, "beam-x"),
         "--decoding",
     ),  # fmt: skip
     # adapter directories

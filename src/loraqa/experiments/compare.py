@@ -72,7 +72,7 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
     rows = [_row(r) for r in runs]
     scored = [r for r in rows if r["validation_f1"] is not None]
     best = max(scored, key=lambda r: r["validation_f1"])["run"] if scored else None
-    _pair_with_best(runs, rows, best)
+    _pair_with_best(runs, rows, best, _question_rows(runs))
     table = format_comparison(rows, best)
     write_json_atomic(directory / "comparison.json", {
         "name": name, "configs": list(configs), "overrides": list(overrides), "chosen_on": CHOSEN_ON,
@@ -99,19 +99,18 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
         raise ConfigError("compare", f"needs at least two runs to compare, got {len(run_dirs)}")
     directory = Path(root) / name
     names = _unique_names([Path(d).resolve().name for d in run_dirs])
-    runs = []
-    for run_dir, run_name in zip(run_dirs, names):
-        summary = _read_summary(Path(run_dir))
-        if read_question_rows(run_dir) is None:
-            raise ConfigError("compare", f"{run_dir}: holds no per-question test rows (predictions.jsonl)")
-        runs.append(ComparedRun(run_name, str(run_dir), Path(run_dir), summary, "existing"))
+    runs = [ComparedRun(n, str(d), Path(d), _read_summary(Path(d)), "existing") for d, n in zip(run_dirs, names)]
+    questions = _question_rows(runs)  # each run's predictions.jsonl, read once
+    for run in runs:
+        if questions[run.name] is None:
+            raise ConfigError("compare", f"{run.run_dir}: holds no per-question test rows (predictions.jsonl)")
     rows = [_row(r) for r in runs]
     scored = [r for r in rows if r["validation_f1"] is not None]
     best = max(scored, key=lambda r: r["validation_f1"])["run"] if len(scored) == len(rows) else None
     reference = best or rows[0]["run"]
-    _pair_with_best(runs, rows, reference)
-    changes = _changes(runs, reference)
-    common = len(set.intersection(*({row["id"] for row in read_question_rows(r.run_dir)} for r in runs)))
+    _pair_with_best(runs, rows, reference, questions)
+    changes = _changes(questions, reference)
+    common = len(set.intersection(*({row["id"] for row in rows_of} for rows_of in questions.values())))
     table = format_comparison(rows, best)
     if best is None:
         table += f"\n  (not every run recorded validation F1: each is paired with the first, {reference})"
@@ -128,20 +127,20 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
     return ComparisonResult(name, directory, runs, best, table, True, rows)
 
 
-def _changes(runs: list[ComparedRun], reference: str) -> list[dict]:
+def _changes(questions: dict[str, list[dict] | None], reference: str) -> list[dict]:
     """Questions each run fixed or broke relative to the reference, by exact match, in the reference's order."""
-    reference_rows = read_question_rows(next(r.run_dir for r in runs if r.name == reference)) or []
+    reference_rows = questions[reference] or []
     changes = []
-    for run in runs:
-        if run.name == reference:
+    for name, rows_of in questions.items():
+        if name == reference:
             continue
-        mine = {row["id"]: row for row in read_question_rows(run.run_dir) or []}
+        mine = {row["id"]: row for row in rows_of or []}
         for theirs in reference_rows:
             row = mine.get(theirs["id"])
             if row is None or row["exact_match"] == theirs["exact_match"]:
                 continue
             changes.append({
-                "run": run.name, "reference": reference, "id": theirs["id"], "question": theirs.get("question"),
+                "run": name, "reference": reference, "id": theirs["id"], "question": theirs.get("question"),
                 "gold_answers": theirs.get("gold_answers"), "change": "fixed" if row["exact_match"] else "broken",
                 "answer": row.get("prediction"), "reference_answer": theirs.get("prediction"),
             })  # fmt: skip
@@ -231,11 +230,17 @@ def _row(run: ComparedRun) -> dict:
     }  # fmt: skip
 
 
-def _pair_with_best(runs: list[ComparedRun], rows: list[dict], best: str | None) -> None:
+def _question_rows(runs: list[ComparedRun]) -> dict[str, list[dict] | None]:
+    """Each run's per-question test rows (its predictions.jsonl), by run name."""
+    return {run.name: read_question_rows(run.run_dir) for run in runs}
+
+
+def _pair_with_best(runs: list[ComparedRun], rows: list[dict], best: str | None,
+                    questions: dict[str, list[dict] | None]) -> None:  # fmt: skip
     """Each run's test F1/EM minus the best-on-validation run's, paired on their common test questions."""
-    best_rows = next((read_question_rows(r.run_dir) for r in runs if r.name == best), None)
+    best_rows = questions.get(best) if best else None
     for run, row in zip(runs, rows):
-        mine = read_question_rows(run.run_dir)
+        mine = questions[run.name]
         row["versus_best"] = (
             None if run.name == best or not mine or not best_rows else paired_comparison(mine, best_rows)
         )
