@@ -121,7 +121,9 @@ def config_page() -> str:
             key = f"{section.name}.{sub.name}"
             note = comments.get((type(value).__name__, sub.name), "")
             if key in ranges:
-                note = f"{note} Checked range: {ranges[key]}.".strip()
+                note = (
+                    f"{note.rstrip('.')}. Checked range: {ranges[key]}." if note else f"Checked range: {ranges[key]}."
+                )
             out.append(f"| `{key}` | {cell(type_name(hints[sub.name]))} | `{cell(yaml_value(getattr(value, sub.name)))}` "
                        f"| {cell(note)} |")  # fmt: skip
     return "\n".join(out) + "\n"

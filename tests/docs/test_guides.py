@@ -73,3 +73,11 @@ def test_the_readme_links_lead_to_files():
     assert links
     missing = [link for link in links if not link.startswith("http") and not (REPO / link).exists()]
     assert not missing, f"README links to missing files: {missing}"
+
+
+def test_a_page_command_that_fails_fails_the_test(tmp_path, monkeypatch, capsys, qa_files):
+    page = tmp_path / "page.md"
+    page.write_text("```bash\nloraqa configs\nloraqa report no-such-run\n```\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AssertionError, match="page.md: loraqa report no-such-run failed"):
+        run_page(page, lambda family: "unused", qa_files, tmp_path, capsys)
