@@ -212,6 +212,7 @@ def run_page(path: Path, models, files: dict[str, Path], workdir: Path, capsys) 
         for argv, env in page.commands:
             if argv[0] == "serve":
                 server = serve(shrunk(argv, models, files, set(page.files)), env, workdir / "serve.log")
+                outputs.append((argv, ""))
                 continue
             saved = {key: os.environ.get(key) for key in env}
             os.environ.update(env)
