@@ -1,4 +1,4 @@
-"""Layers only import downward (README "Layout"; STYLE.md): a lower layer never imports a higher one.
+"""Layers only import downward (docs/development.md "Layout"; STYLE.md): a lower layer never imports a higher one.
 
 Every `import loraqa.X` / `from loraqa.X import ...` in src/loraqa, including imports inside
 functions, is checked against LAYERS. Modules of one layer may import each other; nothing may

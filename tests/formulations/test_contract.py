@@ -110,7 +110,7 @@ def test_predict_answers_every_record_once_in_order_with_a_confidence(case, qa_f
         assert 0.0 <= prediction.confidence <= 1.0
     assert sum(done) == len(records), "progress counts every record once"
     assert math.isfinite(result.metrics["eval_loss"]) and result.metrics["eval_loss"] > 0
-    # Accuracies are percentages whatever they count (tokens or span ends); README "metrics.json keys".
+    # Accuracies are percentages whatever they count (tokens or span ends); docs/usage.md "Outputs" (metrics.json keys).
     accuracies = {k: v for k, v in result.metrics.items() if k.endswith("_accuracy")}
     assert accuracies and all(0.0 <= v <= 100.0 for v in accuracies.values())
     quick = formulation.predict(model, tokenizer, records, PredictSettings(batch_size=2, max_new_tokens=4,
