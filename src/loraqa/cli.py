@@ -65,7 +65,7 @@ def _leave_process_group() -> None:
     """[ddp] A command run under torchrun ends by destroying its process group (see
     `distributed.leave_process_group`); commands that never imported torch have none to leave."""
     if "torch.distributed" in sys.modules:
-        from loraqa.training.distributed import leave_process_group
+        from loraqa.distributed import leave_process_group
 
         leave_process_group()
 
@@ -90,7 +90,7 @@ def _refuse_under_launcher(command: str) -> None:
     if command not in ONE_PROCESS or "WORLD_SIZE" not in os.environ:  # no launcher: no torch import needed
         return
     from loraqa.errors import LaunchError
-    from loraqa.training.distributed import launched, world_size
+    from loraqa.distributed import launched, world_size
 
     if launched():
         raise LaunchError(f"loraqa {command} started as {world_size()} processes (torchrun?); {ONE_PROCESS[command]}")
@@ -123,7 +123,7 @@ def _dispatch(args) -> int:
             load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
             validation=True if args.validation else None, command=["loraqa", *args.argv],
         )  # fmt: skip
-        from loraqa.training import distributed
+        from loraqa import distributed
 
         if not args.no_report and distributed.is_main():  # under torchrun, rank 0 alone writes the report
             _report_or_warn(summary["run_dir"])

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
         "loraqa.errors",
         "loraqa.console",
         "loraqa.allocator",
-        "loraqa.runs.atomic",
+        "loraqa.atomic",
         "loraqa.input_files",
         "loraqa.device",
         "loraqa.families",
@@ -105,6 +105,6 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     assert any("loraqa.config.bad imports loraqa.training.trainer" in p for p in violations())
 
 
-@pytest.mark.parametrize("module", ["loraqa.cli", "loraqa.config.schema", "loraqa.runs.atomic"])
+@pytest.mark.parametrize("module", ["loraqa.cli", "loraqa.config.schema", "loraqa.atomic"])
 def test_every_module_has_a_layer(module):
     layer_of(module)

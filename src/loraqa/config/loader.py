@@ -21,7 +21,7 @@ from loraqa.config.shipped import resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
 from loraqa.input_files import MAX_CONFIG_BYTES, DuplicateKeyError, input_file_problem
-from loraqa.runs.atomic import write_text_atomic
+from loraqa.atomic import write_text_atomic
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:

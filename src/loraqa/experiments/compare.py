@@ -25,7 +25,7 @@ from loraqa.console import say
 from loraqa.errors import ConfigError
 from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline import run_training
-from loraqa.runs.atomic import write_json_atomic, write_text_atomic
+from loraqa.atomic import write_json_atomic, write_text_atomic
 from loraqa.runs.rundir import RunDirectory
 
 IDENTICAL_SECTIONS = ("data", "generation")  # what makes the questions and the answering the same

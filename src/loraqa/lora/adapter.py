@@ -36,7 +36,7 @@ from loraqa.models.cheap_dropout import use_cheap_masks
 from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.models.offline import describe_base, plain_base_id, portable_base_name
-from loraqa.runs.atomic import atomic_directory, write_json_atomic
+from loraqa.atomic import atomic_directory, write_json_atomic
 
 __all__ = ["ADAPTER_FILES", "META_FILE", "adapter_meta", "load_adapter", "read_adapter_meta", "save_adapter"]
 

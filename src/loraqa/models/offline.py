@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.errors import LoraqaError
-from loraqa.runs.atomic import replace_directory
+from loraqa.atomic import replace_directory
 
 try:
     import fcntl

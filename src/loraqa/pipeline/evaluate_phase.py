@@ -17,7 +17,7 @@ from loraqa.lora.calibration_file import write_calibration
 from loraqa.metrics.calibration import Calibrator
 from loraqa.evaluation.runner import EvalOutcome, evaluate_records, write_outcome
 from loraqa.pipeline.prepare_phase import Prepared
-from loraqa.training import distributed
+from loraqa import distributed
 
 
 @dataclass

@@ -22,9 +22,9 @@ from loraqa.console import say
 from loraqa.evaluation.runner import evaluate_records
 from loraqa.lora.adapter import ADAPTER_FILES, load_adapter_weights
 from loraqa.pipeline.prepare_phase import Prepared
-from loraqa.runs.atomic import write_text_atomic
+from loraqa.atomic import write_text_atomic
 from loraqa.runs.rundir import RunDirectory
-from loraqa.training import distributed
+from loraqa import distributed
 from loraqa.training.arguments import training_arguments
 from loraqa.training.memory import PeakMemoryMeter
 from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups

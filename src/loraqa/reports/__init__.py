@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.reports.reading import ReportError, read_source
-from loraqa.runs.atomic import atomic_directory, write_text_atomic
+from loraqa.atomic import atomic_directory, write_text_atomic
 
 FILES_DIR = "report_files"
 

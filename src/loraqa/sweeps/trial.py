@@ -25,7 +25,7 @@ from transformers import TrainerCallback
 
 from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.atomic import write_json_atomic
 from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
 from loraqa.pipeline import run_training
 from loraqa.training.arguments import examples_per_step

@@ -22,7 +22,7 @@ import optuna
 
 from loraqa.config.loader import build_config, config_to_dict, read_config_file
 from loraqa.errors import ConfigError, FlagError, TrainingError
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.atomic import write_json_atomic
 from loraqa.sweeps import study as storage_ops
 from loraqa.sweeps.space import configurations_to_check, grid_cells, parse_grid, parse_space
 from loraqa.sweeps.summary import format_summary, summarize

@@ -31,10 +31,9 @@ import yaml
 
 from loraqa.config.schema import RunConfig
 from loraqa.config.validate import tracking_backends
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.atomic import write_json_atomic
+from loraqa.runs.files import TENSORBOARD_DIR, TRACKING_FILE
 
-TRACKING_FILE = "tracking.json"  # run ids, so a resumed run continues its W&B and MLflow runs
-TENSORBOARD_DIR = "tensorboard"
 
 # What this process started, so a run that died mid-way (its runs still open) cannot leak its
 # MLflow or W&B run into the next run started in the same process (compare, sweeps).
