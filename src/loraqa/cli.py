@@ -216,6 +216,7 @@ def _sweep(args) -> int:
 def _compare(args) -> int:
     from loraqa.errors import FlagError
     from loraqa.experiments.compare import compare, compare_existing, is_finished_run
+    from loraqa.runs.files import CHANGES_FILE, COMPARISON_FILE
 
     items = [*args.items, *getattr(args, "overrides", [])]
     finished = [i for i in items if is_finished_run(i)]
@@ -225,7 +226,7 @@ def _compare(args) -> int:
             raise FlagError("compare", f"give either finished run directories or configs, not both ({others})")
         result = compare_existing(finished, args.name, root=args.dir, command=["loraqa", *args.argv])
         print(result.table)
-        print(f"comparison written to {result.directory / 'comparison.json'} (fixed/broken questions: changes.jsonl)")
+        print(f"comparison written to {result.directory / COMPARISON_FILE} (fixed/broken questions: {CHANGES_FILE})")
         if not args.no_report:
             _report_or_warn(str(result.directory))
         return 0
@@ -233,7 +234,7 @@ def _compare(args) -> int:
     overrides = [i for i in items if i not in configs]
     result = compare(configs, overrides, args.name, root=args.dir, command=["loraqa", *args.argv])
     print(result.table)
-    print(f"comparison written to {result.directory / 'comparison.json'}")
+    print(f"comparison written to {result.directory / COMPARISON_FILE}")
     if not args.no_report:
         _report_or_warn(str(result.directory))
     return 0
