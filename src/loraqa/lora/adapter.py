@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from loraqa import __version__, families
+from loraqa import families
+from loraqa.version import __version__
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
