@@ -125,7 +125,9 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
                                   for run in names if run != reference},
         "command": command,
     })  # fmt: skip
-    write_text_atomic(directory / files.CHANGES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes))
+    write_text_atomic(
+        directory / files.CHANGES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes)
+    )
     return ComparisonResult(name, directory, runs, best, table, True, rows)
 
 

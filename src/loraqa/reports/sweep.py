@@ -24,6 +24,7 @@ from loraqa.runs import leaderboard as leaderboard_rules
 from loraqa.runs.files import ADAPTER_DIR, CONFIG_FILE, STUDY_FILE, SWEEP_FILE, TRIAL_FILE
 from loraqa.runs.reading import read_json
 from loraqa.runs.record import RunRecord
+
 NA = "n/a"
 HEATMAP_MAX_VALUES = 12  # more distinct values on an axis (a search's floats): no heatmap, the scatter shows it
 PREFERRED_AXES = ("lora.r", "training.learning_rate", "lora.target_modules")  # the seed's grid: rows, columns, panels
@@ -78,7 +79,9 @@ def _trial_of_run(run: RunRecord, metric: str, problems: list[str]) -> SweepTria
     value = record.get(f"validation_{metric}", validation.get(metric))
     trial.value = float(value) if isinstance(value, (int, float)) else None
     trial.interval = validation.get(f"{metric}_ci") if isinstance(validation, dict) else None
-    trial.test = record.get("test") or (summary.adapter if summary else None) or (run.adapter.metrics if run.adapter else {})
+    trial.test = (
+        record.get("test") or (summary.adapter if summary else None) or (run.adapter.metrics if run.adapter else {})
+    )
     trial.pruned_at = record.get("pruned_at_step")
     recorded_params = summary.trainable_params if summary else None
     trial.trainable = recorded_params or adapter_parameter_count(run.path / ADAPTER_DIR, problems)
