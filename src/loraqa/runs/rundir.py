@@ -136,6 +136,7 @@ class RunDirectory:
         self._lock_fd = fd
 
     def _write_owner(self) -> None:
+        assert self._lock_fd is not None, "written only while the lock is held"
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, str(os.getpid()).encode(), 0)
 
