@@ -84,7 +84,7 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
             return summary.to_dict()
         finish(prepared, summary)
         # What happened outside Trainer, to the runs the tracking callbacks started.
-        report_run(config, run.path, summary.to_dict(), step=fitted.global_step,
+        report_run(config, run.path, summary, step=fitted.global_step,
                    parameters=(prepared.trainable_params, prepared.total_params))  # fmt: skip
     except Exception as exc:
         failure = write_failure(exc, run.path)
