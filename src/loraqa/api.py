@@ -19,11 +19,12 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraqa.errors import LoraqaError
-from loraqa.runs.files import ADAPTER_DIR
-from loraqa.runs.summary import RunSummary
+
+if TYPE_CHECKING:
+    from loraqa.runs.summary import RunSummary
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None 
     config's name such as "minilm-l6-squad", or None for the defaults)."""
     from loraqa.config.loader import load_config
     from loraqa.pipeline import run_training
+    from loraqa.runs.files import ADAPTER_DIR
+    from loraqa.runs.summary import RunSummary
 
     run_config = load_config(str(config) if config is not None else None, _override_list(overrides, kwargs))
     summary = RunSummary.from_dict(run_training(run_config, resume=resume, overwrite=overwrite))
