@@ -27,6 +27,7 @@ from loraqa.evaluation.runner import predict_settings
 from loraqa.formulations.extractive import Window, best_answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.offline import resolve_model_path
+from loraqa.runs.files import ADAPTER_DIR, ADAPTER_META_FILE, CONFIG_FILE, PREDICTIONS_FILE
 from record import stamped
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,15 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str]) -> int:
     run = Path(argv[0])
-    adapter = run / "adapter"
-    preds = json.loads((run / "predictions.json").read_text())
-    config = load_config(str(run / "config.yaml"), [])
+    adapter = run / ADAPTER_DIR
+    preds = json.loads((run / PREDICTIONS_FILE).read_text())
+    config = load_config(str(run / CONFIG_FILE), [])
     records = [r for r in load_records(config.data.test).records if r.id in preds]
     torch.set_num_threads(2)
     base = AutoModelForQuestionAnswering.from_pretrained(resolve_model_path("minilm-l6"))
     model = PeftModel.from_pretrained(base, str(adapter)).eval()
     tok = AutoTokenizer.from_pretrained(str(adapter))
-    meta = json.loads((adapter / "loraqa.json").read_text())
+    meta = json.loads((adapter / ADAPTER_META_FILE).read_text())
     ready = load_ready_model(
         model_config_for_adapter(adapter, config.model), plan_device("cpu", "auto", meta["model_type"]), str(adapter)
     )

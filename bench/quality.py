@@ -26,6 +26,8 @@ import torch
 from loraqa.allocator import active_allocator, reexec_with_tcmalloc
 from loraqa.config.loader import load_config
 from loraqa.pipeline import run_training
+from loraqa.runs.files import TRAIN_LOG_FILE
+from loraqa.runs.provenance import versions
 
 from record import stamped  # bench/record.py, next to this script
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_threads": torch.get_num_threads(),
             "allocator": active_allocator(),
             "platform": platform.platform(),
-            "torch": torch.__version__,
+            **versions(),
         },
         "runs": [],
     }
@@ -120,7 +122,7 @@ def _run(model: str, args, stamp: str) -> dict:
             and summary["train_seconds"] <= TRAIN_BUDGET_SECONDS
             and summary["adapter"]["f1"] >= TARGETS[model]
         ),
-        "validation_curve": _validation_curve(Path(summary["run_dir"]) / "train_log.jsonl"),
+        "validation_curve": _validation_curve(Path(summary["run_dir"]) / TRAIN_LOG_FILE),
         "run_dir": summary["run_dir"],
         "device": summary["device"],
     }

@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime
 import os
 import shlex
-import subprocess
 from pathlib import Path
+
+from loraqa.runs.provenance import git
 
 SCHEMA_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def provenance(argv: list[str], *, root: str | os.PathLike | None = None) -> dic
     root = Path(root) if root is not None else REPO_ROOT
     return {
         "schema_version": SCHEMA_VERSION,
-        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_commit": git(root, "rev-parse", "HEAD"),
         "git_dirty": _dirty(root),
         "command": _command(argv, root),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -61,16 +62,8 @@ def stamped(data: dict, argv: list[str], *, root: str | os.PathLike | None = Non
     return {**record, **{k: v for k, v in data.items() if k not in record}, "machine": merged_machine}
 
 
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):  # no git, no such directory, git hung
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def _dirty(root: Path) -> bool | None:
-    status = _git(root, "status", "--porcelain", "--", ".", f":(exclude,top){RESULTS_DIR}")
+    status = git(root, "status", "--porcelain", "--", ".", f":(exclude,top){RESULTS_DIR}")
     return None if status is None else status != ""
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from loraqa.runs.provenance import versions
 from loraqa.allocator import find_tcmalloc
 
 from common import MODEL_KEYS, build_tiny_t5, matmul_peak, questions, records_of_length, setups, vm_hwm_mib, write_json
@@ -327,13 +328,10 @@ def _growth_row(result: dict) -> dict:
 
 
 def machine(args) -> dict:
-    import peft
-    import transformers
-
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            **versions(),
             "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "baseline") else "glibc",
                           "loraqa": "tcmalloc" if uses_tcmalloc(args, "loraqa") else "glibc"},
             "load_average_at_start": os.getloadavg(),

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from loraqa.runs.files import SUMMARY_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 16
 SMOKE_STEPS = 50  # fewer steps than this measure start-up more than training: the file says "smoke"
@@ -40,7 +42,7 @@ def _train(processes: int, threads: int, steps: int, model: str, out: Path) -> d
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                    str(processes), "-m", "loraqa", *args]  # fmt: skip
     subprocess.run(command, env=env, cwd=ROOT, check=True)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / SUMMARY_FILE).read_text())
     examples = steps * GLOBAL_BATCH
     return {"processes": processes, "threads_each": threads, "per_device_train_batch_size": per_device,
             "steps": steps, "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"],

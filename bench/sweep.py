@@ -23,6 +23,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from loraqa.runs.files import SWEEP_FILE
+from loraqa.runs.provenance import commit_of, git
+
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +70,7 @@ def run_variant(setup: dict, label: str, options: list[str], root: Path) -> dict
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"bench: variant {label!r} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    summary = json.loads((sweep_dir / "sweep.json").read_text())
+    summary = json.loads((sweep_dir / SWEEP_FILE).read_text())
     best = summary.get("best") or {}
     return {"variant": label, "options": options, "wall_seconds": round(seconds, 1), "trials": summary["trials"],
             "best_config": best.get("config"), "best_validation_f1": best.get("validation_mean"),
@@ -85,10 +88,7 @@ def small_squad(path: Path, articles: int = 3) -> Path:
 
 
 def git_state() -> dict:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+    return {"commit": commit_of(ROOT), "dirty": bool(git(ROOT, "status", "--porcelain"))}
 
 
 def main(argv: list[str] | None = None) -> int:

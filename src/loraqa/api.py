@@ -19,9 +19,12 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraqa.errors import LoraqaError
+
+if TYPE_CHECKING:
+    from loraqa.runs.summary import RunSummary
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class RunResult:
     run_dir: Path
     adapter: Path
     metrics: dict  # the adapter's test metrics (exact_match, f1, ...)
-    summary: dict  # everything summary.json holds
+    summary: RunSummary  # the run's summary.json, typed (loraqa.runs.summary)
 
 
 class QA:
@@ -121,11 +124,13 @@ def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None 
     config's name such as "minilm-l6-squad", or None for the defaults)."""
     from loraqa.config.loader import load_config
     from loraqa.pipeline import run_training
+    from loraqa.runs.files import ADAPTER_DIR
+    from loraqa.runs.summary import RunSummary
 
     run_config = load_config(str(config) if config is not None else None, _override_list(overrides, kwargs))
-    summary = run_training(run_config, resume=resume, overwrite=overwrite)
-    run_dir = Path(summary["run_dir"])
-    return RunResult(run_dir, run_dir / "adapter", summary.get("adapter", {}), summary)
+    summary = RunSummary.from_dict(run_training(run_config, resume=resume, overwrite=overwrite))
+    run_dir = Path(summary.run_dir)
+    return RunResult(run_dir, run_dir / ADAPTER_DIR, summary.adapter, summary)
 
 
 def evaluate(config: str | Path | None = None, adapter: str | Path | None = None, *, output: str | Path | None = None,

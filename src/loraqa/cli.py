@@ -65,7 +65,7 @@ def _leave_process_group() -> None:
     """[ddp] A command run under torchrun ends by destroying its process group (see
     `distributed.leave_process_group`); commands that never imported torch have none to leave."""
     if "torch.distributed" in sys.modules:
-        from loraqa.training.distributed import leave_process_group
+        from loraqa.distributed import leave_process_group
 
         leave_process_group()
 
@@ -90,7 +90,7 @@ def _refuse_under_launcher(command: str) -> None:
     if command not in ONE_PROCESS or "WORLD_SIZE" not in os.environ:  # no launcher: no torch import needed
         return
     from loraqa.errors import LaunchError
-    from loraqa.training.distributed import launched, world_size
+    from loraqa.distributed import launched, world_size
 
     if launched():
         raise LaunchError(f"loraqa {command} started as {world_size()} processes (torchrun?); {ONE_PROCESS[command]}")
@@ -123,7 +123,7 @@ def _dispatch(args) -> int:
             load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
             validation=True if args.validation else None, command=["loraqa", *args.argv],
         )  # fmt: skip
-        from loraqa.training import distributed
+        from loraqa import distributed
 
         if not args.no_report and distributed.is_main():  # under torchrun, rank 0 alone writes the report
             _report_or_warn(summary["run_dir"])
@@ -216,6 +216,7 @@ def _sweep(args) -> int:
 def _compare(args) -> int:
     from loraqa.errors import FlagError
     from loraqa.experiments.compare import compare, compare_existing, is_finished_run
+    from loraqa.runs.files import CHANGES_FILE, COMPARISON_FILE
 
     items = [*args.items, *getattr(args, "overrides", [])]
     finished = [i for i in items if is_finished_run(i)]
@@ -225,7 +226,7 @@ def _compare(args) -> int:
             raise FlagError("compare", f"give either finished run directories or configs, not both ({others})")
         result = compare_existing(finished, args.name, root=args.dir, command=["loraqa", *args.argv])
         print(result.table)
-        print(f"comparison written to {result.directory / 'comparison.json'} (fixed/broken questions: changes.jsonl)")
+        print(f"comparison written to {result.directory / COMPARISON_FILE} (fixed/broken questions: {CHANGES_FILE})")
         if not args.no_report:
             _report_or_warn(str(result.directory))
         return 0
@@ -233,7 +234,7 @@ def _compare(args) -> int:
     overrides = [i for i in items if i not in configs]
     result = compare(configs, overrides, args.name, root=args.dir, command=["loraqa", *args.argv])
     print(result.table)
-    print(f"comparison written to {result.directory / 'comparison.json'}")
+    print(f"comparison written to {result.directory / COMPARISON_FILE}")
     if not args.no_report:
         _report_or_warn(str(result.directory))
     return 0

@@ -9,6 +9,7 @@ import pytest
 
 import loraqa
 from loraqa.errors import LoraqaError
+from loraqa.runs.summary import read_summary
 from run_helpers import tiny_overrides
 
 
@@ -25,6 +26,8 @@ def trained(tiny_model_dir, qa_files, tmp_path_factory):
 def test_train_returns_the_run(trained):
     assert (trained.adapter / "adapter_config.json").is_file()
     assert set(trained.metrics) >= {"exact_match", "f1"}
+    assert trained.summary == read_summary(trained.run_dir)  # typed, and what summary.json holds
+    assert trained.summary.adapter == trained.metrics and trained.summary.baseline is None
 
 
 def test_load_answer_and_batch_match_predict(trained, qa_files):

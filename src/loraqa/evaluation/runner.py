@@ -24,8 +24,9 @@ from loraqa.evaluation.uncertainty import score_intervals
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.metrics.slices import answer_position, answer_type, context_quartiles, question_word, slice_metrics
-from loraqa.runs.atomic import write_json_atomic, write_text_atomic
-from loraqa.training import distributed
+from loraqa.atomic import write_json_atomic, write_text_atomic
+from loraqa import distributed
+from loraqa.runs.files import METRICS_FILE, PREDICTIONS_FILE, QUESTION_ROWS_FILE
 
 
 @dataclass
@@ -151,10 +152,10 @@ def write_outcome(outcome: EvalOutcome, directory: str | Path, extra: dict | Non
     evaluation (a resumed run re-evaluates a baseline that lacks it)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "predictions.json", {row["id"]: row["prediction"] for row in outcome.rows})
+    write_json_atomic(directory / PREDICTIONS_FILE, {row["id"]: row["prediction"] for row in outcome.rows})
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in outcome.rows)
-    write_text_atomic(directory / "predictions.jsonl", lines)
-    write_json_atomic(directory / "metrics.json", {**(extra or {}), **outcome.metrics})
+    write_text_atomic(directory / QUESTION_ROWS_FILE, lines)
+    write_json_atomic(directory / METRICS_FILE, {**(extra or {}), **outcome.metrics})
 
 
 TOKEN_ACCURACY_NOTE = (

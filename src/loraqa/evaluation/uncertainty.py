@@ -22,8 +22,7 @@ from loraqa.metrics.calibration import (
 )
 from loraqa.metrics.significance import interval, mcnemar_exact, paired_difference
 from loraqa.metrics.slices import worst_slices
-
-PER_QUESTION_FILE = "predictions.jsonl"  # written by runner.write_outcome beside metrics.json
+from loraqa.runs.files import QUESTION_ROWS_FILE
 
 
 def score_intervals(rows: Sequence[dict]) -> dict:
@@ -131,7 +130,7 @@ def describe_comparison(label_a: str, label_b: str, comparison: dict | None) -> 
 
 def read_question_rows(directory: str | Path) -> list[dict] | None:
     """The per-question rows an evaluation wrote into `directory`, or None where there are none."""
-    path = Path(directory) / PER_QUESTION_FILE
+    path = Path(directory) / QUESTION_ROWS_FILE
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]

@@ -25,13 +25,15 @@ from loraqa.console import say
 from loraqa.errors import ConfigError
 from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline import run_training
-from loraqa.runs.atomic import write_json_atomic, write_text_atomic
+from loraqa.atomic import write_json_atomic, write_text_atomic
+from loraqa.runs import files
+from loraqa.runs.reading import flatten, read_json
 from loraqa.runs.rundir import RunDirectory
+from loraqa.runs.summary import RunSummary, read_summary
 
 IDENTICAL_SECTIONS = ("data", "generation")  # what makes the questions and the answering the same
 CHOSEN_ON = "validation f1"
 _NOT_DIFFERENCES = {"name", "output_dir"}  # differ by construction
-CHANGES_FILE = "changes.jsonl"  # compare_existing: the questions each run fixed or broke
 
 
 @dataclass
@@ -39,7 +41,7 @@ class ComparedRun:
     name: str
     config: str  # the config file (or shipped name) it came from
     run_dir: Path
-    summary: dict
+    summary: RunSummary
     status: str  # "trained", "resumed" or "reused" (finished before this command)
 
 
@@ -68,13 +70,13 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
     for path, config, run_name in zip(configs, loaded, names):
         config = load_config(path, [*overrides, f"name={run_name}", f"output_dir={directory / run_name}"])
         runs.append(_run_one(path, config, run_name, command))
-    identical = len({json.dumps(r.summary.get("questions"), sort_keys=True) for r in runs}) == 1
+    identical = len({json.dumps(r.summary.questions, sort_keys=True) for r in runs}) == 1
     rows = [_row(r) for r in runs]
     scored = [r for r in rows if r["validation_f1"] is not None]
     best = max(scored, key=lambda r: r["validation_f1"])["run"] if scored else None
     _pair_with_best(runs, rows, best, _question_rows(runs))
     table = format_comparison(rows, best)
-    write_json_atomic(directory / "comparison.json", {
+    write_json_atomic(directory / files.COMPARISON_FILE, {
         "name": name, "configs": list(configs), "overrides": list(overrides), "chosen_on": CHOSEN_ON,
         "best": best, "identical_questions": identical, "runs": rows, "command": command,
     })  # fmt: skip
@@ -83,7 +85,7 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
 
 def is_finished_run(item: str) -> bool:
     """True for a directory holding a finished run (its summary.json): compared as it is, not trained."""
-    return Path(item).is_dir() and (Path(item) / "summary.json").is_file()
+    return files.is_finished_run(item)
 
 
 def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs",
@@ -103,7 +105,7 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
     questions = _question_rows(runs)  # each run's predictions.jsonl, read once
     for run in runs:
         if questions[run.name] is None:
-            raise ConfigError("compare", f"{run.run_dir}: holds no per-question test rows (predictions.jsonl)")
+            raise ConfigError("compare", f"{run.run_dir}: holds no per-question test rows ({files.QUESTION_ROWS_FILE})")
     rows = [_row(r) for r in runs]
     scored = [r for r in rows if r["validation_f1"] is not None]
     best = max(scored, key=lambda r: r["validation_f1"])["run"] if len(scored) == len(rows) else None
@@ -114,7 +116,7 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
     table = format_comparison(rows, best)
     if best is None:
         table += f"\n  (not every run recorded validation F1: each is paired with the first, {reference})"
-    write_json_atomic(directory / "comparison.json", {
+    write_json_atomic(directory / files.COMPARISON_FILE, {
         "name": name, "source": "existing", "runs_compared": [str(d) for d in run_dirs], "chosen_on": CHOSEN_ON,
         "best": best, "reference": reference, "common_test_questions": common,
         "identical_questions": all(r["versus_best"] is None or r["versus_best"]["questions"] == common
@@ -123,7 +125,9 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
                                   for run in names if run != reference},
         "command": command,
     })  # fmt: skip
-    write_text_atomic(directory / CHANGES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes))
+    write_text_atomic(
+        directory / files.CHANGES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes)
+    )
     return ComparisonResult(name, directory, runs, best, table, True, rows)
 
 
@@ -147,13 +151,12 @@ def _changes(questions: dict[str, list[dict] | None], reference: str) -> list[di
     return changes
 
 
-def _read_summary(run_dir: Path) -> dict:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError("compare", f"{run_dir}/summary.json cannot be read: {error}") from None
-    if not isinstance(summary, dict):
-        raise ConfigError("compare", f"{run_dir}/summary.json is not a run summary")
+def _read_summary(run_dir: Path) -> RunSummary:
+    problems: list[str] = []
+    summary = read_summary(run_dir, problems)
+    if summary is None:
+        why = problems[0] if problems else f"{files.SUMMARY_FILE} is missing"
+        raise ConfigError("compare", f"{run_dir}: {why}")
     return summary
 
 
@@ -187,7 +190,7 @@ def run_names(paths: list[str], configs: list[RunConfig]) -> list[str]:
     stems = [_slug(Path(p).name.removesuffix(".yaml").removesuffix(".yml")) for p in paths]
     if len(set(stems)) == len(stems):
         return stems
-    flat = [_flatten(config_to_dict(c)) for c in configs]
+    flat = [flatten(config_to_dict(c)) for c in configs]
     differing = sorted(
         k for k in set().union(*flat) if k not in _NOT_DIFFERENCES and len({repr(f.get(k)) for f in flat}) > 1
     )
@@ -205,26 +208,25 @@ def run_names(paths: list[str], configs: list[RunConfig]) -> list[str]:
 
 def _run_one(path: str, config: RunConfig, run_name: str, command) -> ComparedRun:
     run_dir = Path(config.run_dir)
-    summary_file = run_dir / "summary.json"
-    if summary_file.is_file():
+    if files.is_finished_run(run_dir):
         say(f"compare: {run_name} finished before; re-using {run_dir}")
-        return ComparedRun(run_name, path, run_dir, json.loads(summary_file.read_text(encoding="utf-8")), "reused")
+        return ComparedRun(run_name, path, run_dir, _read_summary(run_dir), "reused")
     resume = RunDirectory(run_dir).holds_run()
     say(f"compare: {'resuming' if resume else 'training'} {run_name} ({path})")
     summary = run_training(config, resume=resume, validation=True, command=command)
-    return ComparedRun(run_name, path, run_dir, summary, "resumed" if resume else "trained")
+    return ComparedRun(run_name, path, run_dir, RunSummary.from_dict(summary), "resumed" if resume else "trained")
 
 
 def _row(run: ComparedRun) -> dict:
     s = run.summary
-    test, validation, base = s.get("adapter") or {}, s.get("validation") or {}, s.get("baseline") or {}
-    formulation = s.get("formulation") or _adapter_formulation(run.run_dir)
+    test, validation, base = s.adapter, s.validation or {}, s.baseline or {}
+    formulation = s.formulation or _adapter_formulation(run.run_dir)
     return {
         "run": run.name, "config": run.config, "run_dir": str(run.run_dir), "status": run.status,
-        "model": s.get("model"), "formulation": formulation,
-        "trainable_params": s.get("trainable_params"), "total_params": s.get("total_params"),
-        "trainable_share": s.get("trainable_share"), "train_seconds": s.get("train_seconds"),
-        "peak_memory_mib": s.get("peak_memory_mib"), "peak_memory_kind": s.get("peak_memory_kind"),
+        "model": s.model or None, "formulation": formulation,
+        "trainable_params": s.trainable_params, "total_params": s.total_params,
+        "trainable_share": s.trainable_share, "train_seconds": s.train_seconds,
+        "peak_memory_mib": s.peak_memory_mib, "peak_memory_kind": s.peak_memory_kind,
         "baseline_f1": base.get("f1"), "validation_f1": validation.get("f1"),
         "test_exact_match": test.get("exact_match"), "test_f1": test.get("f1"), "test_rougeL": test.get("rougeL"),
     }  # fmt: skip
@@ -247,11 +249,8 @@ def _pair_with_best(runs: list[ComparedRun], rows: list[dict], best: str | None,
 
 
 def _adapter_formulation(run_dir: Path) -> str | None:
-    meta = run_dir / "adapter" / "loraqa.json"
-    try:
-        return json.loads(meta.read_text(encoding="utf-8")).get("formulation")
-    except (OSError, ValueError, AttributeError):
-        return None
+    meta = read_json(files.adapter_meta_path(run_dir))
+    return meta.get("formulation") if isinstance(meta, dict) else None
 
 
 def format_comparison(rows: list[dict], best: str | None) -> str:
@@ -312,16 +311,6 @@ def _versus(comparison: dict | None) -> str:
 
 def _num(value, unit: str = "", digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _slug(text: str) -> str:

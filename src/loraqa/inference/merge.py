@@ -13,7 +13,7 @@ from pathlib import Path
 
 from loraqa.errors import RunDirError
 from loraqa.inference.ready import ReadyModel
-from loraqa.runs.atomic import atomic_directory
+from loraqa.atomic import atomic_directory
 
 
 def quantized_base_notice(meta: dict) -> str | None:

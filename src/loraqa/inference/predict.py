@@ -31,7 +31,7 @@ from loraqa.errors import DataError, RunDirError
 from loraqa.evaluation.runner import predict_settings
 from loraqa.lora.calibration_file import read_calibration
 from loraqa.inference.ready import ReadyModel
-from loraqa.runs.atomic import write_text_exclusive
+from loraqa.atomic import write_text_exclusive
 
 NO_ANSWER_TEXT = "(no answer)"
 

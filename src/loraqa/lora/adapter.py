@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from loraqa import __version__, families
+from loraqa import families
+from loraqa.version import __version__
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
@@ -36,7 +37,7 @@ from loraqa.models.cheap_dropout import use_cheap_masks
 from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.models.offline import describe_base, plain_base_id, portable_base_name
-from loraqa.runs.atomic import atomic_directory, write_json_atomic
+from loraqa.atomic import atomic_directory, write_json_atomic
 
 __all__ = ["ADAPTER_FILES", "META_FILE", "adapter_meta", "load_adapter", "read_adapter_meta", "save_adapter"]
 

@@ -41,10 +41,11 @@ from loraqa.config.schema import FormulationName
 from loraqa.errors import AdapterError
 from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, MIB, input_file_problem
 from loraqa.models.loading import ADAPTER_TOKENIZER_FILES, MAX_TOKENIZER_FILE_BYTES
+from loraqa.runs.files import ADAPTER_META_FILE
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 WEIGHTS_FILE = "adapter_model.safetensors"
-META_FILE = "loraqa.json"
+META_FILE = ADAPTER_META_FILE
 # Why: a LoRA adapter is megabytes; with whole embedding matrices saved (grown vocabulary,
 # `modules_to_save`) of the largest bases loraqa trains, still well under 1 GB. Tokenizer files and
 # any other file have the tokenizer files' limit (models.loading).

@@ -17,7 +17,7 @@ from pathlib import Path
 from loraqa.errors import AdapterError
 from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, input_file_problem
 from loraqa.metrics.calibration import Calibrator
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.atomic import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 

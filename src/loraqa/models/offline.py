@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.errors import LoraqaError
-from loraqa.runs.atomic import replace_directory
+from loraqa.atomic import replace_directory
 
 try:
     import fcntl
@@ -126,15 +126,6 @@ def plain_base_id(base: dict) -> str:
     if base.get("kind") == "offline":
         return base.get("hub_id") or base["name"]
     return portable_base_name(base)
-
-
-def describe_offline_models() -> str:
-    """One line per offline model, for `--help` and listings."""
-    lines = []
-    for name, model in OFFLINE_MODELS.items():
-        status = "installed" if _find_package(model.module) else f"not installed: {model.pip_command}"
-        lines.append(f"{name:<14} {model.description} [{status}; with a hub: {model.hub_id}]")
-    return "\n".join(lines)
 
 
 def package_dir(name: str) -> Path:

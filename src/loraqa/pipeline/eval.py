@@ -30,10 +30,10 @@ from loraqa.evaluation.runner import (
 from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison
 from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
-from loraqa.runs.atomic import write_text_atomic
+from loraqa.atomic import write_text_atomic
 from loraqa.runs.rundir import loraqa_outputs
 from loraqa.device import plan_device
-from loraqa.training import distributed
+from loraqa import distributed
 
 
 @dataclass

@@ -17,7 +17,8 @@ from loraqa.lora.calibration_file import write_calibration
 from loraqa.metrics.calibration import Calibrator
 from loraqa.evaluation.runner import EvalOutcome, evaluate_records, write_outcome
 from loraqa.pipeline.prepare_phase import Prepared
-from loraqa.training import distributed
+from loraqa.runs.files import METRICS_FILE
+from loraqa import distributed
 
 
 @dataclass
@@ -36,7 +37,7 @@ def baseline(prepared: Prepared) -> dict | None:
     if not config.evaluation.baseline:
         return None
     started = time.perf_counter()
-    saved = run.baseline / "metrics.json"
+    saved = run.baseline / METRICS_FILE
     if distributed.broadcast(saved.exists()):  # a resumed run already measured it on the same questions
         return json.loads(saved.read_text(encoding="utf-8"))
     say("evaluating the base model without adapter (baseline)")

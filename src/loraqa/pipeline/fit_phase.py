@@ -22,9 +22,10 @@ from loraqa.console import say
 from loraqa.evaluation.runner import evaluate_records
 from loraqa.lora.adapter import ADAPTER_FILES, load_adapter_weights
 from loraqa.pipeline.prepare_phase import Prepared
-from loraqa.runs.atomic import write_text_atomic
+from loraqa.atomic import write_text_atomic
+from loraqa.runs.files import TRAIN_LOG_FILE
 from loraqa.runs.rundir import RunDirectory
-from loraqa.training import distributed
+from loraqa import distributed
 from loraqa.training.arguments import training_arguments
 from loraqa.training.memory import PeakMemoryMeter
 from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
@@ -154,7 +155,7 @@ def _finished_training(run: RunDirectory, checkpoint: str | None) -> Finished | 
     after the last step; a checkpoint at the state's max_steps means the kill came after training
     (while saving the adapter). Resuming Trainer from there would run one step too many."""
     if all((run.adapter / name).is_file() for name in ADAPTER_FILES):
-        log = run.path / "train_log.jsonl"
+        log = run.path / TRAIN_LOG_FILE
         entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
         losses = [e["train_loss"] for e in entries if "train_loss" in e]
         step = max((e.get("step", 0) for e in entries), default=0)
@@ -172,7 +173,7 @@ def _finished_training(run: RunDirectory, checkpoint: str | None) -> Finished | 
 
 def _write_log(run: RunDirectory, trainer) -> None:
     lines = "".join(json.dumps(entry) + "\n" for entry in trainer.state.log_history)
-    write_text_atomic(Path(run.path) / "train_log.jsonl", lines)
+    write_text_atomic(Path(run.path) / TRAIN_LOG_FILE, lines)
 
 
 def _model_selection(config: RunConfig, trainer) -> dict:

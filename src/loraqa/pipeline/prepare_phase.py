@@ -27,7 +27,7 @@ from loraqa.lora.rank import check_rank
 from loraqa.models.loading import BaseSpec, inspect_base, load_model, load_tokenizer
 from loraqa.runs.rundir import RunDirectory
 from loraqa.device import DTYPES, DevicePlan, frozen_base_dtype, plan_device
-from loraqa.training import distributed
+from loraqa import distributed
 
 
 @dataclass

@@ -10,7 +10,7 @@ from loraqa.lora.adapter import adapter_meta, save_adapter
 from loraqa.pipeline.fit_phase import FitResult
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.runs.write_errors import saving
-from loraqa.training import distributed
+from loraqa import distributed
 
 
 def save(prepared: Prepared, fit: FitResult) -> Path:

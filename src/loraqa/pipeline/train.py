@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
 
 import torch
 
@@ -23,24 +24,26 @@ from loraqa.pipeline.fit_phase import fit
 from loraqa.pipeline.prepare_phase import prepare
 from loraqa.pipeline.record import finish, provenance
 from loraqa.pipeline.save_phase import directory_bytes, save
+from loraqa.runs.files import METRICS_FILE
+from loraqa.runs.summary import RunSummary
 from loraqa.runs.write_errors import write_failure
-from loraqa.training import distributed
+from loraqa import distributed
 from loraqa.training.tracking import report_run
 
 
 def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(),
                  validation: bool | None = None, command: list[str] | None = None) -> dict:  # fmt: skip
-    """Train an adapter as configured; return the summary that is also written to summary.json.
+    """Train an adapter as configured; return the summary written to summary.json, as its JSON
+    object (`RunSummary.to_dict()`; `loraqa.runs.summary.read_summary` reads it back typed).
 
     `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter). `validation`:
     True carves a validation split even when training does not read it (see `prepare`); the
     adapter's scores on it are summary["validation"]. `command`: the command line, recorded.
 
     `training.torch_threads` holds for this run only: the caller's torch thread count is restored
-    after it, so a later run in the same process (the Python API, `loraqa compare`, the next test)
-    trains on the count it would get alone. CPU float sums depend on that count, so a run that
-    inherited another's (one thread instead of all cores) differed in the last digits from the same
-    config run by `loraqa train`, e.g. its --resume of a run killed there.
+    after it, so every run in a process (the Python API, `loraqa compare`, sweeps) trains on the
+    count it would get alone, and its numbers match `loraqa train`'s to the last digit (CPU float
+    sums depend on the thread count).
 
     The run's model, optimizer and trainer are released when it ends, raised or not, so a second run in
     the same process (compare, sweep trials) starts from the memory the first one did."""
@@ -61,30 +64,24 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
     prepared = prepare(config, resume=resume, overwrite=overwrite, validation=validation)
     run = prepared.run
     try:
-        summary: dict = {"run_dir": str(run.path), "model": config.model.name, "device": prepared.plan.description}
-        base = baseline(prepared)
-        if base is not None:
-            summary["baseline"] = base
+        summary = RunSummary(run_dir=str(run.path), model=config.model.name, device=prepared.plan.description)
+        summary.baseline = baseline(prepared)
         fitted = fit(prepared, callbacks)
-        summary["train_loss"] = fitted.train_loss
-        summary["train_seconds"] = fitted.train_seconds
-        summary.update(fitted.peak_memory)  # peak_memory_mib and _kind (training/memory.py says what they count)
-        summary.update(fitted.selection)
-        if fitted.divergence_warning:
-            summary["divergence_warning"] = fitted.divergence_warning
+        # peak_memory_* (training/memory.py says what they count) and best_model / early_stopping
+        summary = replace(summary, train_loss=fitted.train_loss, train_seconds=fitted.train_seconds,
+                          divergence_warning=fitted.divergence_warning or None, **fitted.peak_memory, **fitted.selection)  # fmt: skip
         adapter = save(prepared, fitted)
         evaluation = evaluate(prepared)
-        summary["adapter"] = evaluation.test.metrics
-        if base is not None and distributed.is_main():  # [ddp] rank 0 wrote the baseline's rows
+        summary.adapter = evaluation.test.metrics
+        if summary.baseline is not None and distributed.is_main():  # [ddp] rank 0 wrote the baseline's rows
             # Paired on the same test questions; the baseline's rows may be an earlier process's (--resume).
             baseline_rows = read_question_rows(run.baseline) or []
-            summary["adapter_vs_baseline"] = paired_comparison(evaluation.test.rows, baseline_rows)
-            summary["slices_vs_baseline"] = slice_changes(evaluation.test.rows, baseline_rows)
-        if evaluation.validation is not None:
-            summary["validation"] = evaluation.validation  # what sweeps and comparisons choose on
-        summary.update(provenance(prepared, command), adapter_bytes=directory_bytes(adapter))
+            summary.adapter_vs_baseline = paired_comparison(evaluation.test.rows, baseline_rows)
+            summary.slices_vs_baseline = slice_changes(evaluation.test.rows, baseline_rows)
+        summary.validation = evaluation.validation  # what sweeps and comparisons choose on
+        summary = replace(summary, **provenance(prepared, command), adapter_bytes=directory_bytes(adapter))
         if not distributed.is_main():  # [ddp] rank 0 writes and prints the results
-            return summary
+            return summary.to_dict()
         finish(prepared, summary)
         # What happened outside Trainer, to the runs the tracking callbacks started.
         report_run(config, run.path, summary, step=fitted.global_step,
@@ -100,27 +97,26 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
     finally:
         run.release()
     _print_result(summary)
-    return summary
+    return summary.to_dict()
 
 
-def _print_result(summary: dict) -> None:
-    name = summary["model"]
-    rows = [(f"{name} (no adapter)", summary["baseline"])] if "baseline" in summary else []
-    rows.append((f"{name} + LoRA", summary["adapter"]))
-    if "validation" in summary:
-        rows.append((f"{name} + LoRA [validation]", summary["validation"]))
+def _print_result(summary: RunSummary) -> None:
+    name = summary.model
+    rows = [(f"{name} (no adapter)", summary.baseline)] if summary.baseline is not None else []
+    rows.append((f"{name} + LoRA", summary.adapter))
+    if summary.validation is not None:
+        rows.append((f"{name} + LoRA [validation]", summary.validation))
     print(format_table(rows))
-    if summary.get("adapter_vs_baseline"):
-        print(describe_comparison("+ LoRA", "no adapter", summary["adapter_vs_baseline"]))
-    weakest = describe_weakest(summary["adapter"].get("slices") or {}, summary.get("slices_vs_baseline"))
+    if summary.adapter_vs_baseline:
+        print(describe_comparison("+ LoRA", "no adapter", summary.adapter_vs_baseline))
+    weakest = describe_weakest(summary.adapter.get("slices") or {}, summary.slices_vs_baseline)
     if weakest:
-        print('weakest slices (metrics.json "slices"; the report plots them all):', *weakest, sep="\n")
+        print(f'weakest slices ({METRICS_FILE} "slices"; the report plots them all):', *weakest, sep="\n")
     peak = ""
-    if "peak_memory_mib" in summary:
-        peak = f", peak memory {summary['peak_memory_mib']:,.0f} MiB ({summary['peak_memory_kind']})"
+    if summary.peak_memory_mib is not None:
+        peak = f", peak memory {summary.peak_memory_mib:,.0f} MiB ({summary.peak_memory_kind})"
     print(
-        f"run directory: {summary['run_dir']}  (training {summary['train_seconds']}s{peak}, "
-        f"total {summary['total_seconds']}s)"
+        f"run directory: {summary.run_dir}  (training {summary.train_seconds}s{peak}, total {summary.total_seconds}s)"
     )
-    if summary.get("divergence_warning"):
-        say(f"warning: {summary['divergence_warning']}")
+    if summary.divergence_warning:
+        say(f"warning: {summary.divergence_warning}")

@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from loraqa.reports.curves import EMA_WEIGHT, ema, evaluation_metric, training_loss
 from loraqa.metrics.calibration import BINS, Calibrator
-from loraqa.reports.reading import RunRecord
+from loraqa.runs.record import RunRecord
 
 DPI = 100
 WIDE = (11.0, 4.4)  # inches: 1100 x 440 px at DPI, readable at full width of a laptop screen

@@ -14,7 +14,11 @@ from loraqa.reports import figures
 from loraqa.reports.curves import evaluation_metric
 from loraqa.reports.document import Code, Document, Figure, Paragraph, Section, Table
 from loraqa.reports.provenance import run_provenance
-from loraqa.reports.reading import Evaluation, ReportSource, RunRecord
+from loraqa.reports.source import ReportSource
+from loraqa.runs.files import CONFIG_FILE, SUMMARY_FILE, TRIAL_FILE
+from loraqa.runs.reading import flatten
+from loraqa.runs.record import Evaluation, RunRecord
+from loraqa.runs.summary import RunSummary
 
 NA = "n/a"
 EXAMPLES_PER_CATEGORY = 3
@@ -55,17 +59,6 @@ def build_document(source: ReportSource, files_dir: Path) -> Document:
 # --- runs table -----------------------------------------------------------------------------------
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, object]:
-    """{"lora": {"r": 8}} -> {"lora.r": 8}: config keys as `key=value` overrides spell them."""
-    flat: dict[str, object] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def differing_keys(configs: list[dict]) -> list[str]:
     """Dotted config keys whose values are not the same in every config (a missing key differs)."""
     flats = [flatten(c) for c in configs]
@@ -87,7 +80,7 @@ def runs_section(runs: list[RunRecord]) -> Section:
     else:
         flat = flatten(runs[0].config)
         section.blocks.append(Table(["config key", "value"], [[k, _value(flat[k])] for k in HEADLINE_KEYS if k in flat],
-                                    "Configuration (all keys: config.yaml)"))  # fmt: skip
+                                    f"Configuration (all keys: {CONFIG_FILE})"))  # fmt: skip
     header = ["run", "status", *keys, "formulation", "trainable params", "train time", "peak memory", "total time",
               "baseline EM / F1 / ROUGE-L", "adapter EM / F1 / ROUGE-L", "adapter F1 95% CI",
               "adapter - baseline F1 [95% CI]", "validation F1"]  # fmt: skip
@@ -97,8 +90,8 @@ def runs_section(runs: list[RunRecord]) -> Section:
         rows.append([
             run.name, _status(run), *(_value(flat.get(k, NA)) for k in keys),
             str(run.adapter_meta.get("formulation", NA)), trainable_params(run.summary),
-            _seconds(run.summary.get("train_seconds")), peak_memory(run.summary),
-            _seconds(run.summary.get("total_seconds")),
+            _seconds(run.summary and run.summary.train_seconds), peak_memory(run.summary),
+            _seconds(run.summary and run.summary.total_seconds),
             _scores(run.baseline), _scores(run.adapter), _interval(run.adapter),
             versus_baseline(run.summary), validation_f1(run),
         ])  # fmt: skip
@@ -147,33 +140,32 @@ def changes_section(details: dict) -> Section:
     return section
 
 
-def trainable_params(summary: dict) -> str:
-    """ "166,658 of 22.7M (0.73%)" from summary.json's trainable_params / total_params, else n/a."""
-    trainable, total = summary.get("trainable_params"), summary.get("total_params")
-    share = summary.get("trainable_share")
-    if not isinstance(trainable, (int, float)):
+def trainable_params(summary: RunSummary | None) -> str:
+    """ "166,658 of 22.7M (0.73%)" from the summary's trainable_params / total_params, else n/a."""
+    if summary is None or summary.trainable_params is None:
         return NA
+    trainable, total, share = summary.trainable_params, summary.total_params, summary.trainable_share
     text = f"{int(trainable):,}"
-    if isinstance(total, (int, float)) and total > 0:
+    if total is not None and total > 0:
         text += f" of {_millions(total)}"
         share = 100.0 * trainable / total if share is None else share
-    if isinstance(share, (int, float)):
+    if share is not None:
         text += f" ({share:.2f}%)"
     return text
 
 
-def peak_memory(summary: dict) -> str:
-    """ "812 MiB (cpu_rss)" from summary.json's peak_memory_mib / _kind; n/a for a run without them
+def peak_memory(summary: RunSummary | None) -> str:
+    """ "812 MiB (cpu_rss)" from the summary's peak_memory_mib / _kind; n/a for a run without them
     (recorded before loraqa measured it, or resumed after its last step, which trained nothing)."""
-    value, kind = summary.get("peak_memory_mib"), summary.get("peak_memory_kind")
-    if not isinstance(value, (int, float)):
+    if summary is None or summary.peak_memory_mib is None:
         return NA
-    return f"{value:,.0f} MiB" + (f" ({kind})" if kind else "")
+    kind = summary.peak_memory_kind
+    return f"{summary.peak_memory_mib:,.0f} MiB" + (f" ({kind})" if kind else "")
 
 
 def validation_f1(run: RunRecord) -> str:
-    """The run's recorded validation F1 (summary.json "validation"), else the last one logged."""
-    recorded = run.summary.get("validation")
+    """The run's recorded validation F1 (its summary's `validation`), else the last one logged."""
+    recorded = run.summary.validation if run.summary is not None else None
     if isinstance(recorded, dict) and isinstance(recorded.get("f1"), (int, float)):
         return f"{recorded['f1']:.2f}"
     steps, values = evaluation_metric(run.log, "eval_f1")
@@ -183,9 +175,9 @@ def validation_f1(run: RunRecord) -> str:
 def _status(run: RunRecord) -> str:
     if run.finished:
         return "finished"
-    if not run.summary and run.log:
-        return "unfinished (trained, no summary.json)"
-    return "unfinished (no summary.json)" if not run.summary else "unfinished (no test metrics)"
+    if run.summary is None and run.log:
+        return f"unfinished (trained, no {SUMMARY_FILE})"
+    return f"unfinished (no {SUMMARY_FILE})" if run.summary is None else "unfinished (no test metrics)"
 
 
 def _scores(evaluation: Evaluation | None) -> str:
@@ -204,9 +196,9 @@ def _interval(evaluation: Evaluation | None) -> str:
     return f"[{bounds['low']:.1f}, {bounds['high']:.1f}]"
 
 
-def versus_baseline(summary: dict) -> str:
-    """ "+44.20 [41.10, 47.30], p<0.001" from summary.json's adapter_vs_baseline, labelled when it is noise."""
-    comparison = summary.get("adapter_vs_baseline")
+def versus_baseline(summary: RunSummary | None) -> str:
+    """ "+44.20 [41.10, 47.30], p<0.001" from the summary's adapter_vs_baseline, labelled when it is noise."""
+    comparison = summary.adapter_vs_baseline if summary is not None else None
     f1 = comparison.get("f1") if isinstance(comparison, dict) else None
     if not isinstance(f1, dict) or not isinstance(f1.get("difference"), (int, float)):
         return NA
@@ -308,7 +300,7 @@ def slices_section(runs: list[RunRecord], files_dir: Path) -> Section:
             section.blocks.append(Figure(path, f"Test F1 by slice for {run.name}",
                                          "Bars: F1 of the questions in each slice; whiskers: 95% bootstrap "
                                          "interval; a slice of few questions has a wide one."))  # fmt: skip
-    changes = [(run, run.summary.get("slices_vs_baseline")) for run in runs[:5]]
+    changes = [(run, run.summary and run.summary.slices_vs_baseline) for run in runs[:5]]
     rows = [[run.name, f"{dimension}: {name}", f"{c['difference']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]", str(c["n"])]
             for run, by_dimension in changes if isinstance(by_dimension, dict)
             for dimension, group in by_dimension.items() for name, c in group.items()]  # fmt: skip
@@ -419,11 +411,11 @@ def provenance_section(runs: list[RunRecord]) -> Section:
         command = run_provenance(run).command
         if command:
             # A sweep trial (it has sweep_trial.json) records the `loraqa train` line that retrains it.
-            made = "reproduces" if (run.path / "sweep_trial.json").is_file() else "made"
+            made = "reproduces" if (run.path / TRIAL_FILE).is_file() else "made"
             section.blocks.append(Paragraph(f"{run.name}: the command that {made} it"))
             section.blocks.append(Code(command))
         else:
             section.blocks.append(Paragraph(
                 f"{run.name}: command not recorded; this reruns its configuration into a new directory:", note=True))  # fmt: skip
-            section.blocks.append(Code(f"loraqa train {run.path / 'config.yaml'} output_dir={run.path}-rerun"))
+            section.blocks.append(Code(f"loraqa train {run.path / CONFIG_FILE} output_dir={run.path}-rerun"))
     return section

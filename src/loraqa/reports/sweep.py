@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loraqa.reports.document import Code, Figure, Paragraph, Section, Table
-from loraqa.runs import leaderboard as leaderboard_rules
 from loraqa.reports.provenance import recorded_command
-from loraqa.reports.reading import ReportSource, RunRecord
+from loraqa.reports.source import ReportSource
+from loraqa.runs import leaderboard as leaderboard_rules
+from loraqa.runs.files import ADAPTER_DIR, CONFIG_FILE, STUDY_FILE, SWEEP_FILE, TRIAL_FILE
+from loraqa.runs.reading import read_json
+from loraqa.runs.record import RunRecord
 
-SWEEP_FILE = "sweep.json"
-STUDY_FILE = "study.db"
-TRIAL_FILE = "sweep_trial.json"  # same name as sweeps/trial.py; not imported: reports read files only
 NA = "n/a"
 HEATMAP_MAX_VALUES = 12  # more distinct values on an axis (a search's floats): no heatmap, the scatter shows it
 PREFERRED_AXES = ("lora.r", "training.learning_rate", "lora.target_modules")  # the seed's grid: rows, columns, panels
@@ -58,7 +58,7 @@ def is_sweep_directory(path: Path) -> bool:
 def read_sweep(path: Path, runs: list[RunRecord]) -> ReportSource:
     """ReportSource(kind="sweep"): details hold the summary, metric, direction and every trial."""
     problems: list[str] = []
-    summary = _read_json(path / SWEEP_FILE, problems) or {}
+    summary = _json_object(path / SWEEP_FILE, problems)
     metric = str(summary.get("metric", "validation f1")).split()[-1]
     trials = [_trial_of_run(run, metric, problems) for run in runs]
     have = {t.cell for t in trials}
@@ -71,16 +71,20 @@ def read_sweep(path: Path, runs: list[RunRecord]) -> ReportSource:
 
 
 def _trial_of_run(run: RunRecord, metric: str, problems: list[str]) -> SweepTrial:
-    record = _read_json(run.path / TRIAL_FILE, problems) or {}
-    validation = record.get("validation") or run.summary.get("validation") or {}
+    record = _json_object(run.path / TRIAL_FILE, problems)
+    summary = run.summary
+    validation = record.get("validation") or (summary.validation if summary else None) or {}
     state = record.get("state") or ("COMPLETE" if run.finished and metric in validation else "UNFINISHED")
     trial = _trial_of_cell(str(record.get("cell") or _cell_from_dirname(run.name)), state, error=record.get("error"))
     value = record.get(f"validation_{metric}", validation.get(metric))
     trial.value = float(value) if isinstance(value, (int, float)) else None
     trial.interval = validation.get(f"{metric}_ci") if isinstance(validation, dict) else None
-    trial.test = record.get("test") or run.summary.get("adapter") or (run.adapter.metrics if run.adapter else {})
+    trial.test = (
+        record.get("test") or (summary.adapter if summary else None) or (run.adapter.metrics if run.adapter else {})
+    )
     trial.pruned_at = record.get("pruned_at_step")
-    trial.trainable = run.summary.get("trainable_params") or adapter_parameter_count(run.path / "adapter", problems)
+    recorded_params = summary.trainable_params if summary else None
+    trial.trainable = recorded_params or adapter_parameter_count(run.path / ADAPTER_DIR, problems)
     trial.run = run
     return trial
 
@@ -123,15 +127,9 @@ def _product(shape: list[int]) -> int:
     return count
 
 
-def _read_json(path: Path, problems: list[str]):
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problems.append(f"{path.name} unreadable ({exc})")
-        return None
-    return data if isinstance(data, dict) else None
+def _json_object(path: Path, problems: list[str]) -> dict:
+    data = read_json(path, problems)
+    return data if isinstance(data, dict) else {}
 
 
 # --- what the trials say -------------------------------------------------------------------------
@@ -322,7 +320,7 @@ def _best(board, label: str, choice: tuple[dict | None, str]) -> Section:
                                     f"Best seed's run: {best.run.path if best.run else NA}."))  # fmt: skip
     section.blocks.append(Paragraph(f"Chosen by `--select`: {why}.", note=True))
     if best.run:
-        command = recorded_command(best.run)  # the trial's own `loraqa train` line (summary.json "command")
+        command = recorded_command(best.run)  # the trial's own `loraqa train` line (its summary's `command`)
         if command:
             section.blocks.append(Paragraph("Reproduce it as an ordinary run (the sweep's config, its overrides and "
                                             "this trial's values and seed; from the directory the sweep ran in):"))  # fmt: skip
@@ -331,10 +329,10 @@ def _best(board, label: str, choice: tuple[dict | None, str]) -> Section:
             section.blocks.append(Paragraph("Command not recorded (a sweep from before trials recorded theirs); retrain "
                                             "it from its config.yaml, which holds every setting the trial used:", note=True))  # fmt: skip
             rerun = f"output_dir={best.run.path.parent}-rerun/best"
-            section.blocks.append(Code(shlex.join(["loraqa", "train", str(best.run.path / "config.yaml"), rerun,
+            section.blocks.append(Code(shlex.join(["loraqa", "train", str(best.run.path / CONFIG_FILE), rerun,
                                                    "--validation"])))  # fmt: skip
         section.blocks.append(Paragraph("Use the adapter it trained:"))
-        adapter = shlex.quote(str(best.run.path / "adapter"))
+        adapter = shlex.quote(str(best.run.path / ADAPTER_DIR))
         section.blocks.append(Code(f"loraqa predict --adapter {adapter} --question '...' --context '...'"))
     return section
 

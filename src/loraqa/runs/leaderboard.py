@@ -81,7 +81,8 @@ def _row(config: str, group: list[Entry], maximize: bool) -> dict:
     values = [e.value for e in group]
     k = len(values)
     std = statistics.stdev(values) if k > 1 else 0.0  # sample std over seeds
-    question_variances = [_question_se(e.interval) ** 2 for e in group if _question_se(e.interval) is not None]
+    question_errors = [_question_se(e.interval) for e in group]
+    question_variances = [se**2 for se in question_errors if se is not None]
     question_term = statistics.fmean(question_variances) / k if question_variances else 0.0
     best = max(group, key=lambda e: e.value) if maximize else min(group, key=lambda e: e.value)
     counts = [e.trainable_params for e in group if isinstance(e.trainable_params, int)]

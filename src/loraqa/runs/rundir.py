@@ -23,25 +23,16 @@ import yaml
 from loraqa.config.loader import config_to_dict, save_config
 from loraqa.config.schema import RunConfig
 from loraqa.errors import RunDirError
-
-CONFIG_FILE = "config.yaml"
-LOCK_FILE = ".lock"
-STAGING_DIR = ".staging"  # checkpoints/.staging: a checkpoint being written (training/trainer.py)
-EVALUATION_FILES = ("metrics.json", "predictions.json", "predictions.jsonl")  # evaluation/runner.py
-REPORT_FILES = ("report.md", "report.html", "report_files")  # every name reports/ writes into a run
-RUN_CONTENTS = (
+from loraqa.runs.files import (
+    ADAPTER_DIR,
+    BASELINE_DIR,
+    CHECKPOINTS_DIR,
     CONFIG_FILE,
-    "checkpoints",
-    "adapter",
-    "baseline",
-    *EVALUATION_FILES,
-    "train_log.jsonl",
-    "summary.json",
-    *REPORT_FILES,
-    "tensorboard",
-    "wandb",
-    "tracking.json",
-)  # fmt: skip  (the last three: training/tracking.py)
+    EVALUATION_FILES,
+    LOCK_FILE,
+    RUN_CONTENTS,
+    STAGING_DIR,
+)
 
 # Names atomic.py gives work in progress: `.NAME.tmp-XXXXXXXX` and `.NAME.old-XXXXXXXX` folders,
 # `.NAME.XXXXXXXX.tmp` files.
@@ -70,15 +61,15 @@ class RunDirectory:
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS_DIR
 
     @property
     def adapter(self) -> Path:
-        return self.path / "adapter"
+        return self.path / ADAPTER_DIR
 
     @property
     def baseline(self) -> Path:
-        return self.path / "baseline"
+        return self.path / BASELINE_DIR
 
     def holds_run(self) -> bool:
         return (self.path / CONFIG_FILE).exists()
@@ -145,6 +136,7 @@ class RunDirectory:
         self._lock_fd = fd
 
     def _write_owner(self) -> None:
+        assert self._lock_fd is not None, "written only while the lock is held"
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, str(os.getpid()).encode(), 0)
 

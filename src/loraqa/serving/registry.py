@@ -30,6 +30,7 @@ from loraqa.lora.adapter_weights import check_adapter_weights
 from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base, load_adapter_tokenizer, load_tokenizer
 from loraqa.device import plan_device
+from loraqa.runs.files import METRICS_FILE
 
 BASE_ONLY_NAME = "base"
 FIRST_PEFT_NAME = "default"  # the name PeftModel.from_pretrained gives the first adapter on a base
@@ -225,7 +226,7 @@ def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:
     base_params = _base_parameters(ready.model)
     if adapter_params and base_params:
         info["trainable_share"] = round(adapter_params / (base_params + adapter_params), 6)
-    info.update(_recorded_scores(directory.parent / "metrics.json"))
+    info.update(_recorded_scores(directory.parent / METRICS_FILE))
     return info
 
 

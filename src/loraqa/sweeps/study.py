@@ -30,6 +30,7 @@ from optuna.storages import RDBStorage, RetryFailedTrialCallback, fail_stale_tri
 from optuna.trial import TrialState
 
 from loraqa.errors import ConfigError, LoraqaError
+from loraqa.runs.files import STUDY_FILE
 from loraqa.sweeps.space import Cell
 
 DEFINITION_ATTR = "loraqa:definition"  # the sweep's grid/space: a second command must match it
@@ -46,7 +47,7 @@ class SweepStorageError(LoraqaError):
 
 
 def default_storage(sweep_dir: Path) -> str:
-    return f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
+    return f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
 
 
 def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:

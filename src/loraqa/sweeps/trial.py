@@ -11,7 +11,6 @@ new directory beside the sweep's (`reproduce_command`); its shell form goes to t
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import traceback
@@ -25,8 +24,10 @@ from transformers import TrainerCallback
 
 from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
-from loraqa.runs.atomic import write_json_atomic
-from loraqa.runs.rundir import CONFIG_FILE, RunDirectory
+from loraqa.atomic import write_json_atomic
+from loraqa.runs.files import CONFIG_FILE, TRIAL_FILE
+from loraqa.runs.rundir import RunDirectory
+from loraqa.runs.summary import RunSummary, read_summary
 from loraqa.pipeline import run_training
 from loraqa.training.arguments import examples_per_step
 from loraqa.training.trainer import last_complete_checkpoint
@@ -72,9 +73,6 @@ class PruningReporter(TrainerCallback):
             control.should_training_stop = True
 
 
-TRIAL_FILE = "sweep_trial.json"  # in the run directory: what the sweep made of this run
-
-
 def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial, run_dir: Path, metric: str,
               prune_warmup: float | None) -> TrialOutcome:  # fmt: skip
     """Train the trial's cell into run_dir; any error becomes a FAIL outcome naming it.
@@ -101,19 +99,17 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
         command = reproduce_command(config_path, cell_overrides, rerun_dir(run_dir))
         attrs["command"] = shlex.join(command)
         config = load_config(config_path, [*cell_overrides, f"output_dir={run_dir}"])
-        summary_file = run_dir / "summary.json"
         reporter = None if prune_warmup is None else PruningReporter(trial, metric, prune_warmup)
-        if summary_file.exists():  # trained to the end, but its worker died before recording it
-            summary = json.loads(summary_file.read_text(encoding="utf-8"))
-        else:
+        summary = read_summary(run_dir)  # trained to the end, but its worker died before recording it
+        if summary is None:
             resume = run.holds_run()
             if resume:
                 attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
-            summary = run_training(config, resume=resume, callbacks=[reporter] if reporter else [], validation=True,
-                                   command=command)  # fmt: skip
-        validation, test = summary.get("validation"), summary.get("adapter")
-        attrs.update(validation=validation, test=test, train_seconds=summary.get("train_seconds"),
-                     trainable_params=summary.get("trainable_params"))  # fmt: skip
+            summary = RunSummary.from_dict(run_training(config, resume=resume, callbacks=[reporter] if reporter else [],
+                                                        validation=True, command=command))  # fmt: skip
+        validation, test = summary.validation, summary.adapter
+        attrs.update(validation=validation, test=test, train_seconds=summary.train_seconds,
+                     trainable_params=summary.trainable_params)  # fmt: skip
         if not validation or metric not in validation:
             raise TrainingError(f"the run recorded no validation {metric} (is data.validation_samples > 0?)")
         value = float(validation[metric])

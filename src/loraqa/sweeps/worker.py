@@ -22,9 +22,10 @@ import optuna
 
 from loraqa.config.loader import build_config, config_to_dict, read_config_file
 from loraqa.errors import ConfigError, FlagError, TrainingError
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.atomic import write_json_atomic
 from loraqa.sweeps import study as storage_ops
 from loraqa.sweeps.space import configurations_to_check, grid_cells, parse_grid, parse_space
+from loraqa.runs.files import SWEEP_FILE
 from loraqa.sweeps.summary import format_summary, summarize
 from loraqa.sweeps.trial import run_trial
 
@@ -78,13 +79,13 @@ def run_sweep(spec: SweepSpec) -> dict | None:
     summary = summarize(study, spec.metric, maximize, spec.select)
     summary["storage"] = url if spec.storage is None else "(given with --storage)"
     summary["unfinished"] = storage_ops.unfinished(study)
-    write_json_atomic(spec.sweep_dir / "sweep.json", summary)
+    write_json_atomic(spec.sweep_dir / SWEEP_FILE, summary)
     print(format_summary(summary))
     if summary["unfinished"]:
         print(f"{summary['unfinished']} trial(s) not finished: run the same command again to finish them")
-    print(f"sweep summary: {spec.sweep_dir / 'sweep.json'}")
+    print(f"sweep summary: {spec.sweep_dir / SWEEP_FILE}")
     if not summary["trials"].get("COMPLETE"):  # a sweep that trained nothing usable did not succeed
-        raise TrainingError(_nothing_completed(summary, spec.sweep_dir / "sweep.json"))
+        raise TrainingError(_nothing_completed(summary, spec.sweep_dir / SWEEP_FILE))
     return summary
 
 

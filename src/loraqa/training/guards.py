@@ -6,13 +6,18 @@ explodes (`DivergenceGuard`). Each is a Trainer callback that asks its trainer t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from transformers import TrainerCallback
 
-if TYPE_CHECKING:
-    from loraqa.training.trainer import QATrainer
+
+class Stoppable(Protocol):
+    """What a guard needs of its trainer (QATrainer in training/trainer.py, which imports the guards)."""
+
+    divergence_warning: str | None
+
+    def stop(self, problem: str, remedy: str = "") -> None: ...
 
 
 def non_finite_parameter(model, gradients: bool = False) -> str | None:
@@ -53,7 +58,7 @@ class FiniteGuard(TrainerCallback):
     more read on the steps named above. Under fp16 an inf gradient is routine (the loss scaler then
     skips that step), so only the losses and weights are checked there."""
 
-    def __init__(self, trainer: QATrainer):
+    def __init__(self, trainer: Stoppable):
         self.trainer = trainer
         self.losses: list[torch.Tensor] = []  # this optimizer step's micro-step losses, unread
 
@@ -88,7 +93,7 @@ class DivergenceGuard(TrainerCallback):
     keeps the first logged loss of its log history as the reference.
     """
 
-    def __init__(self, trainer: QATrainer, stop: bool):
+    def __init__(self, trainer: Stoppable, stop: bool):
         self.trainer = trainer
         self.stop = stop
 

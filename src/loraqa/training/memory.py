@@ -32,7 +32,7 @@ import threading
 import torch
 from transformers import TrainerCallback
 
-from loraqa.training import distributed
+from loraqa import distributed
 
 MIB = 2**20
 SAMPLE_SECONDS = 0.01  # RSS sampling interval: a step of a real model lasts far longer

@@ -11,7 +11,7 @@ import torch
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 
 from loraqa.errors import TrainingError
-from loraqa.training import distributed
+from loraqa import distributed
 
 
 class ShuffledLengthGroupedSampler(LengthGroupedSampler):

@@ -31,10 +31,10 @@ import yaml
 
 from loraqa.config.schema import RunConfig
 from loraqa.config.validate import tracking_backends
-from loraqa.runs.atomic import write_json_atomic
+from loraqa.atomic import write_json_atomic
+from loraqa.runs.files import ADAPTER_DIR, TENSORBOARD_DIR, TRACKING_FILE
+from loraqa.runs.summary import RunSummary
 
-TRACKING_FILE = "tracking.json"  # run ids, so a resumed run continues its W&B and MLflow runs
-TENSORBOARD_DIR = "tensorboard"
 
 # What this process started, so a run that died mid-way (its runs still open) cannot leak its
 # MLflow or W&B run into the next run started in the same process (compare, sweeps).
@@ -71,7 +71,7 @@ def flat_config(config: RunConfig) -> dict[str, str | int | float | bool]:
     return flat
 
 
-def run_metrics(summary: dict, parameters: tuple[int, int] | None, adapter_dir: Path | None) -> dict[str, float]:
+def run_metrics(summary: RunSummary, parameters: tuple[int, int] | None, adapter_dir: Path | None) -> dict[str, float]:
     """The numbers a run ends with, as `group/name` (nested dicts such as failure counts as `group/a/b`)."""
     metrics: dict[str, float] = {}
 
@@ -82,12 +82,13 @@ def run_metrics(summary: dict, parameters: tuple[int, int] | None, adapter_dir: 
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[prefix] = float(value)
 
-    for group, key in (("baseline", "baseline"), ("test", "adapter"), ("validation", "validation")):
-        add(group, summary.get(key, {}))
-    for key in ("train_seconds", "total_seconds"):
-        add(f"time/{key}", summary.get(key))
-    add("run/train_loss", summary.get("train_loss"))
-    add("run/peak_memory_mib", summary.get("peak_memory_mib"))  # its kind is in summary.json (training/memory.py)
+    add("baseline", summary.baseline)
+    add("test", summary.adapter)
+    add("validation", summary.validation)
+    add("time/train_seconds", summary.train_seconds)
+    add("time/total_seconds", summary.total_seconds)
+    add("run/train_loss", summary.train_loss)
+    add("run/peak_memory_mib", summary.peak_memory_mib)  # its kind is in the summary (training/memory.py)
     if parameters:
         trainable, total = parameters
         metrics.update({"run/trainable_parameters": trainable, "run/total_parameters": total,
@@ -245,13 +246,13 @@ class Tracker:
                 say(f"warning: {type(backend).__name__.strip('_')} could not record the run: {exc}")
 
 
-def report_run(config: RunConfig, run_dir: str | Path, summary: dict, *, step: int,
+def report_run(config: RunConfig, run_dir: str | Path, summary: RunSummary, *, step: int,
                parameters: tuple[int, int] | None = None) -> None:  # fmt: skip
     """Send the end-of-run numbers and the resolved config to every backend, then close their runs."""
     if not tracking_backends(config.training):
         return
     run_dir = Path(run_dir)
-    metrics = run_metrics(summary, parameters, run_dir / "adapter")
+    metrics = run_metrics(summary, parameters, run_dir / ADAPTER_DIR)
     tracker = Tracker.open(config, run_dir)
     tracker.log_metrics(metrics, step)
     tracker.log_hparams(flat_config(config), metrics)

@@ -37,10 +37,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from loraqa.config.schema import TrainingConfig
 from loraqa.errors import TrainingError
 from loraqa.formulations.base import takes_position_ids
-from loraqa.runs.atomic import replace_directory
-from loraqa.runs.rundir import STAGING_DIR
+from loraqa.atomic import replace_directory
+from loraqa.runs.files import STAGING_DIR
 from loraqa.runs.write_errors import saving
-from loraqa.training import distributed
+from loraqa import distributed
 from loraqa.training.arguments import examples_per_step
 from loraqa.training.guards import DivergenceGuard, FiniteGuard, non_finite_parameter
 from loraqa.training.samplers import GroupKeepingSampler, RankBatches, ShuffledLengthGroupedSampler

@@ -1,4 +1,4 @@
-"""Atomic, exclusive and durable writes (runs/atomic.py): what a crash, a power cut or a second
+"""Atomic, exclusive and durable writes (atomic.py): what a crash, a power cut or a second
 writer can do to a file loraqa writes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loraqa.runs import atomic
-from loraqa.runs.atomic import (
+from loraqa import atomic
+from loraqa.atomic import (
     atomic_directory,
     replace_directory,
     write_text_atomic,
