@@ -90,9 +90,7 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
     change what inference may (model.max_seq_length, evaluation.batch_size, generation.decoding...).
     """
     from loraqa.config.loader import load_config
-    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
-    from loraqa.models.loading import inspect_base
-    from loraqa.device import plan_device
+    from loraqa.inference.ready import load_for_answering
 
     settings = _override_list(overrides, kwargs)
     config = load_config(None, [f"training.device={device}", *settings])
@@ -106,13 +104,7 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
         raise LoraqaError(f"{target}: neither an adapter (adapter_config.json), a run directory nor a model directory")
     if adapter is None:
         config = load_config(None, [f"training.device={device}", f"model.name={path_or_model_name}", *settings])
-        model_config = config.model
-    else:
-        model_keys = frozenset(s.partition("=")[0][len("model.") :] for s in settings if s.startswith("model."))
-        model_config = model_config_for_adapter(adapter, config.model, None, model_keys)
-    spec = inspect_base(model_config)
-    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
-    return QA(load_ready_model(model_config, plan, str(adapter) if adapter else None, spec=spec), config)
+    return QA(load_for_answering(config, adapter, overrides=settings), config)
 
 
 def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, resume: bool = False,
@@ -136,10 +128,9 @@ def evaluate(config: str | Path | None = None, adapter: str | Path | None = None
 
     settings = _override_list(overrides, kwargs)
     run_config = load_config(str(config) if config is not None else None, settings)
-    model_keys = frozenset(s.partition("=")[0][len("model.") :] for s in settings if s.startswith("model."))
     return run_evaluation(
         run_config, adapter=str(adapter) if adapter else None, decodings=[run_config.generation.decoding],
-        output=str(output) if output else None, overwrite=overwrite, model_overrides=model_keys,
+        output=str(output) if output else None, overwrite=overwrite, overrides=settings,
     )  # fmt: skip
 
 

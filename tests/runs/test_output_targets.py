@@ -116,12 +116,12 @@ def test_predict_output_is_new_and_exclusive(tmp_path, capsys):
 
 
 def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, monkeypatch, capsys):
-    import loraqa.cli
+    import loraqa.inference.ready
 
-    def loads_a_model(*args):
+    def loads_a_model(*args, **kwargs):
         raise AssertionError("loaded a model before checking --output")
 
-    monkeypatch.setattr(loraqa.cli, "_ready", loads_a_model)
+    monkeypatch.setattr(loraqa.inference.ready, "load_for_answering", loads_a_model)
     link = tmp_path / "out.jsonl"
     link.symlink_to(tmp_path / "elsewhere.jsonl")
     assert main(["predict", "--question", "q", "--context", "c", "--output", str(link)]) == 2
@@ -131,10 +131,10 @@ def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, mo
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_merge_onto_a_file_is_one_line_and_keeps_the_file(tmp_path, monkeypatch, capsys, overwrite):
-    import loraqa.cli
+    import loraqa.inference.ready
 
     monkeypatch.setattr(
-        loraqa.cli, "_ready", lambda *args, **kwargs: None
+        loraqa.inference.ready, "load_for_answering", lambda *args, **kwargs: None
     )  # the target is checked before any weights matter
     target = tmp_path / "model.bin"
     target.write_text("mine")

@@ -11,7 +11,6 @@ import dataclasses
 import pytest
 
 import loraqa.inference.ready as ready_module
-import loraqa.serving.registry as registry_module
 from loraqa.data.records import QARecord
 from loraqa.inference.predict import answer
 from loraqa.inference.ready import load_ready_model
@@ -40,7 +39,7 @@ def base_loads(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def tokenizer_loads(monkeypatch) -> list[str]:
-    """Every base tokenizer loaded (load_tokenizer, by the registry or by load_ready_model), by model name."""
+    """Every base tokenizer loaded (load_tokenizer, for the registry's key or by load_ready_model), by model name."""
     loads: list[str] = []
 
     def counting(real):
@@ -50,8 +49,7 @@ def tokenizer_loads(monkeypatch) -> list[str]:
 
         return load
 
-    for module in (ready_module, registry_module):
-        monkeypatch.setattr(module, "load_tokenizer", counting(module.load_tokenizer))
+    monkeypatch.setattr(ready_module, "load_tokenizer", counting(ready_module.load_tokenizer))
     return loads
 
 
