@@ -95,7 +95,7 @@ def _predict_ms(args, records) -> float | None:
     if not records:
         return None
     from loraqa.config.loader import load_config
-    from loraqa.inference.predict import answer
+    from loraqa.inference.answer import answer
     from loraqa.inference.ready import load_for_answering
 
     config = load_config(None, [f"training.device={args.device}"])

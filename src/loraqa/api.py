@@ -2,7 +2,7 @@
 
     import loraqa
     qa = loraqa.load("runs/minilm-l6-squad/adapter")       # or a run directory, or a base model name
-    qa.answer(question="Who?", context="...")             # -> Answer(text, confidence, start, end, no_answer)
+    qa.answer(question="Who?", context="...")             # -> Answer(text, confidence, start, end, no_answer, ...)
     qa.answer_batch([("Who?", "..."), {"question": "When?", "context": "..."}])
     result = loraqa.train("minilm-l6-squad", overrides={"lora.r": 16}, name="r16")
 
@@ -22,16 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loraqa.errors import LoraqaError
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str  # "" when the model gives no answer
-    confidence: float  # the model's probability of this answer, in [0, 1]
-    start: int | None  # character offset of the answer in the context (None when not a span of it)
-    end: int | None  # just past the answer
-    no_answer: bool  # a SQuAD v2 adapter chose "no answer" (or the answer is empty)
-    abstained: bool = False  # confidence below min_confidence: the answer was withheld (text "")
+from loraqa.inference.answer import Answer
 
 
 @dataclass(frozen=True)
@@ -64,22 +55,15 @@ class QA:
         `min_confidence` (a probability) is withheld: text "", abstained True."""
         if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence: {min_confidence} is not a probability in [0, 1]")
-        from loraqa.inference.offsets import answer_offsets
-        from loraqa.inference.predict import answer, command_line_question
+        from loraqa.inference.answer import answer
+        from loraqa.inference.predict import command_line_question
 
-        checked, contexts = [], []
+        checked = []
         for index, item in enumerate(records):
             question, context = _pair(item, index)
             record = command_line_question(question, context, self._config.data)
             checked.append(dataclasses.replace(record, id=f"q{index}"))
-            contexts.append(context)
-        rows = answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
-        answers = []
-        for row, context in zip(rows, contexts):
-            start, end = answer_offsets(context, row["answer"])
-            no_answer = bool(row["no_answer"]) or not row["answer"].strip()
-            answers.append(Answer(row["answer"], row["confidence"], start, end, no_answer, row["abstained"]))
-        return answers
+        return answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
 
 
 def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mapping[str, Any] | None = None,

@@ -170,7 +170,8 @@ def _report_or_warn(directory: str) -> None:
 
 def _predict(args, load_config) -> int:
     from loraqa.errors import FlagError
-    from loraqa.inference.predict import answer, command_line_question, print_answers, read_questions
+    from loraqa.inference.answer import answer
+    from loraqa.inference.predict import command_line_question, print_answers, read_questions
     from loraqa.inference.ready import load_for_answering
 
     if bool(args.input) == bool(args.question or args.context):

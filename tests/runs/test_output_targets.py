@@ -98,9 +98,10 @@ def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkey
 
 
 def test_predict_output_is_new_and_exclusive(tmp_path, capsys):
+    from loraqa.inference.answer import Answer
     from loraqa.inference.predict import print_answers
 
-    rows = [{"id": "1", "question": "q", "answer": "a", "confidence": 0.5}]
+    rows = [Answer("a", 0.5, None, None, False, id="1", question="q")]
     existing = tmp_path / "answers.jsonl"
     existing.write_text("mine")
     with pytest.raises(RunDirError, match="answers.jsonl exists"):

@@ -12,7 +12,7 @@ import pytest
 
 import loraqa.inference.ready as ready_module
 from loraqa.data.records import QARecord
-from loraqa.inference.predict import answer
+from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import load_ready_model
 from loraqa.models.loading import inspect_base
 from loraqa.serving.registry import BASE_ONLY_NAME, AdapterSource, build_registry
@@ -53,7 +53,7 @@ def tokenizer_loads(monkeypatch) -> list[str]:
     return loads
 
 
-def base_alone(base_dir, config) -> list[dict]:
+def base_alone(base_dir, config) -> list[Answer]:
     """`loraqa predict --model BASE` without an adapter: the base as loaded from disk."""
     model_config = dataclasses.replace(config.model, name=str(base_dir))
     spec = inspect_base(model_config)
@@ -61,8 +61,8 @@ def base_alone(base_dir, config) -> list[dict]:
     return answer(ready, config, QUESTIONS)
 
 
-def rows(answers: list[dict]) -> list[tuple]:
-    return [(a["answer"], a["confidence"]) for a in answers]
+def rows(answers: list[Answer]) -> list[tuple]:
+    return [(a.text, a.confidence) for a in answers]
 
 
 @pytest.mark.parametrize("adapters", [("extractive",), ("extractive", "extractive2")])

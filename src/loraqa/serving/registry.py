@@ -23,7 +23,7 @@ from safetensors import safe_open
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
 from loraqa.errors import FlagError
-from loraqa.inference.predict import answer
+from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import AnswerSetup, ReadyModel, answer_setup, load_base_tokenizer, load_for_answering
 from loraqa.inference.shared_base import add_named_adapter, base_view
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
@@ -76,8 +76,8 @@ class Registry:
     def formulation(self, name: str) -> str:
         return self.adapters[name].ready.spec.formulation.name
 
-    def answer(self, name: str, records: list[QARecord], decoding: str | None) -> list[dict]:
-        """The rows `loraqa predict` prints for these records (answer, confidence); runs the model.
+    def answer(self, name: str, records: list[QARecord], decoding: str | None) -> list[Answer]:
+        """The answers `loraqa predict` prints for these records; runs the model.
 
         Callers run this in one worker thread: switching the active adapter and answering must
         not interleave with another batch on the same base.
