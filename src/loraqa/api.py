@@ -108,7 +108,7 @@ def evaluate(config: str | Path | None = None, adapter: str | Path | None = None
              overwrite: bool = False, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, dict]:  # fmt: skip
     """Evaluate a base model or an adapter as `loraqa eval` does; returns metrics by decoding."""
     from loraqa.config.loader import load_config
-    from loraqa.pipeline.eval import run_evaluation
+    from loraqa.inference.eval_command import run_evaluation
 
     settings = _override_list(overrides, kwargs)
     run_config = load_config(str(config) if config is not None else None, settings)

@@ -130,7 +130,7 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "eval":
         from loraqa.config.decoding import parse_decoding_list
-        from loraqa.pipeline.eval import run_evaluation
+        from loraqa.inference.eval_command import run_evaluation
 
         config_path, overrides = _split_config_arg(args.config, args.overrides)
         if args.model and not args.adapter:

@@ -35,7 +35,7 @@ BANNED_NAMES = {
 }
 BANNED_CALLS = {"from_pretrained", "merge_and_unload", "add_adapter", "load_adapter", "ReadyModel"}
 # The entry points that load a model to answer, each through load_for_answering.
-MUST_CALL = ("cli.py", "api.py", "serving/registry.py", "pipeline/eval.py")
+MUST_CALL = ("cli.py", "api.py", "serving/registry.py", "inference/eval_command.py")
 
 
 def _python_files(paths) -> list[Path]:

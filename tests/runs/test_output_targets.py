@@ -82,13 +82,13 @@ def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files
 
 @pytest.mark.parametrize("name", ["predictions.json", "predictions.jsonl", "config.yaml", "beam2/metrics.json"])
 def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkeypatch, name):
-    from loraqa.pipeline import eval as pipeline
-    from loraqa.pipeline.eval import run_evaluation
+    from loraqa.inference import eval_command
+    from loraqa.inference.eval_command import run_evaluation
 
     def past_the_check(*args):
         raise AssertionError("went on to load data and a model")
 
-    monkeypatch.setattr(pipeline, "load_test", past_the_check)
+    monkeypatch.setattr(eval_command, "load_test", past_the_check)
     make(tmp_path / "d", name)
     before = snapshot(tmp_path)
     config = load_config(None, [f"output_dir={tmp_path / 'unused'}"])

@@ -63,7 +63,7 @@ def answer(
     `confidence` is calibrated when the adapter carries a calibration (`calibration.json`, fitted on its
     validation split; `raw_confidence` is the model's own), rounded to 4 places. With `min_confidence`,
     an answer below it is withheld (`Answer.withheld_below`)."""
-    from loraqa.evaluation.runner import predict_settings
+    from loraqa.inference.evaluate import predict_settings
     from loraqa.lora.calibration_file import read_calibration
 
     settings = predict_settings(config, version_2=ready.version_2, decoding=decoding)

@@ -27,7 +27,7 @@ from loraqa.errors import RunDirError
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
 STAGING_DIR = ".staging"  # checkpoints/.staging: a checkpoint being written (training/trainer.py)
-EVALUATION_FILES = ("metrics.json", "predictions.json", "predictions.jsonl")  # evaluation/runner.py
+EVALUATION_FILES = ("metrics.json", "predictions.json", "predictions.jsonl")  # inference/evaluate.py
 REPORT_FILES = ("report.md", "report.html", "report_files")  # every name reports/ writes into a run
 RUN_CONTENTS = (
     CONFIG_FILE,

@@ -20,7 +20,7 @@ from loraqa.console import say
 from loraqa.data.prepare import load_test
 from loraqa.data.records import QARecord
 from loraqa.errors import RunDirError
-from loraqa.evaluation.runner import (
+from loraqa.inference.evaluate import (
     EvalOutcome,
     evaluate_records,
     format_table,
@@ -28,7 +28,7 @@ from loraqa.evaluation.runner import (
     side_by_side_rows,
     write_outcome,
 )
-from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison
+from loraqa.inference.uncertainty import describe_comparison, paired_comparison
 from loraqa.inference.ready import ReadyModel, answer_setup, load_for_answering
 from loraqa.runs.atomic import write_text_atomic
 from loraqa.runs.rundir import loraqa_outputs

@@ -23,7 +23,7 @@ from loraqa.metrics.calibration import (
 from loraqa.metrics.significance import interval, mcnemar_exact, paired_difference
 from loraqa.metrics.slices import worst_slices
 
-PER_QUESTION_FILE = "predictions.jsonl"  # written by runner.write_outcome beside metrics.json
+PER_QUESTION_FILE = "predictions.jsonl"  # written by evaluate.write_outcome beside metrics.json
 
 
 def score_intervals(rows: Sequence[dict]) -> dict:
