@@ -23,7 +23,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from loraqa.config.loader import load_config
 from loraqa.data.sources import load_records
 from loraqa.device import plan_device
-from loraqa.evaluation.runner import predict_settings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.formulations.extractive import Window, best_answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.offline import resolve_model_path

@@ -94,12 +94,12 @@ def _predict_ms(args, records) -> float | None:
     """Median ms per question answered alone, loaded and answered as `loraqa predict` does."""
     if not records:
         return None
-    from loraqa.cli import _ready
     from loraqa.config.loader import load_config
-    from loraqa.inference.predict import answer
+    from loraqa.inference.answer import answer
+    from loraqa.inference.ready import load_for_answering
 
     config = load_config(None, [f"training.device={args.device}"])
-    ready = _ready(config, args.adapter, None if args.adapter else args.model)
+    ready = load_for_answering(config, args.adapter, base_name=None if args.adapter else args.model)
     answer(ready, config, records[:1])  # warm-up
     times = []
     for record in records:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from loraqa.config.loader import load_config  # noqa: E402
 from loraqa.data.sources import load_records  # noqa: E402
-from loraqa.evaluation.runner import predict_settings  # noqa: E402
+from loraqa.inference.evaluate import predict_settings  # noqa: E402
 from loraqa.lora.adapter import read_adapter_meta  # noqa: E402
 from loraqa.serving.registry import BASE_PEFT_NAME, AdapterSource, build_registry  # noqa: E402
 from record import provenance  # noqa: E402  (bench/record.py, next to this script)

@@ -278,7 +278,7 @@ def check_speed(name: str, device: str, steps: int, warmup: int, carry: Path, wo
     import torch
 
     from loraqa.config.loader import load_config
-    from loraqa.evaluation.runner import evaluate_records
+    from loraqa.inference.evaluate import evaluate_records
     from loraqa.pipeline import fit, prepare
     from loraqa.device import release_device_memory
 

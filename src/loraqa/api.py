@@ -2,7 +2,7 @@
 
     import loraqa
     qa = loraqa.load("runs/minilm-l6-squad/adapter")       # or a run directory, or a base model name
-    qa.answer(question="Who?", context="...")             # -> Answer(text, confidence, start, end, no_answer)
+    qa.answer(question="Who?", context="...")             # -> Answer(text, confidence, start, end, no_answer, ...)
     qa.answer_batch([("Who?", "..."), {"question": "When?", "context": "..."}])
     result = loraqa.train("minilm-l6-squad", overrides={"lora.r": 16}, name="r16")
 
@@ -22,19 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loraqa.errors import LoraqaError
+from loraqa.inference.answer import Answer
 
 if TYPE_CHECKING:
     from loraqa.runs.summary import RunSummary
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str  # "" when the model gives no answer
-    confidence: float  # the model's probability of this answer, in [0, 1]
-    start: int | None  # character offset of the answer in the context (None when not a span of it)
-    end: int | None  # just past the answer
-    no_answer: bool  # a SQuAD v2 adapter chose "no answer" (or the answer is empty)
-    abstained: bool = False  # confidence below min_confidence: the answer was withheld (text "")
 
 
 @dataclass(frozen=True)
@@ -67,22 +58,15 @@ class QA:
         `min_confidence` (a probability) is withheld: text "", abstained True."""
         if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence: {min_confidence} is not a probability in [0, 1]")
-        from loraqa.inference.offsets import answer_offsets
-        from loraqa.inference.predict import answer, command_line_question
+        from loraqa.inference.answer import answer
+        from loraqa.inference.predict import command_line_question
 
-        checked, contexts = [], []
+        checked = []
         for index, item in enumerate(records):
             question, context = _pair(item, index)
             record = command_line_question(question, context, self._config.data)
             checked.append(dataclasses.replace(record, id=f"q{index}"))
-            contexts.append(context)
-        rows = answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
-        answers = []
-        for row, context in zip(rows, contexts):
-            start, end = answer_offsets(context, row["answer"])
-            no_answer = bool(row["no_answer"]) or not row["answer"].strip()
-            answers.append(Answer(row["answer"], row["confidence"], start, end, no_answer, row["abstained"]))
-        return answers
+        return answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
 
 
 def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mapping[str, Any] | None = None,
@@ -93,9 +77,7 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
     change what inference may (model.max_seq_length, evaluation.batch_size, generation.decoding...).
     """
     from loraqa.config.loader import load_config
-    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
-    from loraqa.models.loading import inspect_base
-    from loraqa.device import plan_device
+    from loraqa.inference.ready import load_for_answering
 
     settings = _override_list(overrides, kwargs)
     config = load_config(None, [f"training.device={device}", *settings])
@@ -109,13 +91,7 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
         raise LoraqaError(f"{target}: neither an adapter (adapter_config.json), a run directory nor a model directory")
     if adapter is None:
         config = load_config(None, [f"training.device={device}", f"model.name={path_or_model_name}", *settings])
-        model_config = config.model
-    else:
-        model_keys = frozenset(s.partition("=")[0][len("model.") :] for s in settings if s.startswith("model."))
-        model_config = model_config_for_adapter(adapter, config.model, None, model_keys)
-    spec = inspect_base(model_config)
-    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
-    return QA(load_ready_model(model_config, plan, str(adapter) if adapter else None, spec=spec), config)
+    return QA(load_for_answering(config, adapter, overrides=settings), config)
 
 
 def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, resume: bool = False,
@@ -137,14 +113,13 @@ def evaluate(config: str | Path | None = None, adapter: str | Path | None = None
              overwrite: bool = False, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, dict]:  # fmt: skip
     """Evaluate a base model or an adapter as `loraqa eval` does; returns metrics by decoding."""
     from loraqa.config.loader import load_config
-    from loraqa.pipeline.eval import run_evaluation
+    from loraqa.inference.eval_command import run_evaluation
 
     settings = _override_list(overrides, kwargs)
     run_config = load_config(str(config) if config is not None else None, settings)
-    model_keys = frozenset(s.partition("=")[0][len("model.") :] for s in settings if s.startswith("model."))
     return run_evaluation(
         run_config, adapter=str(adapter) if adapter else None, decodings=[run_config.generation.decoding],
-        output=str(output) if output else None, overwrite=overwrite, model_overrides=model_keys,
+        output=str(output) if output else None, overwrite=overwrite, overrides=settings,
     )  # fmt: skip
 
 

@@ -130,7 +130,7 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "eval":
         from loraqa.config.decoding import parse_decoding_list
-        from loraqa.pipeline.eval import run_evaluation
+        from loraqa.inference.eval_command import run_evaluation
 
         config_path, overrides = _split_config_arg(args.config, args.overrides)
         if args.model and not args.adapter:
@@ -139,7 +139,7 @@ def _dispatch(args) -> int:
         decodings = parse_decoding_list(args.decoding) if args.decoding else [config.generation.decoding]
         run_evaluation(
             config, adapter=args.adapter, decodings=decodings, output=args.output,
-            overwrite=args.overwrite, base_name=args.model, model_overrides=_model_keys(overrides),
+            overwrite=args.overwrite, base_name=args.model, overrides=overrides,
         )  # fmt: skip
         return 0
     if args.command == "predict":
@@ -170,7 +170,9 @@ def _report_or_warn(directory: str) -> None:
 
 def _predict(args, load_config) -> int:
     from loraqa.errors import FlagError
-    from loraqa.inference.predict import answer, command_line_question, print_answers, read_questions
+    from loraqa.inference.answer import answer
+    from loraqa.inference.predict import command_line_question, print_answers, read_questions
+    from loraqa.inference.ready import load_for_answering
 
     if bool(args.input) == bool(args.question or args.context):
         raise FlagError("--input/--question", "give either --question with --context, or --input FILE")
@@ -191,7 +193,7 @@ def _predict(args, load_config) -> int:
         records = read_questions(args.input, config.data)
     else:
         records = [command_line_question(args.question, args.context, config.data)]
-    ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides))
+    ready = load_for_answering(config, args.adapter, base_name=args.model, overrides=args.overrides)
     print_answers(answer(ready, config, records, min_confidence=args.min_confidence), args.output)
     return 0
 
@@ -242,10 +244,13 @@ def _compare(args) -> int:
 
 def _merge(args, load_config) -> int:
     from loraqa.inference.merge import quantized_base_notice, write_merged
+    from loraqa.inference.ready import load_for_answering
     from loraqa.lora.adapter_files import read_adapter_meta
 
     config = load_config(None, args.overrides)
-    ready = _ready(config, args.adapter, args.model, _model_keys(args.overrides), full_precision=True)
+    ready = load_for_answering(
+        config, args.adapter, base_name=args.model, overrides=args.overrides, full_precision=True
+    )
     target = write_merged(ready, args.output, args.overwrite)
     notice = quantized_base_notice(read_adapter_meta(args.adapter))  # loading never quantizes: say what was merged
     if notice:
@@ -266,27 +271,6 @@ def _serve(args, load_config) -> int:
         read_timeout_s=args.read_timeout_s, drain_timeout_s=args.drain_timeout_s,
     )  # fmt: skip
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
-
-
-def _ready(config, adapter: str | None, base_name: str | None, model_overrides: frozenset[str] = frozenset(),
-           full_precision: bool = False):  # fmt: skip
-    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
-    from loraqa.models.loading import inspect_base
-    from loraqa.device import plan_device
-
-    if adapter:
-        model_config = model_config_for_adapter(adapter, config.model, base_name, model_overrides)
-    else:
-        model_config = config.model
-    spec = inspect_base(model_config)
-    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
-    return load_ready_model(model_config, plan, adapter, spec=spec, full_precision=full_precision)
-
-
-def _model_keys(overrides: list[str]) -> frozenset[str]:
-    """The model.* keys the command line sets (what an adapter's own settings may meet)."""
-    keys = (item.partition("=")[0].strip() for item in overrides if "=" in item)
-    return frozenset(key[len("model.") :] for key in keys if key.startswith("model."))
 
 
 def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loraqa.formulations",),
     ("loraqa.models",),
     ("loraqa.lora",),
-    ("loraqa.training", "loraqa.evaluation", "loraqa.inference"),
+    ("loraqa.training", "loraqa.inference"),
     ("loraqa.pipeline",),
     ("loraqa.experiments", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
     ("loraqa.cli", "loraqa.cli_parser", "loraqa.__main__", ROOT_PACKAGE),

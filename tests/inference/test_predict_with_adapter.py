@@ -88,6 +88,37 @@ def test_an_undecodable_argument_is_a_one_line_error(v1_adapter, capsys):
     assert code == 2 and "--question" in line and "lone surrogate U+DCFF" in line
 
 
+# --- one Answer: predict, the Python API and the server answer alike ---
+
+
+def test_predict_the_python_api_and_the_server_give_the_same_answers(v1_adapter, tmp_path, capsys):
+    """predict's JSON lines are the Python API's `Answer`s, and the server answers each with the same
+    text, confidence, offsets and flags: one typed answer made by one function."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    import loraqa
+    from loraqa.config.loader import load_config
+    from loraqa.inference.answer import Answer
+    from loraqa.serving.app import create_app
+    from loraqa.serving.registry import AdapterSource, build_registry
+
+    asked = ["Who founded Avalon?", "When was Avalon founded?", "What does it lie near?"]
+    questions = write_jsonl(tmp_path / "q.jsonl", [{"id": f"q{i}", "question": q, "context": CONTEXT}
+                                                   for i, q in enumerate(asked)])  # fmt: skip
+    code, out, _ = run_cli(capsys, "predict", "--device", "cpu", "--adapter", v1_adapter, "--input", str(questions))
+    answers = loraqa.load(v1_adapter, device="cpu").answer_batch([(q, CONTEXT) for q in asked])
+    assert loraqa.Answer is Answer and all(type(a) is Answer for a in answers)
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == [a.prediction_row() for a in answers]
+    registry = build_registry([AdapterSource("squad", v1_adapter)], load_config(None, ["training.device=cpu"]))
+    with TestClient(create_app(registry)) as client:
+        served = client.post("/v1/answer", json=[{"question": q, "context": CONTEXT} for q in asked]).json()
+    fields = ("text", "confidence", "start", "end", "no_answer", "abstained")
+    assert [tuple(s[f if f != "text" else "answer"] for f in fields) for s in served] == [
+        tuple(getattr(a, f) for f in fields) for a in answers
+    ]
+
+
 # --- SQuAD v2: an adapter trained with unanswerable questions may answer "no answer" ---
 
 

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, Au
 
 from loraqa.cli import main
 from loraqa.data.sources import load_records
-from loraqa.evaluation.runner import predict_settings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.formulations.extractive import Window, best_answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device

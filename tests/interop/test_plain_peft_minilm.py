@@ -18,7 +18,7 @@ from peft import PeftModel
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from loraqa.data.sources import load_records
-from loraqa.evaluation.runner import predict_settings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.device import plan_device
 from loraqa.formulations.extractive import Window, best_answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter

@@ -68,7 +68,7 @@ def _install(point: str) -> None:
 
             QATrainer._save_optimizer_and_scheduler = hanging_save
     elif name in ("baseline-metrics", "final-metrics", "adapter-save"):
-        import loraqa.evaluation.runner as runner
+        import loraqa.inference.evaluate as runner
         import loraqa.lora.adapter as adapter
 
         module = adapter if name == "adapter-save" else runner

@@ -14,7 +14,7 @@ import torch
 from peft import PeftModel
 
 from loraqa.data.sources import load_records
-from loraqa.evaluation.runner import predict_settings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device
 from loraqa.pipeline import run_training

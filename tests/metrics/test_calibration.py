@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loraqa.evaluation.uncertainty import calibration_summary
+from loraqa.inference.uncertainty import calibration_summary
 from loraqa.metrics.calibration import (
     Calibrator,
     brier_score,

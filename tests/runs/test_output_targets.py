@@ -82,13 +82,13 @@ def test_train_refuses_to_replace_an_earlier_evaluation(tiny_model_dir, qa_files
 
 @pytest.mark.parametrize("name", ["predictions.json", "predictions.jsonl", "config.yaml", "beam2/metrics.json"])
 def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkeypatch, name):
-    from loraqa.pipeline import eval as pipeline
-    from loraqa.pipeline.eval import run_evaluation
+    from loraqa.inference import eval_command
+    from loraqa.inference.eval_command import run_evaluation
 
     def past_the_check(*args):
         raise AssertionError("went on to load data and a model")
 
-    monkeypatch.setattr(pipeline, "load_test", past_the_check)
+    monkeypatch.setattr(eval_command, "load_test", past_the_check)
     make(tmp_path / "d", name)
     before = snapshot(tmp_path)
     config = load_config(None, [f"output_dir={tmp_path / 'unused'}"])
@@ -98,9 +98,10 @@ def test_eval_refuses_an_output_directory_holding_loraqa_output(tmp_path, monkey
 
 
 def test_predict_output_is_new_and_exclusive(tmp_path, capsys):
+    from loraqa.inference.answer import Answer
     from loraqa.inference.predict import print_answers
 
-    rows = [{"id": "1", "question": "q", "answer": "a", "confidence": 0.5}]
+    rows = [Answer("a", 0.5, None, None, False, id="1", question="q")]
     existing = tmp_path / "answers.jsonl"
     existing.write_text("mine")
     with pytest.raises(RunDirError, match="answers.jsonl exists"):
@@ -116,12 +117,12 @@ def test_predict_output_is_new_and_exclusive(tmp_path, capsys):
 
 
 def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, monkeypatch, capsys):
-    import loraqa.cli
+    import loraqa.inference.ready
 
-    def loads_a_model(*args):
+    def loads_a_model(*args, **kwargs):
         raise AssertionError("loaded a model before checking --output")
 
-    monkeypatch.setattr(loraqa.cli, "_ready", loads_a_model)
+    monkeypatch.setattr(loraqa.inference.ready, "load_for_answering", loads_a_model)
     link = tmp_path / "out.jsonl"
     link.symlink_to(tmp_path / "elsewhere.jsonl")
     assert main(["predict", "--question", "q", "--context", "c", "--output", str(link)]) == 2
@@ -131,10 +132,10 @@ def test_predict_cli_refuses_a_dangling_link_before_loading_a_model(tmp_path, mo
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_merge_onto_a_file_is_one_line_and_keeps_the_file(tmp_path, monkeypatch, capsys, overwrite):
-    import loraqa.cli
+    import loraqa.inference.ready
 
     monkeypatch.setattr(
-        loraqa.cli, "_ready", lambda *args, **kwargs: None
+        loraqa.inference.ready, "load_for_answering", lambda *args, **kwargs: None
     )  # the target is checked before any weights matter
     target = tmp_path / "model.bin"
     target.write_text("mine")

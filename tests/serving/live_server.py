@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import httpx
 
+from loraqa.inference.answer import Answer
+from loraqa.inference.offsets import answer_offsets
 from loraqa.serving.server import graceful_server
 from loraqa.serving.settings import ServeSettings
 
@@ -44,12 +46,17 @@ class CountingRegistry:
     def release(self) -> None:
         self._gate.set()
 
-    def answer(self, name, records, decoding) -> list[dict]:
+    def answer(self, name, records, decoding) -> list[Answer]:
         self.calls.append([r.question for r in records])
         assert self._gate.wait(PATIENCE_S)
         if self.fail_on is not None and any(self.fail_on in r.question for r in records):
             raise TypeError("TextInputSequence must be str")
-        return [{"answer": r.context.split()[0], "confidence": 1.0} for r in records]
+        return [self._echo(r) for r in records]
+
+    @staticmethod
+    def _echo(record) -> Answer:
+        word = record.context.split()[0]
+        return Answer(word, 1.0, *answer_offsets(record.context, word), False, id=record.id, question=record.question)
 
     def questions_run(self) -> list[str]:
         return [q for call in self.calls for q in call]

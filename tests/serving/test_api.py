@@ -1,6 +1,6 @@
 """The HTTP API in-process (TestClient) over tiny trained adapters of every formulation.
 
-The key equivalence: what the server answers equals `loraqa.inference.predict.answer` (what
+The key equivalence: what the server answers equals `loraqa.inference.answer.answer` (what
 `loraqa predict` prints) for the same adapter and input, including two adapters sharing one base.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loraqa.data.records import QARecord
-from loraqa.inference.predict import answer
+from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
 from loraqa.serving.app import create_app
@@ -38,7 +38,7 @@ def client(registry):
         yield client
 
 
-def predict_alone(adapter_dir: str, config, records) -> list[dict]:
+def predict_alone(adapter_dir: str, config, records) -> list[Answer]:
     """`loraqa predict`'s way: this adapter alone on its own base, merged."""
     model_config = model_config_for_adapter(adapter_dir, config.model)
     spec = inspect_base(model_config)
@@ -53,7 +53,7 @@ def test_answers_equal_loraqa_predict(name, client, trained_adapters, serve_conf
         got = client.post("/v1/answer", json={"question": record.question, "context": record.context, "adapter": name})
         assert got.status_code == 200, got.text
         body = got.json()
-        assert (body["answer"], body["confidence"]) == (want["answer"], want["confidence"])
+        assert (body["answer"], body["confidence"]) == (want.text, want.confidence)
         assert body["adapter"] == name and body["latency_ms"] > 0
         if body["start"] is not None:
             assert record.context[body["start"] : body["end"]] == body["answer"]
@@ -63,9 +63,7 @@ def test_answers_equal_loraqa_predict(name, client, trained_adapters, serve_conf
         "/v1/answer", json=[{"question": r.question, "context": r.context, "adapter": name} for r in QUESTIONS[:4]]
     )
     assert batch.status_code == 200
-    assert [(b["answer"], b["confidence"]) for b in batch.json()] == [
-        (w["answer"], w["confidence"]) for w in expected[:4]
-    ]
+    assert [(b["answer"], b["confidence"]) for b in batch.json()] == [(w.text, w.confidence) for w in expected[:4]]
 
 
 def test_adapters_on_one_base_share_it_and_answer_differently(registry):
@@ -73,10 +71,10 @@ def test_adapters_on_one_base_share_it_and_answer_differently(registry):
     assert first.ready.model is second.ready.model  # one set of base weights
     assert registry.adapters["seq2seq"].ready.model is not first.ready.model
     record = QUESTIONS[:3]
-    a = [r["confidence"] for r in registry.answer("extractive", record, None)]
-    b = [r["confidence"] for r in registry.answer("extractive2", record, None)]
+    a = [r.confidence for r in registry.answer("extractive", record, None)]
+    b = [r.confidence for r in registry.answer("extractive2", record, None)]
     assert a != b  # set_adapter really switched (different seeds give different heads)
-    assert [r["confidence"] for r in registry.answer("extractive", record, None)] == a  # and back
+    assert [r.confidence for r in registry.answer("extractive", record, None)] == a  # and back
 
 
 def test_adapters_listing_health_page_and_docs(client):
@@ -172,8 +170,7 @@ def test_poison_requests_among_concurrent_ones_cost_no_good_answer(registry, mon
     """Some of many concurrent clients send lone surrogates (valid JSON, not text: the tokenizer fails on
     them), batching on: each poison request gets its own 422, and every good one its answer."""
     expected = {
-        r.question: (a["answer"], a["confidence"])
-        for r, a in zip(QUESTIONS, registry.answer("extractive", QUESTIONS, None))
+        r.question: (a.text, a.confidence) for r, a in zip(QUESTIONS, registry.answer("extractive", QUESTIONS, None))
     }
     calls, release, real = [], threading.Event(), registry.answer
 

@@ -11,9 +11,8 @@ import dataclasses
 import pytest
 
 import loraqa.inference.ready as ready_module
-import loraqa.serving.registry as registry_module
 from loraqa.data.records import QARecord
-from loraqa.inference.predict import answer
+from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import load_ready_model
 from loraqa.models.loading import inspect_base
 from loraqa.serving.registry import BASE_ONLY_NAME, AdapterSource, build_registry
@@ -40,7 +39,7 @@ def base_loads(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def tokenizer_loads(monkeypatch) -> list[str]:
-    """Every base tokenizer loaded (load_tokenizer, by the registry or by load_ready_model), by model name."""
+    """Every base tokenizer loaded (load_tokenizer, for the registry's key or by load_ready_model), by model name."""
     loads: list[str] = []
 
     def counting(real):
@@ -50,12 +49,11 @@ def tokenizer_loads(monkeypatch) -> list[str]:
 
         return load
 
-    for module in (ready_module, registry_module):
-        monkeypatch.setattr(module, "load_tokenizer", counting(module.load_tokenizer))
+    monkeypatch.setattr(ready_module, "load_tokenizer", counting(ready_module.load_tokenizer))
     return loads
 
 
-def base_alone(base_dir, config) -> list[dict]:
+def base_alone(base_dir, config) -> list[Answer]:
     """`loraqa predict --model BASE` without an adapter: the base as loaded from disk."""
     model_config = dataclasses.replace(config.model, name=str(base_dir))
     spec = inspect_base(model_config)
@@ -63,8 +61,8 @@ def base_alone(base_dir, config) -> list[dict]:
     return answer(ready, config, QUESTIONS)
 
 
-def rows(answers: list[dict]) -> list[tuple]:
-    return [(a["answer"], a["confidence"]) for a in answers]
+def rows(answers: list[Answer]) -> list[tuple]:
+    return [(a.text, a.confidence) for a in answers]
 
 
 @pytest.mark.parametrize("adapters", [("extractive",), ("extractive", "extractive2")])

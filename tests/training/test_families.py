@@ -11,7 +11,7 @@ import pytest
 from peft import PeftModel
 
 from loraqa.data.sources import load_records
-from loraqa.evaluation.runner import predict_settings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.metrics import squad_scores
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device

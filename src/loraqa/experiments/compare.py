@@ -23,7 +23,7 @@ from loraqa.config.loader import config_to_dict, load_config
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.errors import ConfigError
-from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows
+from loraqa.inference.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline import run_training
 from loraqa.atomic import write_json_atomic, write_text_atomic
 from loraqa.runs import files

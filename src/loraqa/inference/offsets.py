@@ -1,4 +1,4 @@
-"""Where an answer sits in its context, as character offsets (shared by the Python API and serving)."""
+"""Where an answer sits in its context, as character offsets (`inference.answer.Answer.start`/`end`)."""
 
 from __future__ import annotations
 

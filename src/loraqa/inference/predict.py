@@ -1,4 +1,5 @@
-"""`loraqa predict`: answer one question about a context, or every line of a JSONL file.
+"""`loraqa predict`'s questions in and answers out: one question about a context, or every line of
+a JSONL file, answered by `inference.answer.answer`.
 
 Inputs pass the data layer's record checks (data/validate.py), `data.max_context_chars` included,
 so a request costs no more than a training record may. An adapter trained on SQuAD v2 may answer
@@ -11,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from loraqa.config.schema import DataConfig, RunConfig
+from loraqa.config.schema import DataConfig
 from loraqa.data.collector import RecordCollector
 from loraqa.data.reading import read_text
 from loraqa.data.records import QARecord
@@ -28,9 +29,7 @@ from loraqa.data.validate import (
     require_str,
 )
 from loraqa.errors import DataError, RunDirError
-from loraqa.evaluation.runner import predict_settings
-from loraqa.lora.calibration_file import read_calibration
-from loraqa.inference.ready import ReadyModel
+from loraqa.inference.answer import Answer
 from loraqa.atomic import write_text_exclusive
 
 NO_ANSWER_TEXT = "(no answer)"
@@ -82,35 +81,9 @@ def _with_hint(problem: RecordProblem) -> RecordProblem:
     return RecordProblem(problem.kind, f"{problem.problem}; to allow it, add data.max_context_chars=N to the command")
 
 
-def answer(ready: ReadyModel, config: RunConfig, records: list[QARecord], decoding: str | None = None,
-           min_confidence: float | None = None) -> list[dict]:  # fmt: skip
-    """One row per record; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold` decides no-answers.
-
-    `confidence` is calibrated when the adapter carries a calibration (`calibration.json`, fitted on its
-    validation split; `raw_confidence` is the model's own). With `min_confidence`, an answer below it is
-    withheld: `answer` "" and `abstained` true."""
-    settings = predict_settings(config, version_2=ready.version_2, decoding=decoding)
-    settings.with_loss = False
-    result = ready.spec.formulation.predict(ready.model, ready.tokenizer, records, settings)
-    calibrator = read_calibration(ready.adapter)
-    raw = [p.confidence for p in result.predictions]
-    calibrated = calibrator.apply(raw).tolist() if calibrator and raw else raw
-    rows = []
-    for r, p, confidence in zip(records, result.predictions, calibrated):
-        abstained = min_confidence is not None and confidence < min_confidence
-        rows.append({
-            "id": r.id,
-            "question": r.question,
-            "answer": "" if abstained else p.text,
-            "no_answer": ready.version_2 and p.text == "",
-            "confidence": round(confidence, 4),
-            "raw_confidence": round(p.confidence, 4),
-            "abstained": abstained,
-        })  # fmt: skip
-    return rows
-
-
-def print_answers(rows: list[dict], output: str | None) -> None:
+def print_answers(answers: list[Answer], output: str | None) -> None:
+    """JSON lines to `output` (a new file), or to stdout; one answer alone as a line for people."""
+    rows = [a.prediction_row() for a in answers]
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if output:
         try:
@@ -120,10 +93,11 @@ def print_answers(rows: list[dict], output: str | None) -> None:
         except OSError as exc:
             raise RunDirError(f"cannot write {output}: {exc.strerror}") from None
         print(f"wrote {len(rows)} answers to {output}", file=sys.stderr)
-    elif len(rows) == 1:
-        shown = NO_ANSWER_TEXT if rows[0]["no_answer"] else rows[0]["answer"]
-        if rows[0].get("abstained"):
+    elif len(answers) == 1:
+        only = answers[0]
+        shown = NO_ANSWER_TEXT if only.no_answer else only.text
+        if only.abstained:
             shown = "(abstained: confidence below --min-confidence)"
-        print(f"{shown}\t(confidence {rows[0]['confidence']:.3f})")
+        print(f"{shown}\t(confidence {only.confidence:.3f})")
     else:
         sys.stdout.write(text)

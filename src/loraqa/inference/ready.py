@@ -1,5 +1,10 @@
 """Load a model ready to answer: a base alone, or a base with a saved adapter.
 
+`load_for_answering` is the one way in, for every command and service that answers (predict, eval,
+merge, the Python API, the server): the adapter's model section -> the base inspected -> the device
+planned -> the weights loaded. `answer_setup` is its first three steps alone, for a caller that must
+know the base before loading anything (the server groups adapters by base).
+
 With an adapter, the model section it was trained with (its checked loraqa.json) is used, so the
 prompt format, formulation and vocabulary match training; the lengths that only bound how text is
 windowed or answered may be changed on the command line (`INFERENCE_MODEL_KEYS`). What may run
@@ -15,12 +20,13 @@ small LoRA update is not rounded away by merging into bf16 weights.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from loraqa.config.schema import ModelConfig
+from loraqa.config.schema import ModelConfig, RunConfig
 from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
 from loraqa.formulations import FORMULATIONS
@@ -33,7 +39,7 @@ from loraqa.models.loading import (
     load_model,
     load_tokenizer,
 )
-from loraqa.device import DevicePlan, answer_dtype
+from loraqa.device import DevicePlan, answer_dtype, plan_device
 
 # model.* keys a user may change when answering with an adapter: they bound windows and answers,
 # and do not change what the adapter's weights mean.
@@ -50,6 +56,76 @@ class ReadyModel:
     model_config: ModelConfig
     adapter: str | None
     version_2: bool = False  # the adapter was trained with unanswerable questions (SQuAD v2)
+
+
+@dataclass(frozen=True)
+class AnswerSetup:
+    """What loading a model to answer needs, decided before any weights load."""
+
+    model_config: ModelConfig  # the adapter's own (`model_config_for_adapter`), or the user's without one
+    spec: BaseSpec
+    plan: DevicePlan
+    adapter: str | None
+
+
+def model_override_keys(overrides: Iterable[str]) -> frozenset[str]:
+    """The model.* keys that `key=value` overrides set (what an adapter's own settings may meet)."""
+    keys = (item.partition("=")[0].strip() for item in overrides if "=" in item)
+    return frozenset(key[len("model.") :] for key in keys if key.startswith("model."))
+
+
+def answer_setup(
+    config: RunConfig, adapter: str | Path | None = None, *, base_name: str | None = None, overrides: Iterable[str] = ()
+) -> AnswerSetup:
+    """The model section to answer with, the base it names and the device: no weights loaded.
+
+    With `adapter`: the adapter's model section (`model_config_for_adapter`; `overrides` are the
+    user's `key=value` settings, whose model.* keys it checks). Without: `config.model`, on the base
+    `base_name` when given. The device is `config.training`'s plan for that base.
+    """
+    if adapter:
+        model_config = model_config_for_adapter(adapter, config.model, base_name, model_override_keys(overrides))
+    else:
+        model_config = dataclasses.replace(config.model, name=base_name) if base_name else config.model
+    spec = inspect_base(model_config)
+    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
+    return AnswerSetup(model_config, spec, plan, str(adapter) if adapter else None)
+
+
+def load_for_answering(
+    config: RunConfig,
+    adapter: str | Path | None = None,
+    *,
+    base_name: str | None = None,
+    overrides: Iterable[str] = (),
+    setup: AnswerSetup | None = None,
+    merge: bool = True,
+    full_precision: bool = False,
+    tokenizer=None,
+) -> ReadyModel:
+    """A model ready to answer: the base alone, or base + `adapter` (see `answer_setup` for the settings).
+
+    `setup`: the `answer_setup` of these same arguments when the caller made it already (it is not
+    made twice). `merge`, `full_precision`, `tokenizer`: as `load_ready_model` takes them.
+    """
+    setup = setup or answer_setup(config, adapter, base_name=base_name, overrides=overrides)
+    return load_ready_model(
+        setup.model_config,
+        setup.plan,
+        setup.adapter,
+        merge=merge,
+        spec=setup.spec,
+        tokenizer=tokenizer,
+        full_precision=full_precision,
+    )
+
+
+def load_base_tokenizer(setup: AnswerSetup):
+    """The tokenizer of a setup without an adapter, for a caller that needs it before the weights
+    (pass it back as `load_for_answering(..., tokenizer=)`, so it is loaded once)."""
+    if setup.adapter is not None:
+        raise ValueError("load_base_tokenizer: an adapter brings its own tokenizer")
+    return load_tokenizer(setup.spec, setup.model_config)
 
 
 def model_config_for_adapter(

@@ -1,7 +1,7 @@
 """The confidence calibration an adapter carries: `calibration.json` beside its weights.
 
 Written after training's evaluation (`pipeline/evaluate_phase.py`: fitted on the validation split),
-read by every answering path (`inference/predict.answer`: CLI, Python API, server), so a confidence
+read by every answering path (`inference.answer.answer`: CLI, Python API, server), so a confidence
 means the same wherever the adapter answers. Data, never code: a method name and numbers, checked
 here; an adapter without the file (trained before loraqa calibrated, or without validation) answers
 with its raw confidences.

@@ -7,9 +7,10 @@
     scores   = evaluate(prepared)                           # test (written) + validation metrics
     finish(prepared, summary)                               # summary.json: the one place a run ends
 
-`run_training` (train.py) runs them in that order for `loraqa train`, sweeps and comparisons;
-`loraqa eval` is `load_for_evaluation` -> `evaluate_loaded` (eval.py). Layer: above training and
-evaluation (which never import this), below experiments, reports, serving and the CLI.
+`run_training` (train.py) runs them in that order for `loraqa train`, sweeps and comparisons.
+Only training phases live here: evaluating a saved model (`loraqa eval`) is answering, in
+`inference/`. Layer: above training and inference (which never import this), below experiments,
+reports, serving and the CLI.
 """
 
 from loraqa.pipeline.evaluate_phase import Evaluation, baseline, evaluate

@@ -12,10 +12,10 @@ import torch
 
 from loraqa.config.validate import mutates_base
 from loraqa.console import say
-from loraqa.evaluation.uncertainty import calibration_summary
+from loraqa.inference.uncertainty import calibration_summary
 from loraqa.lora.calibration_file import write_calibration
 from loraqa.metrics.calibration import Calibrator
-from loraqa.evaluation.runner import EvalOutcome, evaluate_records, write_outcome
+from loraqa.inference.evaluate import EvalOutcome, evaluate_records, write_outcome
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.runs.files import METRICS_FILE
 from loraqa import distributed

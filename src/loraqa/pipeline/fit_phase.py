@@ -19,7 +19,7 @@ from transformers.trainer_callback import TrainerState
 from loraqa import families
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
-from loraqa.evaluation.runner import evaluate_records
+from loraqa.inference.evaluate import evaluate_records
 from loraqa.lora.adapter import ADAPTER_FILES, load_adapter_weights
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.atomic import write_text_atomic

@@ -20,7 +20,7 @@ from loraqa.console import say
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.families import trained_on_squad
 from loraqa.errors import DataError
-from loraqa.evaluation.runner import predict_settings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.formulations import PredictSettings
 from loraqa.lora.adapter import adapted_layers, attach_lora, is_plain_lora, parameter_counts
 from loraqa.lora.rank import check_rank

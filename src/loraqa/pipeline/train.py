@@ -11,8 +11,8 @@ from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.device import release_device_memory
 from loraqa.errors import RunDirError
-from loraqa.evaluation.runner import format_table
-from loraqa.evaluation.uncertainty import (
+from loraqa.inference.evaluate import format_table
+from loraqa.inference.uncertainty import (
     describe_comparison,
     describe_weakest,
     paired_comparison,

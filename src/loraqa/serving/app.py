@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
 from loraqa.config.decoding import parse_decoding
-from loraqa.inference.offsets import answer_offsets
+from loraqa.inference.answer import Answer
 from loraqa.serving.batching import Batcher, QueueFull, ShuttingDown
 from loraqa.serving.registry import Registry
 from loraqa.serving.schemas import (
@@ -51,10 +51,10 @@ class ServeError(Exception):
 
 
 def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    def run_batch(key: tuple[str, str | None], records: list[QARecord]) -> list[tuple[dict, float]]:
-        rows = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+    def run_batch(key: tuple[str, str | None], records: list[QARecord]) -> list[tuple[Answer, float]]:
+        answers = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
         finished = time.perf_counter()
-        return [(row, finished) for row in rows]
+        return [(found, finished) for found in answers]
 
     batcher = Batcher(
         run_batch,
@@ -158,7 +158,7 @@ def _decoding(item: AnswerRequest, settings: ServeSettings) -> str | None:
     return item.decoding.strip()
 
 
-async def _wait(request: Request, futures: list[asyncio.Future], timeout_s: float) -> list[dict]:
+async def _wait(request: Request, futures: list[asyncio.Future], timeout_s: float) -> list[tuple[Answer, float]]:
     """All answers; 504 after the timeout, 503 when dropped by a shutdown. A client that hangs up
     withdraws its questions the moment the server sees the connection close."""
     hangup = asyncio.ensure_future(_hangup(request))
@@ -192,18 +192,16 @@ async def _hangup(request: Request) -> None:
         pass
 
 
-def _response(item: AnswerRequest, adapter: str, row: tuple[dict, float], started: float) -> dict:
-    result, finished = row
-    abstained = item.min_confidence is not None and result["confidence"] < item.min_confidence
-    text = "" if abstained else result["answer"]
-    start, end = answer_offsets(item.context, text)
+def _response(item: AnswerRequest, adapter: str, row: tuple[Answer, float], started: float) -> dict:
+    found, finished = row
+    found = found.withheld_below(item.min_confidence)  # per request: a batch mixes requests' thresholds
     return {
-        "answer": text,
-        "confidence": result["confidence"],
-        "start": start,
-        "end": end,
-        "no_answer": not text.strip(),
-        "abstained": abstained,
+        "answer": found.text,
+        "confidence": found.confidence,
+        "start": found.start,
+        "end": found.end,
+        "no_answer": found.no_answer,
+        "abstained": found.abstained,
         "adapter": adapter,
         "latency_ms": round(1000 * (finished - started), 2),
     }

@@ -13,7 +13,6 @@ with the name of an adapter already in the registry.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +22,11 @@ from safetensors import safe_open
 
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
-from loraqa.errors import AdapterError, FlagError
-from loraqa.inference.predict import answer
+from loraqa.errors import FlagError
+from loraqa.inference.answer import Answer, answer
+from loraqa.inference.ready import AnswerSetup, ReadyModel, answer_setup, load_base_tokenizer, load_for_answering
+from loraqa.inference.shared_base import add_named_adapter, base_view
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
-from loraqa.lora.adapter_weights import check_adapter_weights
-from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
-from loraqa.models.loading import inspect_base, load_adapter_tokenizer, load_tokenizer
-from loraqa.device import plan_device
 from loraqa.runs.files import METRICS_FILE
 
 BASE_ONLY_NAME = "base"
@@ -80,8 +77,8 @@ class Registry:
     def formulation(self, name: str) -> str:
         return self.adapters[name].ready.spec.formulation.name
 
-    def answer(self, name: str, records: list[QARecord], decoding: str | None) -> list[dict]:
-        """The rows `loraqa predict` prints for these records (answer, confidence); runs the model.
+    def answer(self, name: str, records: list[QARecord], decoding: str | None) -> list[Answer]:
+        """The answers `loraqa predict` prints for these records; runs the model.
 
         Callers run this in one worker thread: switching the active adapter and answering must
         not interleave with another batch on the same base.
@@ -110,11 +107,8 @@ def build_registry(
     for source in sources:
         source = AdapterSource(source.name, Path(source.directory))
         meta = read_adapter_meta(source.directory)
-        model_config = model_config_for_adapter(source.directory, config.model, base_name)
-        spec = inspect_base(model_config)
-        groups.setdefault(_base_key(spec, model_config, meta, source.directory), []).append(
-            (source, meta, model_config, spec)
-        )
+        setup = answer_setup(config, source.directory, base_name=base_name)
+        groups.setdefault(_base_key(setup, meta, source.directory), []).append((source, meta, setup))
     base_only_entry = _base_only_entry(config, base_name) if base_only else None
     if base_only_entry is not None and base_only_entry[0] in groups:
         groups[base_only_entry[0]].append(base_only_entry[1])  # shares the adapters' base: not loaded twice
@@ -124,26 +118,27 @@ def build_registry(
         for adapter in _load_group(members, config):
             served[adapter.name] = adapter
     if base_only_entry is not None:  # no adapter on this base: load it alone
-        _, (_, tokenizer, model_config, spec) = base_only_entry
-        ready = load_ready_model(model_config, _plan(config, spec), None, spec=spec, tokenizer=tokenizer)
+        _, (_, tokenizer, setup) = base_only_entry
+        ready = load_for_answering(config, setup=setup, tokenizer=tokenizer)
         served[BASE_ONLY_NAME] = ServedAdapter(BASE_ONLY_NAME, ready, None, _info(ready, None, shared=False))
     return Registry([served[n] for n in names], config)
 
 
 def _base_only_entry(config: RunConfig, base_name: str | None) -> tuple[tuple, tuple]:
     """The base-only member (source None) and the key it shares a base under (as `_base_key` builds it)."""
-    model_config = dataclasses.replace(config.model, name=base_name) if base_name else config.model
-    spec = inspect_base(model_config)
-    tokenizer = load_tokenizer(spec, model_config)
+    setup = answer_setup(config, None, base_name=base_name)
+    tokenizer = load_base_tokenizer(setup)
+    spec, model_config = setup.spec, setup.model_config
     # The rows load_model gives the base alone: its own, grown to the tokenizer when tokens were added.
     rows = max(int(spec.hf_config.vocab_size), len(tokenizer))
     key = (spec.path, model_config.revision, spec.formulation.auto_model_class().__name__,
            model_config.use_token_type_ids, rows)  # fmt: skip
-    return key, (None, tokenizer, model_config, spec)
+    return key, (None, tokenizer, setup)
 
 
-def _base_key(spec, model_config, meta: dict, directory: Path) -> tuple:
+def _base_key(setup: AnswerSetup, meta: dict, directory: Path) -> tuple:
     """Adapters with equal keys can share one loaded base: same weights, rows and segment handling."""
+    spec, model_config = setup.spec, setup.model_config
     task_type = read_lora_config(directory).task_type  # the checked adapter_config.json (adapter_files.py)
     return (
         spec.path,
@@ -155,60 +150,26 @@ def _base_key(spec, model_config, meta: dict, directory: Path) -> tuple:
 
 
 def _load_group(members: list[tuple], config: RunConfig) -> list[ServedAdapter]:
-    """Members are (source, meta, model_config, spec) of adapters on one base, the first an adapter;
-    a base-only member is (None, base tokenizer, model_config, spec)."""
-    first_source, _, first_config, first_spec = members[0]
-    plan = _plan(config, first_spec)
+    """Members are (source, meta, answer setup) of adapters on one base, the first an adapter;
+    a base-only member is (None, base tokenizer, answer setup)."""
+    first_source, _, first_setup = members[0]
     if len(members) == 1:  # merged, as `loraqa predict` loads it
-        ready = load_ready_model(first_config, plan, str(first_source.directory), spec=first_spec)
+        ready = load_for_answering(config, setup=first_setup)
         return [ServedAdapter(first_source.name, ready, None, _info(ready, first_source.directory, shared=False))]
     # Several adapters on one base: the first attaches through load_adapter (its checks and resizing),
     # the others join it as named adapters, unmerged, so one set of base weights serves them all.
-    first = load_ready_model(first_config, plan, str(first_source.directory), merge=False, spec=first_spec)
-    peft_model = first.model
+    first = load_for_answering(config, setup=first_setup, merge=False)
     served = [ServedAdapter(first_source.name, first, FIRST_PEFT_NAME, _info(first, first_source.directory, True))]
-    for index, (source, meta, model_config, spec) in enumerate(members[1:], start=1):
+    for index, (source, meta, setup) in enumerate(members[1:], start=1):
         if source is None:  # --base-only on this base: the same model, adapters disabled while it answers
-            ready = ReadyModel(peft_model, meta, spec, model_config, None)
+            ready = base_view(first, setup, tokenizer=meta)  # a base-only member's second item: its tokenizer
             served.append(ServedAdapter(BASE_ONLY_NAME, ready, BASE_PEFT_NAME, _info(ready, None, shared=True)))
             continue
-        _check_same_base(source.directory, meta, spec)
         peft_name = f"adapter{index}"
-        try:
-            # Registered from the checked config first, so peft's load_adapter never reads adapter_config.json itself.
-            lora_config = read_lora_config(source.directory, base_path=spec.path)
-            lora_config.inference_mode = True
-            rows = int(meta.get("embedding_rows", peft_model.get_input_embeddings().weight.shape[0]))
-            base_class = type(peft_model.get_base_model())
-            check_adapter_weights(source.directory, lora_config, base_class, spec.hf_config, rows)
-            peft_model.add_adapter(peft_name, lora_config)
-            peft_model.load_adapter(str(source.directory), adapter_name=peft_name, is_trainable=False)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AdapterError(
-                f"{source.directory} does not fit base '{model_config.name}': {first_line[:300]}"
-            ) from None
-        tokenizer = load_adapter_tokenizer(spec, source.directory)
-        ready = ReadyModel(peft_model, tokenizer, spec, model_config, str(source.directory))
+        ready = add_named_adapter(first, setup, meta, peft_name)
         served.append(ServedAdapter(source.name, ready, peft_name, _info(ready, source.directory, True)))
-    peft_model.eval()
+    first.model.eval()
     return served
-
-
-def _check_same_base(directory: Path, meta: dict, spec) -> None:
-    # The same check load_adapter makes before attaching (kept here until it takes an adapter_name).
-    if not meta:
-        return
-    theirs = meta.get("model_type")
-    if theirs is not None and theirs != spec.model_type:
-        raise AdapterError(
-            f"{directory} was trained on base '{meta.get('base_model')}' ({theirs}) "
-            f"but the base model is '{spec.name}' ({spec.model_type})"
-        )
-
-
-def _plan(config: RunConfig, spec):
-    return plan_device(config.training.device, config.training.precision, spec.model_type)
 
 
 def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:

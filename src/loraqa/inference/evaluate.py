@@ -20,7 +20,7 @@ from loraqa.config.decoding import parse_decoding
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
 from loraqa.device import autocast_for
-from loraqa.evaluation.uncertainty import score_intervals
+from loraqa.inference.uncertainty import score_intervals
 from loraqa.formulations import PredictSettings
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.metrics.slices import answer_position, answer_type, context_quartiles, question_word, slice_metrics

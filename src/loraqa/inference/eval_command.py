@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from loraqa.console import say
 from loraqa.data.prepare import load_test
 from loraqa.data.records import QARecord
 from loraqa.errors import RunDirError
-from loraqa.evaluation.runner import (
+from loraqa.inference.evaluate import (
     EvalOutcome,
     evaluate_records,
     format_table,
@@ -27,12 +28,10 @@ from loraqa.evaluation.runner import (
     side_by_side_rows,
     write_outcome,
 )
-from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison
-from loraqa.inference.ready import ReadyModel, load_ready_model, model_config_for_adapter
-from loraqa.models.loading import inspect_base
+from loraqa.inference.uncertainty import describe_comparison, paired_comparison
+from loraqa.inference.ready import ReadyModel, answer_setup, load_for_answering
 from loraqa.atomic import write_text_atomic
 from loraqa.runs.rundir import loraqa_outputs
-from loraqa.device import plan_device
 from loraqa import distributed
 
 
@@ -54,21 +53,17 @@ def default_output(config: RunConfig, adapter: str | None) -> Path:
 
 
 def load_for_evaluation(config: RunConfig, adapter: str | None, base_name: str | None = None,
-                        model_overrides: frozenset[str] = frozenset()) -> Loaded:  # fmt: skip
+                        overrides: Sequence[str] = ()) -> Loaded:  # fmt: skip
     """The load phase of `loraqa eval`: with `adapter`, the model section is the adapter's, plus the
-    user's trust settings and the inference lengths among `model_overrides` (the model.* keys of the
-    command line); the test questions are read before any weights load."""
-    if adapter:
-        config = dataclasses.replace(
-            config, model=model_config_for_adapter(adapter, config.model, base_name, model_overrides)
-        )
+    user's trust settings and the inference lengths its `overrides` set (`answer_setup`); the test
+    questions are read before any weights load."""
+    setup = answer_setup(config, adapter, base_name=base_name, overrides=overrides)
+    config = dataclasses.replace(config, model=setup.model_config)
     records, version_2 = load_test(config.data)
     set_seed(config.training.seed)
-    spec = inspect_base(config.model)
-    plan = plan_device(config.training.device, config.training.precision, spec.model_type)
-    distributed.init_process_group(cpu=plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
-    ready = load_ready_model(config.model, plan, adapter, spec=spec)
-    return Loaded(config, ready, records, version_2, plan.description)
+    distributed.init_process_group(cpu=setup.plan.device == "cpu")  # [ddp] join torchrun's job (no-op alone)
+    ready = load_for_answering(config, adapter, setup=setup)
+    return Loaded(config, ready, records, version_2, setup.plan.description)
 
 
 def evaluate_loaded(loaded: Loaded, decoding: str) -> EvalOutcome:
@@ -88,7 +83,7 @@ def run_evaluation(
     output: str | None,
     overwrite: bool,
     base_name: str | None = None,
-    model_overrides: frozenset[str] = frozenset(),
+    overrides: Sequence[str] = (),
 ) -> dict[str, dict]:
     """Evaluate (see `load_for_evaluation`); return each decoding's metrics."""
     out_dir = Path(output) if output else default_output(config, adapter)
@@ -100,7 +95,7 @@ def run_evaluation(
         raise RunDirError(
             f"{out_dir} already holds an evaluation or run ({', '.join(existing)}); use --overwrite or --output DIR"
         )
-    loaded = load_for_evaluation(config, adapter, base_name, model_overrides)
+    loaded = load_for_evaluation(config, adapter, base_name, overrides)
     config, records = loaded.config, loaded.records
     say(
         f"evaluating {config.model.name}{' + ' + adapter if adapter else ''} on {len(records)} questions, {loaded.device}"

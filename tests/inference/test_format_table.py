@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loraqa.evaluation.runner import format_table
+from loraqa.inference.evaluate import format_table
 
 ROW = {"exact_match": 12.5, "f1": 30.25, "rougeL": 28.0, "count": 8, "seconds": 3.2}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from loraqa.evaluation.uncertainty import describe_comparison, paired_comparison, read_question_rows, score_intervals
+from loraqa.inference.uncertainty import describe_comparison, paired_comparison, read_question_rows, score_intervals
 
 
 def _rows(scores: list[float], prefix: str = "q") -> list[dict]:
