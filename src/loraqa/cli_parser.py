@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM or Ctrl-C: how long queued and running questions get to be answered; the rest get 503",
     )  # fmt: skip
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    serve.add_argument(
+        "--api-key", metavar="KEY",
+        help="require 'Authorization: Bearer KEY' on every /v1 endpoint (default: env LORAQA_API_KEY; unset: open)",
+    )  # fmt: skip
 
     _add_sweep(sub, fmt)
     _add_compare(sub, fmt)

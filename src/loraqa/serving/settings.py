@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class ServeSettings:
     max_beams: int = 8  # beamN above this would let one request hold the model for long
     read_timeout_s: float = 30.0  # a request's head, then its body, must arrive within this (slow clients)
     drain_timeout_s: float = 20.0  # on SIGTERM, what is queued gets this long; under Kubernetes' 30 s to SIGKILL
+    api_key: str | None = field(default=None, repr=False)  # bearer token every /v1 endpoint needs (auth.py); None: open
 
     @property
     def max_body_bytes(self) -> int:
