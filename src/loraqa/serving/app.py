@@ -44,15 +44,21 @@ from loraqa.serving.schemas import (
     HealthResponse,
 )
 from loraqa.serving.settings import ServeSettings
+from loraqa.serving.streaming import StreamCancelled, TokenStream, streaming_into
 
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # the page's files, by name only
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 408, 413, 422, 503, 504)}
 
 
 def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    def run_batch(key: tuple[str, str | None], records: list[QARecord]) -> list[tuple[dict, float]]:
+    def run_batch(key: tuple[str, str | None, TokenStream | None], records: list[QARecord]) -> list[tuple[dict, float]]:
         began = time.perf_counter()
-        rows = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+        try:
+            with streaming_into(_model(registry, key[0]) if key[2] else None, key[2]):
+                rows = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+        except StreamCancelled:
+            metrics.generations_stopped.inc()
+            raise
         finished = time.perf_counter()
         metrics.observe_batch(key[0], len(records), finished - began)
         return [(row, finished) for row in rows]
@@ -83,11 +89,14 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
     app.add_middleware(RequestGate, api_key=settings.api_key, metrics=metrics)  # outermost: before the body is read
     _add_error_handlers(app)
 
-    def submit(request: Request, items: list[AnswerRequest]) -> Awaitable[list[dict]]:
-        """Check and queue the questions now (a ServeError if refused); await the result for the answers."""
+    def submit(
+        request: Request, items: list[AnswerRequest], stream: TokenStream | None = None
+    ) -> Awaitable[list[dict]]:
+        """Check and queue the questions now (a ServeError if refused); await the result for the answers.
+        With a `stream` (one item), its model call is its own and streams its tokens (streaming.py)."""
         started = time.perf_counter()
         _check_limits(items, settings)
-        keys = [(_adapter_name(item, registry), _decoding(item, settings)) for item in items]
+        keys = [(_adapter_name(item, registry), _decoding(item, settings), stream) for item in items]
         request.state.adapter = ",".join(sorted({key[0] for key in keys}))  # the metrics' and the log's label
         records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
         futures = []
@@ -117,7 +126,15 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         """The adapters this server answers with (fixed at start-up)."""
         return {"adapters": registry.describe()}
 
-    add_openai_routes(app, submit, registry.names, created=int(time.time()))
+    def token_stream(item: AnswerRequest) -> TokenStream | None:
+        """A stream for this question when its answer can be sent token by token (streaming.py), else None."""
+        if item.adapter not in registry.adapters or registry.formulation(item.adapter) == "extractive":
+            return None
+        if item.min_confidence is not None or "beam" in (item.decoding or ""):
+            return None
+        return TokenStream(_tokenizer(registry, item.adapter), asyncio.get_running_loop())
+
+    add_openai_routes(app, submit, registry.names, int(time.time()), token_stream)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus():
@@ -138,6 +155,14 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         return Response(_static_text(name), media_type=STATIC_FILES[name])
 
     return app
+
+
+def _model(registry: Registry, name: str):
+    return registry.adapters[name].ready.model
+
+
+def _tokenizer(registry: Registry, name: str):
+    return registry.adapters[name].ready.tokenizer
 
 
 def _check_limits(items: list[AnswerRequest], settings: ServeSettings) -> None:

@@ -29,6 +29,9 @@ class ServeMetrics:
         self.batch_size = Histogram("loraqa_batch_size", "questions per model call", buckets=BATCH_BUCKETS, registry=r)
         self.model_seconds = Counter("loraqa_model_seconds", "seconds spent in model calls", ["adapter"], registry=r)
         self.questions = Counter("loraqa_questions", "questions answered by the model", ["adapter"], registry=r)
+        self.generations_stopped = Counter(
+            "loraqa_generations_stopped", "streamed generations stopped because the client disconnected", registry=r
+        )
         Gauge("loraqa_queue_depth", "questions waiting for the model", registry=r).set_function(queue_depth)
         Gauge("loraqa_adapters_loaded", "adapters this server answers with", registry=r).set_function(loaded_adapters)
 

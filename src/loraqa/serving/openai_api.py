@@ -13,14 +13,16 @@ OpenAI's sampling fields (temperature, top_p, max_tokens, ...) are accepted and 
 decoded with the server's settings or `decoding`.
 
 With `stream: true` the answer comes as server-sent events in OpenAI's chunk format: a role chunk,
-the answer, a final chunk with `finish_reason` and the extras, then `data: [DONE]`. The answer is
-sent when the model has produced it (one content chunk; the model call itself is batched, not
-streamed). A client that disconnects before then withdraws its question, as on /v1/answer.
+the answer's text, a final chunk with `finish_reason` and the extras (with the whole `answer`), then
+`data: [DONE]`. A generative adapter's answer is sent token by token as it is generated (its own
+model call, streaming.py); an extractive one's in one chunk. A client that disconnects withdraws its
+queued question, as on /v1/answer, and stops a generation under way.
 Errors use OpenAI's shape (errors.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -30,13 +32,14 @@ from fastapi import Body, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loraqa.serving.errors import ServeError
+from loraqa.serving.errors import ServeError, error_body
 from loraqa.serving.schemas import AnswerRequest
+from loraqa.serving.streaming import TokenStream
 
 QUESTION_PREFIX = "Question:"
 CONTEXT_PREFIX = "Context:"
 # app.py's submit: checks and queues the questions at once (ServeError if refused), returns their answers' awaitable
-Submit = Callable[[Request, list[AnswerRequest]], Awaitable[list[dict]]]
+Submit = Callable[..., Awaitable[list[dict]]]  # (request, items, stream=None)
 
 
 class ChatMessage(BaseModel):
@@ -65,7 +68,8 @@ class CompletionRequest(_Common):
     prompt: str | list[str]
 
 
-def add_openai_routes(app: FastAPI, submit: Submit, model_names: Callable[[], list[str]], created: int) -> None:
+def add_openai_routes(app: FastAPI, submit: Submit, model_names: Callable[[], list[str]], created: int,
+                      token_stream: Callable[[AnswerRequest], TokenStream | None]) -> None:  # fmt: skip
     @app.get("/v1/models")
     async def models():
         """The served adapters as OpenAI models (`model` in the completion requests)."""
@@ -80,19 +84,19 @@ def add_openai_routes(app: FastAPI, submit: Submit, model_names: Callable[[], li
     @app.post("/v1/chat/completions")
     async def chat(request: Request, body: ChatRequest = Body(...)):
         question, context = _chat_question(body)
-        return await _complete(request, submit, model_names, body, question, context, chat=True)
+        return await _complete(request, submit, model_names, token_stream, body, question, context, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request, body: CompletionRequest = Body(...)):
         question, context = _prompt_question(body)
-        return await _complete(request, submit, model_names, body, question, context, chat=False)
+        return await _complete(request, submit, model_names, token_stream, body, question, context, chat=False)
 
 
 def _model(name: str, created: int) -> dict:
     return {"id": name, "object": "model", "created": created, "owned_by": "loraqa"}
 
 
-async def _complete(request: Request, submit: Submit, model_names, body: _Common, question: str, context: str,
+async def _complete(request: Request, submit: Submit, model_names, token_stream, body: _Common, question: str, context: str,
                     chat: bool):  # fmt: skip
     if body.n != 1:
         raise ServeError(400, f"n={body.n}: this server gives one answer per request (n=1)")
@@ -105,9 +109,10 @@ async def _complete(request: Request, submit: Submit, model_names, body: _Common
         raise ServeError(400, f"{field}: {error.get('msg', 'invalid').removeprefix('Value error, ')}") from None
     if body.model not in model_names():
         raise ServeError(404, f"the model {body.model[:80]!r} does not exist; GET /v1/models lists them")
-    answers = submit(request, [item])  # refusals (limits, decoding, busy) are HTTP errors, before any stream starts
+    stream = token_stream(item) if body.stream else None
+    answers = submit(request, [item], stream)  # refusals (limits, decoding, busy) are HTTP errors, before any stream
     if body.stream:
-        return StreamingResponse(_stream(answers, item.adapter, chat), media_type="text/event-stream")
+        return StreamingResponse(_stream(answers, stream, item.adapter, chat), media_type="text/event-stream")
     result = (await answers)[0]
     return _completion(result, body.model, chat)
 
@@ -129,8 +134,10 @@ def answer_fields(result: dict) -> tuple[str, dict]:
     return result["answer"], extras
 
 
-async def _stream(answers: Awaitable[list[dict]], model: str, chat: bool):
-    """SSE chunks; an error after the stream started is sent as an OpenAI error event (the status is sent)."""
+async def _stream(answers: Awaitable[list[dict]], stream: TokenStream | None, model: str, chat: bool):
+    """SSE chunks: the role, the answer's text (token by token with a `stream`, else at once), a last chunk
+    with finish_reason and the extras, `[DONE]`. An error after the stream started is an OpenAI error event
+    (the status line is gone by then). Leaving early (the client went away) cancels the stream's generation."""
     ident, created = _id(chat), int(time.time())
 
     def chunk(choice: dict) -> str:
@@ -138,21 +145,58 @@ async def _stream(answers: Awaitable[list[dict]], model: str, chat: bool):
         body = {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    if chat:
-        yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+    def content(text: str) -> str:
+        return chunk({"index": 0, "delta": {"content": text}, "finish_reason": None} if chat else
+                     {"index": 0, "text": text, "finish_reason": None, "logprobs": None})  # fmt: skip
+
+    task = asyncio.ensure_future(answers)
     try:
-        result = (await answers)[0]
-    except ServeError as exc:
-        yield f"data: {json.dumps({'error': {'message': exc.message, 'type': 'server_error', 'code': exc.status}})}\n\n"
+        if chat:
+            yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+        sent = ""
+        async for delta in _deltas(stream, task):
+            sent += delta
+            yield content(delta)
+        try:
+            result = task.result()[0]
+        except Exception as exc:  # noqa: BLE001 - the status line is sent: the error goes in the stream
+            yield f"data: {json.dumps(_stream_error(exc))}\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        text, extras = answer_fields(result)
+        if text.startswith(sent) and len(text) > len(sent):
+            yield content(text[len(sent) :])
+        last = {"index": 0, "finish_reason": "stop", "loraqa": {**extras, "answer": text}}
+        yield chunk({**last, "delta": {}} if chat else {**last, "text": "", "logprobs": None})
         yield "data: [DONE]\n\n"
+    finally:
+        if stream is not None:
+            stream.cancel()  # no-op once answered; else the next token stops generate()
+        task.cancel()
+
+
+def _stream_error(exc: Exception) -> dict:
+    if isinstance(exc, ServeError):
+        status, message = exc.status, exc.message
+    else:
+        status, message = 500, f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
+    return error_body("/v1/chat/completions", status, message)
+
+
+async def _deltas(stream: TokenStream | None, task: asyncio.Future):
+    """The stream's text deltas until the model call is over (then any left in the queue)."""
+    if stream is None:
+        await asyncio.wait({task})
         return
-    text, extras = answer_fields(result)
-    if text:
-        yield chunk({"index": 0, "delta": {"content": text}, "finish_reason": None} if chat else
-                    {"index": 0, "text": text, "finish_reason": None, "logprobs": None})  # fmt: skip
-    last = {"index": 0, "finish_reason": "stop", "loraqa": extras}
-    yield chunk({**last, "delta": {}} if chat else {**last, "text": "", "logprobs": None})
-    yield "data: [DONE]\n\n"
+    while not task.done():
+        get = asyncio.ensure_future(stream.deltas.get())
+        done, _ = await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+        if get in done:
+            yield get.result()
+        else:
+            get.cancel()
+    while not stream.deltas.empty():
+        yield stream.deltas.get_nowait()
 
 
 def _id(chat: bool) -> str:
