@@ -29,6 +29,7 @@ from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
 from loraqa.config.decoding import parse_decoding
 from loraqa.inference.offsets import answer_offsets
+from loraqa.serving.admin import add_admin_routes
 from loraqa.serving.auth import RequestGate
 from loraqa.serving.batching import Batcher, QueueFull, ShuttingDown
 from loraqa.serving.errors import ServeError, error_response, is_openai_path
@@ -135,6 +136,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         return TokenStream(_tokenizer(registry, item.adapter), asyncio.get_running_loop())
 
     add_openai_routes(app, submit, registry.names, int(time.time()), token_stream)
+    add_admin_routes(app, registry, settings.admin_token, settings.adapter_root)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus():

@@ -41,8 +41,10 @@ def token_matches(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def needs_key(path: str) -> bool:
-    return path.startswith("/v1/")
+def needs_key(method: str, path: str) -> bool:
+    """Every /v1 endpoint; loading and unloading adapters check the admin token instead (admin.py)."""
+    changes_adapters = method in ("POST", "DELETE") and (path == "/v1/adapters" or path.startswith("/v1/adapters/"))
+    return path.startswith("/v1/") and not changes_adapters
 
 
 def endpoint_label(path: str) -> str:
@@ -80,7 +82,11 @@ class RequestGate:
             await send(message)
 
         path = scope.get("path", "")
-        if self.api_key is not None and needs_key(path) and not token_matches(bearer_token(headers), self.api_key):
+        if (
+            self.api_key is not None
+            and needs_key(scope.get("method", ""), path)
+            and not token_matches(bearer_token(headers), self.api_key)
+        ):
             return await _send_json(send_with_id, path, 401, "missing or wrong API key: send Authorization: Bearer KEY")
         await self.app(scope, receive, send_with_id)
 

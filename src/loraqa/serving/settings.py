@@ -17,6 +17,8 @@ class ServeSettings:
     read_timeout_s: float = 30.0  # a request's head, then its body, must arrive within this (slow clients)
     drain_timeout_s: float = 20.0  # on SIGTERM, what is queued gets this long; under Kubernetes' 30 s to SIGKILL
     api_key: str | None = field(default=None, repr=False)  # bearer token every /v1 endpoint needs (auth.py); None: open
+    admin_token: str | None = field(default=None, repr=False)  # bearer token of POST/DELETE /v1/adapters (admin.py)
+    adapter_root: str | None = None  # the only directory runtime adapters are loaded from
 
     @property
     def max_body_bytes(self) -> int:
