@@ -68,6 +68,7 @@ def test_load_use_and_unload_an_adapter_while_another_answers_16_clients(trained
         with httpx.Client(base_url=url, timeout=120) as http:
             b = {"name": "gpt", "path": "causal/adapter"}
             assert http.post("/v1/adapters", json=b).status_code == 401
+            assert http.post("/v1/adapters", json={}).status_code == 401  # the token is checked before the body
             assert http.post("/v1/adapters", json=b, headers={"Authorization": "Bearer nope"}).status_code == 401
             outside = http.post("/v1/adapters", json={"name": "x", "path": "/etc"}, headers=admin)
             assert outside.status_code == 403 and "outside the adapter root" in outside.json()["error"]

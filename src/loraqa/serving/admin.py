@@ -21,7 +21,7 @@ import ctypes
 import gc
 from pathlib import Path
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from loraqa.errors import LoraqaError
@@ -48,10 +48,9 @@ def add_admin_routes(app: FastAPI, registry: Registry, admin_token: str | None, 
         if not token_matches(bearer_token(dict(request.scope.get("headers", ()))), admin_token):
             raise ServeError(401, "missing or wrong admin token: send Authorization: Bearer <admin token>")
 
-    @app.post("/v1/adapters", status_code=201)
+    @app.post("/v1/adapters", status_code=201, dependencies=[Depends(authorize)])  # the token before the body
     async def load(request: Request, body: LoadRequest = Body(...)):
         """Load an adapter (a directory under --adapter-root) and serve it as `name`."""
-        authorize(request)
         try:
             source = parse_adapter_arg(f"{body.name}=x")
         except LoraqaError as exc:
@@ -74,10 +73,9 @@ def add_admin_routes(app: FastAPI, registry: Registry, admin_token: str | None, 
         request.state.adapter = source.name
         return {"adapter": next(a for a in registry.describe() if a["name"] == source.name)}
 
-    @app.delete("/v1/adapters/{name}")
+    @app.delete("/v1/adapters/{name}", dependencies=[Depends(authorize)])
     async def unload(request: Request, name: str):
         """Stop serving `name`; its base is freed when no other adapter uses it."""
-        authorize(request)
         async with lock:
             if name not in registry.adapters:
                 raise ServeError(404, f"unknown adapter {name[:80]!r}")

@@ -129,7 +129,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
 
     def token_stream(item: AnswerRequest) -> TokenStream | None:
         """A stream for this question when its answer can be sent token by token (streaming.py), else None."""
-        if item.adapter not in registry.adapters or registry.formulation(item.adapter) == "extractive":
+        if item.adapter not in registry.adapters or not _generates(registry, item.adapter):
             return None
         if item.min_confidence is not None or "beam" in (item.decoding or ""):
             return None
@@ -161,6 +161,10 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
 
 def _model(registry: Registry, name: str):
     return registry.adapters[name].ready.model
+
+
+def _generates(registry: Registry, name: str) -> bool:
+    return registry.adapters[name].ready.spec.formulation.generates  # answers come from generate()
 
 
 def _tokenizer(registry: Registry, name: str):
