@@ -54,6 +54,8 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 408, 413, 422, 5
 def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) -> FastAPI:
     def run_batch(key: tuple[str, str | None, TokenStream | None], records: list[QARecord]) -> list[tuple[dict, float]]:
         began = time.perf_counter()
+        if key[0] not in registry.adapters:  # unloaded (admin.py) while its questions waited
+            raise ServeError(404, f"adapter {key[0]!r} was unloaded before this question was answered")
         try:
             with streaming_into(_model(registry, key[0]) if key[2] else None, key[2]):
                 rows = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
