@@ -269,6 +269,8 @@ def _serve(args, load_config) -> int:
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
         max_context_chars=args.max_context_chars, request_timeout_s=args.request_timeout_s,
         read_timeout_s=args.read_timeout_s, drain_timeout_s=args.drain_timeout_s,
+        api_key=args.api_key or os.environ.get("LORAQA_API_KEY") or None,
+        admin_token=args.admin_token or os.environ.get("LORAQA_ADMIN_TOKEN") or None, adapter_root=args.adapter_root,
     )  # fmt: skip
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 

@@ -147,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM or Ctrl-C: how long queued and running questions get to be answered; the rest get 503",
     )  # fmt: skip
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    serve.add_argument(
+        "--api-key", metavar="KEY",
+        help="require 'Authorization: Bearer KEY' on every /v1 endpoint (default: env LORAQA_API_KEY; unset: open)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--admin-token", metavar="TOKEN",
+        help="allow POST/DELETE /v1/adapters with 'Authorization: Bearer TOKEN' (default: env LORAQA_ADMIN_TOKEN)",
+    )  # fmt: skip
+    serve.add_argument("--adapter-root", metavar="DIR", help="the directory runtime-loaded adapters must lie in")
 
     _add_sweep(sub, fmt)
     _add_compare(sub, fmt)

@@ -16,19 +16,25 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
 from loraqa.config.decoding import parse_decoding
 from loraqa.inference.answer import Answer
+from loraqa.serving.admin import add_admin_routes
+from loraqa.serving.auth import RequestGate
 from loraqa.serving.batching import Batcher, QueueFull, ShuttingDown
+from loraqa.serving.errors import ServeError, error_response, is_openai_path
+from loraqa.serving.metrics import CONTENT_TYPE, ServeMetrics
+from loraqa.serving.openai_api import add_openai_routes
 from loraqa.serving.registry import Registry
 from loraqa.serving.schemas import (
     AdaptersResponse,
@@ -39,23 +45,30 @@ from loraqa.serving.schemas import (
     HealthResponse,
 )
 from loraqa.serving.settings import ServeSettings
+from loraqa.serving.streaming import StreamCancelled, TokenStream, streaming_into
 
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # the page's files, by name only
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 408, 413, 422, 503, 504)}
 
 
-class ServeError(Exception):
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
-
-
 def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    def run_batch(key: tuple[str, str | None], records: list[QARecord]) -> list[tuple[Answer, float]]:
-        answers = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+    def run_batch(
+        key: tuple[str, str | None, TokenStream | None], records: list[QARecord]
+    ) -> list[tuple[Answer, float]]:
+        began = time.perf_counter()
+        if key[0] not in registry.adapters:  # unloaded (admin.py) while its questions waited
+            raise ServeError(404, f"adapter {key[0]!r} was unloaded before this question was answered")
+        try:
+            with streaming_into(_model(registry, key[0]) if key[2] else None, key[2]):
+                answers = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+        except StreamCancelled:
+            metrics.generations_stopped.inc()
+            raise
         finished = time.perf_counter()
+        metrics.observe_batch(key[0], len(records), finished - began)
         return [(found, finished) for found in answers]
 
+    metrics = ServeMetrics(queue_depth=lambda: batcher.pending, loaded_adapters=lambda: len(registry.adapters))
     batcher = Batcher(
         run_batch,
         max_batch=settings.max_batch,
@@ -76,16 +89,20 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
     )
     app.state.registry = registry
     app.state.batcher = batcher
+    app.state.metrics = metrics
     app.add_middleware(BodyReader, max_bytes=settings.max_body_bytes, timeout_s=settings.read_timeout_s)
+    app.add_middleware(RequestGate, api_key=settings.api_key, metrics=metrics)  # outermost: before the body is read
     _add_error_handlers(app)
 
-    @app.post("/v1/answer", response_model=AnswerResponse | list[AnswerResponse], responses=ERRORS)
-    async def answer(request: Request, body: AnswerRequest | AnswerBatch = Body(...)):
-        """Answer one question (an object) or several (a list, answered together)."""
+    def submit(
+        request: Request, items: list[AnswerRequest], stream: TokenStream | None = None
+    ) -> Awaitable[list[dict]]:
+        """Check and queue the questions now (a ServeError if refused); await the result for the answers.
+        With a `stream` (one item), its model call is its own and streams its tokens (streaming.py)."""
         started = time.perf_counter()
-        items = body if isinstance(body, list) else [body]
         _check_limits(items, settings)
-        keys = [(_adapter_name(item, registry), _decoding(item, settings)) for item in items]
+        keys = [(_adapter_name(item, registry), _decoding(item, settings), stream) for item in items]
+        request.state.adapter = ",".join(sorted({key[0] for key in keys}))  # the metrics' and the log's label
         records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
         futures = []
         try:
@@ -96,14 +113,38 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
                 future.cancel()  # the request's other questions leave the queue with it
             busy = "shutting down" if isinstance(exc, ShuttingDown) else "busy"
             raise ServeError(503, f"server {busy}: {exc}; retry later") from None
-        rows = await _wait(request, futures, settings.request_timeout_s)
-        answers = [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows)]
+
+        async def answers() -> list[dict]:
+            rows = await _wait(request, futures, settings.request_timeout_s)
+            return [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows)]
+
+        return answers()
+
+    @app.post("/v1/answer", response_model=AnswerResponse | list[AnswerResponse], responses=ERRORS)
+    async def answer(request: Request, body: AnswerRequest | AnswerBatch = Body(...)):
+        """Answer one question (an object) or several (a list, answered together)."""
+        answers = await submit(request, body if isinstance(body, list) else [body])
         return answers if isinstance(body, list) else answers[0]
 
     @app.get("/v1/adapters", response_model=AdaptersResponse)
     async def adapters():
         """The adapters this server answers with (fixed at start-up)."""
         return {"adapters": registry.describe()}
+
+    def token_stream(item: AnswerRequest) -> TokenStream | None:
+        """A stream for this question when its answer can be sent token by token (streaming.py), else None."""
+        if item.adapter not in registry.adapters or not _generates(registry, item.adapter):
+            return None
+        if item.min_confidence is not None or "beam" in (item.decoding or ""):
+            return None
+        return TokenStream(_tokenizer(registry, item.adapter), asyncio.get_running_loop())
+
+    add_openai_routes(app, submit, registry.names, int(time.time()), token_stream)
+    add_admin_routes(app, registry, settings.admin_token, settings.adapter_root)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus():
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/health", response_model=HealthResponse)
     async def health():
@@ -120,6 +161,18 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         return Response(_static_text(name), media_type=STATIC_FILES[name])
 
     return app
+
+
+def _model(registry: Registry, name: str):
+    return registry.adapters[name].ready.model
+
+
+def _generates(registry: Registry, name: str) -> bool:
+    return registry.adapters[name].ready.spec.formulation.generates  # answers come from generate()
+
+
+def _tokenizer(registry: Registry, name: str):
+    return registry.adapters[name].ready.tokenizer
 
 
 def _check_limits(items: list[AnswerRequest], settings: ServeSettings) -> None:
@@ -214,26 +267,32 @@ def _static_text(name: str) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, exc: ServeError):
-        return _error_response(exc.status, exc.message)
+        return error_response(request.url.path, exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        return _error_response(*_validation_message(exc.errors(), exc.body))
+        if is_openai_path(request.url.path):
+            return error_response(request.url.path, *_openai_validation_message(exc.errors()))
+        return error_response(request.url.path, *_validation_message(exc.errors(), exc.body))
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception):
-        return _error_response(500, f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
+        return error_response(request.url.path, 500, f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error_response(exc.status_code, str(exc.detail))
+        return error_response(request.url.path, exc.status_code, str(exc.detail))
 
 
-def _error_response(status: int, message: str) -> JSONResponse:
-    """`{"error": message}`; characters UTF-8 cannot carry (a client's lone surrogate quoted back, an
-    unknown field's name) are escaped, so writing the answer can never fail."""
-    line = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
-    return JSONResponse({"error": line}, status_code=status)
+def _openai_validation_message(errors: list[dict]) -> tuple[int, str]:
+    """OpenAI answers a malformed request with 400 and the field."""
+    if not errors:
+        return 400, "invalid request"
+    error = errors[0]
+    if error.get("type") == "json_invalid":
+        return 400, f"body is not valid JSON: {error.get('ctx', {}).get('error', error.get('msg'))}"
+    field = ".".join(str(part) for part in error.get("loc", ())[1:]) or "body"
+    return 400, f"{field}: {error.get('msg', 'invalid').removeprefix('Value error, ')}"
 
 
 def _validation_message(errors: list[dict], body) -> tuple[int, str]:

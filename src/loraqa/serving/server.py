@@ -37,7 +37,10 @@ def serve(
     registry = build_registry(sources, config, base_name=base_name, base_only=base_only)
     for row in registry.describe():
         print(f"loraqa: serving '{row['name']}': {row['formulation']} on {row['base_model']}", file=sys.stderr)
-    print(f"loraqa: listening on http://{host}:{port}/ (API docs at /docs)", file=sys.stderr, flush=True)
+    _log_requests()
+    auth = "bearer key required on /v1" if settings.api_key else "no API key"
+    print(f"loraqa: listening on http://{host}:{port}/ (API docs at /docs, OpenAI API at /v1, metrics at /metrics; "
+          f"{auth})", file=sys.stderr, flush=True)  # fmt: skip
     app = create_app(registry, settings)
     graceful_server(app, settings, host, port).run()
     if app.state.batcher.busy:
@@ -48,6 +51,18 @@ def serve(
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _log_requests() -> None:
+    """One stderr line per request (auth.py writes it): its id, method, endpoint, status, time, adapter."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("loraqa: %(message)s"))
+    logger = logging.getLogger("loraqa.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def graceful_server(app, settings: ServeSettings, host: str, port: int):

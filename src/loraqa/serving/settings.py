@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class ServeSettings:
     max_beams: int = 8  # beamN above this would let one request hold the model for long
     read_timeout_s: float = 30.0  # a request's head, then its body, must arrive within this (slow clients)
     drain_timeout_s: float = 20.0  # on SIGTERM, what is queued gets this long; under Kubernetes' 30 s to SIGKILL
+    api_key: str | None = field(default=None, repr=False)  # bearer token every /v1 endpoint needs (auth.py); None: open
+    admin_token: str | None = field(default=None, repr=False)  # bearer token of POST/DELETE /v1/adapters (admin.py)
+    adapter_root: str | None = None  # the only directory runtime adapters are loaded from
 
     @property
     def max_body_bytes(self) -> int:

@@ -1,0 +1,107 @@
+"""Adapters loaded and unloaded while the server runs: POST /v1/adapters, DELETE /v1/adapters/{name}.
+
+Off unless the server has an admin token (`--admin-token` or LORAQA_ADMIN_TOKEN) and an
+`--adapter-root`; a request needs `Authorization: Bearer <admin token>` (401 otherwise; with no
+admin token configured every request is 403). The path a client names is resolved (links followed)
+and must lie inside the adapter root (403 otherwise), so the filesystem a client reaches is the one
+the operator chose. The adapter goes through `build_registry`, the checks `predict`'s loading makes,
+in a thread of its own: the event loop and the model worker keep answering the other adapters while
+it loads. A failed load is a one-line 4xx and changes nothing.
+
+A runtime adapter gets a base of its own (loaded with it), never joins a base that is answering:
+attaching peft adapters to a model while the worker runs it is not safe. Unloading drops the
+registry's references; when the last adapter of a base goes, the base is freed (collected, and the
+allocator asked to return the memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+from pathlib import Path
+
+from fastapi import Body, Depends, FastAPI, Request
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from loraqa.errors import LoraqaError
+from loraqa.serving.auth import bearer_token, token_matches
+from loraqa.serving.errors import ServeError
+from loraqa.serving.registry import AdapterSource, Registry, build_registry, parse_adapter_arg
+
+
+class LoadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    path: StrictStr
+
+
+def add_admin_routes(app: FastAPI, registry: Registry, admin_token: str | None, adapter_root: str | None) -> None:
+    lock = asyncio.Lock()  # one change at a time: two loads of one name cannot both win
+
+    def authorize(request: Request) -> None:
+        if admin_token is None or adapter_root is None:
+            raise ServeError(
+                403, "runtime adapter loading is off: start the server with --admin-token and --adapter-root"
+            )
+        if not token_matches(bearer_token(dict(request.scope.get("headers", ()))), admin_token):
+            raise ServeError(401, "missing or wrong admin token: send Authorization: Bearer <admin token>")
+
+    @app.post("/v1/adapters", status_code=201, dependencies=[Depends(authorize)])  # the token before the body
+    async def load(request: Request, body: LoadRequest = Body(...)):
+        """Load an adapter (a directory under --adapter-root) and serve it as `name`."""
+        try:
+            source = parse_adapter_arg(f"{body.name}=x")
+        except LoraqaError as exc:
+            raise ServeError(422, f"name: {str(exc).split(': ', 1)[-1]}") from None
+        directory = confined(body.path, adapter_root)
+        async with lock:
+            if source.name in registry.adapters:
+                raise ServeError(409, f"adapter {source.name!r} is already served; DELETE it first")
+            try:
+                loaded = await asyncio.to_thread(
+                    build_registry, [AdapterSource(source.name, directory)], registry.config
+                )
+            except LoraqaError as exc:
+                raise ServeError(422, f"cannot load {body.path[:200]!r}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - whatever a broken adapter raises: the client's 4xx
+                raise ServeError(
+                    422, f"cannot load {body.path[:200]!r}: {type(exc).__name__}: {str(exc)[:200]}"
+                ) from None
+            registry.adapters[source.name] = loaded.adapters[source.name]
+        request.state.adapter = source.name
+        return {"adapter": next(a for a in registry.describe() if a["name"] == source.name)}
+
+    @app.delete("/v1/adapters/{name}", dependencies=[Depends(authorize)])
+    async def unload(request: Request, name: str):
+        """Stop serving `name`; its base is freed when no other adapter uses it."""
+        async with lock:
+            if name not in registry.adapters:
+                raise ServeError(404, f"unknown adapter {name[:80]!r}")
+            if len(registry.adapters) == 1:
+                raise ServeError(409, "the last adapter cannot be unloaded: load another first")
+            del registry.adapters[name]
+            if registry.default == name:
+                registry.default = next(iter(registry.adapters))
+            await asyncio.to_thread(release_memory)
+        return {"unloaded": name}
+
+
+def confined(path: str, root: str) -> Path:
+    """The directory `path` (relative to the root, or absolute) names, if it lies inside the root; else 403."""
+    base = Path(root).resolve()
+    target = (base / path).resolve()
+    if target != base and base not in target.parents:
+        raise ServeError(403, f"{path[:200]!r} is outside the adapter root")
+    return target
+
+
+def release_memory() -> None:
+    """Collect the dropped model and hand freed memory back to the system (glibc or tcmalloc)."""
+    gc.collect()
+    libc = ctypes.CDLL(None)
+    for symbol, args in (("MallocExtension_ReleaseFreeMemory", ()), ("malloc_trim", (0,))):
+        function = getattr(libc, symbol, None)
+        if function is not None:
+            function(*args)
