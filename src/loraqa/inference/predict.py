@@ -84,12 +84,13 @@ def _with_hint(problem: RecordProblem) -> RecordProblem:
 
 def answer(ready: ReadyModel, config: RunConfig, records: list[QARecord], decoding: str | None = None,
            min_confidence: float | None = None) -> list[dict]:  # fmt: skip
-    """One row per record; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold` decides no-answers.
+    """One row per record; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold` decides no-answers
+    (`auto`: the threshold the adapter chose on its validation split).
 
     `confidence` is calibrated when the adapter carries a calibration (`calibration.json`, fitted on its
     validation split; `raw_confidence` is the model's own). With `min_confidence`, an answer below it is
     withheld: `answer` "" and `abstained` true."""
-    settings = predict_settings(config, version_2=ready.version_2, decoding=decoding)
+    settings = predict_settings(config, version_2=ready.version_2, decoding=decoding, adapter=ready.adapter)
     settings.with_loss = False
     result = ready.spec.formulation.predict(ready.model, ready.tokenizer, records, settings)
     calibrator = read_calibration(ready.adapter)

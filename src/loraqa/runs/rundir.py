@@ -34,6 +34,7 @@ RUN_CONTENTS = (
     "checkpoints",
     "adapter",
     "baseline",
+    "validation",  # the adapter on the validation split (pipeline/evaluate_phase.py)
     *EVALUATION_FILES,
     "train_log.jsonl",
     "summary.json",
@@ -79,6 +80,10 @@ class RunDirectory:
     @property
     def baseline(self) -> Path:
         return self.path / "baseline"
+
+    @property
+    def validation(self) -> Path:
+        return self.path / "validation"
 
     def holds_run(self) -> bool:
         return (self.path / CONFIG_FILE).exists()
