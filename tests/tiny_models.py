@@ -52,6 +52,18 @@ def synthetic_records(n: int = 40) -> list[dict]:
     return rows
 
 
+def synthetic_v2_records(n: int = 40) -> list[dict]:
+    """`synthetic_records(n)` and, after each pair of them, an unanswerable question on the same context
+    (SQuAD v2: `is_impossible`, no answers): n + n // 2 rows."""
+    rows = []
+    for i, row in enumerate(synthetic_records(n)):
+        rows.append(row)
+        if i % 2:
+            rows.append({"id": f"u{i}", "context": row["context"], "question": "Who painted the market?",
+                         "answers": [], "is_impossible": True})  # fmt: skip
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

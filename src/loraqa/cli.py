@@ -226,12 +226,14 @@ def _compare(args) -> int:
         if len(finished) != len(items):
             others = ", ".join(i for i in items if i not in finished)
             raise FlagError("compare", f"give either finished run directories or configs, not both ({others})")
-        result = compare_existing(finished, args.name, root=args.dir, command=["loraqa", *args.argv])
+        result = compare_existing(finished, args.name, root=args.dir, command=["loraqa", *args.argv], data=args.data)
         print(result.table)
         print(f"comparison written to {result.directory / COMPARISON_FILE} (fixed/broken questions: {CHANGES_FILE})")
         if not args.no_report:
             _report_or_warn(str(result.directory))
         return 0
+    if args.data:
+        raise FlagError("--data", "evaluates finished runs' adapters; configs are trained and tested on data.test")
     configs = [i for i in items if "=" not in i or i.endswith((".yaml", ".yml"))]
     overrides = [i for i in items if i not in configs]
     result = compare(configs, overrides, args.name, root=args.dir, command=["loraqa", *args.argv])

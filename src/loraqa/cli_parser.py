@@ -218,3 +218,9 @@ def _add_compare(sub, fmt) -> None:
     compare.add_argument("--name", required=True, help="comparison name: its runs go under DIR/NAME/")
     compare.add_argument("--dir", default="runs", help="parent directory (default runs)")
     compare.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    compare.add_argument(
+        "--data",
+        metavar="FILE",
+        help="finished runs only: evaluate each run's adapter on this "
+        "data file (its test questions) and compare them there, instead of on their own test rows",
+    )

@@ -110,3 +110,18 @@ def test_quality_bench_writes_its_results_with_provenance(tmp_path: Path, monkey
     assert written["schema_version"] == 2 and written["command"] == "bench/quality.py --models minilm-l6"
     assert "git_commit" in written and "git_dirty" in written
     assert written["machine"]["platform"] == "p" and written["runs"] == []
+
+
+def test_quality_bench_records_each_score_with_its_interval(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_quality", REPO / "bench" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    from loraqa.evaluation.uncertainty import score_intervals
+
+    rows = [{"exact_match": float(i % 3 == 0), "f1": (i % 5) / 4} for i in range(40)]
+    metrics = {"exact_match": 100 * sum(r["exact_match"] for r in rows) / 40, "f1": 50.0, "count": 40,
+               "slices": {}, **score_intervals(rows)}  # fmt: skip
+    kept = quality._scores(metrics)
+    assert kept["exact_match_ci"] == metrics["exact_match_ci"] and kept["f1_ci"] == metrics["f1_ci"]
+    assert kept["f1_ci"]["low"] < kept["f1_ci"]["high"] and "slices" not in kept

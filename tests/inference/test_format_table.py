@@ -35,3 +35,13 @@ def test_the_f1_interval_has_its_own_column_and_a_note_saying_what_it_is():
     assert "F1 95% CI" in header and "[26.5, 34.0]" in first and second.split()[4] == "-"
     assert len(first) == len(second) == len(header)
     assert "bootstrap" in note
+
+
+def test_squad_v2_rows_print_has_answer_and_no_answer_f1_in_their_own_columns():
+    v2 = {**ROW, "HasAns_f1": 41.5, "NoAns_f1": 77.25, "HasAns_total": 5, "NoAns_total": 3}
+    table = format_table([("adapter", v2), ("v1", ROW)])
+    header, rule, first, second, note = table.splitlines()
+    assert header.split()[3:6] == ["HasAns", "F1", "NoAns"]
+    assert first.split()[3:5] == ["41.50", "77.25"] and second.split()[3:5] == ["-", "-"]
+    assert len(first) == len(second) == len(header) and "NoAns" in note
+    assert "HasAns" not in format_table([("v1 run", ROW)])

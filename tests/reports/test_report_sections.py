@@ -174,3 +174,17 @@ def test_twenty_runs_get_twenty_colours():
     from matplotlib.colors import to_hex
 
     assert len({to_hex(run_color(i)) for i in range(20)}) == 20
+
+
+def test_a_squad_v2_run_plots_validation_f1_against_the_no_answer_threshold(tmp_path):
+    run = write_run(tmp_path / "v2")
+    curve = [
+        {"threshold": t, "f1": 50 + t, "HasAns_f1": 60 - 5 * t, "NoAns_f1": 30 + 8 * t} for t in (-2.0, -1.0, 0.5, 2.0)
+    ]
+    values = json.loads((run / "metrics.json").read_text())
+    values["no_answer_threshold"] = {"value": 0.5, "chosen_on": "validation", "curve": curve}
+    (run / "metrics.json").write_text(json.dumps(values))
+    paths = write_report(run)
+    assert "no_answer_0.png" in [p.name for p in paths.figures]
+    assert_real_plot(run / "report_files" / "no_answer_0.png", (round(WIDE[0] * DPI), round(WIDE[1] * DPI)))
+    assert "against the no-answer threshold" in paths.markdown.read_text()

@@ -58,6 +58,9 @@ class ModelConfig:
     add_tokens: list[str] = field(default_factory=list)  # new vocabulary, resized before LoRA
     trust_remote_code: bool = False  # never run a hub repo's code unless asked (it is printed)
     revision: str | None = None  # hub revision to pin
+    # SQuAD v2, generative: what the model learns to answer to an unanswerable question (scored as the
+    # empty answer such a record's gold means). Recorded with the adapter; "" trains an immediate stop.
+    no_answer_text: str = "unanswerable"
 
 
 @dataclass
@@ -130,7 +133,10 @@ class EvaluationConfig:
     baseline: bool = True  # also evaluate the base model without adapter on the same test split
     batch_size: int = 16
     n_best_size: int = 20  # extractive: candidate starts/ends considered per window
-    null_score_diff_threshold: float = 0.0  # SQuAD v2: predict "no answer" above this margin
+    # SQuAD v2: answer "no answer" when the model prefers it by more than this margin (metrics/abstention.py).
+    # auto: the margin that maximised F1 on the validation split, never test, stored with the adapter
+    # (its loraqa.json); 0.0 where there is none. A number wins over the adapter's.
+    null_score_diff_threshold: float | Literal["auto"] = "auto"
     # eval_loss and token/position accuracy; generative models pay one extra teacher-forced pass (~+60% eval time)
     with_loss: bool = True
 

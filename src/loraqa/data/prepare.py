@@ -64,11 +64,13 @@ def carved_validation_size(requested: int, train_questions: int) -> int:
     return min(requested, max(1, int(train_questions * MAX_CARVED_SHARE)))
 
 
-def load_run_data(data: DataConfig, *, validation: bool = True) -> RunData:
+def load_run_data(data: DataConfig, *, validation: bool = True, validation_if_v2: bool = False) -> RunData:
     """The run's three splits. With `validation=False` (nothing evaluates during training, see
-    `needs_validation`) no validation split is made and train keeps every question."""
+    `needs_validation`) no validation split is made and train keeps every question, unless
+    `validation_if_v2` and train is SQuAD v2 (a no-answer threshold is to be chosen on validation)."""
     skipped: dict[str, dict[str, int]] = {}
     train_result = _load(data.train, data, skipped)
+    validation = validation or (validation_if_v2 and train_result.version_2)
     if not validation or data.validation_samples == 0:
         rest, validation_records = train_result.records, []
     elif data.validation is None:

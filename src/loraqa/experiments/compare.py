@@ -13,6 +13,7 @@ started (its directory holds a run) and trains the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -89,20 +90,24 @@ def is_finished_run(item: str) -> bool:
 
 
 def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs",
-                     command: list[str] | None = None) -> ComparisonResult:  # fmt: skip
+                     command: list[str] | None = None, data: str | None = None) -> ComparisonResult:  # fmt: skip
     """Score finished runs against each other on their common test questions, training nothing.
 
     Writes `root/name/comparison.json` (the same rows and paired differences as a trained
     comparison, `"source": "existing"`) and `root/name/changes.jsonl`: for each run, the questions
     it got right (exact match) that the reference got wrong ("fixed") and the reverse ("broken").
     The reference is the best run on validation F1 when every run recorded one, else the first.
+    With `data` (a data file), each run's adapter answers that file's questions instead (written under
+    `root/name/RUN/`), and those rows are compared.
     """
     if len(run_dirs) < 2:
         raise ConfigError("compare", f"needs at least two runs to compare, got {len(run_dirs)}")
     directory = Path(root) / name
     names = _unique_names([Path(d).resolve().name for d in run_dirs])
     runs = [ComparedRun(n, str(d), Path(d), _read_summary(Path(d)), "existing") for d, n in zip(run_dirs, names)]
-    questions = _question_rows(runs)  # each run's predictions.jsonl, read once
+    if data:
+        runs = [_evaluated_on(run, data, directory / run.name) for run in runs]
+    questions = _question_rows(runs, directory if data else None)  # each run's predictions.jsonl, read once
     for run in runs:
         if questions[run.name] is None:
             raise ConfigError("compare", f"{run.run_dir}: holds no per-question test rows ({files.QUESTION_ROWS_FILE})")
@@ -232,9 +237,24 @@ def _row(run: ComparedRun) -> dict:
     }  # fmt: skip
 
 
-def _question_rows(runs: list[ComparedRun]) -> dict[str, list[dict] | None]:
-    """Each run's per-question test rows (its predictions.jsonl), by run name."""
-    return {run.name: read_question_rows(run.run_dir) for run in runs}
+def _question_rows(runs: list[ComparedRun], evaluated: Path | None = None) -> dict[str, list[dict] | None]:
+    """Each run's per-question test rows (its predictions.jsonl, or `evaluated/RUN`'s), by run name."""
+    return {run.name: read_question_rows(evaluated / run.name if evaluated else run.run_dir) for run in runs}
+
+
+def _evaluated_on(run: ComparedRun, data: str, out: Path) -> ComparedRun:
+    """The run's adapter on `data`'s questions, answered as `loraqa eval --adapter` answers (the run's own
+    config, its decoding), written to `out`; the run with those scores as its test scores."""
+    from loraqa.inference.eval_command import evaluate_loaded, load_for_evaluation
+    from loraqa.inference.evaluate import write_outcome
+
+    config = load_config(str(run.run_dir / files.CONFIG_FILE), [f"data.test={data}", "data.test_samples=null"])
+    say(f"evaluating {run.name}'s adapter on {data}")
+    loaded = load_for_evaluation(config, str(RunDirectory(run.run_dir).adapter))
+    outcome = evaluate_loaded(loaded, config.generation.decoding)
+    adapter = RunDirectory(run.run_dir).adapter
+    write_outcome(outcome, out, extra={"model": config.model.name, "adapter": str(adapter), "data": data})
+    return dataclasses.replace(run, summary=dataclasses.replace(run.summary, adapter=outcome.metrics))
 
 
 def _pair_with_best(runs: list[ComparedRun], rows: list[dict], best: str | None,

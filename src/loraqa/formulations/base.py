@@ -7,6 +7,7 @@ training features, collate them, and turn model outputs back into answers with a
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ import torch
 from loraqa.config.schema import ModelConfig
 from loraqa.data.records import QARecord
 from loraqa.formulations.config_rules import check_model_config
+from loraqa.metrics.abstention import decide
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,20 @@ class Prediction:
     id: str
     text: str
     confidence: float  # in [0, 1]: the model's probability of this answer (see each formulation)
+    # SQuAD v2 only (None otherwise): how much the model prefers "no answer" to `best_answer`, its best
+    # non-empty answer (metrics/abstention.py); `text` is "" exactly when this is above the threshold.
+    null_score_diff: float | None = None
+    best_answer: str | None = None
+    best_confidence: float = 0.0  # the confidence `best_answer` has when it is the answer
+    null_confidence: float = 0.0  # the confidence "no answer" has when it is the answer
+
+    def at_threshold(self, threshold: float) -> Prediction:
+        """This prediction decided at another no-answer threshold (the same one when not SQuAD v2)."""
+        if self.null_score_diff is None or self.best_answer is None:
+            return self
+        if decide(self.null_score_diff, self.best_answer, threshold) == "":
+            return dataclasses.replace(self, text="", confidence=self.null_confidence)
+        return dataclasses.replace(self, text=self.best_answer, confidence=self.best_confidence)
 
 
 @dataclass
@@ -34,7 +50,7 @@ class PredictSettings:
     max_new_tokens: int = 24
     stop_at_newline: bool = True
     n_best_size: int = 20
-    null_score_diff_threshold: float = 0.0
+    null_score_diff_threshold: float = 0.0  # resolved: "auto" is the adapter's or 0.0 (evaluation/runner.py)
     version_2: bool = False
     with_loss: bool = True  # also compute teacher-forced loss and token/position accuracy
     window_tokens: int | None = None  # model.max_seq_length: where the first window ends (evaluation slices)

@@ -28,6 +28,7 @@ from loraqa.errors import ConfigError
 from loraqa.formulations.base import PredictSettings
 from loraqa.formulations.config_rules import render_prompt
 from loraqa.formulations.generative import GenerativeFormulation
+from loraqa.formulations.teacher_forcing import labelled_logprobs
 from loraqa.formulations.shared_prefix import group_by_shared_start, positions, prefix_cache, split_rows, training_split
 
 INSTRUCTION = "Answer the question with a short span copied from the context."
@@ -122,7 +123,7 @@ class CausalFormulation(GenerativeFormulation):
         return ids[-budget:] if len(ids) > budget else ids
 
     def _target_ids(self, record: QARecord, tokenizer) -> list[int]:
-        answer = record.answers[0].text if record.answers else ""
+        answer = record.answers[0].text if record.answers else self.config.no_answer_text
         text = answer if self._uses_chat(tokenizer) or not answer else " " + answer
         ids = tokenizer(text, add_special_tokens=False)["input_ids"][: self.config.max_answer_length]
         return ids + [tokenizer.eos_token_id]
@@ -226,6 +227,12 @@ class CausalFormulation(GenerativeFormulation):
 
     def score_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         return self._answer_loss(model, batch)
+
+    def target_logprobs(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels, keep = batch["labels"], batch["logits_to_keep"]
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    position_ids=batch["position_ids"], logits_to_keep=keep)  # fmt: skip
+        return labelled_logprobs(out.logits[:, :-1, :].float(), labels[:, labels.shape[1] - keep + 1 :])
 
 
 def _prompt_of(feature: dict[str, list[int]]) -> list[int]:

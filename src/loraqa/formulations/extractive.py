@@ -152,8 +152,7 @@ class ExtractiveFormulation(Formulation):
         predictions = []
         for record_index, record in enumerate(records):
             candidates = [(windows[i], start_logits[i], end_logits[i]) for i in by_record.get(record_index, [])]
-            text, confidence = best_answer(record, candidates, settings, self.config.max_answer_length)
-            predictions.append(Prediction(record.id, text, confidence))
+            predictions.append(span_prediction(record, candidates, settings, self.config.max_answer_length))
         metrics: dict[str, float] = {}
         if settings.with_loss and windows:
             metrics = {
@@ -199,6 +198,14 @@ def gold_positions(record: QARecord, offsets: list[tuple[int, int] | None]) -> t
 
 def best_answer(record, candidates, settings: PredictSettings, max_answer_length: int) -> tuple[str, float]:
     """Best span over all windows of one record; (text, probability start x end within its window)."""
+    prediction = span_prediction(record, candidates, settings, max_answer_length)
+    return prediction.text, prediction.confidence
+
+
+def span_prediction(record, candidates, settings: PredictSettings, max_answer_length: int) -> Prediction:
+    """The record's answer: its best span over all windows or, for SQuAD v2, "" when the [CLS] score
+    (lowest over windows) beats that span's by more than the threshold. The difference and the span
+    are kept, so a threshold can be chosen later without running the model again."""
     best_score, best = -np.inf, ("", 0.0)
     null_score, null_confidence = np.inf, 0.0
     for window, starts, ends in candidates:
@@ -219,9 +226,13 @@ def best_answer(record, candidates, settings: PredictSettings, max_answer_length
                     char_start, char_end = window.offsets[s][0], window.offsets[e][1]
                     best_score = score
                     best = (record.context[char_start:char_end], float(start_probs[s] * end_probs[e]))
-    if settings.version_2 and (best_score == -np.inf or null_score - best_score > settings.null_score_diff_threshold):
-        return "", null_confidence
-    return best
+    if not settings.version_2:
+        return Prediction(record.id, *best)
+    if best_score == -np.inf:  # no span at all: only "no answer" is left
+        return Prediction(record.id, "", null_confidence, 0.0, "", 0.0, null_confidence)
+    diff = float(null_score - best_score)
+    prediction = Prediction(record.id, best[0], best[1], diff, best[0], best[1], null_confidence)
+    return prediction.at_threshold(settings.null_score_diff_threshold)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -49,14 +49,16 @@ def generate_answers(
     *,
     decoder_only: bool,
     progress: Progress | None = None,
-) -> list[tuple[str, float]]:
-    """Generate one answer per prompt (token ids); return (text, confidence) in prompt order.
+) -> list[tuple[str, float, float]]:
+    """Generate one answer per prompt (token ids); return (text, confidence, log probability) in
+    prompt order.
 
-    Confidence is the geometric mean of the chosen tokens' probabilities: exp(mean log p).
+    Confidence is the geometric mean of the chosen tokens' probabilities: exp(mean log p); the log
+    probability is their sum, the stop token's included (what SQuAD v2 abstention compares).
     """
     device = model_device(model)
     eos_ids = stop_token_ids(tokenizer, settings.stop_at_newline and decoder_only)
-    results: list[tuple[str, float]] = [("", 0.0)] * len(prompts)
+    results: list[tuple[str, float, float]] = [("", 0.0, 0.0)] * len(prompts)
     was_training = model.training
     model.eval()
     reuse_cache = _reuses_cache(model, settings, decoder_only)
@@ -157,7 +159,7 @@ def _token_logprobs(model, out) -> torch.Tensor:
     return model.compute_transition_scores(out.sequences, out.scores, beam_indices, normalize_logits=True)
 
 
-def _finish(tokenizer, ids: torch.Tensor, logprobs: torch.Tensor, eos_ids: list[int]) -> tuple[str, float]:
+def _finish(tokenizer, ids: torch.Tensor, logprobs: torch.Tensor, eos_ids: list[int]) -> tuple[str, float, float]:
     kept, scores = [], []
     for token, logprob in zip(ids.tolist(), logprobs.tolist()):
         if token == tokenizer.pad_token_id and token not in eos_ids:
@@ -170,4 +172,4 @@ def _finish(tokenizer, ids: torch.Tensor, logprobs: torch.Tensor, eos_ids: list[
     text = tokenizer.decode(kept, skip_special_tokens=True)
     text = text.strip().split("\n", 1)[0].strip()
     confidence = math.exp(sum(scores) / len(scores)) if scores else 0.0
-    return text, confidence
+    return text, confidence, sum(scores)

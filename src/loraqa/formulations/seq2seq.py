@@ -14,6 +14,7 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 from loraqa.data.records import QARecord
 from loraqa.formulations.base import PredictSettings
 from loraqa.formulations.generative import GenerativeFormulation
+from loraqa.formulations.teacher_forcing import labelled_logprobs
 
 
 class Seq2SeqFormulation(GenerativeFormulation):
@@ -60,7 +61,7 @@ class Seq2SeqFormulation(GenerativeFormulation):
         T5's own tokenizer appends EOS, but one that does not (a tokenizers-only BPE) would teach a
         model that never stops, so EOS is added here when it is missing, as the causal formulation does.
         """
-        answer = record.answers[0].text if record.answers else ""
+        answer = record.answers[0].text if record.answers else self.config.no_answer_text
         limit = self.config.max_answer_length
         ids = tokenizer(text_target=answer, truncation=True, max_length=limit)["input_ids"]
         if ids and ids[-1] == tokenizer.eos_token_id:
@@ -81,3 +82,7 @@ class Seq2SeqFormulation(GenerativeFormulation):
         labels = batch["labels"]
         mask = labels != -100
         return out.loss, int(mask.sum()), int(((out.logits.argmax(-1) == labels) & mask).sum())
+
+    def target_logprobs(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(**batch).logits.float()
+        return labelled_logprobs(logits, batch["labels"])

@@ -35,3 +35,26 @@ def teacher_forced_metrics(model, features, collate, batch_size: int, score_batc
         "eval_loss": total_loss / max(total_tokens, 1),
         "token_accuracy": 100.0 * total_correct / max(total_tokens, 1),
     }
+
+
+@torch.no_grad()
+def sequence_logprobs(model, features, collate, batch_size: int, row_logprobs) -> list[float]:
+    """Each feature's summed log probability of its target (`row_logprobs(model, batch)` per batch), in order."""
+    device = model_device(model)
+    out = [0.0] * len(features)
+    was_training = model.training
+    model.eval()
+    for batch_index in batches_by_length([len(f["input_ids"]) for f in features], batch_size):
+        collated = collate([features[i] for i in batch_index])
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collated.items()}
+        for i, value in zip(batch_index, row_logprobs(model, batch).tolist()):
+            out[i] = value
+    model.train(was_training)
+    return out
+
+
+def labelled_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row, the summed log probability of the labelled tokens (-100: not a target), logits aligned to labels."""
+    mask = labels != -100
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (logprobs * mask).sum(dim=1)

@@ -58,7 +58,7 @@ def answer(
     min_confidence: float | None = None,
 ) -> list[Answer]:
     """One `Answer` per record, in order; with a SQuAD v2 adapter, `evaluation.null_score_diff_threshold`
-    decides no-answers.
+    decides no-answers (`auto`: the threshold the adapter chose on its validation split).
 
     `confidence` is calibrated when the adapter carries a calibration (`calibration.json`, fitted on its
     validation split; `raw_confidence` is the model's own), rounded to 4 places. With `min_confidence`,
@@ -66,7 +66,7 @@ def answer(
     from loraqa.inference.evaluate import predict_settings
     from loraqa.lora.calibration_file import read_calibration
 
-    settings = predict_settings(config, version_2=ready.version_2, decoding=decoding)
+    settings = predict_settings(config, version_2=ready.version_2, decoding=decoding, adapter=ready.adapter)
     settings.with_loss = False
     result = ready.spec.formulation.predict(ready.model, ready.tokenizer, records, settings)
     calibrator = read_calibration(ready.adapter)

@@ -68,7 +68,7 @@ def load_for_evaluation(config: RunConfig, adapter: str | None, base_name: str |
 
 def evaluate_loaded(loaded: Loaded, decoding: str) -> EvalOutcome:
     """The evaluate phase of `loraqa eval`: answer and score the test questions with one decoding."""
-    settings = predict_settings(loaded.config, loaded.version_2, decoding)
+    settings = predict_settings(loaded.config, loaded.version_2, decoding, adapter=loaded.ready.adapter)
     formulation = loaded.ready.spec.formulation
     return evaluate_records(
         formulation, loaded.ready.model, loaded.ready.tokenizer, loaded.records, settings, label=decoding

@@ -11,7 +11,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,7 +21,8 @@ from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
 from loraqa.device import autocast_for
 from loraqa.inference.uncertainty import score_intervals
-from loraqa.formulations import PredictSettings
+from loraqa.formulations import PredictSettings, Prediction
+from loraqa.lora.no_answer import stored_threshold
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.metrics.slices import answer_position, answer_type, context_quartiles, question_word, slice_metrics
 from loraqa.atomic import write_json_atomic, write_text_atomic
@@ -29,13 +30,21 @@ from loraqa import distributed
 from loraqa.runs.files import METRICS_FILE, PREDICTIONS_FILE, QUESTION_ROWS_FILE
 
 
+# The formulations' own metrics (teacher-forced, independent of which answer is chosen).
+MODEL_METRICS = ("eval_loss", "token_accuracy", "start_accuracy", "end_accuracy")
+
+
 @dataclass
 class EvalOutcome:
     metrics: dict[str, float]
     rows: list[dict]
+    predictions: list[Prediction] = field(default_factory=list)  # as answered, to decide again (at_threshold)
 
 
-def predict_settings(config: RunConfig, version_2: bool, decoding: str | None = None) -> PredictSettings:
+def predict_settings(
+    config: RunConfig, version_2: bool, decoding: str | None = None, adapter: str | Path | None = None
+) -> PredictSettings:
+    """How to answer with `config`; a SQuAD v2 threshold of `auto` is the one `adapter` carries (0.0 without)."""
     generation = config.generation
     return PredictSettings(
         batch_size=config.evaluation.batch_size,
@@ -43,11 +52,20 @@ def predict_settings(config: RunConfig, version_2: bool, decoding: str | None = 
         max_new_tokens=generation.max_new_tokens,
         stop_at_newline=generation.stop_at_newline,
         n_best_size=config.evaluation.n_best_size,
-        null_score_diff_threshold=config.evaluation.null_score_diff_threshold,
+        null_score_diff_threshold=answering_threshold(config, adapter),
         version_2=version_2,
         with_loss=config.evaluation.with_loss,
         window_tokens=config.model.max_seq_length,
     )
+
+
+def answering_threshold(config: RunConfig, adapter: str | Path | None) -> float:
+    """The no-answer threshold to answer with: the user's number, else the adapter's validation choice, else 0."""
+    chosen = config.evaluation.null_score_diff_threshold
+    if chosen != "auto":
+        return float(chosen)
+    stored = stored_threshold(adapter)
+    return 0.0 if stored is None else stored
 
 
 def evaluate_records(
@@ -69,34 +87,52 @@ def evaluate_records(
     if distributed.is_distributed():
         result = _gathered(result, len(share))
     seconds = time.perf_counter() - started
-    predictions = {p.id: p.text for p in result.predictions}
+    return score_predictions(records, result.predictions, result.metrics, tokenizer, settings, seconds)
+
+
+def score_predictions(records: Sequence[QARecord], answers: Sequence[Prediction], model_metrics: dict,
+                      tokenizer, settings: PredictSettings, seconds: float) -> EvalOutcome:  # fmt: skip
+    """Score answers given in record order (`model_metrics`: the formulation's own, e.g. eval_loss)."""
+    predictions = {p.id: p.text for p in answers}
     gold = {r.id: r.answer_texts for r in records}
     metrics: dict[str, float] = dict(squad_scores(predictions, gold))
     metrics.update(rouge_scores([predictions[r.id] for r in records], [r.answer_texts for r in records]))
-    metrics.update(result.metrics)
+    metrics.update(model_metrics)
     rows = []
     slices = record_slices(records, tokenizer, settings.window_tokens, settings.version_2)
-    for record, prediction, in_slices in zip(records, result.predictions, slices):
-        rows.append(
-            {
-                "id": record.id,
-                "question": record.question,
-                "gold_answers": record.answer_texts,
-                "prediction": prediction.text,
-                "exact_match": exact_match(prediction.text, record.answer_texts),
-                "f1": f1(prediction.text, record.answer_texts),
-                "confidence": prediction.confidence,
-                "failure": failure_category(prediction.text, record.answer_texts, record.question),
-                "slices": in_slices,
-            }
-        )
+    for record, prediction, in_slices in zip(records, answers, slices):
+        row = {
+            "id": record.id,
+            "question": record.question,
+            "gold_answers": record.answer_texts,
+            "prediction": prediction.text,
+            "exact_match": exact_match(prediction.text, record.answer_texts),
+            "f1": f1(prediction.text, record.answer_texts),
+            "confidence": prediction.confidence,
+            "failure": failure_category(prediction.text, record.answer_texts, record.question),
+            "slices": in_slices,
+        }
+        if prediction.null_score_diff is not None:  # SQuAD v2: what a threshold is chosen from (metrics/abstention.py)
+            row["null_score_diff"] = prediction.null_score_diff
+            row["best_answer"] = prediction.best_answer
+        rows.append(row)
     metrics.update(score_intervals(rows))  # exact_match_ci, f1_ci: how far these questions pin the scores down
     metrics["slices"] = slice_metrics(rows)  # where it fails: EM/F1 per question word, answer type, ...
     failures = Counter(row["failure"] for row in rows if row["failure"])
     metrics["failures"] = dict(failures)
     metrics["seconds"] = round(seconds, 2)
     metrics["questions_per_second"] = round(len(records) / seconds, 3) if seconds > 0 else 0.0
-    return EvalOutcome(metrics, rows)
+    return EvalOutcome(metrics, rows, list(answers))
+
+
+def at_threshold(outcome: EvalOutcome, records: Sequence[QARecord], tokenizer, settings: PredictSettings,
+                 threshold: float) -> EvalOutcome:  # fmt: skip
+    """The same answers decided at another no-answer threshold, scored again (no model runs)."""
+    model_metrics = {key: outcome.metrics[key] for key in MODEL_METRICS if key in outcome.metrics}
+    answers = [p.at_threshold(threshold) for p in outcome.predictions]
+    rescored = score_predictions(records, answers, model_metrics, tokenizer, settings, outcome.metrics["seconds"])
+    rescored.metrics["null_score_diff_threshold"] = threshold
+    return rescored
 
 
 def record_slices(records: Sequence[QARecord], tokenizer, window_tokens: int | None, version_2: bool) -> list[dict]:
@@ -169,14 +205,22 @@ INTERVAL_NOTE = (
 )
 
 
+NO_ANSWER_NOTE = (
+    "HasAns/NoAns F1: on the answerable and the unanswerable questions (SQuAD v2); "
+    "the no-answer threshold is chosen on validation (docs/evaluation.md)"
+)
+
+
 def format_table(rows: list[tuple[str, dict]]) -> str:
     """A plain table of EM / F1 (with its 95% interval) / ROUGE-L / count / time for each labelled
     metrics dict, as wide as its longest label; a `tok-acc` column (with a note on what it means)
-    when a row has one."""
+    when a row has one, and HasAns / NoAns F1 columns when a row has them (SQuAD v2)."""
     width = max([28, *(len(label) for label, _ in rows)])
     with_accuracy = any("token_accuracy" in m for _, m in rows)
     with_interval = any("f1_ci" in m for _, m in rows)
+    with_no_answer = any("HasAns_f1" in m for _, m in rows)
     header = f"{'model':<{width}} {'EM':>7} {'F1':>7}" + (f" {'F1 95% CI':>15}" if with_interval else "")
+    header += f" {'HasAns F1':>9} {'NoAns F1':>8}" if with_no_answer else ""
     header += f" {'ROUGE-L':>8}" + (f" {'tok-acc':>8}" if with_accuracy else "") + f" {'n':>6} {'time':>9}"
     lines = [header, "-" * len(header)]
     for label, m in rows:
@@ -185,6 +229,8 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
             bounds = m.get("f1_ci")
             text = f"[{bounds['low']:.1f}, {bounds['high']:.1f}]" if bounds else "-"
             ci = f" {text:>15}"
+        if with_no_answer:
+            ci += f" {_number(m.get('HasAns_f1')):>9} {_number(m.get('NoAns_f1')):>8}"
         accuracy = ""
         if with_accuracy:
             accuracy = f" {m['token_accuracy']:>8.2f}" if "token_accuracy" in m else f" {'-':>8}"
@@ -196,7 +242,13 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
         lines.append(TOKEN_ACCURACY_NOTE)
     if with_interval:
         lines.append(INTERVAL_NOTE)
+    if with_no_answer:
+        lines.append(NO_ANSWER_NOTE)
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def side_by_side_rows(records: Sequence[QARecord], outcomes: dict[str, EvalOutcome]) -> list[dict]:

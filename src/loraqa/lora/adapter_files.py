@@ -25,6 +25,7 @@ weights and tokenizer data:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -72,6 +73,7 @@ META_SCHEMA: dict[str, Any] = {
     "model_config": dict,
     "base": dict,  # BASE_SCHEMA; absent in adapters saved before loraqa recorded it
     "training": dict,  # TRAINING_SCHEMA: what the README shows; never used to load
+    "no_answer_threshold": dict,  # THRESHOLD_SCHEMA: SQuAD v2's threshold chosen on validation (lora/no_answer.py)
 }
 META_REQUIRED = ("base_model", "model_type", "model_config")
 
@@ -87,8 +89,14 @@ MODEL_SCHEMA: dict[str, Any] = {
     "use_chat_template": bool | Literal["auto"],
     "add_tokens": list[str],
     "prompt_template": str | None,  # absent before adapters recorded it: the formulation's unrecorded template
+    "no_answer_text": str,  # absent before adapters recorded it: "" (they learned to stop at once)
 }
+# What an adapter saved before a key was recorded was trained with.
+UNRECORDED_MODEL_KEYS = {"no_answer_text": ""}
 ADAPTER_MODEL_KEYS = tuple(MODEL_SCHEMA)
+
+# loraqa.json, "no_answer_threshold": chosen by `metrics.abstention.best_threshold` on validation.
+THRESHOLD_SCHEMA: dict[str, Any] = {"value": int | float, "chosen_on": str, "f1": int | float, "questions": int}
 
 # loraqa.json, "base": where the base model comes from (models.offline.describe_base).
 BASE_SCHEMA: dict[str, Any] = {
@@ -160,6 +168,31 @@ LORA_INERT: dict[str, tuple] = {
 }
 
 
+def _check_threshold(value, meta_path: Path) -> None:
+    threshold = _check_object(value, THRESHOLD_SCHEMA, meta_path, "no_answer_threshold.")
+    if not isinstance(threshold.get("value"), (int, float)) or not math.isfinite(threshold["value"]):
+        raise AdapterError(f"{meta_path}: key 'no_answer_threshold.value' must be a finite number")
+
+
+def read_threshold(directory: str | Path) -> dict | None:
+    """The checked `no_answer_threshold` of the adapter's loraqa.json (None without one), reading that
+    file alone: answering reads it per request, after `read_adapter_meta` checked the whole adapter."""
+    path = Path(directory) / META_FILE
+    if not os.path.lexists(path):
+        return None
+    stamp = path.stat()
+    return _cached_threshold(str(path), stamp.st_mtime_ns, stamp.st_size)
+
+
+@functools.lru_cache(maxsize=64)  # the server answers many requests per adapter: read each version once
+def _cached_threshold(path: str, _mtime_ns: int, _size: int) -> dict | None:
+    meta = _check_object(_read_json(Path(path)), META_SCHEMA, Path(path), "")
+    if "no_answer_threshold" not in meta:
+        return None
+    _check_threshold(meta["no_answer_threshold"], Path(path))
+    return dict(meta["no_answer_threshold"])
+
+
 def read_adapter_meta(directory: str | Path) -> dict:
     """Check an adapter directory is complete and its files valid; return its checked loraqa.json.
 
@@ -193,7 +226,10 @@ def read_adapter_meta(directory: str | Path) -> dict:
                 raise AdapterError(f"{meta_path}: key 'base.{key}' is missing")
     if "training" in meta:
         _check_object(meta["training"], TRAINING_SCHEMA, meta_path, "training.")
+    if "no_answer_threshold" in meta:
+        _check_threshold(meta["no_answer_threshold"], meta_path)
     model = _check_object(meta["model_config"], {**MODEL_SCHEMA, **IGNORED_MODEL_KEYS}, meta_path, "model_config.")
+    model = {**UNRECORDED_MODEL_KEYS, **model}
     for key in ("max_seq_length", "max_answer_length"):
         if key in model and model[key] < 1:
             raise AdapterError(f"{meta_path}: key 'model_config.{key}' must be at least 1, got {model[key]}")

@@ -15,7 +15,9 @@ from loraqa.console import say
 from loraqa.inference.uncertainty import calibration_summary
 from loraqa.lora.calibration_file import write_calibration
 from loraqa.metrics.calibration import Calibrator
-from loraqa.inference.evaluate import EvalOutcome, evaluate_records, write_outcome
+from loraqa.inference.evaluate import EvalOutcome, at_threshold, evaluate_records, write_outcome
+from loraqa.lora.no_answer import write_threshold
+from loraqa.metrics.abstention import best_threshold
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.runs.files import METRICS_FILE
 from loraqa import distributed
@@ -71,7 +73,11 @@ def evaluate(prepared: Prepared) -> Evaluation:
         on_validation = evaluate_records(
             formulation, merged, tokenizer, prepared.data.validation, settings, label="validation"
         )
+        if prepared.data.version_2:
+            test, on_validation = _thresholded(prepared, test, on_validation)
         validation = on_validation.metrics
+        if distributed.is_main():  # [ddp] per question, as test's: what the threshold and calibration were fitted on
+            write_outcome(on_validation, prepared.run.validation, extra={"split": "validation"})
         # Confidence calibration: fitted on validation, measured on test (metrics/calibration.py)
         test.metrics["calibration"] = calibration_summary(on_validation.rows, test.rows)
         if distributed.is_main():  # [ddp] the adapter carries it: predict, serve and the API answer with it
@@ -79,11 +85,42 @@ def evaluate(prepared: Prepared) -> Evaluation:
             write_calibration(
                 prepared.run.adapter, Calibrator.from_dict(calibration["calibrator"]), calibration["fitted_on"]
             )
+    elif prepared.data.version_2:
+        test.metrics["no_answer_threshold"] = _threshold_record(prepared.settings.null_score_diff_threshold, "default")
     extra = {"model": prepared.config.model.name, "adapter": str(prepared.run.adapter)}
     if distributed.is_main():  # [ddp]
         write_outcome(test, prepared.run.path, extra=extra)
     prepared.phase_seconds["evaluate"] = round(time.perf_counter() - started, 1)
     return Evaluation(test, validation)
+
+
+def _thresholded(prepared: Prepared, test: EvalOutcome, on_validation: EvalOutcome) -> tuple[EvalOutcome, EvalOutcome]:
+    """SQuAD v2 with `null_score_diff_threshold: auto`: the threshold that maximises validation F1
+    (never test's), both splits decided at it, and the adapter made to answer with it. A number the
+    user gave is kept, and recorded as such."""
+    config, tokenizer, settings = prepared.config, prepared.tokenizer, prepared.settings
+    if config.evaluation.null_score_diff_threshold != "auto":
+        test.metrics["no_answer_threshold"] = _threshold_record(settings.null_score_diff_threshold, "config")
+        return test, on_validation
+    choice = best_threshold(on_validation.rows)
+    test = at_threshold(test, prepared.data.test, tokenizer, settings, choice.threshold)
+    on_validation = at_threshold(on_validation, prepared.data.validation, tokenizer, settings, choice.threshold)
+    test.metrics["no_answer_threshold"] = {
+        **_threshold_record(choice.threshold, "validation"),
+        "validation_f1": choice.f1,
+        "validation_exact_match": choice.exact_match,
+        "validation_questions": len(on_validation.rows),
+        "curve": choice.curve,  # validation F1, HasAns F1, NoAns F1 at each threshold (the report's plot)
+    }
+    say(f"no-answer threshold {choice.threshold:.3f}: the best validation F1 ({choice.f1:.2f}) of "
+        f"{len(on_validation.rows)} questions")  # fmt: skip
+    if distributed.is_main():  # [ddp] the adapter answers with it wherever it answers (eval, predict, serve, API)
+        write_threshold(prepared.run.adapter, choice, "validation", len(on_validation.rows))
+    return test, on_validation
+
+
+def _threshold_record(value: float, chosen_on: str) -> dict:
+    return {"value": value, "chosen_on": chosen_on}
 
 
 @contextmanager

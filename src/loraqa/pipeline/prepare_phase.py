@@ -65,7 +65,10 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     started = time.perf_counter()
     wants_validation = needs_validation(config) if validation is None else validation or needs_validation(config)
     if data is None:
-        data = load_run_data(config.data, validation=wants_validation)
+        data = load_run_data(
+            config.data, validation=wants_validation,
+            validation_if_v2=config.evaluation.null_score_diff_threshold == "auto",  # chosen on validation
+        )  # fmt: skip
     spec = inspect_base(config.model)
     check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
     if config.training.torch_threads:  # before the plan, whose description (kept in summary.json) counts them

@@ -190,6 +190,27 @@ def confidence(run: RunRecord, path: Path) -> Path | None:
     return _save(figure, path)
 
 
+def no_answer_threshold(run: RunRecord, path: Path) -> Path | None:
+    """SQuAD v2: validation F1, HasAns F1 and NoAns F1 against the no-answer threshold, with the
+    chosen threshold marked (`metrics.json` `no_answer_threshold`, metrics/abstention.py)."""
+    chosen = run.adapter.metrics.get("no_answer_threshold") if run.adapter else None
+    curve = chosen.get("curve") if isinstance(chosen, dict) else None
+    if not curve:
+        return None
+    figure = _figure(WIDE)
+    ax = figure.subplots()
+    xs = [point["threshold"] for point in curve]
+    for key, label, color in (("f1", "F1", 0), ("HasAns_f1", "HasAns F1", 1), ("NoAns_f1", "NoAns F1", 2)):
+        ax.plot(xs, [point[key] for point in curve], color=run_color(color), label=label, drawstyle="steps-post")
+    ax.axvline(chosen["value"], color="0.3", linestyle="--", label=f"chosen: {chosen['value']:.3f}")
+    ax.set_title(f"No-answer threshold on validation ({run.name}): above it, the model answers nothing")
+    ax.set_xlabel("null score difference threshold")
+    ax.set_ylabel("validation score (0-100)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def _failures(run: RunRecord) -> dict[str, int]:
     if run.adapter is None:
         return {}

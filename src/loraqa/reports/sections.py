@@ -266,6 +266,10 @@ def confidence_section(runs: list[RunRecord], files_dir: Path) -> Section:
     section = Section("Confidence and abstention")
     rows = []
     for index, run in enumerate(runs[:5]):
+        path = figures.no_answer_threshold(run, files_dir / f"no_answer_{index}.png")
+        if path:  # SQuAD v2
+            section.blocks.append(Figure(path, f"Validation F1, HasAns and NoAns F1 against the no-answer threshold "
+                                               f"for {run.name}, with the threshold chosen there"))  # fmt: skip
         calibration = run.adapter.metrics.get("calibration") if run.adapter else None
         if not isinstance(calibration, dict):
             continue

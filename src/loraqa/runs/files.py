@@ -32,6 +32,7 @@ STAGING_DIR = ".staging"  # checkpoints/.staging: a checkpoint being written (tr
 ADAPTER_DIR = "adapter"
 ADAPTER_META_FILE = "loraqa.json"  # inside adapter/ (lora/adapter_files.py checks its keys)
 BASELINE_DIR = "baseline"
+VALIDATION_DIR = "validation"  # the adapter on the validation split (pipeline/evaluate_phase.py)
 LOCK_FILE = ".lock"
 TRACKING_FILE = "tracking.json"  # run ids, so a resumed run continues its W&B and MLflow runs
 TENSORBOARD_DIR = "tensorboard"
@@ -64,6 +65,7 @@ RUN_CONTENTS = (
     CHECKPOINTS_DIR,
     ADAPTER_DIR,
     BASELINE_DIR,
+    VALIDATION_DIR,
     *EVALUATION_FILES,
     TRAIN_LOG_FILE,
     SUMMARY_FILE,

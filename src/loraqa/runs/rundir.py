@@ -32,6 +32,7 @@ from loraqa.runs.files import (
     LOCK_FILE,
     RUN_CONTENTS,
     STAGING_DIR,
+    VALIDATION_DIR,
 )
 
 # Names atomic.py gives work in progress: `.NAME.tmp-XXXXXXXX` and `.NAME.old-XXXXXXXX` folders,
@@ -70,6 +71,10 @@ class RunDirectory:
     @property
     def baseline(self) -> Path:
         return self.path / BASELINE_DIR
+
+    @property
+    def validation(self) -> Path:
+        return self.path / VALIDATION_DIR
 
     def holds_run(self) -> bool:
         return (self.path / CONFIG_FILE).exists()

@@ -1,0 +1,98 @@
+"""SQuAD v2 for generative formulations: unanswerable questions are trained to answer the no-answer
+text; a generated no-answer text scores as "no answer", weighed against the best other answer by the
+model's own log probabilities (checked against plain transformers), and HasAns / NoAns are printed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import loraqa.formulations.generative as generative
+from loraqa.config.schema import ModelConfig
+from loraqa.data.records import Answer, QARecord
+from loraqa.formulations import FORMULATIONS, PredictSettings
+from run_helpers import run_cli, tiny_overrides
+from tiny_models import synthetic_v2_records, write_jsonl
+
+FORMULATION = {"t5": "seq2seq", "gpt2": "causal"}
+CONTEXT = "The town of Avalon was founded in 1800 by Ada. It lies near a river and has a market."
+RECORDS = [QARecord("a", CONTEXT, "Who founded Avalon?", (Answer("Ada", CONTEXT.index("Ada")),)),
+           QARecord("u", CONTEXT, "Who painted the market?")]  # fmt: skip
+
+
+def _loaded(family: str, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    path = str(tiny_model_dir(family))
+    formulation = FORMULATIONS[FORMULATION[family]](ModelConfig(name=path, max_seq_length=64))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    formulation.prepare_tokenizer(tokenizer)
+    model = formulation.auto_model_class().from_pretrained(path).eval()
+    return formulation, tokenizer, model
+
+
+def _plain_logprob(family: str, model, tokenizer, formulation, record: QARecord, target: str) -> float:
+    """log P(target + EOS | prompt) by plain transformers: the summed token log probabilities."""
+    with torch.no_grad():
+        if family == "t5":
+            prompt = torch.tensor([formulation.prompt_ids(record, tokenizer)])
+            ids = tokenizer(text_target=target)["input_ids"]
+            labels = torch.tensor([ids if ids[-1] == tokenizer.eos_token_id else [*ids, tokenizer.eos_token_id]])
+            out = model(input_ids=prompt, labels=labels)
+            return -float(out.loss) * labels.shape[1]
+        answer = tokenizer(" " + target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        prompt = formulation.prompt_ids(record, tokenizer, reserve=len(answer))
+        ids = torch.tensor([prompt + answer])
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        return sum(float(logprobs[len(prompt) - 1 + k, token]) for k, token in enumerate(answer))
+
+
+@pytest.mark.parametrize("family", ["t5", "gpt2"])
+def test_an_unanswerable_question_is_trained_to_answer_the_no_answer_text(family, tiny_model_dir):
+    formulation, tokenizer, _ = _loaded(family, tiny_model_dir)
+    answerable, unanswerable = formulation.training_features(RECORDS, tokenizer)
+    collated = formulation.collate([unanswerable], tokenizer)
+    target = [t for t in collated["labels"][0].tolist() if t != -100]
+    assert target[-1] == tokenizer.eos_token_id and tokenizer.decode(target[:-1]).strip() == "unanswerable"
+
+
+@pytest.mark.parametrize("family", ["t5", "gpt2"])
+def test_the_no_answer_text_scores_as_no_answer_against_the_best_other_answer(family, tiny_model_dir, monkeypatch):
+    formulation, tokenizer, model = _loaded(family, tiny_model_dir)
+    calls = []
+
+    def generated(model, tokenizer, prompts, settings, *, decoder_only, progress=None):
+        """The answerable question gets "Ada"; the other the no-answer text, and "Brun" when it is banned."""
+        calls.append(settings.generate_kwargs.get("bad_words_ids"))
+        if len(prompts) == 1:
+            return [("Brun", 0.5, -1.5)]
+        return [("Ada", 0.9, -0.2), ("unanswerable", 0.8, -0.3)]
+
+    monkeypatch.setattr(generative, "generate_answers", generated)
+    settings = PredictSettings(version_2=True, with_loss=False, max_new_tokens=8, null_score_diff_threshold=-1e9)
+    answered, unanswered = formulation.predict(model, tokenizer, RECORDS, settings).predictions
+    assert calls[0] is None and calls[1] and tokenizer.decode(calls[1][0]).strip() == "unanswerable"
+    assert (answered.text, unanswered.text) == ("", "")  # -1e9: "no answer" wherever the model weighs it
+    null = [_plain_logprob(family, model, tokenizer, formulation, r, "unanswerable") for r in RECORDS]
+    assert answered.null_score_diff == pytest.approx(null[0] - (-0.2), abs=1e-3) and answered.best_answer == "Ada"
+    assert unanswered.null_score_diff == pytest.approx(null[1] - (-1.5), abs=1e-3) and unanswered.best_answer == "Brun"
+    settings.null_score_diff_threshold = 1e9  # nothing abstains: the best other answers
+    texts = [p.text for p in formulation.predict(model, tokenizer, RECORDS, settings).predictions]
+    assert texts == ["Ada", "Brun"]
+
+
+@pytest.mark.parametrize("family", ["t5", "gpt2"])
+def test_a_generative_run_on_v2_data_reports_has_answer_and_no_answer(family, tiny_model_dir, tmp_path, capsys):
+    rows = synthetic_v2_records(40)  # 60 rows, 20 unanswerable
+    files = {"train": write_jsonl(tmp_path / "train.jsonl", rows[:48]),
+             "test": write_jsonl(tmp_path / "test.jsonl", rows[48:])}  # fmt: skip
+    args = tiny_overrides(tiny_model_dir(family), files, tmp_path / "run", "evaluation.baseline=false")
+    code, out, _ = run_cli(capsys, "train", *args)
+    assert code == 0 and "HasAns F1" in out and "NoAns F1" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["HasAns_total"] == 8 and metrics["NoAns_total"] == 4
+    assert metrics["no_answer_threshold"]["chosen_on"] == "validation"
+    meta = json.loads((tmp_path / "run" / "adapter" / "loraqa.json").read_text())
+    assert meta["model_config"]["no_answer_text"] == "unanswerable" and "no_answer_threshold" in meta
