@@ -11,7 +11,9 @@ import os
 import sys
 
 from loraqa.allocator import reexec_with_tcmalloc
+from loraqa.cli_checks import check_before_loading, split_config_arg
 from loraqa.cli_parser import build_parser, config_reference
+from loraqa.console import bars_enabled, set_verbosity, verbosity
 from loraqa.errors import LoraqaError
 
 
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_command_line(argv)
     args.argv = argv  # sweep workers re-run the same command line
+    _console_settings(args)
     try:
         return _dispatch(args)
     except LoraqaError as exc:
@@ -44,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loraqa: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print("loraqa: interrupted", file=sys.stderr)
+        for note in _interruption_notes(args):
+            print(f"loraqa: {note}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout closed early (`loraqa configs | head`): not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
@@ -59,6 +65,13 @@ def _end_progress_bars() -> None:
     tqdm = sys.modules.get("tqdm")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         bar.close()
+
+
+def _interruption_notes(args) -> list[str]:
+    from loraqa.cli_interrupt import interruption_notes
+
+    config, overrides = split_config_arg(getattr(args, "config", None), getattr(args, "overrides", []))
+    return interruption_notes(args.command, args.argv, config, overrides)
 
 
 def _leave_process_group() -> None:
@@ -112,13 +125,14 @@ def _dispatch(args) -> int:
 
         print(describe_shipped())
         return 0
+    check_before_loading(args)  # config, files, flags and the hub: before torch, in well under a second
     _quiet_libraries()
     from loraqa.config.loader import load_config
 
     if args.command == "train":
         from loraqa.pipeline import run_training
 
-        config_path, overrides = _split_config_arg(args.config, args.overrides)
+        config_path, overrides = split_config_arg(args.config, args.overrides)
         summary = run_training(
             load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
             validation=True if args.validation else None, command=["loraqa", *args.argv],
@@ -132,7 +146,7 @@ def _dispatch(args) -> int:
         from loraqa.config.decoding import parse_decoding_list
         from loraqa.pipeline.eval import run_evaluation
 
-        config_path, overrides = _split_config_arg(args.config, args.overrides)
+        config_path, overrides = split_config_arg(args.config, args.overrides)
         if args.model and not args.adapter:
             overrides = [*overrides, f"model.name={args.model}"]
         config = load_config(config_path, overrides)
@@ -169,17 +183,9 @@ def _report_or_warn(directory: str) -> None:
 
 
 def _predict(args, load_config) -> int:
-    from loraqa.errors import FlagError
     from loraqa.inference.predict import answer, command_line_question, print_answers, read_questions
 
-    if bool(args.input) == bool(args.question or args.context):
-        raise FlagError("--input/--question", "give either --question with --context, or --input FILE")
-    if args.input is None and not (args.question and args.context):
-        raise FlagError("--context", "--question needs --context (the text the answer comes from)")
-    if args.output and os.path.lexists(args.output):  # a dangling link too
-        raise FlagError("--output", f"{args.output} exists; choose a new file")
-    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
-        raise FlagError("--min-confidence", f"{args.min_confidence} is not a probability in [0, 1]")
+    # the flags were checked before anything loaded (cli_checks.py)
     overrides = [*args.overrides, f"training.device={args.device}"]
     if args.decoding:
         overrides.append(f"generation.decoding={args.decoding}")
@@ -201,7 +207,7 @@ def _sweep(args) -> int:
 
     from loraqa.sweeps.worker import SweepSpec, run_sweep
 
-    config_path, overrides = _split_config_arg(args.config, args.overrides)
+    config_path, overrides = split_config_arg(args.config, args.overrides)
     spec = SweepSpec(
         config=config_path, overrides=overrides, name=args.name, sweep_dir=Path(args.dir or f"runs/{args.name}"),
         grid=args.grid, search=args.search, space=args.space, trials=args.trials, seeds=args.seeds,
@@ -288,13 +294,6 @@ def _model_keys(overrides: list[str]) -> frozenset[str]:
     return frozenset(key[len("model.") :] for key in keys if key.startswith("model."))
 
 
-def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
-    """`loraqa train key=value` (no file) puts an override where the config path would be."""
-    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
-        return None, [config, *overrides]
-    return config, overrides
-
-
 # peft warnings a user can act on, kept as one-line notes; peft's others (it fixing a setting
 # itself, embeddings saved with the adapter after add_tokens) are noise under our own messages.
 PEFT_NOTES = (
@@ -305,9 +304,23 @@ PEFT_NOTES = (
 _PEFT_MODULES = r"peft(\.|$)"
 
 
+def _console_settings(args) -> None:
+    """--quiet/--verbose, and the libraries' console output, set before any library is imported
+    (they read these variables once, at import): bars only on a terminal, hub chatter off."""
+    set_verbosity("quiet" if args.quiet else "verbose" if args.verbose else "normal")
+    if not bars_enabled():
+        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar: loraqa's evaluations, transformers' loading
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if not args.verbose:  # "Retrying in 1s [Retry 1/5]" and the like: loraqa says what went wrong itself
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def _quiet_libraries() -> None:
     # Our own lines say what matters; library warnings (e.g. "newly initialized qa_outputs") are noise here.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbosity() == "verbose":
+        return
     import warnings
 
     import transformers

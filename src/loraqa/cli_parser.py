@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import typing
 
+from loraqa import __version__
 from loraqa.config import schema
 from loraqa.config.validate import documented_ranges
 from loraqa.serving.settings import ServeSettings
@@ -37,6 +38,7 @@ def config_reference() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loraqa", description="LoRA adapters for SQuAD-style question answering.")
+    parser.add_argument("--version", action="version", version=f"loraqa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -154,7 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
     for command_parser in sub.choices.values():
         command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
+        _add_verbosity(command_parser)
     return parser
+
+
+def _add_verbosity(command_parser: argparse.ArgumentParser) -> None:
+    talk = command_parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print results, warnings and errors only")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also show the libraries' own warnings and messages (transformers, peft, the hub)")  # fmt: skip
 
 
 def _add_sweep(sub, fmt) -> None:
@@ -209,3 +219,4 @@ def _add_compare(sub, fmt) -> None:
     compare.add_argument("--name", required=True, help="comparison name: its runs go under DIR/NAME/")
     compare.add_argument("--dir", default="runs", help="parent directory (default runs)")
     compare.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    compare.set_defaults(overrides=[])  # key=value after the flags too, as train and sweep take them

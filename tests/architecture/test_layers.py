@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loraqa.training", "loraqa.evaluation", "loraqa.inference"),
     ("loraqa.pipeline", "loraqa.pipeline"),
     ("loraqa.experiments", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
-    ("loraqa.cli", "loraqa.cli_parser", "loraqa.__main__"),
+    ("loraqa.cli", "loraqa.cli_parser", "loraqa.cli_checks", "loraqa.cli_interrupt", "loraqa.__main__"),
 ]
 # Reports read files only (STYLE: "it never trains or loads a model").
 FORBIDDEN = {"loraqa.reports": ("loraqa.models", "loraqa.lora", "loraqa.training", "loraqa.formulations",

@@ -30,6 +30,18 @@ def resolve_config_path(path: str) -> str:
     return path
 
 
+def shipped_bases() -> list[str]:
+    """The base models the shipped configs name (`model.name`), for suggesting close names."""
+    import yaml
+
+    names = []
+    for path in shipped_configs().values():
+        model = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}
+        if isinstance(model.get("name"), str):
+            names.append(model["name"])
+    return names
+
+
 def describe_shipped() -> str:
     """The shipped configs, one line each: the name and the first line of its description."""
     lines = [f"shipped configs in {SHIPPED_DIR} (run one with `loraqa train NAME`; copy one to edit it):"]
