@@ -121,9 +121,9 @@ def _dispatch(args) -> int:
         print(f"report written to {paths.html} and {paths.markdown}")
         return 0
     if args.command == "configs":
-        from loraqa.config.shipped import describe_shipped
+        from loraqa.config.shipped import describe_shipped, show_config
 
-        print(describe_shipped())
+        print(show_config(args.show) if args.show else describe_shipped(), end="" if args.show else "\n")
         return 0
     check_before_loading(args)  # config, files, flags and the hub: before torch, in well under a second
     _quiet_libraries()
@@ -220,10 +220,11 @@ def _sweep(args) -> int:
 
 
 def _compare(args) -> int:
+    from loraqa.config.shipped import expand_compare_sets
     from loraqa.errors import FlagError
     from loraqa.experiments.compare import compare, compare_existing, is_finished_run
 
-    items = [*args.items, *getattr(args, "overrides", [])]
+    items = expand_compare_sets([*args.items, *args.overrides])  # `loraqa compare offline`: a shipped set
     finished = [i for i in items if is_finished_run(i)]
     if finished:  # finished runs are compared as they are: nothing trains
         if len(finished) != len(items):
@@ -319,11 +320,14 @@ def _console_settings(args) -> None:
 def _quiet_libraries() -> None:
     # Our own lines say what matters; library warnings (e.g. "newly initialized qa_outputs") are noise here.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if verbosity() == "verbose":
-        return
     import warnings
 
     import transformers
+
+    if not bars_enabled():  # also when transformers was imported before _console_settings ran
+        transformers.utils.logging.disable_progress_bar()
+    if verbosity() == "verbose":
+        return
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside transformers/peft
     warnings.filterwarnings("ignore", module=_PEFT_MODULES)

@@ -90,7 +90,9 @@ def _sweep(args) -> None:
 
 
 def _compare(args) -> None:
-    items = [*args.items, *getattr(args, "overrides", [])]
+    from loraqa.config.shipped import expand_compare_sets
+
+    items = expand_compare_sets([*args.items, *args.overrides])
     if any(Path(item).is_dir() for item in items):
         return  # finished runs: compared as they are (experiments/compare.py says what is wrong)
     overrides = [item for item in items if "=" in item and not item.endswith((".yaml", ".yml"))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 
 from loraqa import __version__
@@ -27,13 +28,25 @@ def config_reference() -> str:
         if dataclasses.is_dataclass(value):
             hints = typing.get_type_hints(type(value))
             for sub in dataclasses.fields(value):
-                hint = getattr(hints[sub.name], "__name__", None) or str(hints[sub.name]).replace("typing.", "")
+                hint = type_text(hints[sub.name])
                 key = f"{f.name}.{sub.name}"
                 note = f"  [{ranges[key]}]" if key in ranges else ""
                 lines.append(f"  {key}: {hint} = {getattr(value, sub.name)!r}{note}")
         else:
             lines.append(f"  {f.name} = {value!r}")
     return "\n".join(lines)
+
+
+def type_text(hint) -> str:
+    """A config type as a user writes values: `'auto' | 'fp32'`, `int | None`, `list[str]`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return " | ".join(repr(value) for value in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(arg) for arg in args)
+    if origin is list:
+        return f"list[{type_text(args[0])}]"
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an earlier evaluation in the output directory"
     )
 
-    predict = sub.add_parser("predict", help="answer a question about a context, or a JSONL file of them")
+    predict = sub.add_parser(
+        "predict", help="answer a question about a context, or a JSONL file of them",
+        description="Answer --question about --context (or every line of --input) with an adapter on its base, "
+        "or with a base model alone; print the answer and its confidence (JSON lines for --input). Example: loraqa predict "
+        "--adapter runs/minilm-l6-squad/adapter --question 'Who wrote it?' --context 'Ada wrote it in 1843.'",
+    )  # fmt: skip
     predict.add_argument(
         "overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16"
     )
@@ -101,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                          '"abstained": true; the run\'s report suggests P for a target precision')  # fmt: skip
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
-    merge = sub.add_parser("merge", help="write base + adapter as one full model (safetensors)")
+    merge = sub.add_parser(
+        "merge", help="write base + adapter as one full model (safetensors)",
+        description="Fold the adapter's LoRA weights into its base and write one plain transformers model "
+        "(safetensors weights, config, tokenizer) to --output, loadable without peft or loraqa: "
+        "loraqa merge --adapter runs/NAME/adapter --output merged/NAME",
+    )  # fmt: skip
     merge.add_argument("--adapter", required=True, help="adapter directory")
     merge.add_argument("--output", required=True, help="directory for the merged model")
     merge.add_argument("--model", help="base model (default: the adapter's base)")
@@ -152,8 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sweep(sub, fmt)
     _add_compare(sub, fmt)
-    sub.add_parser("config", help="print every config key with its default")
-    sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
+    sub.add_parser("config", help="print every config key with its type, default and allowed values")
+    configs = sub.add_parser(
+        "configs", help="list the shipped configs and comparison sets (loraqa train NAME runs one)",
+        description="List the shipped configs (`loraqa train NAME`) and comparison sets (`loraqa compare SET "
+        "--name NAME`), or print one config to save and edit: `loraqa configs --show NAME > my.yaml`.",
+    )  # fmt: skip
+    configs.add_argument("--show", metavar="NAME", help="print shipped config NAME (with its comments) to stdout")
     for command_parser in sub.choices.values():
         command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
         _add_verbosity(command_parser)

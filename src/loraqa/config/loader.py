@@ -17,7 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from loraqa.config.schema import RunConfig, default_doc_stride, record_set_keys, set_by_user
-from loraqa.config.shipped import resolve_config_path, shipped_configs
+from loraqa.config.shipped import compare_configs, resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
 from loraqa.suggest import close_matches, did_you_mean
@@ -82,7 +82,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
     problem = input_file_problem(path, MAX_CONFIG_BYTES)
     if problem == "file not found":
         names = ", ".join(shipped_configs())
-        close = did_you_mean(Path(path).name.removesuffix(".yaml"), shipped_configs())
+        close = did_you_mean(Path(path).name.removesuffix(".yaml"), {**shipped_configs(), **compare_configs()})
         raise ConfigError("config", f"file not found: {path}{close} (shipped configs, by name: {names})")
     if problem:
         raise ConfigError("config", f"{path} {problem}")

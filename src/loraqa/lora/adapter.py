@@ -223,10 +223,15 @@ def check_trainable_share(model, settings: LoraSettings) -> None:
         f"{group} {count / 1e6:.2f}M ({100 * count / total:.1f}%)"
         for group, count in sorted(groups.items(), key=lambda kv: -kv[1])[:4]
     )
+    largest = max(groups, key=groups.get)
+    if largest == "LoRA layers":  # the rank or the adapted layers, not a saved module, make the share
+        advice = "lower lora.r, adapt fewer layers (lora.target_modules, lora.layers_to_transform)"
+    else:
+        advice = "drop the large entries from lora.modules_to_save"
     raise ConfigError(
         "lora.max_trainable_share",
         f"{100 * share:.1f}% of {total:,} parameters would train (limit {100 * settings.max_trainable_share:.0f}%): "
-        f"{parts}; drop the large entries from lora.modules_to_save or set lora.allow_large_trainable_share=true",
+        f"{parts}; {advice} or set lora.allow_large_trainable_share=true",
     )
 
 
