@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from loraqa.allocator import reexec_with_tcmalloc
+from loraqa.allocator import preload_plan, reexec_with_tcmalloc
 from loraqa.cli_checks import check_before_loading, split_config_arg
 from loraqa.cli_parser import build_parser, config_reference
 from loraqa.console import bars_enabled, set_verbosity, verbosity
@@ -18,9 +18,26 @@ from loraqa.errors import LoraqaError
 
 
 def entry() -> int:
-    """The `loraqa` command: under tcmalloc when the system has it (see allocator.py), then main."""
+    """The `loraqa` command: under tcmalloc when the system has it (see allocator.py), then main.
+    Before that restart, the model-free checks run once, so a typo costs one interpreter start."""
+    if preload_plan(dict(os.environ)) is not None:
+        code = _check_only(sys.argv[1:])
+        if code is not None:
+            return code
     reexec_with_tcmalloc()
     return main()
+
+
+def _check_only(argv: list[str]) -> int | None:
+    """Exit status 2 after the one-line error of `argv`'s model-free checks; None when they pass."""
+    args = parse_command_line(argv)  # --help, --version and usage errors end here too
+    _console_settings(args)
+    try:
+        check_before_loading(args)
+    except LoraqaError as exc:
+        print(f"loraqa: error: {exc}", file=sys.stderr)
+        return 2
+    return None
 
 
 def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
@@ -215,7 +232,9 @@ def _sweep(args) -> int:
         prune_warmup=args.prune_warmup, heartbeat_interval=args.heartbeat, grace_period=args.grace, worker=args.worker,
         torch_threads=args.torch_threads, argv=args.argv,
     )  # fmt: skip
-    run_sweep(spec)
+    summary = run_sweep(spec)  # None in a worker process: the parent reports
+    if summary is not None and not args.no_report:
+        _report_or_warn(str(spec.sweep_dir))
     return 0
 
 

@@ -227,6 +227,7 @@ def _add_sweep(sub, fmt) -> None:
                        help="share of each trial's steps in which no pruner stops it")  # fmt: skip
     sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
     sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
+    sweep.add_argument("--no-report", action="store_true", help="skip writing the sweep's report at the end")
     sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     sweep.add_argument("--torch-threads", type=int, help=argparse.SUPPRESS)
 

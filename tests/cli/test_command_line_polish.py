@@ -75,3 +75,15 @@ def test_the_size_guard_names_what_makes_the_share(tiny_model_dir, qa_files, tmp
     code, _, err = run_cli(capsys, "train", "minilm-l6-squad", *overrides)  # LoRA on attention + MLP: 23%
     line = one_line_error(err)
     assert code == 2 and "LoRA layers" in line and "lower lora.r" in line and "modules_to_save" not in line
+
+
+def test_a_sweep_ends_with_its_report(tiny_model_dir, qa_files, tmp_path, capsys):
+    from run_helpers import tiny_overrides
+
+    overrides = tiny_overrides(tiny_model_dir("gpt2"), qa_files, tmp_path / "unused", "training.max_steps=1",
+                               "data.validation_samples=2", "data.test_samples=2")  # fmt: skip
+    sweep_dir = tmp_path / "sweep"
+    code, out, err = run_cli(capsys, "sweep", *overrides, "--name", "s", "--dir", str(sweep_dir),
+                             "--grid", "lora.r=2,4")  # fmt: skip
+    assert code == 0, err
+    assert f"report written to {sweep_dir / 'report.html'}" in out and (sweep_dir / "report.md").is_file()

@@ -44,3 +44,15 @@ def test_every_command_takes_quiet_and_verbose(command):
     parser = build_parser()._subparsers._group_actions[0].choices[command]
     flags = {flag for action in parser._actions for flag in action.option_strings}
     assert {"--quiet", "--verbose"} <= flags
+
+
+def test_the_python_api_shows_no_library_deprecation_warnings(tiny_model_dir, qa_files, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_model_dir, qa_files, out)
+    script = ("import loraqa, sys; qa = loraqa.load(sys.argv[1], device='cpu'); "
+              "print(qa.answer('Who wrote it?', 'Ada wrote it in 1843.').text is not None)")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(out / "adapter")], capture_output=True, text=True, timeout=600
+    )  # fmt: skip (Python's default filters: FutureWarning shows)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-2000:]
+    assert "Warning" not in result.stderr and "deprecated" not in result.stderr, result.stderr[-2000:]

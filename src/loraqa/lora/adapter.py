@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,6 +38,10 @@ from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.models.offline import describe_base, plain_base_id, portable_base_name
 from loraqa.runs.atomic import atomic_directory, write_json_atomic
+
+# peft reads `model.is_gradient_checkpointing` when it wraps a model, a name transformers 5 deprecated:
+# a FutureWarning on every `loraqa.load()` that no user can act on (this one only; others still show).
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 __all__ = ["ADAPTER_FILES", "META_FILE", "adapter_meta", "load_adapter", "read_adapter_meta", "save_adapter"]
 
