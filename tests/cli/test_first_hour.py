@@ -100,3 +100,5 @@ def test_unreachable_hub_is_one_line_naming_offline_models(name, tmp_path):
     assert "HF_HUB_OFFLINE=1" in line and "minilm-l6" in line and "unreachable" in line
     if name == "minilm-l7":
         assert "did you mean 'minilm-l6'?" in line
+    else:
+        assert "did you mean" not in line  # a known name is not its own suggestion

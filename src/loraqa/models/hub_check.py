@@ -36,7 +36,7 @@ def check_base_model(name: str, revision: str | None = None) -> None:
         say(f"note: the Hugging Face Hub ({hub_endpoint()}) is unreachable; using the cached copy of {name} "
             "(HF_HUB_OFFLINE=1)")  # fmt: skip
         return
-    close = did_you_mean(name, known_model_names())
+    close = did_you_mean(name, [known for known in known_model_names() if known != name])  # not gpt2 for gpt2
     raise LoraqaError(
         f"cannot fetch model '{name}': the Hugging Face Hub ({hub_endpoint()}) is unreachable (no network?)"
         f"{close or ';'} models that need no hub: {', '.join(OFFLINE_MODELS)}, or a local model directory; "
