@@ -10,15 +10,34 @@ import argparse
 import os
 import sys
 
-from loraqa.allocator import reexec_with_tcmalloc
+from loraqa.allocator import preload_plan, reexec_with_tcmalloc
+from loraqa.cli_checks import check_before_loading, split_config_arg
 from loraqa.cli_parser import build_parser, config_reference
+from loraqa.console import bars_enabled, set_verbosity, verbosity
 from loraqa.errors import LoraqaError
 
 
 def entry() -> int:
-    """The `loraqa` command: under tcmalloc when the system has it (see allocator.py), then main."""
+    """The `loraqa` command: under tcmalloc when the system has it (see allocator.py), then main.
+    Before that restart, the model-free checks run once, so a typo costs one interpreter start."""
+    if preload_plan(dict(os.environ)) is not None:
+        code = _check_only(sys.argv[1:])
+        if code is not None:
+            return code
     reexec_with_tcmalloc()
     return main()
+
+
+def _check_only(argv: list[str]) -> int | None:
+    """Exit status 2 after the one-line error of `argv`'s model-free checks; None when they pass."""
+    args = parse_command_line(argv)  # --help, --version and usage errors end here too
+    _console_settings(args)
+    try:
+        check_before_loading(args)
+    except LoraqaError as exc:
+        print(f"loraqa: error: {exc}", file=sys.stderr)
+        return 2
+    return None
 
 
 def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_command_line(argv)
     args.argv = argv  # sweep workers re-run the same command line
+    _console_settings(args)
     try:
         return _dispatch(args)
     except LoraqaError as exc:
@@ -44,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loraqa: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print("loraqa: interrupted", file=sys.stderr)
+        for note in _interruption_notes(args):
+            print(f"loraqa: {note}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout closed early (`loraqa configs | head`): not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
@@ -59,6 +82,13 @@ def _end_progress_bars() -> None:
     tqdm = sys.modules.get("tqdm")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         bar.close()
+
+
+def _interruption_notes(args) -> list[str]:
+    from loraqa.cli_interrupt import interruption_notes
+
+    config, overrides = split_config_arg(getattr(args, "config", None), getattr(args, "overrides", []))
+    return interruption_notes(args.command, args.argv, config, overrides)
 
 
 def _leave_process_group() -> None:
@@ -108,17 +138,18 @@ def _dispatch(args) -> int:
         print(f"report written to {paths.html} and {paths.markdown}")
         return 0
     if args.command == "configs":
-        from loraqa.config.shipped import describe_shipped
+        from loraqa.config.shipped import describe_shipped, show_config
 
-        print(describe_shipped())
+        print(show_config(args.show) if args.show else describe_shipped(), end="" if args.show else "\n")
         return 0
+    check_before_loading(args)  # config, files, flags and the hub: before torch, in well under a second
     _quiet_libraries()
     from loraqa.config.loader import load_config
 
     if args.command == "train":
         from loraqa.pipeline import run_training
 
-        config_path, overrides = _split_config_arg(args.config, args.overrides)
+        config_path, overrides = split_config_arg(args.config, args.overrides)
         summary = run_training(
             load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
             validation=True if args.validation else None, command=["loraqa", *args.argv],
@@ -132,7 +163,7 @@ def _dispatch(args) -> int:
         from loraqa.config.decoding import parse_decoding_list
         from loraqa.inference.eval_command import run_evaluation
 
-        config_path, overrides = _split_config_arg(args.config, args.overrides)
+        config_path, overrides = split_config_arg(args.config, args.overrides)
         if args.model and not args.adapter:
             overrides = [*overrides, f"model.name={args.model}"]
         config = load_config(config_path, overrides)
@@ -169,19 +200,11 @@ def _report_or_warn(directory: str) -> None:
 
 
 def _predict(args, load_config) -> int:
-    from loraqa.errors import FlagError
     from loraqa.inference.answer import answer
     from loraqa.inference.predict import command_line_question, print_answers, read_questions
     from loraqa.inference.ready import load_for_answering
 
-    if bool(args.input) == bool(args.question or args.context):
-        raise FlagError("--input/--question", "give either --question with --context, or --input FILE")
-    if args.input is None and not (args.question and args.context):
-        raise FlagError("--context", "--question needs --context (the text the answer comes from)")
-    if args.output and os.path.lexists(args.output):  # a dangling link too
-        raise FlagError("--output", f"{args.output} exists; choose a new file")
-    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
-        raise FlagError("--min-confidence", f"{args.min_confidence} is not a probability in [0, 1]")
+    # the flags were checked before anything loaded (cli_checks.py)
     overrides = [*args.overrides, f"training.device={args.device}"]
     if args.decoding:
         overrides.append(f"generation.decoding={args.decoding}")
@@ -203,7 +226,7 @@ def _sweep(args) -> int:
 
     from loraqa.sweeps.worker import SweepSpec, run_sweep
 
-    config_path, overrides = _split_config_arg(args.config, args.overrides)
+    config_path, overrides = split_config_arg(args.config, args.overrides)
     spec = SweepSpec(
         config=config_path, overrides=overrides, name=args.name, sweep_dir=Path(args.dir or f"runs/{args.name}"),
         grid=args.grid, search=args.search, space=args.space, trials=args.trials, seeds=args.seeds,
@@ -211,16 +234,19 @@ def _sweep(args) -> int:
         prune_warmup=args.prune_warmup, heartbeat_interval=args.heartbeat, grace_period=args.grace, worker=args.worker,
         torch_threads=args.torch_threads, argv=args.argv,
     )  # fmt: skip
-    run_sweep(spec)
+    summary = run_sweep(spec)  # None in a worker process: the parent reports
+    if summary is not None and not args.no_report:
+        _report_or_warn(str(spec.sweep_dir))
     return 0
 
 
 def _compare(args) -> int:
+    from loraqa.config.shipped import expand_compare_sets
     from loraqa.errors import FlagError
     from loraqa.experiments.compare import compare, compare_existing, is_finished_run
     from loraqa.runs.files import CHANGES_FILE, COMPARISON_FILE
 
-    items = [*args.items, *getattr(args, "overrides", [])]
+    items = expand_compare_sets([*args.items, *args.overrides])  # `loraqa compare offline`: a shipped set
     finished = [i for i in items if is_finished_run(i)]
     if finished:  # finished runs are compared as they are: nothing trains
         if len(finished) != len(items):
@@ -277,13 +303,6 @@ def _serve(args, load_config) -> int:
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 
 
-def _split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
-    """`loraqa train key=value` (no file) puts an override where the config path would be."""
-    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
-        return None, [config, *overrides]
-    return config, overrides
-
-
 # peft warnings a user can act on, kept as one-line notes; peft's others (it fixing a setting
 # itself, embeddings saved with the adapter after add_tokens) are noise under our own messages.
 PEFT_NOTES = (
@@ -294,12 +313,29 @@ PEFT_NOTES = (
 _PEFT_MODULES = r"peft(\.|$)"
 
 
+def _console_settings(args) -> None:
+    """--quiet/--verbose, and the libraries' console output, set before any library is imported
+    (they read these variables once, at import): bars only on a terminal, hub chatter off."""
+    set_verbosity("quiet" if args.quiet else "verbose" if args.verbose else "normal")
+    if not bars_enabled():
+        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar: loraqa's evaluations, transformers' loading
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if not args.verbose:  # "Retrying in 1s [Retry 1/5]" and the like: loraqa says what went wrong itself
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def _quiet_libraries() -> None:
     # Our own lines say what matters; library warnings (e.g. "newly initialized qa_outputs") are noise here.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
 
     import transformers
+
+    if not bars_enabled():  # also when transformers was imported before _console_settings ran
+        transformers.utils.logging.disable_progress_bar()
+    if verbosity() == "verbose":
+        return
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside transformers/peft
     warnings.filterwarnings("ignore", module=_PEFT_MODULES)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 
+from loraqa import __version__
 from loraqa.config import schema
 from loraqa.config.validate import documented_ranges
 from loraqa.serving.settings import ServeSettings
@@ -26,7 +28,7 @@ def config_reference() -> str:
         if dataclasses.is_dataclass(value):
             hints = typing.get_type_hints(type(value))
             for sub in dataclasses.fields(value):
-                hint = getattr(hints[sub.name], "__name__", None) or str(hints[sub.name]).replace("typing.", "")
+                hint = type_text(hints[sub.name])
                 key = f"{f.name}.{sub.name}"
                 note = f"  [{ranges[key]}]" if key in ranges else ""
                 lines.append(f"  {key}: {hint} = {getattr(value, sub.name)!r}{note}")
@@ -35,8 +37,21 @@ def config_reference() -> str:
     return "\n".join(lines)
 
 
+def type_text(hint) -> str:
+    """A config type as a user writes values: `'auto' | 'fp32'`, `int | None`, `list[str]`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return " | ".join(repr(value) for value in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(arg) for arg in args)
+    if origin is list:
+        return f"list[{type_text(args[0])}]"
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loraqa", description="LoRA adapters for SQuAD-style question answering.")
+    parser.add_argument("--version", action="version", version=f"loraqa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -83,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an earlier evaluation in the output directory"
     )
 
-    predict = sub.add_parser("predict", help="answer a question about a context, or a JSONL file of them")
+    predict = sub.add_parser(
+        "predict", help="answer a question about a context, or a JSONL file of them",
+        description="Answer --question about --context (or every line of --input) with an adapter on its base, "
+        "or with a base model alone; print the answer and its confidence (JSON lines for --input). Example: loraqa predict "
+        "--adapter runs/minilm-l6-squad/adapter --question 'Who wrote it?' --context 'Ada wrote it in 1843.'",
+    )  # fmt: skip
     predict.add_argument(
         "overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16"
     )
@@ -99,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                          '"abstained": true; the run\'s report suggests P for a target precision')  # fmt: skip
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
-    merge = sub.add_parser("merge", help="write base + adapter as one full model (safetensors)")
+    merge = sub.add_parser(
+        "merge", help="write base + adapter as one full model (safetensors)",
+        description="Fold the adapter's LoRA weights into its base and write one plain transformers model "
+        "(safetensors weights, config, tokenizer) to --output, loadable without peft or loraqa: "
+        "loraqa merge --adapter runs/NAME/adapter --output merged/NAME",
+    )  # fmt: skip
     merge.add_argument("--adapter", required=True, help="adapter directory")
     merge.add_argument("--output", required=True, help="directory for the merged model")
     merge.add_argument("--model", help="base model (default: the adapter's base)")
@@ -159,11 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sweep(sub, fmt)
     _add_compare(sub, fmt)
-    sub.add_parser("config", help="print every config key with its default")
-    sub.add_parser("configs", help="list the shipped configs (loraqa train NAME runs one)")
+    sub.add_parser("config", help="print every config key with its type, default and allowed values")
+    configs = sub.add_parser(
+        "configs", help="list the shipped configs and comparison sets (loraqa train NAME runs one)",
+        description="List the shipped configs (`loraqa train NAME`) and comparison sets (`loraqa compare SET "
+        "--name NAME`), or print one config to save and edit: `loraqa configs --show NAME > my.yaml`.",
+    )  # fmt: skip
+    configs.add_argument("--show", metavar="NAME", help="print shipped config NAME (with its comments) to stdout")
     for command_parser in sub.choices.values():
         command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
+        _add_verbosity(command_parser)
     return parser
+
+
+def _add_verbosity(command_parser: argparse.ArgumentParser) -> None:
+    talk = command_parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print results, warnings and errors only")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also show the libraries' own warnings and messages (transformers, peft, the hub)")  # fmt: skip
 
 
 def _add_sweep(sub, fmt) -> None:
@@ -198,6 +236,7 @@ def _add_sweep(sub, fmt) -> None:
                        help="share of each trial's steps in which no pruner stops it")  # fmt: skip
     sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
     sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
+    sweep.add_argument("--no-report", action="store_true", help="skip writing the sweep's report at the end")
     sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     sweep.add_argument("--torch-threads", type=int, help=argparse.SUPPRESS)
 
@@ -224,3 +263,4 @@ def _add_compare(sub, fmt) -> None:
         help="finished runs only: evaluate each run's adapter on this "
         "data file (its test questions) and compare them there, instead of on their own test rows",
     )
+    compare.set_defaults(overrides=[])  # key=value after the flags too, as train and sweep take them

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "loraqa.input_files",
         "loraqa.device",
         "loraqa.families",
+        "loraqa.suggest",  # close-match "did you mean" for every layer's errors
     ),
     ("loraqa.config", "loraqa.formulations.config_rules"),  # read when a config loads; imports no torch
     ("loraqa.data", "loraqa.metrics", "loraqa.runs"),
@@ -38,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loraqa.training", "loraqa.inference"),
     ("loraqa.pipeline",),
     ("loraqa.experiments", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
-    ("loraqa.cli", "loraqa.cli_parser", "loraqa.__main__", ROOT_PACKAGE),
+    ("loraqa.cli", "loraqa.cli_parser", "loraqa.cli_checks", "loraqa.cli_interrupt", "loraqa.__main__", ROOT_PACKAGE),
 ]
 # Reports read run directories through runs/ and never load a model: no model layer below them.
 FORBIDDEN = {

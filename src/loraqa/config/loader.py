@@ -16,10 +16,11 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from loraqa.config.schema import RunConfig
-from loraqa.config.shipped import resolve_config_path, shipped_configs
+from loraqa.config.schema import RunConfig, default_doc_stride, record_set_keys, set_by_user
+from loraqa.config.shipped import compare_configs, resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
+from loraqa.suggest import close_matches, did_you_mean
 from loraqa.input_files import MAX_CONFIG_BYTES, DuplicateKeyError, input_file_problem
 from loraqa.atomic import write_text_atomic
 
@@ -41,6 +42,9 @@ def build_config(raw: dict[str, Any], overrides: list[str] | None = None) -> Run
     for item in overrides or []:
         _apply_override(raw, item)
     config = _build(RunConfig, raw, prefix="")
+    model = config.model
+    if model.doc_stride >= model.max_seq_length and not set_by_user(model, "doc_stride"):
+        model.doc_stride = default_doc_stride(model.max_seq_length)  # the default follows a shorter window
     validate_config(config)
     return config
 
@@ -81,7 +85,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
     problem = input_file_problem(path, MAX_CONFIG_BYTES)
     if problem == "file not found":
         names = ", ".join(shipped_configs())
-        raise ConfigError("config", f"file not found: {path} (shipped configs, by name: {names})")
+        close = did_you_mean(Path(path).name.removesuffix(".yaml"), {**shipped_configs(), **compare_configs()})
+        raise ConfigError("config", f"file not found: {path}{close} (shipped configs, by name: {names})")
     if problem:
         raise ConfigError("config", f"{path} {problem}")
     try:
@@ -134,7 +139,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in known:
-            raise ConfigError(prefix + str(key), f"unknown key (known: {', '.join(sorted(known))})")
+            raise ConfigError(prefix + str(key), _unknown_key(prefix, str(key), known))
     values = {}
     for f in dataclasses.fields(cls):
         if f.name not in raw:
@@ -145,7 +150,29 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             values[f.name] = _build(hint, raw[f.name] or {}, key + ".")
         else:
             values[f.name] = _coerce(raw[f.name], hint, key)
-    return cls(**values)
+    built = cls(**values)
+    record_set_keys(built, raw)
+    return built
+
+
+def _unknown_key(prefix: str, key: str, known: set[str]) -> str:
+    """'unknown key; did you mean ...?': the same key in another section (`training.lora_alpha`), else
+    a close one in this section; else the known keys."""
+    elsewhere = [f"{section}.{name}" for section, name in _all_keys() if name == key] if prefix else []
+    if elsewhere:
+        return f"unknown key; did you mean {' or '.join(map(repr, elsewhere))}?"
+    close = close_matches(key, known)
+    if close:
+        return f"unknown key; did you mean {' or '.join(repr(prefix + name) for name in close)}?"
+    return f"unknown key (known: {', '.join(sorted(known))})"
+
+
+def _all_keys() -> list[tuple[str, str]]:
+    """(section, key) for every key of every section."""
+    sections = typing.get_type_hints(RunConfig).items()
+    return [
+        (name, f.name) for name, hint in sections if dataclasses.is_dataclass(hint) for f in dataclasses.fields(hint)
+    ]
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -166,7 +193,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             value = "no"  # YAML 1.1 reads a bare `no` as false: `save_strategy: no` means "no"
         if value in args and type(value) is type(args[args.index(value)]):
             return value
-        raise ConfigError(key, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
+        close = did_you_mean(value, [a for a in args if isinstance(a, str)]) if isinstance(value, str) else ""
+        raise ConfigError(key, f"must be one of {', '.join(map(repr, args))}, got {value!r}{close}")
     if origin is list:
         if isinstance(value, str):  # `key=a,b` on the command line
             value = [_scalar(v.strip(), args[0]) for v in value.split(",") if v.strip()]

@@ -6,6 +6,8 @@ dataclasses by `loraqa.config.loader`; names follow transformers and peft so use
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,7 +47,9 @@ class ModelConfig:
     formulation: FormulationName = "auto"  # auto picks from the architecture
     closed_book: bool = False  # generative only: the prompt holds the question without the context
     max_seq_length: int = 384  # tokens of prompt (+ answer for causal) or extractive window
-    doc_stride: int = 128  # extractive: overlap between windows over a long context
+    doc_stride: int = (
+        128  # extractive: overlap between windows over a long context (unset: a third of a shorter window)
+    )
     max_answer_length: int = 30  # extractive: longest span in tokens; generative: longest target
     # Extractive: let segment ids (question 0, context 1) reach the model. Off, every token reads as
     # segment 0, as peft's QUESTION_ANS forward always did; on MiniLM turning it on cost 28 F1 after
@@ -164,3 +168,34 @@ class RunConfig:
     @property
     def run_dir(self) -> str:
         return self.output_dir.replace("{name}", self.name)
+
+
+# The keys a loaded config's file or overrides set, per section object (config/loader.py records them):
+# a default loraqa may fit to the model (model.max_seq_length) is told from a value the user chose.
+_SET_KEYS = "_loraqa_set_keys"
+
+
+def record_set_keys(section, keys) -> None:
+    object.__setattr__(section, _SET_KEYS, frozenset(keys))
+
+
+def replace_keeping_set_keys(section, **changes):
+    """`dataclasses.replace` that keeps the record of what the user set (a replaced section would
+    otherwise read as built in code, every key set)."""
+    replaced = dataclasses.replace(section, **changes)
+    keys = getattr(section, _SET_KEYS, None)
+    if keys is not None:
+        record_set_keys(replaced, keys)
+    return replaced
+
+
+def set_by_user(section, key: str) -> bool:
+    """Whether the user set `key` of this section; True for a section built in code (nothing to fit)."""
+    keys = getattr(section, _SET_KEYS, None)
+    return True if keys is None else key in keys
+
+
+def default_doc_stride(max_seq_length: int) -> int:
+    """`doc_stride` when the user set none and its default does not fit under the window: a third of it,
+    the default's own share of the default window (128 of 384)."""
+    return max(1, min(ModelConfig.doc_stride, max_seq_length // 3))

@@ -8,9 +8,11 @@ import math
 import re
 
 from loraqa import families
-from loraqa.config.schema import RunConfig
+from loraqa.config.schema import RunConfig, default_doc_stride, set_by_user
+from loraqa.console import say
 from loraqa.errors import ConfigError
 from loraqa.formulations.config_rules import check_model_config
+from loraqa.suggest import did_you_mean
 
 LORA_PRESETS = families.LORA_PRESET_NAMES
 
@@ -310,20 +312,24 @@ def _check_report_to(t) -> None:
             raise ConfigError("training.report_to", f"{name} is not installed; pip install {extra}")
 
 
+# transformers' SchedulerType values loraqa can pass, spelt out so a config checks without importing
+# transformers (seconds); tests/config compare this list with transformers' own.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "greedy")  # fmt: skip
 # These need `lr_scheduler_kwargs` (min_lr, num_decay_steps), which the config does not expose.
-_SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
+SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
 
 
 def _check_scheduler(t) -> None:
-    from transformers import SchedulerType  # local: keeps config import-light
-
-    names = [s.value for s in SchedulerType if s.value not in _SCHEDULERS_NEEDING_KWARGS]
-    if t.lr_scheduler_type in _SCHEDULERS_NEEDING_KWARGS:
+    names = SCHEDULERS
+    if t.lr_scheduler_type in SCHEDULERS_NEEDING_KWARGS:
         raise ConfigError("training.lr_scheduler_type", f"'{t.lr_scheduler_type}' needs scheduler arguments loraqa "
                           f"does not pass; use one of {', '.join(names)}")  # fmt: skip
     if t.lr_scheduler_type not in names:
         raise ConfigError(
-            "training.lr_scheduler_type", f"unknown scheduler '{t.lr_scheduler_type}'; use one of {', '.join(names)}"
+            "training.lr_scheduler_type",
+            f"unknown scheduler '{t.lr_scheduler_type}'{did_you_mean(t.lr_scheduler_type, names)} "
+            f"(use one of {', '.join(names)})",
         )
     if t.lr_scheduler_type == "reduce_lr_on_plateau" and t.eval_strategy == "no":
         raise ConfigError(
@@ -347,14 +353,36 @@ def check_position_limit(max_seq_length: int, model_name: str, hf_config) -> Non
     """Refuse a `model.max_seq_length` beyond the model's learned positions, read from its config
     before any weights load (a longer window ends in an index error deep in the embeddings).
     Models with relative positions (T5) have no such limit."""
+    limit, attr = position_limit(hf_config)
+    if limit is not None and max_seq_length > limit:
+        raise ConfigError(
+            "model.max_seq_length",
+            f"{max_seq_length} is longer than '{model_name}' can read ({attr} = {limit}); use at most {limit}",
+        )
+
+
+def position_limit(hf_config) -> tuple[int | None, str]:
+    """The longest window the model can read and the config attribute saying so; (None, '') for
+    models with relative positions (T5)."""
     text_config = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
     for attr in ("max_position_embeddings", "n_positions"):
         limit = getattr(text_config, attr, None)
         if isinstance(limit, int) and limit > 0:
-            limit -= families.unusable_positions(getattr(text_config, "model_type", ""))
-            if max_seq_length > limit:
-                raise ConfigError(
-                    "model.max_seq_length",
-                    f"{max_seq_length} is longer than '{model_name}' can read ({attr} = {limit}); use at most {limit}",
-                )
-            return
+            return limit - families.unusable_positions(getattr(text_config, "model_type", "")), attr
+    return None, ""
+
+
+def fit_window(model_config, hf_config) -> None:
+    """Fit `model.max_seq_length` to the model's positions: a default the user did not set is capped,
+    with `doc_stride` kept below it, and said in one line; a value the user set is refused as
+    `check_position_limit` refuses it (the user chose it, the user changes it)."""
+    limit, _ = position_limit(hf_config)
+    if limit is None or model_config.max_seq_length <= limit or set_by_user(model_config, "max_seq_length"):
+        check_position_limit(model_config.max_seq_length, model_config.name, hf_config)
+        return
+    notes = [f"model.max_seq_length {model_config.max_seq_length} -> {limit}"]
+    model_config.max_seq_length = limit
+    if model_config.doc_stride >= limit and not set_by_user(model_config, "doc_stride"):
+        model_config.doc_stride = default_doc_stride(limit)
+        notes.append(f"model.doc_stride -> {model_config.doc_stride}")
+    say(f"note: '{model_config.name}' reads at most {limit} tokens: {', '.join(notes)} (set them to choose)")

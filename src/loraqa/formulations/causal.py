@@ -203,7 +203,7 @@ class CausalFormulation(GenerativeFormulation):
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             position_ids=batch["position_ids"],
-            past_key_values=cache,
+            cache=cache,
             logits_to_keep=keep,
         )
         logits = out.logits[:, :-1, :].float()

@@ -109,12 +109,12 @@ def _generate(
     going = (~stopped).nonzero().flatten()
     if len(going) == 0:
         return rows
-    cache = out.past_key_values
+    cache = out.cache  # transformers 5 name (past_key_values: a FutureWarning)
     cache.batch_select_indices(going)
     mask = torch.cat([encoded["attention_mask"], torch.ones_like(new)], dim=1)[going]
     more = model.generate(
         input_ids=out.sequences[going], attention_mask=mask, position_ids=positions(mask),
-        past_key_values=cache, max_new_tokens=settings.max_new_tokens - first, **kwargs,
+        cache=cache, max_new_tokens=settings.max_new_tokens - first, **kwargs,
     )  # fmt: skip
     more_new = more.sequences[:, out.sequences.shape[1] :]
     more_logprobs = _token_logprobs(model, more)
@@ -151,7 +151,7 @@ def _with_shared_prefixes(model, rows: list[list[int]], shared: list[int], token
     input_ids = tensor([split.prefix_ids[p] + rest for p, rest in zip(split.owner, split.rest_ids)])
     attention = tensor([split.prefix_mask[p] + rest for p, rest in zip(split.owner, split.rest_mask)])
     return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions(attention),
-            "past_key_values": cache}  # fmt: skip
+            "cache": cache}  # fmt: skip
 
 
 def _token_logprobs(model, out) -> torch.Tensor:

@@ -84,7 +84,7 @@ def prefix_cache(model, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, own
         position_ids=positions(prefix_mask),
         use_cache=True,
         logits_to_keep=1,  # only the cache is wanted, not the prefix's logits
-    ).past_key_values
+    ).cache
     cache.batch_select_indices(owner)
     return cache
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from loraqa.console import bars_enabled
 from loraqa.config.decoding import parse_decoding
 from loraqa.config.schema import RunConfig
 from loraqa.data.records import QARecord
@@ -81,7 +82,7 @@ def evaluate_records(
     started = time.perf_counter()
     share = distributed.shard(records)
     with tqdm(total=len(share), desc=label, unit="q", leave=False, dynamic_ncols=True,
-              disable=not distributed.is_main()) as bar:  # fmt: skip
+              disable=not distributed.is_main() or not bars_enabled()) as bar:  # fmt: skip
         with autocast_for(model):  # a half frozen base beside fp32 LoRA weights (training's model on a GPU)
             result = formulation.predict(model, tokenizer, share, settings, progress=bar.update)
     if distributed.is_distributed():

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from loraqa.config.schema import ModelConfig, RunConfig
-from loraqa.config.validate import check_position_limit
+from loraqa.config.schema import ModelConfig, RunConfig, replace_keeping_set_keys
+from loraqa.config.validate import fit_window
 from loraqa.errors import ConfigError
 from loraqa.formulations import FORMULATIONS
 from loraqa.lora.adapter import META_FILE, check_same_architecture, load_adapter, read_adapter_meta
@@ -86,7 +86,7 @@ def answer_setup(
     if adapter:
         model_config = model_config_for_adapter(adapter, config.model, base_name, model_override_keys(overrides))
     else:
-        model_config = dataclasses.replace(config.model, name=base_name) if base_name else config.model
+        model_config = replace_keeping_set_keys(config.model, name=base_name) if base_name else config.model
     spec = inspect_base(model_config)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)
     return AnswerSetup(model_config, spec, plan, str(adapter) if adapter else None)
@@ -208,7 +208,7 @@ def load_ready_model(
     dtype = torch.float32 if full_precision else answer_dtype(plan)
     # Checked here as well as in training: predict, eval and serve may widen the window of an adapter
     # (`INFERENCE_MODEL_KEYS`), and a window past the positions fails deep in the embeddings.
-    check_position_limit(model_config.max_seq_length, model_config.name, spec.hf_config)
+    fit_window(model_config, spec.hf_config)
     if adapter_dir is None:
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, model_config)
         model = load_model(spec, model_config, tokenizer, plan.torch_device, dtype=dtype)

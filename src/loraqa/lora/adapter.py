@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,6 +39,10 @@ from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.models.offline import describe_base, plain_base_id, portable_base_name
 from loraqa.atomic import atomic_directory, write_json_atomic
+
+# peft reads `model.is_gradient_checkpointing` when it wraps a model, a name transformers 5 deprecated:
+# a FutureWarning on every `loraqa.load()` that no user can act on (this one only; others still show).
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 __all__ = ["ADAPTER_FILES", "META_FILE", "adapter_meta", "load_adapter", "read_adapter_meta", "save_adapter"]
 
@@ -224,10 +229,15 @@ def check_trainable_share(model, settings: LoraSettings) -> None:
         f"{group} {count / 1e6:.2f}M ({100 * count / total:.1f}%)"
         for group, count in sorted(groups.items(), key=lambda kv: -kv[1])[:4]
     )
+    largest = max(groups, key=groups.get)
+    if largest == "LoRA layers":  # the rank or the adapted layers, not a saved module, make the share
+        advice = "lower lora.r, adapt fewer layers (lora.target_modules, lora.layers_to_transform)"
+    else:
+        advice = "drop the large entries from lora.modules_to_save"
     raise ConfigError(
         "lora.max_trainable_share",
         f"{100 * share:.1f}% of {total:,} parameters would train (limit {100 * settings.max_trainable_share:.0f}%): "
-        f"{parts}; drop the large entries from lora.modules_to_save or set lora.allow_large_trainable_share=true",
+        f"{parts}; {advice} or set lora.allow_large_trainable_share=true",
     )
 
 

@@ -15,7 +15,7 @@ import torch
 from transformers import set_seed
 
 from loraqa.config.schema import RunConfig
-from loraqa.config.validate import check_lora_for_model, check_position_limit, needs_validation
+from loraqa.config.validate import check_lora_for_model, fit_window, needs_validation
 from loraqa.console import say
 from loraqa.data.prepare import RunData, load_run_data
 from loraqa.families import trained_on_squad
@@ -70,7 +70,7 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
             validation_if_v2=config.evaluation.null_score_diff_threshold == "auto",  # chosen on validation
         )  # fmt: skip
     spec = inspect_base(config.model)
-    check_position_limit(config.model.max_seq_length, config.model.name, spec.hf_config)
+    fit_window(config.model, spec.hf_config)  # a default window longer than the model reads is capped
     if config.training.torch_threads:  # before the plan, whose description (kept in summary.json) counts them
         torch.set_num_threads(config.training.torch_threads)
     plan = plan_device(config.training.device, config.training.precision, spec.model_type)

@@ -79,16 +79,22 @@ class RunDirectory:
     def holds_run(self) -> bool:
         return (self.path / CONFIG_FILE).exists()
 
+    def check_for_training(self, config: RunConfig, *, resume: bool, overwrite: bool, same_config: bool = True) -> None:
+        """Raise RunDirError when this directory may not receive the run; reads only (no lock), so
+        the command line can refuse before any model loads (`same_config=False` there: the config is
+        compared once the model has fitted its window). `open_for_training` checks again."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"{self.path} exists and is not a directory")
+        if self.path.is_dir():
+            self._check_may_receive(config, resume, overwrite, same_config)
+        elif resume:
+            raise RunDirError(f"{self.path} holds no run to resume (no {CONFIG_FILE}); drop --resume")
+
     def open_for_training(self, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
         """Lock the directory and check it may receive this run; write the resolved config.
 
         A refusal changes nothing in the directory (the lock file included)."""
-        if self.path.exists() and not self.path.is_dir():
-            raise RunDirError(f"{self.path} exists and is not a directory")
-        if self.path.is_dir():
-            self._check_may_receive(config, resume, overwrite)  # refuse before creating the lock file
-        elif resume:
-            raise RunDirError(f"{self.path} holds no run to resume (no {CONFIG_FILE}); drop --resume")
+        self.check_for_training(config, resume=resume, overwrite=overwrite)  # before creating the lock file
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
@@ -102,11 +108,12 @@ class RunDirectory:
             self.release()
             raise
 
-    def _check_may_receive(self, config: RunConfig, resume: bool, overwrite: bool) -> None:
+    def _check_may_receive(self, config: RunConfig, resume: bool, overwrite: bool, same_config: bool = True) -> None:
         if resume:
             if not self.holds_run():
                 raise RunDirError(f"{self.path} holds no run to resume (no {CONFIG_FILE}); drop --resume")
-            self._check_same_config(config)
+            if same_config:
+                self._check_same_config(config)
             return
         existing = loraqa_outputs(self.path)
         if existing and not overwrite:

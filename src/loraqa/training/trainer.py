@@ -43,6 +43,7 @@ from loraqa.runs.write_errors import saving
 from loraqa import distributed
 from loraqa.training.arguments import examples_per_step
 from loraqa.training.guards import DivergenceGuard, FiniteGuard, non_finite_parameter
+from loraqa.training.step_lines import use_step_lines
 from loraqa.training.samplers import GroupKeepingSampler, RankBatches, ShuffledLengthGroupedSampler
 
 # STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
@@ -77,6 +78,7 @@ class QATrainer(Trainer):
         self.finite_guard = FiniteGuard(self)
         self.add_callback(self.finite_guard)
         self.add_callback(DivergenceGuard(self, stop_on_divergence))
+        use_step_lines(self, examples_per_step(self.args))  # one clean line per logging step, not Trainer's dicts
         self._staging: str | None = None
 
     def create_optimizer(self, model=None):
