@@ -108,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true with --model"
     )
 
+    export = sub.add_parser("export", help="write base + adapter for another runtime: ONNX, GGUF (llama.cpp, Ollama)")
+    export.add_argument("--adapter", required=True, help="adapter directory")
+    export.add_argument("--format", required=True, choices=["onnx", "gguf", "gguf-lora"], help="docs/deploy.md")
+    export.add_argument("--output", required=True, help="directory to write (new or empty)")
+    export.add_argument("--model", help="base model (default: the adapter's base)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    export.add_argument("--gguf-type", default="f16", choices=["f32", "f16", "q8_0"], help="GGUF weight type")
+    export.add_argument("overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true")
+
     report = sub.add_parser(
         "report",
         help="write report.html and report.md (with plots) for a run or a directory of runs",

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loraqa.lora",),
     ("loraqa.training", "loraqa.evaluation", "loraqa.inference"),
     ("loraqa.pipeline", "loraqa.pipeline"),
-    ("loraqa.experiments", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
+    ("loraqa.experiments", "loraqa.export", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
     ("loraqa.cli", "loraqa.cli_parser", "loraqa.__main__"),
 ]
 # Reports read files only (STYLE: "it never trains or loads a model").

@@ -24,6 +24,7 @@ from loraqa.config.schema import ModelConfig
 from loraqa.config.validate import check_position_limit
 from loraqa.errors import ConfigError
 from loraqa.formulations import FORMULATIONS
+from loraqa.inference.onnx_model import is_onnx_export, load_onnx_ready
 from loraqa.lora.adapter import META_FILE, check_same_architecture, load_adapter, read_adapter_meta
 from loraqa.models.loading import (
     BaseSpec,
@@ -126,6 +127,8 @@ def load_ready_model(
 ) -> ReadyModel:
     """`tokenizer`: the base's, when the caller already loaded it with `load_tokenizer` (no adapter only).
     `full_precision`: fp32 whatever the device (`loraqa merge` writes the model it loads)."""
+    if adapter_dir is None and is_onnx_export(model_config.name):  # `loraqa export --format onnx`: ONNX Runtime
+        return load_onnx_ready(model_config.name)
     if tokenizer is not None and adapter_dir is not None:
         raise ValueError("load_ready_model: an adapter brings its own tokenizer; pass tokenizer only without one")
     spec = spec or inspect_base(model_config)
