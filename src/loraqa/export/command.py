@@ -37,7 +37,11 @@ def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, bas
     if fmt == "gguf-lora":
         from loraqa.export.gguf_lora import write_gguf_lora
 
-        return write_gguf_lora(adapter, target)
+        from loraqa.inference.ready import model_config_for_adapter
+        from loraqa.models.loading import inspect_base
+
+        spec = inspect_base(model_config_for_adapter(adapter, config.model, base_name, model_keys))  # no weights
+        return write_gguf_lora(adapter, target, spec.hf_config)
     if fmt == "gguf":
         from loraqa.export.gguf_model import check_gguf_architecture, write_gguf
         from loraqa.lora.adapter_files import read_adapter_meta
@@ -45,6 +49,9 @@ def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, bas
         check_gguf_architecture(str(read_adapter_meta(adapter).get("model_type")))
         ready = load_merged(adapter, config, base_name, model_keys)
         return write_gguf(ready, target, gguf_type)
+    from loraqa.inference.onnx_model import require_onnx_runtime
+
+    require_onnx_runtime("onnx")  # before minutes of loading
     ready = load_merged(adapter, config, base_name, model_keys)
     return write_onnx(ready, target)
 

@@ -68,7 +68,17 @@ def load_sessions(directory: str | Path, kind: str) -> list:
     return [_session(Path(directory) / name) for name in GRAPHS[kind]]
 
 
+def require_onnx_runtime(*modules: str) -> None:
+    """One line naming the extra to install when ONNX's packages are missing (`onnxruntime`, `onnx`)."""
+    import importlib.util
+
+    missing = [m for m in ("onnxruntime", *modules) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LoraqaError(f"ONNX models need {' and '.join(missing)}: pip install 'loraqa[export]'")
+
+
 def _session(path: Path):
+    require_onnx_runtime()
     import onnxruntime
 
     if not path.is_file():
