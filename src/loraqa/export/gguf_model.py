@@ -29,7 +29,7 @@ def check_gguf_architecture(model_type: str) -> None:
     """One line naming what is supported, before anything is loaded."""
     if model_type not in LLAMA_FAMILY:
         raise LoraqaError(
-            f"GGUF export supports Llama-family causal models (model_type {', '.join(LLAMA_FAMILY)}: SmolLM2, "
+            f"GGUF export supports Llama-family models (model_type {', '.join(LLAMA_FAMILY)}: SmolLM2, "
             f"Llama checkpoints), not {model_type}; use --format onnx for this model"
         )
 
