@@ -158,7 +158,8 @@ def _dispatch(args) -> int:
 
         config = load_config(None, args.overrides)
         target = run_export(args.adapter, args.format, args.output, args.overwrite, config, args.model,
-                            _model_keys(args.overrides), gguf_type=args.gguf_type)  # fmt: skip
+                            _model_keys(args.overrides), gguf_type=args.gguf_type, int8=args.int8,
+                            force=args.force)  # fmt: skip
         print(f"{args.format} export written to {target} (see its README.md)")
         return 0
     raise AssertionError(args.command)

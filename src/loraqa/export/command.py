@@ -29,7 +29,8 @@ def load_merged(adapter: str, config, base_name: str | None, model_keys: frozens
 
 
 def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, base_name: str | None = None,
-               model_keys: frozenset[str] = frozenset(), gguf_type: str = "f16") -> Path:  # fmt: skip
+               model_keys: frozenset[str] = frozenset(), gguf_type: str = "f16", int8: bool = False,
+               force: bool = False) -> Path:  # fmt: skip
     """Write `adapter` (merged into its base) as `fmt` into `output`; return the directory written."""
     if fmt not in FORMATS:
         raise FlagError("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
@@ -52,8 +53,21 @@ def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, bas
     from loraqa.inference.onnx_model import require_onnx_runtime
 
     require_onnx_runtime("onnx")  # before minutes of loading
+    if int8:
+        from loraqa.export.int8 import run_test_questions
+
+        records, settings = run_test_questions(adapter)  # before minutes of loading
     ready = load_merged(adapter, config, base_name, model_keys)
-    return write_onnx(ready, target)
+    if int8 and graph_kind(ready) != "span":
+        raise FlagError("--int8", "applies to span-predicting (QA head) models; generative exports stay fp32")
+    written = write_onnx(ready, target)
+    if int8:
+        from loraqa.export.int8 import write_int8
+
+        summary = write_int8(written, records, settings, force)
+        print(f"int8 ({summary['recipe']}): F1 {summary['int8']['f1']:.2f} vs {summary['float']['f1']:.2f} float, "
+              f"{summary['speedup_per_cpu_second']}x answers per CPU second, on {summary['questions']} test questions")  # fmt: skip
+    return written
 
 
 def graph_kind(ready) -> str:
