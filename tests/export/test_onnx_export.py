@@ -54,6 +54,12 @@ def test_onnx_export_answers_as_loraqa_predict(family, tiny_model_dir, qa_files,
                            str(tmp_path / "onnx"))  # fmt: skip
     assert code == 0, err
     assert _predict(capsys, questions, "--model", str(tmp_path / "onnx")) == expected
+    code, _, err = run_cli(capsys, "eval", "--model", str(tmp_path / "onnx"), f"data.test={qa_files['test']}",
+                           "training.device=cpu", f"generation.max_new_tokens={MAX_NEW_TOKENS}", "--output",
+                           str(tmp_path / "eval"))  # fmt: skip
+    assert code == 0, err
+    rows = map(json.loads, (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines())
+    assert {row["id"]: row["prediction"] for row in rows} == expected
     if family in ("bert", "distilbert"):
         assert _plain_onnxruntime_extractive(tmp_path / "onnx", questions) == expected
     else:

@@ -136,6 +136,7 @@ class OnnxCausalLM(PreTrainedModel, GenerationMixin):
     """
 
     main_input_name = "input_ids"
+    teacher_forcing = False  # last-position logits only: evaluation scores answers, not the gold answer's loss
 
     def __init__(self, session, hf_config, directory: Path):
         super().__init__(hf_config)
@@ -174,6 +175,7 @@ class OnnxSeq2SeqLM(PreTrainedModel, GenerationMixin):
     """An encoder-decoder model for `generate()`: the encoder graph once, the decoder graph per step."""
 
     main_input_name = "input_ids"
+    teacher_forcing = False  # last-position logits only: evaluation scores answers, not the gold answer's loss
 
     def __init__(self, encoder_session, decoder_session, hf_config, directory: Path):
         super().__init__(hf_config)
