@@ -76,7 +76,7 @@ def onnx_readme(ready, kind: str) -> str:
         "```",
         "loraqa predict --model DIR --question 'Who founded Avalon?' --context '...'",
         "loraqa eval --model DIR data.test=questions.jsonl",
-        "loraqa serve --model DIR",
+        "loraqa serve --model DIR --base-only",
         "```",
         "",
         "## With plain onnxruntime",
