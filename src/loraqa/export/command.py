@@ -34,6 +34,8 @@ def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, bas
     """Write `adapter` (merged into its base) as `fmt` into `output`; return the directory written."""
     if fmt not in FORMATS:
         raise FlagError("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    if (int8 or force) and fmt != "onnx":
+        raise FlagError("--int8", "applies to --format onnx (GGUF has --gguf-type q8_0)")
     target = check_output_directory(output, overwrite)  # before minutes of loading
     if fmt == "gguf-lora":
         from loraqa.export.gguf_lora import write_gguf_lora
