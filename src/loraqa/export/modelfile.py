@@ -18,7 +18,7 @@ def ollama_template(ready) -> str | None:
     record = QARecord(id="slot", context=_CONTEXT, question=_QUESTION)
     ids = ready.spec.formulation.prompt_ids(record, ready.tokenizer, reserve=0)
     text = ready.tokenizer.decode(ids, skip_special_tokens=False)
-    body = render_prompt(ready.model_config.prompt_template, _QUESTION, _CONTEXT)
+    body = render_prompt(ready.spec.formulation.prompt_template or "", _QUESTION, _CONTEXT)
     if ready.tokenizer.bos_token and text.startswith(ready.tokenizer.bos_token):
         text = text[len(ready.tokenizer.bos_token) :]  # llama.cpp adds BOS itself (the GGUF says whether)
     if body not in text or ready.model_config.closed_book:
