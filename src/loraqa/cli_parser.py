@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write base + adapter for another runtime: ONNX, GGUF (llama.cpp, Ollama)")
     export.add_argument("--adapter", required=True, help="adapter directory")
-    export.add_argument("--format", required=True, choices=["onnx", "gguf", "gguf-lora"], help="docs/deploy.md")
+    export.add_argument("--format", required=True, choices=["onnx", "gguf", "gguf-lora"], help="onnx: ONNX Runtime; gguf: llama.cpp, Ollama (Llama-family); gguf-lora: the adapter alone "
+                        "for llama.cpp --lora (docs/deploy.md)")  # fmt: skip
     export.add_argument("--output", required=True, help="directory to write (new or empty)")
     export.add_argument("--model", help="base model (default: the adapter's base)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
