@@ -129,7 +129,7 @@ def _run(model: str, args, stamp: str) -> dict:
 
 
 def _scores(metrics: dict) -> dict:
-    """The figures kept, each score with its 95% bootstrap interval (evaluation/uncertainty.py)."""
+    """The figures kept, each score with its 95% bootstrap interval (inference/uncertainty.py)."""
     keep = ("exact_match", "f1", "exact_match_ci", "f1_ci", "HasAns_f1", "NoAns_f1", "rougeL", "count", "eval_loss",
             "seconds", "questions_per_second")  # fmt: skip
     return {k: metrics[k] for k in keep if k in metrics}

@@ -110,6 +110,7 @@ ONE_PROCESS = {
     "predict": "predict answers in one process: run it without the launcher "
     "(`torchrun ... -m loraqa eval` spreads a test set over processes)",
     "merge": "merge writes one model from one process: run it without the launcher",
+    "export": "export writes one model from one process: run it without the launcher",
     "serve": "a server is one process per port: run it without the launcher (one `loraqa serve --port P` per GPU)",
     "report": "report reads the run's files and writes one report: run it without the launcher",
 }
@@ -183,6 +184,15 @@ def _dispatch(args) -> int:
         return _merge(args, load_config)
     if args.command == "serve":
         return _serve(args, load_config)
+    if args.command == "export":
+        from loraqa.export.command import run_export
+
+        config = load_config(None, args.overrides)
+        target = run_export(args.adapter, args.format, args.output, args.overwrite, config, args.model,
+                            args.overrides, gguf_type=args.gguf_type, int8=args.int8,
+                            force=args.force)  # fmt: skip
+        print(f"{args.format} export written to {target} (see its README.md)")
+        return 0
     raise AssertionError(args.command)
 
 

@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true with --model"
     )
 
+    export = sub.add_parser("export", help="write base + adapter for another runtime: ONNX, GGUF (llama.cpp, Ollama)")
+    export.add_argument("--adapter", required=True, help="adapter directory")
+    export.add_argument("--format", required=True, choices=["onnx", "gguf", "gguf-lora"], help="onnx: ONNX Runtime; gguf: llama.cpp, Ollama (Llama-family); gguf-lora: the adapter alone "
+                        "for llama.cpp --lora (docs/deploy.md)")  # fmt: skip
+    export.add_argument("--output", required=True, help="directory to write (new or empty)")
+    export.add_argument("--model", help="base model (default: the adapter's base)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    export.add_argument("--gguf-type", default="f16", choices=["f32", "f16", "q8_0"], help="GGUF weight type")
+    export.add_argument("--int8", action="store_true", help="ONNX: add OUTPUT/int8 if it keeps F1 within 1 point")
+    export.add_argument("--force", action="store_true", help="with --int8: write it even when F1 drops more")
+    export.add_argument("overrides", nargs="*", help="settings for the base, e.g. model.trust_remote_code=true")
+
     report = sub.add_parser(
         "report",
         help="write report.html and report.md (with plots) for a run or a directory of runs",

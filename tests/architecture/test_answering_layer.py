@@ -17,9 +17,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "loraqa"
 
 # The modules that answer for a user: everything under these paths (relative to src/loraqa).
-ENTRY_POINTS = ("cli.py", "cli_parser.py", "api.py", "serving", "experiments", "inference")
+ENTRY_POINTS = ("cli.py", "cli_parser.py", "api.py", "serving", "experiments", "export", "inference")
 # Where a model to answer with is loaded: the one function and the server's shared-base attachments.
-LOADERS = ("inference/ready.py", "inference/shared_base.py")
+LOADERS = ("inference/ready.py", "inference/shared_base.py", "inference/onnx_model.py")  # onnx: an export's loader
 BANNED_MODULES = ("loraqa.models", "peft")
 # Loading steps by name: whoever needs one calls load_for_answering (or answer_setup) instead.
 BANNED_NAMES = {
@@ -35,7 +35,7 @@ BANNED_NAMES = {
 }
 BANNED_CALLS = {"from_pretrained", "merge_and_unload", "add_adapter", "load_adapter", "ReadyModel"}
 # The entry points that load a model to answer, each through load_for_answering.
-MUST_CALL = ("cli.py", "api.py", "serving/registry.py", "inference/eval_command.py")
+MUST_CALL = ("cli.py", "api.py", "serving/registry.py", "inference/eval_command.py", "export/command.py")
 
 
 def _python_files(paths) -> list[Path]:

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loraqa.lora",),
     ("loraqa.training", "loraqa.inference"),
     ("loraqa.pipeline",),
-    ("loraqa.experiments", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
+    ("loraqa.experiments", "loraqa.export", "loraqa.sweeps", "loraqa.reports", "loraqa.serving", "loraqa.api"),
     ("loraqa.cli", "loraqa.cli_parser", "loraqa.cli_checks", "loraqa.cli_interrupt", "loraqa.__main__", ROOT_PACKAGE),
 ]
 # Reports read run directories through runs/ and never load a model: no model layer below them.

@@ -117,7 +117,7 @@ def test_quality_bench_records_each_score_with_its_interval(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_quality", REPO / "bench" / "quality.py")
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
-    from loraqa.evaluation.uncertainty import score_intervals
+    from loraqa.inference.uncertainty import score_intervals
 
     rows = [{"exact_match": float(i % 3 == 0), "f1": (i % 5) / 4} for i in range(40)]
     metrics = {"exact_match": 100 * sum(r["exact_match"] for r in rows) / 40, "f1": 50.0, "count": 40,

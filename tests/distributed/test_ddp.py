@@ -215,6 +215,7 @@ ONE_PROCESS_COMMANDS = {
     "compare": ["a.yaml", "b.yaml", "--name", "c"],
     "predict": ["--question", "q", "--context", "c"],
     "merge": ["--adapter", "a", "--output", "merged"],
+    "export": ["--adapter", "a", "--format", "onnx", "--output", "exported"],
     "serve": [],
     "report": ["runs"],
 }

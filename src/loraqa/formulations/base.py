@@ -50,7 +50,7 @@ class PredictSettings:
     max_new_tokens: int = 24
     stop_at_newline: bool = True
     n_best_size: int = 20
-    null_score_diff_threshold: float = 0.0  # resolved: "auto" is the adapter's or 0.0 (evaluation/runner.py)
+    null_score_diff_threshold: float = 0.0  # resolved: "auto" is the adapter's or 0.0 (inference/evaluate.py)
     version_2: bool = False
     with_loss: bool = True  # also compute teacher-forced loss and token/position accuracy
     window_tokens: int | None = None  # model.max_seq_length: where the first window ends (evaluation slices)

@@ -7,6 +7,8 @@ answers, scores, confidence and a failure category).
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 from collections import Counter
@@ -79,6 +81,9 @@ def evaluate_records(
     order, so each question is answered once and the metrics are a single process's. The
     teacher-forced metrics (eval_loss, accuracies) are averaged over ranks weighted by questions.
     """
+    if settings.with_loss and not getattr(model, "teacher_forcing", True):
+        # An ONNX export's generative graph returns the last position's logits only: answers, no gold-answer loss.
+        settings = dataclasses.replace(settings, with_loss=False)
     started = time.perf_counter()
     share = distributed.shard(records)
     with tqdm(total=len(share), desc=label, unit="q", leave=False, dynamic_ncols=True,

@@ -27,14 +27,20 @@ def quantized_base_notice(meta: dict) -> str | None:
     )
 
 
-def write_merged(ready: ReadyModel, output: str, overwrite: bool) -> Path:
-    """Write the merged model to `output`, a new or empty directory (a non-empty one only with
-    `overwrite`); it appears whole or not at all. A file there is never replaced."""
+def check_output_directory(output: str | Path, overwrite: bool) -> Path:
+    """`output` as a Path when it may be written: new, empty, or non-empty with `overwrite` (RunDirError otherwise)."""
     target = Path(output)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise RunDirError(f"{target} exists and is not a directory; give --output a new or empty directory")
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise RunDirError(f"{target} is not empty; use --overwrite or another --output")
+    return target
+
+
+def write_merged(ready: ReadyModel, output: str, overwrite: bool) -> Path:
+    """Write the merged model to `output`, a new or empty directory (a non-empty one only with
+    `overwrite`); it appears whole or not at all. A file there is never replaced."""
+    target = check_output_directory(output, overwrite)
     with atomic_directory(target) as tmp:
         ready.model.save_pretrained(str(tmp), safe_serialization=True)
         ready.tokenizer.save_pretrained(str(tmp))

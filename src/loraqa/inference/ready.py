@@ -30,6 +30,7 @@ from loraqa.config.schema import ModelConfig, RunConfig, replace_keeping_set_key
 from loraqa.config.validate import fit_window
 from loraqa.errors import ConfigError
 from loraqa.formulations import FORMULATIONS
+from loraqa.inference.onnx_model import is_onnx_export, load_onnx_parts
 from loraqa.lora.adapter import META_FILE, check_same_architecture, load_adapter, read_adapter_meta
 from loraqa.models.loading import (
     BaseSpec,
@@ -191,6 +192,12 @@ def _unrecorded_template(meta: dict, saved: dict) -> str | None:
     return formulation.unrecorded_prompt_template(ModelConfig(**saved)) if formulation else None
 
 
+def load_onnx_export(directory: str | Path) -> ReadyModel:
+    """The ONNX export in `directory` (`loraqa export --format onnx`), answering with ONNX Runtime."""
+    model, tokenizer, spec, config, directory, version_2 = load_onnx_parts(directory)
+    return ReadyModel(model, tokenizer, spec, config, directory, version_2=version_2)
+
+
 def load_ready_model(
     model_config: ModelConfig,
     plan: DevicePlan,
@@ -202,6 +209,8 @@ def load_ready_model(
 ) -> ReadyModel:
     """`tokenizer`: the base's, when the caller already loaded it with `load_tokenizer` (no adapter only).
     `full_precision`: fp32 whatever the device (`loraqa merge` writes the model it loads)."""
+    if adapter_dir is None and is_onnx_export(model_config.name):  # `loraqa export --format onnx`: ONNX Runtime
+        return load_onnx_export(model_config.name)
     if tokenizer is not None and adapter_dir is not None:
         raise ValueError("load_ready_model: an adapter brings its own tokenizer; pass tokenizer only without one")
     spec = spec or inspect_base(model_config)

@@ -9,7 +9,7 @@ field at the default; a key this version does not know is kept in `extra` (and w
 value of the wrong type is dropped (its field keeps the default) and named in `problems`.
 
 Metrics dicts (`baseline`, `adapter`, `validation`) are an evaluation's `metrics.json` contents
-(evaluation/runner.py): `exact_match`, `f1`, their `_ci` intervals, `slices`, ... for extractive
+(inference/evaluate.py): `exact_match`, `f1`, their `_ci` intervals, `slices`, ... for extractive
 and generative runs alike, so they stay dicts here.
 """
 
