@@ -73,7 +73,7 @@ def setups(tiny_t5_dir: str | None = None) -> dict[str, Setup]:
             model=ModelConfig(name=tiny_t5_dir, max_seq_length=384, max_answer_length=64),
             lora=LoraSettings(
                 r=8, lora_alpha=16, lora_dropout=0.05, target_modules="qv", allow_large_trainable_share=True
-            ),  # fmt: skip
+            ),
             training=_training(learning_rate=1e-3, warmup_ratio=0.05, per_device_train_batch_size=8),
             eval_batch_size=16,
             notes="randomly initialised: F1 is ~0 by construction, only speed and identity mean something",
@@ -122,10 +122,14 @@ def records_of_length(tokenizer, model_config: ModelConfig, target: int, n: int,
     for start in range(0, len(order), 2000):
         chunk = [pool[i] for i in order[start : start + 2000]]
         encoded = tokenizer(
-            [r.question.lstrip() for r in chunk], [r.context for r in chunk],
-            truncation="only_second", max_length=model_config.max_seq_length,
-            stride=model_config.doc_stride, return_overflowing_tokens=True, padding=False,
-        )  # fmt: skip
+            [r.question.lstrip() for r in chunk],
+            [r.context for r in chunk],
+            truncation="only_second",
+            max_length=model_config.max_seq_length,
+            stride=model_config.doc_stride,
+            return_overflowing_tokens=True,
+            padding=False,
+        )
         windows: dict[int, list[int]] = {}
         for i, ids in enumerate(encoded["input_ids"]):
             windows.setdefault(encoded["overflow_to_sample_mapping"][i], []).append(len(ids))
@@ -162,10 +166,16 @@ def build_tiny_t5(directory: Path, seed: int = 0) -> Path:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=256, num_layers=2, num_heads=4,
-        decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        d_model=64,
+        d_kv=16,
+        d_ff=256,
+        num_layers=2,
+        num_heads=4,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+    )
     model = AutoModelForSeq2SeqLM.from_config(config)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
@@ -201,7 +211,7 @@ class FlopModel:
         flops = 4.0 * self.body_params * tokens + 4.0 * self.head_params * targets
         flops += 4.0 * self.decoder_params * targets
         share = 0.5 if self.causal else 1.0
-        for length, target in zip(lengths, target_lengths):
+        for length, target in zip(lengths, target_lengths, strict=True):
             attention = self.layers * share * length * length
             if self.decoder_layers:  # self-attention over the answer (causal) + cross-attention
                 attention += self.decoder_layers * (0.5 * target * target + target * length)
@@ -219,21 +229,31 @@ def flop_model(model, formulation_name: str) -> FlopModel:
 
     def linear_params(module) -> int:
         # The base's own weights: LoRA's and peft's copies of modules_to_save are not the model's FLOPs.
-        return sum(p.numel() for n, p in module.named_parameters()
-                   if id(p) not in embeddings | head_ids and "lora_" not in n and "modules_to_save" not in n)  # fmt: skip
+        return sum(
+            p.numel()
+            for n, p in module.named_parameters()
+            if id(p) not in embeddings | head_ids and "lora_" not in n and "modules_to_save" not in n
+        )
 
     if formulation_name == "seq2seq":
         width = config.num_heads * config.d_kv
         return FlopModel(
-            body_params=linear_params(model.encoder), decoder_params=linear_params(model.decoder),
-            head_params=head_params, layers=config.num_layers, decoder_layers=config.num_decoder_layers, width=width,
-        )  # fmt: skip
+            body_params=linear_params(model.encoder),
+            decoder_params=linear_params(model.decoder),
+            head_params=head_params,
+            layers=config.num_layers,
+            decoder_layers=config.num_decoder_layers,
+            width=width,
+        )
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     return FlopModel(
-        body_params=linear_params(model), head_params=head_params, layers=config.num_hidden_layers,
-        width=heads * head_dim, causal=formulation_name == "causal",
-    )  # fmt: skip
+        body_params=linear_params(model),
+        head_params=head_params,
+        layers=config.num_hidden_layers,
+        width=heads * head_dim,
+        causal=formulation_name == "causal",
+    )
 
 
 # --- machine measurements ----------------------------------------------------------------------------
@@ -250,8 +270,11 @@ def matmul_peak(threads: int, sizes=(2048, 3072, 4096), repeats: int = 3) -> dic
             started = time.perf_counter()
             torch.matmul(a, b)
             samples.append(2 * n**3 / (time.perf_counter() - started) / 1e9)
-    return {"threads": threads, "median_gflops": round(statistics.median(samples), 1),
-            "samples": [round(s, 1) for s in samples]}  # fmt: skip
+    return {
+        "threads": threads,
+        "median_gflops": round(statistics.median(samples), 1),
+        "samples": [round(s, 1) for s in samples],
+    }
 
 
 def vm_hwm_mib() -> float:
@@ -317,9 +340,17 @@ class CountingCollate:
 
 
 def train_report(
-    *, questions: int, lengths: list[int], targets: list[int], seq2seq: bool, positions: int,
-    seconds: float, loss: float, flops: FlopModel, computed: tuple[list[int], list[int]] | None = None,
-) -> dict:  # fmt: skip
+    *,
+    questions: int,
+    lengths: list[int],
+    targets: list[int],
+    seq2seq: bool,
+    positions: int,
+    seconds: float,
+    loss: float,
+    flops: FlopModel,
+    computed: tuple[list[int], list[int]] | None = None,
+) -> dict:
     """Throughput of one training run over `questions` questions (their features have real
     `lengths` and answer `targets` lengths); `positions` is what the model was fed with padding.
 

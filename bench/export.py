@@ -44,11 +44,13 @@ def main() -> None:
     gold = {r.id: r.answer_texts for r in records}
     with tempfile.TemporaryDirectory() as tmp:
         torch_ready = load_merged(args.adapter, load_config(None, ["training.device=cpu"]))
-        write_onnx(load_merged(args.adapter, load_config(None, ["training.device=cpu"])),
-                   Path(tmp) / "onnx")  # fmt: skip
+        write_onnx(load_merged(args.adapter, load_config(None, ["training.device=cpu"])), Path(tmp) / "onnx")
         chosen = write_int8(Path(tmp) / "onnx", records, settings, force=True)
-        variants = {"torch fp32": torch_ready, "onnx fp32": load_onnx_export(Path(tmp) / "onnx"),
-                    f"onnx int8 ({chosen['recipe']})": load_onnx_export(Path(tmp) / "onnx" / INT8_DIR)}  # fmt: skip
+        variants = {
+            "torch fp32": torch_ready,
+            "onnx fp32": load_onnx_export(Path(tmp) / "onnx"),
+            f"onnx int8 ({chosen['recipe']})": load_onnx_export(Path(tmp) / "onnx" / INT8_DIR),
+        }
         seconds: dict[str, list[float]] = {name: [] for name in variants}
         answers: dict[str, dict[str, str]] = {}
         for _ in range(args.rounds):
@@ -71,10 +73,17 @@ def main() -> None:
     print(f"{len(records)} questions, {args.rounds} alternating rounds (median CPU seconds)")
     print(f"{'variant':50} {'ans/CPU s':>10} {'x torch':>8} {'F1':>7} {'changed':>8}")
     for name, row in rows.items():
-        print(f"{name:50} {row['answers_per_cpu_second']:10.2f} {row['answers_per_cpu_second'] / base:8.2f} "
-              f"{row['f1']:7.2f} {row['answers_changed_vs_torch']:8d}")  # fmt: skip
-    result = {"adapter": args.adapter, "questions": len(records), "rounds": args.rounds, "variants": rows,
-              "int8_recipes_tried": figures["tried"]}  # fmt: skip
+        print(
+            f"{name:50} {row['answers_per_cpu_second']:10.2f} {row['answers_per_cpu_second'] / base:8.2f} "
+            f"{row['f1']:7.2f} {row['answers_changed_vs_torch']:8d}"
+        )
+    result = {
+        "adapter": args.adapter,
+        "questions": len(records),
+        "rounds": args.rounds,
+        "variants": rows,
+        "int8_recipes_tried": figures["tried"],
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"written to {args.output}")

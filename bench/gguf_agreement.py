@@ -19,10 +19,10 @@ from llama_cpp import Llama
 from loraqa.config.loader import load_config
 from loraqa.data.prepare import load_test
 from loraqa.device import plan_device
-from loraqa.inference.evaluate import predict_settings
 from loraqa.export.command import load_merged
 from loraqa.export.gguf_model import write_gguf
 from loraqa.formulations.generation import stop_token_ids
+from loraqa.inference.evaluate import predict_settings
 from loraqa.inference.ready import load_ready_model
 from loraqa.models.loading import inspect_base
 
@@ -38,8 +38,9 @@ def main() -> None:
         ready = load_merged(args.adapter, config)
     else:
         spec = inspect_base(config.model)
-        ready = load_ready_model(config.model, plan_device("cpu", "fp32", spec.model_type), None, spec=spec,
-                                 full_precision=True)  # fmt: skip
+        ready = load_ready_model(
+            config.model, plan_device("cpu", "fp32", spec.model_type), None, spec=spec, full_precision=True
+        )
     settings = predict_settings(config, False)
     settings.with_loss = False
     ours = {
@@ -64,8 +65,10 @@ def main() -> None:
                     new.append(token)
                 theirs = ready.tokenizer.decode(new, skip_special_tokens=True).strip().split("\n", 1)[0].strip()
                 same += theirs == ours[record.id]
-            print(f"{kind}: {same}/{len(records)} answers equal loraqa's ({100 * same / len(records):.1f}%); "
-                  f"prompt tokens equal {same_tokens}/{len(records)}")  # fmt: skip
+            print(
+                f"{kind}: {same}/{len(records)} answers equal loraqa's ({100 * same / len(records):.1f}%); "
+                f"prompt tokens equal {same_tokens}/{len(records)}"
+            )
 
 
 if __name__ == "__main__":

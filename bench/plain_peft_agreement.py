@@ -18,17 +18,17 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from record import stamped
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from loraqa.config.loader import load_config
 from loraqa.data.sources import load_records
 from loraqa.device import plan_device
-from loraqa.inference.evaluate import predict_settings
 from loraqa.formulations.extractive import Window, best_answer
+from loraqa.inference.evaluate import predict_settings
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.offline import resolve_model_path
 from loraqa.runs.files import ADAPTER_DIR, ADAPTER_META_FILE, CONFIG_FILE, PREDICTIONS_FILE
-from record import stamped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         offs = enc.pop("offset_mapping")[0].tolist()
         with torch.no_grad():
             out = model(**enc)
-        spans = [tuple(o) if s == 1 else None for o, s in zip(offs, enc.sequence_ids(0))]
+        spans = [tuple(o) if s == 1 else None for o, s in zip(offs, enc.sequence_ids(0), strict=True)]
         w = Window(0, enc["input_ids"][0].tolist(), None, spans, 0, 0)
         text, _ = best_answer(
             r,

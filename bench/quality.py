@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 import torch
+from record import stamped  # bench/record.py, next to this script
 
 from loraqa.allocator import active_allocator, reexec_with_tcmalloc
 from loraqa.config.loader import load_config
 from loraqa.pipeline import run_training
 from loraqa.runs.files import TRAIN_LOG_FILE
 from loraqa.runs.provenance import versions
-
-from record import stamped  # bench/record.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = {"minilm-l6": 75.0, "smollm2-135m": 55.0}
@@ -130,8 +129,19 @@ def _run(model: str, args, stamp: str) -> dict:
 
 def _scores(metrics: dict) -> dict:
     """The figures kept, each score with its 95% bootstrap interval (inference/uncertainty.py)."""
-    keep = ("exact_match", "f1", "exact_match_ci", "f1_ci", "HasAns_f1", "NoAns_f1", "rougeL", "count", "eval_loss",
-            "seconds", "questions_per_second")  # fmt: skip
+    keep = (
+        "exact_match",
+        "f1",
+        "exact_match_ci",
+        "f1_ci",
+        "HasAns_f1",
+        "NoAns_f1",
+        "rougeL",
+        "count",
+        "eval_loss",
+        "seconds",
+        "questions_per_second",
+    )
     return {k: metrics[k] for k in keep if k in metrics}
 
 

@@ -40,9 +40,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from record import provenance  # noqa: E402  (bench/record.py, next to this script)
+
 from loraqa.allocator import reexec_with_tcmalloc  # noqa: E402
 from loraqa.data.sources import load_records  # noqa: E402
-from record import provenance  # noqa: E402  (bench/record.py, next to this script)
 
 
 def main() -> int:
@@ -69,9 +70,16 @@ def main() -> int:
 
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
-    results = {**provenance(sys.argv), "adapter": args.adapter, "model": None if args.adapter else args.model,
-               "seconds": args.seconds, "max_requests": args.max_requests, "device": args.device,
-               "predict_per_question_ms": _predict_ms(args, records[: args.predict_questions]), "runs": []}  # fmt: skip
+    results = {
+        **provenance(sys.argv),
+        "adapter": args.adapter,
+        "model": None if args.adapter else args.model,
+        "seconds": args.seconds,
+        "max_requests": args.max_requests,
+        "device": args.device,
+        "predict_per_question_ms": _predict_ms(args, records[: args.predict_questions]),
+        "runs": [],
+    }
     for mode in args.modes.split(","):
         max_batch = 16 if mode == "on" else 1
         with _server(args, max_batch) as url:
@@ -141,10 +149,14 @@ async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         elapsed = time.perf_counter() - began
     return {
-        "sent": sent, "answered": len(latencies), "errors": errors, "error_statuses": statuses, "lost": lost,
+        "sent": sent,
+        "answered": len(latencies),
+        "errors": errors,
+        "error_statuses": statuses,
+        "lost": lost,
         "answers_per_second": round(len(latencies) / elapsed, 3),
         **{f"p{q}_ms": _percentile(latencies, q) for q in (50, 95, 99)},
-    }  # fmt: skip
+    }
 
 
 def _percentile(values: list[float], q: int) -> float | None:
@@ -163,9 +175,21 @@ class _server:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         served = ["--adapter", f"bench={args.adapter}"] if args.adapter else ["--base-only", "--model", args.model]
-        self.command = [sys.executable, "-m", "loraqa", "serve", *served, "--port", str(self.port),
-                        "--max-batch", str(max_batch), "--device", args.device,
-                        "--request-timeout-s", str(args.request_timeout_s)]  # fmt: skip
+        self.command = [
+            sys.executable,
+            "-m",
+            "loraqa",
+            "serve",
+            *served,
+            "--port",
+            str(self.port),
+            "--max-batch",
+            str(max_batch),
+            "--device",
+            args.device,
+            "--request-timeout-s",
+            str(args.request_timeout_s),
+        ]
 
     def __enter__(self) -> str:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

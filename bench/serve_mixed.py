@@ -32,12 +32,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from record import provenance  # noqa: E402  (bench/record.py, next to this script)
+
 from loraqa.config.loader import load_config  # noqa: E402
 from loraqa.data.sources import load_records  # noqa: E402
 from loraqa.inference.evaluate import predict_settings  # noqa: E402
 from loraqa.lora.adapter import read_adapter_meta  # noqa: E402
 from loraqa.serving.registry import BASE_PEFT_NAME, AdapterSource, build_registry  # noqa: E402
-from record import provenance  # noqa: E402  (bench/record.py, next to this script)
 
 
 def main() -> int:
@@ -55,8 +56,9 @@ def main() -> int:
 
     sources = [AdapterSource(*text.split("=", 1)) for text in args.adapter]
     base = read_adapter_meta(sources[0].directory)["model_config"]["name"]  # --base-only serves model.name
-    config = load_config(None, ["training.device=cpu", f"generation.max_new_tokens={args.max_new_tokens}",
-                                f"model.name={base}"])  # fmt: skip
+    config = load_config(
+        None, ["training.device=cpu", f"generation.max_new_tokens={args.max_new_tokens}", f"model.name={base}"]
+    )
     registry = build_registry(sources, config, base_only=args.with_base)
     served = [registry.adapters[s.name] for s in sources]
     if len(served) + args.with_base < 2 or any(s.peft_name is None for s in served):
@@ -82,7 +84,7 @@ def main() -> int:
             else:
                 model.set_adapter(name)
                 result = call(batch)
-            for row, value in zip(rows, result):
+            for row, value in zip(rows, result, strict=True):
                 out[row] = value
         return out
 
@@ -100,12 +102,18 @@ def main() -> int:
     same = _same(answers["grouped"], answers["mixed"], generative, ready.tokenizer.pad_token_id)
     median = {k: statistics.median(v) for k, v in timings.items()}
     row = {
-        "base": ready.model_config.name, "formulation": ready.spec.formulation.name, "adapters": names,
-        "batch": len(records), "repeats": args.repeats, "threads": torch.get_num_threads(),
-        "grouped_s": round(median["grouped"], 4), "mixed_s": round(median["mixed"], 4),
+        "base": ready.model_config.name,
+        "formulation": ready.spec.formulation.name,
+        "adapters": names,
+        "batch": len(records),
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "grouped_s": round(median["grouped"], 4),
+        "mixed_s": round(median["mixed"], 4),
         "mixed_over_grouped": round(median["mixed"] / median["grouped"], 3),
-        "identical": same, "all_s": {k: [round(t, 4) for t in v] for k, v in timings.items()},
-    }  # fmt: skip
+        "identical": same,
+        "all_s": {k: [round(t, 4) for t in v] for k, v in timings.items()},
+    }
     print(json.dumps(row), flush=True)
     label = args.label or f"{Path(ready.model_config.name).name}-{ready.spec.formulation.name}"
     out = ROOT / "bench" / "results" / f"serve-mixed-{label}.json"
@@ -119,8 +127,16 @@ def _inputs(ready, records, settings) -> dict[str, torch.Tensor]:
     """Padded prompt tensors: question/context pairs (extractive) or the formulation's prompts."""
     tokenizer, config = ready.tokenizer, ready.model_config
     if ready.spec.formulation.name == "extractive":
-        return dict(tokenizer([r.question for r in records], [r.context for r in records], truncation="only_second",
-                              max_length=config.max_seq_length, padding=True, return_tensors="pt"))  # fmt: skip
+        return dict(
+            tokenizer(
+                [r.question for r in records],
+                [r.context for r in records],
+                truncation="only_second",
+                max_length=config.max_seq_length,
+                padding=True,
+                return_tensors="pt",
+            )
+        )
     prompts = [ready.spec.formulation.generation_prompt(r, tokenizer, settings) for r in records]
     tokenizer.padding_side = "left" if ready.spec.formulation.name == "causal" else "right"
     return dict(tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt"))
@@ -129,15 +145,21 @@ def _inputs(ready, records, settings) -> dict[str, torch.Tensor]:
 def _forward(model):
     def call(batch, **kwargs):
         out = model(**batch, **kwargs)
-        return list(zip(out.start_logits, out.end_logits))
+        return list(zip(out.start_logits, out.end_logits, strict=True))
 
     return call
 
 
 def _generate(model, tokenizer, max_new_tokens: int):
     def call(batch, **kwargs):
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             pad_token_id=tokenizer.pad_token_id, **kwargs)  # fmt: skip
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=tokenizer.pad_token_id,
+            **kwargs,
+        )
         return list(out)
 
     return call
@@ -145,11 +167,11 @@ def _generate(model, tokenizer, max_new_tokens: int):
 
 def _same(grouped: list, mixed: list, generative: bool, pad_id: int | None) -> bool:
     if generative:  # a group stops when its own rows are done: compare without the trailing padding
-        return all(_trim(g, pad_id).tolist() == _trim(m, pad_id).tolist() for g, m in zip(grouped, mixed))
+        return all(_trim(g, pad_id).tolist() == _trim(m, pad_id).tolist() for g, m in zip(grouped, mixed, strict=True))
     return all(
         torch.allclose(g, m, atol=1e-5) and int(g.argmax()) == int(m.argmax())
-        for pair_g, pair_m in zip(grouped, mixed)
-        for g, m in zip(pair_g, pair_m)
+        for pair_g, pair_m in zip(grouped, mixed, strict=True)
+        for g, m in zip(pair_g, pair_m, strict=True)
     )
 
 

@@ -47,13 +47,12 @@ import time
 from pathlib import Path
 
 import torch
-
-from loraqa.runs.provenance import versions
-from loraqa.allocator import find_tcmalloc
-
 from common import MODEL_KEYS, build_tiny_t5, matmul_peak, questions, records_of_length, setups, vm_hwm_mib, write_json
 from record import stamped
 from speed_report import UPPER, add_mfu, growth_table, table
+
+from loraqa.allocator import find_tcmalloc
+from loraqa.runs.provenance import versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -107,8 +106,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--growth-sizes", default=None, help="comma list of train questions (default 1000,2000,4000)")
     p.add_argument("--growth-lengths", default=",".join(map(str, GROWTH_LENGTHS)), help="window lengths in tokens")
     p.add_argument("--growth-per-length", type=int, default=None, help="train questions per length bucket")
-    p.add_argument("--allocator", choices=ALLOCATORS, default="shipped",
-                   help="shipped: seeds under glibc, loraqa under tcmalloc if installed; system/tcmalloc: both alike")  # fmt: skip
+    p.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default="shipped",
+        help="shipped: seeds under glibc, loraqa under tcmalloc if installed; system/tcmalloc: both alike",
+    )
     p.add_argument("--out", default=None, help="result JSON (default bench/results/speed-<date>.json)")
     p.add_argument(
         "--ddp",
@@ -165,8 +168,13 @@ def run_child(args) -> None:
         train = records_of_length(tokenizer, setup.model, args.length_bucket, int(args.train), args.seed)
         dev = []
     else:
-        train, dev = questions(int(args.train), int(args.eval or 0), args.seed,
-                               whole_paragraphs=args.dev_paragraphs, train_paragraphs=args.train_paragraphs)  # fmt: skip
+        train, dev = questions(
+            int(args.train),
+            int(args.eval or 0),
+            args.seed,
+            whole_paragraphs=args.dev_paragraphs,
+            train_paragraphs=args.train_paragraphs,
+        )
     if args.no_shared_prefixes:
         setup = dataclasses.replace(setup, training=dataclasses.replace(setup.training, share_prompt_prefixes=False))
     if args.lora_upper_half:
@@ -188,8 +196,17 @@ def run_child(args) -> None:
 def spawn(args, workdir: Path, name: str, extra: list[str]) -> dict:
     """Run one variant as a child process; its result plus the peak RSS the kernel accounted to it."""
     out, log = workdir / f"{name}.json", workdir / f"{name}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--threads", str(args.threads),
-               "--seed", str(args.seed), "--child-out", str(out), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+        "--child-out",
+        str(out),
+        *extra,
+    ]
     for flag in ("dev_paragraphs", "train_paragraphs", "no_shared_prefixes"):
         if getattr(args, flag):
             command.append("--" + flag.replace("_", "-"))
@@ -242,7 +259,7 @@ def compare(args, workdir: Path) -> dict:
             "baseline": spawn(args, workdir, f"{key}-baseline", ["--variant", "baseline", *sizes]),
             "loraqa": spawn(
                 args, workdir, f"{key}-loraqa", ["--variant", "loraqa", *sizes, "--identity", str(identity[key])]
-            ),  # fmt: skip
+            ),
         }
         row["speedup"] = speedups(row["baseline"], row["loraqa"])
         if args.upper_half:
@@ -298,8 +315,17 @@ def growth(args, workdir: Path) -> dict:
         by_size.append({"questions": n, **_growth_row(r)})
     by_length = []
     for length in lengths:
-        extra = ["--variant", "loraqa", "--model", GROWTH_MODEL, "--train", str(per_length),
-                 "--length-bucket", str(length), "--train-only"]  # fmt: skip
+        extra = [
+            "--variant",
+            "loraqa",
+            "--model",
+            GROWTH_MODEL,
+            "--train",
+            str(per_length),
+            "--length-bucket",
+            str(length),
+            "--train-only",
+        ]
         r = spawn(args, workdir, f"growth-len{length}", extra)
         by_length.append({"length": length, **_growth_row(r)})
     first, last = by_size[0], by_size[-1]
@@ -321,23 +347,43 @@ def growth(args, workdir: Path) -> dict:
 
 def _growth_row(result: dict) -> dict:
     t = result["train"]
-    return {"features": t["features"], "real_tokens": t["real_tokens"], "seconds": t["seconds"],
-            "examples_per_s": t["examples_per_s"], "tokens_per_s": t["tokens_per_s"],
-            "useful_gflop_per_s": t["useful_gflop_per_s"], "padding_share": t["padding_share"],
-            "rss_peak_mib": result["rss_peak_mib_kernel"]}  # fmt: skip
+    return {
+        "features": t["features"],
+        "real_tokens": t["real_tokens"],
+        "seconds": t["seconds"],
+        "examples_per_s": t["examples_per_s"],
+        "tokens_per_s": t["tokens_per_s"],
+        "useful_gflop_per_s": t["useful_gflop_per_s"],
+        "padding_share": t["padding_share"],
+        "rss_peak_mib": result["rss_peak_mib_kernel"],
+    }
 
 
 def machine(args) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
-            **versions(),
-            "allocator": {"mode": args.allocator, "seeds": "tcmalloc" if uses_tcmalloc(args, "baseline") else "glibc",
-                          "loraqa": "tcmalloc" if uses_tcmalloc(args, "loraqa") else "glibc"},
-            "load_average_at_start": os.getloadavg(),
-            "dev_sampling": "whole paragraphs" if args.dev_paragraphs else "questions",
-            "train_sampling": "whole paragraphs" if args.train_paragraphs else "questions",
-            "loraqa_shared_prompt_starts": not args.no_shared_prefixes}  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": args.threads,
+        "python": platform.python_version(),
+        **versions(),
+        "allocator": {
+            "mode": args.allocator,
+            "seeds": "tcmalloc" if uses_tcmalloc(args, "baseline") else "glibc",
+            "loraqa": "tcmalloc" if uses_tcmalloc(args, "loraqa") else "glibc",
+        },
+        "load_average_at_start": os.getloadavg(),
+        "dev_sampling": "whole paragraphs" if args.dev_paragraphs else "questions",
+        "train_sampling": "whole paragraphs" if args.train_paragraphs else "questions",
+        "loraqa_shared_prompt_starts": not args.no_shared_prefixes,
+    }
 
 
 def main(argv=None) -> None:
@@ -390,9 +436,11 @@ def main(argv=None) -> None:
         print(table(report["models"]))
     if "growth" in report:
         print(growth_table(report["growth"]))
-    print(f"fp32 matmul peak {report['matmul_peak_start']['median_gflops']} GFLOP/s at start, "
-          f"{report['matmul_peak_end']['median_gflops']} at end (MFU uses {peak}); "
-          f"total {report['total_seconds'] / 60:.1f} min; wrote {out}")  # fmt: skip
+    print(
+        f"fp32 matmul peak {report['matmul_peak_start']['median_gflops']} GFLOP/s at start, "
+        f"{report['matmul_peak_end']['median_gflops']} at end (MFU uses {peak}); "
+        f"total {report['total_seconds'] / 60:.1f} min; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from common import CountingCollate, Setup, Timer, flop_model, train_report, vm_hwm_mib
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from transformers import (
@@ -30,9 +31,8 @@ from transformers import (
     set_seed,
 )
 
-from common import CountingCollate, Setup, Timer, flop_model, train_report, vm_hwm_mib
 from loraqa.formulations import FORMULATIONS, PredictSettings
-from loraqa.formulations.extractive import best_answer, gold_positions, Window
+from loraqa.formulations.extractive import Window, best_answer, gold_positions
 from loraqa.lora.presets import resolve_target_modules
 from loraqa.metrics import squad_scores
 from loraqa.models.loading import inspect_base
@@ -80,11 +80,13 @@ def causal_features(formulation, records, tokenizer) -> tuple[list[dict], list[i
     for feature in formulation.training_features(records, tokenizer):
         ids, n = feature["input_ids"], feature["n_target"][0]
         labels = [-100] * (len(ids) - n) + ids[len(ids) - n :]
-        rows.append({
-            "input_ids": _pad(ids, width, tokenizer.pad_token_id),
-            "attention_mask": _pad([1] * len(ids), width, 0),
-            "labels": _pad(labels, width, -100),
-        })  # fmt: skip
+        rows.append(
+            {
+                "input_ids": _pad(ids, width, tokenizer.pad_token_id),
+                "attention_mask": _pad([1] * len(ids), width, 0),
+                "labels": _pad(labels, width, -100),
+            }
+        )
         lengths.append(len(ids))
         targets.append(n)
     return rows, lengths, targets
@@ -96,11 +98,13 @@ def seq2seq_features(formulation, records, tokenizer) -> tuple[list[dict], list[
     rows, lengths, targets = [], [], []
     for record in records:
         answer = record.answers[0].text if record.answers else ""
-        source = tokenizer(formulation.prompt_text(record), max_length=config.max_seq_length,
-                           padding="max_length", truncation=True)  # fmt: skip
-        target = tokenizer(text_target=answer, max_length=config.max_answer_length,
-                           padding="max_length", truncation=True)  # fmt: skip
-        labels = [t if m else -100 for t, m in zip(target["input_ids"], target["attention_mask"])]
+        source = tokenizer(
+            formulation.prompt_text(record), max_length=config.max_seq_length, padding="max_length", truncation=True
+        )
+        target = tokenizer(
+            text_target=answer, max_length=config.max_answer_length, padding="max_length", truncation=True
+        )
+        labels = [t if m else -100 for t, m in zip(target["input_ids"], target["attention_mask"], strict=True)]
         rows.append({"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": labels})
         lengths.append(sum(source["attention_mask"]))
         targets.append(sum(target["attention_mask"]))
@@ -111,10 +115,15 @@ def extractive_windows(formulation, records, tokenizer) -> list[Window]:
     """Overflowing windows with doc_stride, each padded to max_seq_length, with gold positions."""
     config = formulation.config
     encoded = tokenizer(
-        [r.question.lstrip() for r in records], [r.context for r in records],
-        truncation="only_second", max_length=config.max_seq_length, stride=config.doc_stride,
-        return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length",
-    )  # fmt: skip
+        [r.question.lstrip() for r in records],
+        [r.context for r in records],
+        truncation="only_second",
+        max_length=config.max_seq_length,
+        stride=config.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
     windows = []
     for i, input_ids in enumerate(encoded["input_ids"]):
         record_index = encoded["overflow_to_sample_mapping"][i]
@@ -164,9 +173,14 @@ def answer_one_by_one(formulation, model, tokenizer, records, setup: Setup) -> d
         ids = formulation.generation_prompt(record, tokenizer, settings)  # the prompt loraqa generates from
         input_ids = torch.tensor([ids])
         out = model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=setup.max_new_tokens,
-            do_sample=False, num_beams=1, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=setup.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         new = out[0, len(ids) :] if formulation.decoder_only else out[0]
         text = tokenizer.decode(new, skip_special_tokens=True)
         answers[record.id] = text.strip().split("\n", 1)[0].strip()
@@ -204,11 +218,18 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False) 
     flops = flop_model(model, formulation.name)
     lora = setup.lora
     modules_to_save = lora.modules_to_save or (list(formulation.default_modules_to_save) or None)
-    peft_model = get_peft_model(model, LoraConfig(
-        r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout, bias=lora.bias,
-        target_modules=resolve_target_modules(lora.target_modules, spec.model_type),
-        modules_to_save=modules_to_save, task_type=SEED_TASK_TYPES[formulation.name],
-    ))  # fmt: skip
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.lora_alpha,
+            lora_dropout=lora.lora_dropout,
+            bias=lora.bias,
+            target_modules=resolve_target_modules(lora.target_modules, spec.model_type),
+            modules_to_save=modules_to_save,
+            task_type=SEED_TASK_TYPES[formulation.name],
+        ),
+    )
 
     with timer("tokenize"):
         rows, lengths, targets = FEATURES[formulation.name](formulation, train_records, tokenizer)
@@ -234,7 +255,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False) 
             seconds=train_seconds,
             loss=output.training_loss,
             flops=flops,
-        ),  # fmt: skip
+        ),
         "rss_after_train_mib": round(vm_hwm_mib()),
     }
     if not train_only:
@@ -244,10 +265,13 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False) 
         seconds = time.perf_counter() - started
         scores = squad_scores(answers, {r.id: r.answer_texts for r in eval_records})
         result["eval"] = {
-            "questions": len(eval_records), "batch_size": 1, "seconds": round(seconds, 2),
+            "questions": len(eval_records),
+            "batch_size": 1,
+            "seconds": round(seconds, 2),
             "questions_per_s": round(len(eval_records) / seconds, 3),
-            "f1": round(scores["f1"], 2), "exact_match": round(scores["exact_match"], 2),
-        }  # fmt: skip
+            "f1": round(scores["f1"], 2),
+            "exact_match": round(scores["exact_match"], 2),
+        }
         result["answers"] = answers
     result["phase_seconds"] = timer.seconds
     return result

@@ -31,22 +31,47 @@ SMOKE_STEPS = 50  # fewer steps than this measure start-up more than training: t
 
 def _train(processes: int, threads: int, steps: int, model: str, out: Path) -> dict:
     per_device = GLOBAL_BATCH // processes
-    args = ["train", "minilm-l6-squad", f"model.name={model}", f"output_dir={out}", f"training.max_steps={steps}",
-            f"training.per_device_train_batch_size={per_device}", "training.save_strategy=no",
-            "evaluation.baseline=false", "data.test_samples=16", "data.train_samples=2000",
-            f"training.torch_threads={threads}", "training.device=cpu"]  # fmt: skip
+    args = [
+        "train",
+        "minilm-l6-squad",
+        f"model.name={model}",
+        f"output_dir={out}",
+        f"training.max_steps={steps}",
+        f"training.per_device_train_batch_size={per_device}",
+        "training.save_strategy=no",
+        "evaluation.baseline=false",
+        "data.test_samples=16",
+        "data.train_samples=2000",
+        f"training.torch_threads={threads}",
+        "training.device=cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
     if processes == 1:
         command = [sys.executable, "-m", "loraqa", *args]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                   str(processes), "-m", "loraqa", *args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            "-m",
+            "loraqa",
+            *args,
+        ]
     subprocess.run(command, env=env, cwd=ROOT, check=True)
     summary = json.loads((out / SUMMARY_FILE).read_text())
     examples = steps * GLOBAL_BATCH
-    return {"processes": processes, "threads_each": threads, "per_device_train_batch_size": per_device,
-            "steps": steps, "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"],
-            "examples_per_second": round(examples / summary["train_seconds"], 2)}  # fmt: skip
+    return {
+        "processes": processes,
+        "threads_each": threads,
+        "per_device_train_batch_size": per_device,
+        "steps": steps,
+        "train_seconds": summary["train_seconds"],
+        "train_loss": summary["train_loss"],
+        "examples_per_second": round(examples / summary["train_seconds"], 2),
+    }
 
 
 def run(
@@ -58,12 +83,19 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         single = _train(1, processes, steps, model, Path(tmp) / "single")
         ddp = _train(processes, 1, steps, model, Path(tmp) / "ddp")
-    result = {"model": model, "global_batch": GLOBAL_BATCH, "smoke": steps < SMOKE_STEPS,
-              "single_process": single, "ddp": ddp,
-              "ddp_over_single": round(ddp["examples_per_second"] / single["examples_per_second"], 3)}  # fmt: skip
+    result = {
+        "model": model,
+        "global_batch": GLOBAL_BATCH,
+        "smoke": steps < SMOKE_STEPS,
+        "single_process": single,
+        "ddp": ddp,
+        "ddp_over_single": round(ddp["examples_per_second"] / single["examples_per_second"], 3),
+    }
     for row in (single, ddp):
-        print(f"{row['processes']} process(es) x {row['threads_each']} thread(s): {row['examples_per_second']} "
-              f"examples/s (loss {row['train_loss']:.4f})")  # fmt: skip
+        print(
+            f"{row['processes']} process(es) x {row['threads_each']} thread(s): {row['examples_per_second']} "
+            f"examples/s (loss {row['train_loss']:.4f})"
+        )
     suffix = "-smoke" if result["smoke"] else ""
     target = Path(out) if out else ROOT / "bench" / "results" / f"speed-ddp-{datetime.date.today()}{suffix}.json"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from common import CountingCollate, Setup, Timer, flop_model, train_report, vm_hwm_mib
+
 from loraqa.config.schema import EvaluationConfig, GenerationSettings, RunConfig
 from loraqa.data.prepare import RunData
 from loraqa.formulations import PredictSettings
@@ -35,10 +36,12 @@ def lengths_of(formulation_name: str, features: list[dict]) -> tuple[list[int], 
 def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, identity_questions: int = 0) -> dict:
     timer = Timer()
     config = RunConfig(
-        model=setup.model, lora=setup.lora, training=setup.training,
+        model=setup.model,
+        lora=setup.lora,
+        training=setup.training,
         evaluation=EvaluationConfig(batch_size=setup.eval_batch_size, baseline=False),
         generation=GenerationSettings(max_new_tokens=setup.max_new_tokens),
-    )  # fmt: skip
+    )
     data = RunData(list(train_records), [], list(eval_records), False, {})
     with tempfile.TemporaryDirectory() as output_dir:
         config = dataclasses.replace(config, output_dir=f"{output_dir}/run")
@@ -75,7 +78,7 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
             loss=fitted.train_loss,
             flops=flops,
             computed=collate.computed if shared else None,
-        ),  # fmt: skip
+        ),
         "shared_prompt_starts": shared,
         "rss_after_train_mib": round(vm_hwm_mib()),
     }
@@ -95,10 +98,13 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
     answers = {p.id: p.text for p in predicted.predictions}
     scores = squad_scores(answers, gold)
     result["eval"] = {
-        "questions": len(eval_records), "batch_size": settings.batch_size, "seconds": round(seconds, 2),
+        "questions": len(eval_records),
+        "batch_size": settings.batch_size,
+        "seconds": round(seconds, 2),
         "questions_per_s": round(len(eval_records) / seconds, 3),
-        "f1": round(scores["f1"], 2), "exact_match": round(scores["exact_match"], 2),
-    }  # fmt: skip
+        "f1": round(scores["f1"], 2),
+        "exact_match": round(scores["exact_match"], 2),
+    }
     result["answers"] = answers
 
     if identity_questions:
@@ -109,10 +115,11 @@ def run(setup: Setup, train_records, eval_records, *, train_only: bool = False, 
         seconds = time.perf_counter() - started
         differing = {p.id: [answers[p.id], p.text] for p in single.predictions if p.text != answers[p.id]}
         result["batch1"] = {
-            "questions": len(subset), "seconds": round(seconds, 2),
+            "questions": len(subset),
+            "seconds": round(seconds, 2),
             "questions_per_s": round(len(subset) / seconds, 3),
             "identical": len(subset) - len(differing),
             "differing": differing,  # id -> [batched answer, batch-1 answer]
-        }  # fmt: skip
+        }
     result["phase_seconds"] = timer.seconds
     return result

@@ -17,8 +17,10 @@ def add_mfu(report: dict, peak: float) -> None:
 
 
 def table(results: dict) -> str:
-    head = (f"{'model':<13} {'variant':<8} {'train ex/s':>10} {'real tok/s':>10} {'pad':>5} {'MFU':>6} "
-            f"{'peak RSS':>9} {'F1':>6} {'EM':>6} {'eval q/s':>9}")  # fmt: skip
+    head = (
+        f"{'model':<13} {'variant':<8} {'train ex/s':>10} {'real tok/s':>10} {'pad':>5} {'MFU':>6} "
+        f"{'peak RSS':>9} {'F1':>6} {'EM':>6} {'eval q/s':>9}"
+    )
     lines = [head, "-" * len(head)]
     for key, row in results.items():
         for name in ("baseline", "loraqa", UPPER):
@@ -64,16 +66,24 @@ def table(results: dict) -> str:
 def growth_table(g: dict) -> str:
     lines = [f"{'questions':>9} {'windows':>8} {'seconds':>8} {'ex/s':>7} {'tok/s':>7} {'MFU':>6}"]
     for r in g["by_size"]:
-        lines.append(f"{r['questions']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
-                     f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%")  # fmt: skip
-    lines.append(f"time ratio vs linear: {g['size_time_ratio_vs_linear']} (1.0 = linear); "
-                 f"seconds/example spread {g['seconds_per_example_spread']}")  # fmt: skip
+        lines.append(
+            f"{r['questions']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
+            f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%"
+        )
+    lines.append(
+        f"time ratio vs linear: {g['size_time_ratio_vs_linear']} (1.0 = linear); "
+        f"seconds/example spread {g['seconds_per_example_spread']}"
+    )
     lines.append(f"{'length':>9} {'windows':>8} {'seconds':>8} {'ex/s':>7} {'tok/s':>7} {'MFU':>6}")
     for r in g["by_length"]:
-        lines.append(f"{r['length']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
-                     f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%")  # fmt: skip
-    lines.append(f"time per window ~ length^{g['length_exponent']}; tok/s longest/shortest "
-                 f"{g['tokens_per_s_longest_vs_shortest']}")  # fmt: skip
+        lines.append(
+            f"{r['length']:>9} {r['features']:>8} {r['seconds']:>8.1f} {r['examples_per_s']:>7.2f} "
+            f"{r['tokens_per_s']:>7.0f} {100 * r['mfu']:>5.1f}%"
+        )
+    lines.append(
+        f"time per window ~ length^{g['length_exponent']}; tok/s longest/shortest "
+        f"{g['tokens_per_s_longest_vs_shortest']}"
+    )
     return "\n".join(lines)
 
 

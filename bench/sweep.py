@@ -31,36 +31,68 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FULL = {
     "config": "minilm-l6-squad",
-    "overrides": ["data.train_samples=600", "data.validation_samples=60", "data.test_samples=100",
-                  "training.max_steps=16", "training.eval_strategy=steps", "training.eval_steps=4",
-                  "evaluation.baseline=false",
-                  "training.per_device_train_batch_size=16"],  # the config's until 2026-12-02: runs stay comparable
+    "overrides": [
+        "data.train_samples=600",
+        "data.validation_samples=60",
+        "data.test_samples=100",
+        "training.max_steps=16",
+        "training.eval_strategy=steps",
+        "training.eval_steps=4",
+        "evaluation.baseline=false",
+        "training.per_device_train_batch_size=16",
+    ],  # the config's until 2026-12-02: runs stay comparable
     # Learning rates high enough that 16 steps move validation F1; 9 cells, so the median pruner
     # (4 startup trials) can act on 5 of them.
     "grid": ["training.learning_rate=1e-3,3e-3,6e-3", "lora.target_modules=qv,attention,attention_mlp"],
-}  # fmt: skip
+}
 QUICK = {
     "config": "minilm-l6-squad",
-    "overrides": ["data.train_samples=48", "data.validation_samples=2", "data.test_samples=2", "training.max_steps=2",
-                  "training.eval_strategy=steps", "training.eval_steps=1", "evaluation.baseline=false",
-                  "training.per_device_train_batch_size=4", "model.max_seq_length=128", "model.doc_stride=32"],
+    "overrides": [
+        "data.train_samples=48",
+        "data.validation_samples=2",
+        "data.test_samples=2",
+        "training.max_steps=2",
+        "training.eval_strategy=steps",
+        "training.eval_steps=1",
+        "evaluation.baseline=false",
+        "training.per_device_train_batch_size=4",
+        "model.max_seq_length=128",
+        "model.doc_stride=32",
+    ],
     "grid": ["lora.r=4,8"],  # two cells: too few for the pruner to act; this only checks the bench runs
-}  # fmt: skip
-VARIANTS = [("workers=1", ["--workers", "1"]), ("workers=2", ["--workers", "2"]),
-            ("workers=1 prune=median", ["--workers", "1", "--prune", "median"]),
-            ("workers=2 prune=median", ["--workers", "2", "--prune", "median"]),
-            # The pruner free to stop a trial at its first evaluation (the behaviour before --prune-warmup)
-            ("workers=1 prune=median warmup=0", ["--workers", "1", "--prune", "median", "--prune-warmup", "0"])]  # fmt: skip
+}
+VARIANTS = [
+    ("workers=1", ["--workers", "1"]),
+    ("workers=2", ["--workers", "2"]),
+    ("workers=1 prune=median", ["--workers", "1", "--prune", "median"]),
+    ("workers=2 prune=median", ["--workers", "2", "--prune", "median"]),
+    # The pruner free to stop a trial at its first evaluation (the behaviour before --prune-warmup)
+    ("workers=1 prune=median warmup=0", ["--workers", "1", "--prune", "median", "--prune-warmup", "0"]),
+]
 
 
 def run_variant(setup: dict, label: str, options: list[str], root: Path) -> dict:
     sweep_dir = root / label.replace(" ", "_").replace("=", "-")
-    argv = [sys.executable, "-m", "loraqa", "sweep", setup["config"], *setup["overrides"], "--name", sweep_dir.name,
-            "--dir", str(sweep_dir), "--grid", *setup["grid"], *options]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "loraqa",
+        "sweep",
+        setup["config"],
+        *setup["overrides"],
+        "--name",
+        sweep_dir.name,
+        "--dir",
+        str(sweep_dir),
+        "--grid",
+        *setup["grid"],
+        *options,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         _, stderr = process.communicate()
     except BaseException:  # Ctrl-C: stop the sweep and its worker processes too, not only the parent
@@ -72,10 +104,16 @@ def run_variant(setup: dict, label: str, options: list[str], root: Path) -> dict
         raise SystemExit(f"bench: variant {label!r} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     summary = json.loads((sweep_dir / SWEEP_FILE).read_text())
     best = summary.get("best") or {}
-    return {"variant": label, "options": options, "wall_seconds": round(seconds, 1), "trials": summary["trials"],
-            "best_config": best.get("config"), "best_validation_f1": best.get("validation_mean"),
-            "best_test_f1": best.get("test_f1_mean"),
-            "pruned": [{"cell": p["cell"], "step": p["step"]} for p in summary.get("pruned", [])]}  # fmt: skip
+    return {
+        "variant": label,
+        "options": options,
+        "wall_seconds": round(seconds, 1),
+        "trials": summary["trials"],
+        "best_config": best.get("config"),
+        "best_validation_f1": best.get("validation_mean"),
+        "best_test_f1": best.get("test_f1_mean"),
+        "pruned": [{"cell": p["cell"], "step": p["step"]} for p in summary.get("pruned", [])],
+    }
 
 
 def small_squad(path: Path, articles: int = 3) -> Path:
@@ -104,11 +142,23 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - {v[0] for v in VARIANTS}
     if unknown:
         parser.error(f"unknown variant(s) {sorted(unknown)}; known: {[v[0] for v in VARIANTS]}")
-    out = None if args.quick and not args.out else Path(
-        args.out or ROOT / "bench" / "results" / f"sweep-{datetime.now():%Y-%m-%d-%H%M%S}.json")  # fmt: skip
-    result = {"schema_version": SCHEMA_VERSION, "bench": "sweep", "quick": args.quick,
-              "command": " ".join([Path(sys.executable).name, "bench/sweep.py", *(argv if argv is not None else sys.argv[1:])]),
-              **git_state(), "cpus": len(os.sched_getaffinity(0)), "setup": setup, "results": []}  # fmt: skip
+    out = (
+        None
+        if args.quick and not args.out
+        else Path(args.out or ROOT / "bench" / "results" / f"sweep-{datetime.now():%Y-%m-%d-%H%M%S}.json")
+    )
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "bench": "sweep",
+        "quick": args.quick,
+        "command": " ".join(
+            [Path(sys.executable).name, "bench/sweep.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        **git_state(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "setup": setup,
+        "results": [],
+    }
     with tempfile.TemporaryDirectory(prefix="loraqa-bench-sweep-") as tmp:
         if args.quick:  # reading all of SQuAD per trial would dominate a few-step trial
             small = small_squad(Path(tmp) / "squad-small.json")
@@ -116,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         for label, options in [v for v in VARIANTS if v[0] in wanted]:
             result["results"].append(run_variant(setup, label, options, Path(tmp)))
             r = result["results"][-1]
-            print(f"{label:<24} {r['wall_seconds']:>8.1f} s  best validation F1 {r['best_validation_f1']}  "
-                  f"trials {r['trials']}", flush=True)  # fmt: skip
+            print(
+                f"{label:<24} {r['wall_seconds']:>8.1f} s  best validation F1 {r['best_validation_f1']}  "
+                f"trials {r['trials']}",
+                flush=True,
+            )
             # Written after every variant, so a bench stopped part-way keeps what it measured.
             result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             result["complete"] = len(result["results"]) == len(wanted)

@@ -100,19 +100,27 @@ def config_page() -> str:
     comments = field_comments(SCHEMA_SOURCE.read_text(encoding="utf-8"))
     ranges = documented_ranges()
     root = schema.RunConfig()
-    out = [GENERATED, "", "# Config keys", "",
-           "Every key a run config (YAML) or a `key=value` override can set, with its type and default, from",
-           "`src/loraqa/config/schema.py`; the notes are the schema's own comments. `loraqa config` prints the",
-           "same list. A YAML file nests the sections (`training:` then `learning_rate: 3e-4`); on the command",
-           "line a key is written with its section, `training.learning_rate=3e-4`.", ""]  # fmt: skip
+    out = [
+        GENERATED,
+        "",
+        "# Config keys",
+        "",
+        "Every key a run config (YAML) or a `key=value` override can set, with its type and default, from",
+        "`src/loraqa/config/schema.py`; the notes are the schema's own comments. `loraqa config` prints the",
+        "same list. A YAML file nests the sections (`training:` then `learning_rate: 3e-4`); on the command",
+        "line a key is written with its section, `training.learning_rate=3e-4`.",
+        "",
+    ]
     top = [f for f in dataclasses.fields(root) if not dataclasses.is_dataclass(getattr(root, f.name))]
     sections = [f for f in dataclasses.fields(root) if dataclasses.is_dataclass(getattr(root, f.name))]
     root_hints = typing.get_type_hints(type(root))
     out += ["## Top level", "", "| key | type | default | notes |", "|---|---|---|---|"]
     for f in top:
         note = comments.get((type(root).__name__, f.name), "")
-        out.append(f"| `{f.name}` | {cell(type_name(root_hints[f.name]))} | `{yaml_value(getattr(root, f.name))}` "
-                   f"| {cell(note)} |")  # fmt: skip
+        out.append(
+            f"| `{f.name}` | {cell(type_name(root_hints[f.name]))} | `{yaml_value(getattr(root, f.name))}` "
+            f"| {cell(note)} |"
+        )
     for section in sections:
         value = getattr(root, section.name)
         hints = typing.get_type_hints(type(value))
@@ -124,8 +132,10 @@ def config_page() -> str:
                 note = (
                     f"{note.rstrip('.')}. Checked range: {ranges[key]}." if note else f"Checked range: {ranges[key]}."
                 )
-            out.append(f"| `{key}` | {cell(type_name(hints[sub.name]))} | `{cell(yaml_value(getattr(value, sub.name)))}` "
-                       f"| {cell(note)} |")  # fmt: skip
+            out.append(
+                f"| `{key}` | {cell(type_name(hints[sub.name]))} | `{cell(yaml_value(getattr(value, sub.name)))}` "
+                f"| {cell(note)} |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -134,9 +144,10 @@ def config_page() -> str:
 
 def _visible(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return [
-        a for a in parser._actions
+        a
+        for a in parser._actions
         if a.help != argparse.SUPPRESS and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
-    ]  # fmt: skip
+    ]
 
 
 def _metavar(action: argparse.Action) -> str:
@@ -189,18 +200,34 @@ def cli_page() -> str:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {choice.dest: choice.help for choice in commands._choices_actions}
-    out = [GENERATED, "", "# Commands", "",
-           "Every `loraqa` command and flag, from the parser in `src/loraqa/cli_parser.py` (`loraqa COMMAND --help`",
-           "prints the same). Overrides are config keys written `section.key=value`: the",
-           "[config keys](config.md) page lists them all.", "",
-           f"`{usage('loraqa', parser)} COMMAND ...`", ""]  # fmt: skip
+    out = [
+        GENERATED,
+        "",
+        "# Commands",
+        "",
+        "Every `loraqa` command and flag, from the parser in `src/loraqa/cli_parser.py` (`loraqa COMMAND --help`",
+        "prints the same). Overrides are config keys written `section.key=value`: the",
+        "[config keys](config.md) page lists them all.",
+        "",
+        f"`{usage('loraqa', parser)} COMMAND ...`",
+        "",
+    ]
     if _visible(parser):
         out += arguments_table(parser) + [""]
     out += ["| command | what it does |", "|---|---|"]
     out += [f"| [`{name}`](#loraqa-{name}) | {cell(helps.get(name) or '')} |" for name in commands.choices]
     for name, sub in commands.choices.items():
-        out += ["", f"## loraqa {name}", "", (sub.description or helps.get(name) or "").strip(), "",
-                "```text", usage(f"loraqa {name}", sub), "```", ""]  # fmt: skip
+        out += [
+            "",
+            f"## loraqa {name}",
+            "",
+            (sub.description or helps.get(name) or "").strip(),
+            "",
+            "```text",
+            usage(f"loraqa {name}", sub),
+            "```",
+            "",
+        ]
         if _visible(sub):
             out += arguments_table(sub)
     return "\n".join(out) + "\n"

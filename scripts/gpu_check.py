@@ -45,16 +45,31 @@ sys.path.insert(0, str(ROOT / "tests"))  # tests/tiny_models.py: the correctness
 
 # Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity); cards without bf16 (V100,
 # T4): their fp16 peak. Looked up longest name first, so "L40S" is never read as "L4", "A10G" as "A10".
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "A10G": 125.0, "A10": 125.0, "L40S": 362.0,
-                    "L4": 121.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0}  # fmt: skip
+BF16_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "A10G": 125.0,
+    "A10": 125.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "RTX 4090": 165.0,
+    "RTX 3090": 71.0,
+    "V100": 125.0,
+    "T4": 65.0,
+}
 
 LOSS_ATOL, LOSS_RTOL_FP32, LOSS_RTOL_HALF = 0.02, 0.02, 0.10
 ANSWER_AGREEMENT_FP32, ANSWER_AGREEMENT_HALF = 0.9, 0.75
 FORMULATIONS = {"extractive": "bert", "seq2seq": "t5", "causal": "llama"}  # tiny family of each
 
 # Real shapes: (shipped config, carried folder, auto class attribute of the formulation's choice).
-SHAPES = {"smollm2-135m": "smollm2-135m-squad", "minilm-l6": "minilm-l6-squad",
-          "flan-t5-base": "flan-t5-base-squad", "gpt2": "gpt2-squad"}  # fmt: skip
+SHAPES = {
+    "smollm2-135m": "smollm2-135m-squad",
+    "minilm-l6": "minilm-l6-squad",
+    "flan-t5-base": "flan-t5-base-squad",
+    "gpt2": "gpt2-squad",
+}
 
 
 def peak_tflops(name: str) -> float | None:
@@ -127,8 +142,13 @@ class TokenCounter:
 
 # --- carried models (prepared here, built there) ---------------------------------------------------
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "chat_template.jinja")  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "chat_template.jinja",
+)
 
 
 def prepare_models(carry: Path) -> None:
@@ -150,19 +170,38 @@ def prepare_models(carry: Path) -> None:
     # GPT-2 small and FLAN-T5-base as their hub configs say; tokenizers stand in (same vocabulary
     # size or smaller, so the shapes are the real ones): SmolLM2's byte-level BPE, MiniLM's WordPiece.
     _copy_tokenizer(smollm2, carry / "models" / "gpt2")
-    GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
-               pad_token_id=0).save_pretrained(carry / "models" / "gpt2")  # fmt: skip
+    GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, pad_token_id=0).save_pretrained(
+        carry / "models" / "gpt2"
+    )
     from transformers import AutoTokenizer
 
     t5_tokenizer = AutoTokenizer.from_pretrained(minilm)
     t5_tokenizer.eos_token = "[SEP]"  # WordPiece has none; the seq2seq formulation ends answers with it
     t5_tokenizer.save_pretrained(carry / "models" / "flan-t5-base")
-    T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
-             feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=0, eos_token_id=102,
-             decoder_start_token_id=0).save_pretrained(carry / "models" / "flan-t5-base")  # fmt: skip
-    (carry / "models" / "STAND-INS.json").write_text(json.dumps(
-        {"gpt2": "tokenizer: SmolLM2's (49,152 of GPT-2's 50,257 rows used)",
-         "flan-t5-base": "tokenizer: MiniLM's WordPiece, [SEP] as end of sequence"}, indent=2) + "\n")  # fmt: skip
+    T5Config(
+        vocab_size=32128,
+        d_model=768,
+        d_kv=64,
+        d_ff=2048,
+        num_layers=12,
+        num_decoder_layers=12,
+        num_heads=12,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        eos_token_id=102,
+        decoder_start_token_id=0,
+    ).save_pretrained(carry / "models" / "flan-t5-base")
+    (carry / "models" / "STAND-INS.json").write_text(
+        json.dumps(
+            {
+                "gpt2": "tokenizer: SmolLM2's (49,152 of GPT-2's 50,257 rows used)",
+                "flan-t5-base": "tokenizer: MiniLM's WordPiece, [SEP] as end of sequence",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def _copy_tokenizer(source: Path, target: Path) -> None:
@@ -201,18 +240,34 @@ def build_shape(name: str, carry: Path, work: Path, shrink: bool) -> Path:
 
 def _train(model_dir: Path, files: dict, out: Path, device: str, precision: str, steps: int) -> dict:
     """A tiny run (tests/run_helpers.py's settings): its logged losses and {id: answer}."""
-    from loraqa.config.loader import load_config
-    from loraqa.pipeline import run_training
     from run_helpers import tiny_overrides
 
-    run_training(load_config(None, tiny_overrides(
-        model_dir, files, out, f"training.device={device}", f"training.precision={precision}",
-        f"training.max_steps={steps}", "training.save_strategy=no", "evaluation.baseline=false",
-        "training.report_to=none")))  # fmt: skip
+    from loraqa.config.loader import load_config
+    from loraqa.pipeline import run_training
+
+    run_training(
+        load_config(
+            None,
+            tiny_overrides(
+                model_dir,
+                files,
+                out,
+                f"training.device={device}",
+                f"training.precision={precision}",
+                f"training.max_steps={steps}",
+                "training.save_strategy=no",
+                "evaluation.baseline=false",
+                "training.report_to=none",
+            ),
+        )
+    )
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
-    return {"losses": [e["loss"] for e in log if "loss" in e], "answers": json.loads((out / "predictions.json").read_text()),
-            "device": summary["device"]}  # fmt: skip
+    return {
+        "losses": [e["loss"] for e in log if "loss" in e],
+        "answers": json.loads((out / "predictions.json").read_text()),
+        "device": summary["device"],
+    }
 
 
 def _agreement(a: dict, b: dict) -> float:
@@ -232,16 +287,31 @@ def check_agreement(formulation: str, device: str, steps: int, work: Path) -> di
     cpu = _train(model_dir, files, work / f"{family}-cpu", "cpu", "fp32", steps)
     fp32 = _train(model_dir, files, work / f"{family}-fp32", device, "fp32", steps)
     auto = _train(model_dir, files, work / f"{family}-auto", device, "auto", steps)
-    worst = max(max(abs(a - b) - LOSS_ATOL, 0.0) / max(abs(a), 1e-9) for a, b in zip(cpu["losses"], fp32["losses"]))
+    worst = max(
+        max(abs(a - b) - LOSS_ATOL, 0.0) / max(abs(a), 1e-9) for a, b in zip(cpu["losses"], fp32["losses"], strict=True)
+    )
     half_gap = abs(auto["losses"][-1] - fp32["losses"][-1]) / max(abs(fp32["losses"][-1]), 1e-9)
-    row = {"check": "agreement", "formulation": formulation, "family": family, "steps": steps,
-           "auto_device": auto["device"], "losses_cpu": cpu["losses"], "losses_fp32": fp32["losses"],
-           "losses_auto": auto["losses"], "loss_rel_gap_fp32": round(worst, 5), "final_loss_rel_gap_auto": round(half_gap, 5),
-           "answers_agree_fp32": _agreement(cpu["answers"], fp32["answers"]),
-           "answers_agree_auto": _agreement(cpu["answers"], auto["answers"])}  # fmt: skip
-    row["ok"] = (len(cpu["losses"]) == len(fp32["losses"]) and worst <= LOSS_RTOL_FP32 and half_gap <= LOSS_RTOL_HALF
-                 and row["answers_agree_fp32"] >= ANSWER_AGREEMENT_FP32
-                 and row["answers_agree_auto"] >= ANSWER_AGREEMENT_HALF)  # fmt: skip
+    row = {
+        "check": "agreement",
+        "formulation": formulation,
+        "family": family,
+        "steps": steps,
+        "auto_device": auto["device"],
+        "losses_cpu": cpu["losses"],
+        "losses_fp32": fp32["losses"],
+        "losses_auto": auto["losses"],
+        "loss_rel_gap_fp32": round(worst, 5),
+        "final_loss_rel_gap_auto": round(half_gap, 5),
+        "answers_agree_fp32": _agreement(cpu["answers"], fp32["answers"]),
+        "answers_agree_auto": _agreement(cpu["answers"], auto["answers"]),
+    }
+    row["ok"] = (
+        len(cpu["losses"]) == len(fp32["losses"])
+        and worst <= LOSS_RTOL_FP32
+        and half_gap <= LOSS_RTOL_HALF
+        and row["answers_agree_fp32"] >= ANSWER_AGREEMENT_FP32
+        and row["answers_agree_auto"] >= ANSWER_AGREEMENT_HALF
+    )
     return row
 
 
@@ -278,18 +348,31 @@ def check_speed(name: str, device: str, steps: int, warmup: int, carry: Path, wo
     import torch
 
     from loraqa.config.loader import load_config
+    from loraqa.device import release_device_memory
     from loraqa.inference.evaluate import evaluate_records
     from loraqa.pipeline import fit, prepare
-    from loraqa.device import release_device_memory
 
     model_dir = build_shape(name, carry, work, shrink)
     questions = 8 if shrink else 200
-    config = load_config(SHAPES[name], [f"model.name={model_dir}", f"training.device={device}", "training.precision=auto",
-                                        f"training.max_steps={steps}", "training.save_strategy=no", "training.report_to=none", "training.eval_strategy=no",
-                                        "training.load_best_model_at_end=false", "training.early_stopping_patience=null",
-                                        "evaluation.baseline=false", f"data.train_samples={max(400, steps * 16)}",
-                                        f"data.test_samples={questions}", f"output_dir={work / ('speed-' + name)}"]
-                                        + (["model.max_seq_length=128", "model.doc_stride=64"] if shrink else []))  # fmt: skip
+    config = load_config(
+        SHAPES[name],
+        [
+            f"model.name={model_dir}",
+            f"training.device={device}",
+            "training.precision=auto",
+            f"training.max_steps={steps}",
+            "training.save_strategy=no",
+            "training.report_to=none",
+            "training.eval_strategy=no",
+            "training.load_best_model_at_end=false",
+            "training.early_stopping_patience=null",
+            "evaluation.baseline=false",
+            f"data.train_samples={max(400, steps * 16)}",
+            f"data.test_samples={questions}",
+            f"output_dir={work / ('speed-' + name)}",
+        ]
+        + (["model.max_seq_length=128", "model.doc_stride=64"] if shrink else []),
+    )
     prepared = prepare(config)
     try:
         params = matmul_params(prepared.peft_model)
@@ -301,17 +384,33 @@ def check_speed(name: str, device: str, steps: int, warmup: int, carry: Path, wo
         tokens = {key: after[key] - before[key] for key in after}
         flops = train_flops(params, tokens) / seconds
         peak = peak_tflops(torch.cuda.get_device_name(0)) if device == "cuda" else None
-        evaluation = evaluate_records(prepared.spec.formulation, prepared.peft_model, prepared.tokenizer,
-                                      prepared.data.test, prepared.settings, label="speed")  # fmt: skip
+        evaluation = evaluate_records(
+            prepared.spec.formulation,
+            prepared.peft_model,
+            prepared.tokenizer,
+            prepared.data.test,
+            prepared.settings,
+            label="speed",
+        )
         stand_ins = json.loads((carry / "models" / "STAND-INS.json").read_text())
-        return {"check": "speed", "model": name, "device": prepared.plan.description, "steps_timed": steps - warmup,
-                "shrunk": shrink, "stand_in": stand_ins.get(name), "matmul_params": params, "tokens": tokens,
-                "real_tokens_per_second": round((tokens["enc"] + tokens["dec"]) / seconds, 1),
-                "tflops": round(flops / 1e12, 3), "bf16_peak_tflops": peak,
-                "mfu": round(flops / (peak * 1e12), 4) if peak else None,
-                "peak_memory_mib": fitted.peak_memory.get("peak_memory_mib"),
-                "peak_memory_kind": fitted.peak_memory.get("peak_memory_kind"),
-                "answers_per_second": evaluation.metrics["questions_per_second"], "ok": seconds > 0}  # fmt: skip
+        return {
+            "check": "speed",
+            "model": name,
+            "device": prepared.plan.description,
+            "steps_timed": steps - warmup,
+            "shrunk": shrink,
+            "stand_in": stand_ins.get(name),
+            "matmul_params": params,
+            "tokens": tokens,
+            "real_tokens_per_second": round((tokens["enc"] + tokens["dec"]) / seconds, 1),
+            "tflops": round(flops / 1e12, 3),
+            "bf16_peak_tflops": peak,
+            "mfu": round(flops / (peak * 1e12), 4) if peak else None,
+            "peak_memory_mib": fitted.peak_memory.get("peak_memory_mib"),
+            "peak_memory_kind": fitted.peak_memory.get("peak_memory_kind"),
+            "answers_per_second": evaluation.metrics["questions_per_second"],
+            "ok": seconds > 0,
+        }
     finally:
         prepared.run.release()
         prepared.peft_model = None
@@ -328,8 +427,12 @@ def _row(function, *args) -> dict:
     try:
         return function(*args)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - recorded, the next check still runs
-        return {"check": function.__name__, "args": [str(a) for a in args[:1]], "ok": False,
-                "error": f"{type(exc).__name__}: {exc}"[:800]}  # fmt: skip
+        return {
+            "check": function.__name__,
+            "args": [str(a) for a in args[:1]],
+            "ok": False,
+            "error": f"{type(exc).__name__}: {exc}"[:800],
+        }
 
 
 def main(argv=None) -> int:
@@ -356,20 +459,33 @@ def main(argv=None) -> int:
         args.agreement_steps, args.speed_steps, args.warmup_steps = 3, 3, 1
     from record import stamped
 
-    result = stamped({"device": args.device, "dry_run": args.dry_run, "torch": torch.__version__,
-                      "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-                      "capability": list(torch.cuda.get_device_capability(0)) if args.device == "cuda" else None,
-                      "bars": {"loss_atol": LOSS_ATOL, "loss_rtol_fp32": LOSS_RTOL_FP32,
-                               "loss_rtol_half": LOSS_RTOL_HALF, "answers_fp32": ANSWER_AGREEMENT_FP32,
-                               "answers_half": ANSWER_AGREEMENT_HALF},
-                      "rows": []}, sys.argv if argv is None else [sys.argv[0], *argv])  # fmt: skip
+    result = stamped(
+        {
+            "device": args.device,
+            "dry_run": args.dry_run,
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+            "capability": list(torch.cuda.get_device_capability(0)) if args.device == "cuda" else None,
+            "bars": {
+                "loss_atol": LOSS_ATOL,
+                "loss_rtol_fp32": LOSS_RTOL_FP32,
+                "loss_rtol_half": LOSS_RTOL_HALF,
+                "answers_fp32": ANSWER_AGREEMENT_FP32,
+                "answers_half": ANSWER_AGREEMENT_HALF,
+            },
+            "rows": [],
+        },
+        sys.argv if argv is None else [sys.argv[0], *argv],
+    )
     target = Path(args.out) if args.out else ROOT / "bench" / "results" / f"gpu-check-{datetime.date.today()}.json"
     carry = Path(args.carry)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checks = [(check_agreement, f, args.device, args.agreement_steps, work / f) for f in FORMULATIONS]
-        checks += [(check_speed, m, args.device, args.speed_steps, args.warmup_steps, carry, work / m, args.dry_run)
-                   for m in args.models.split(",")]  # fmt: skip
+        checks += [
+            (check_speed, m, args.device, args.speed_steps, args.warmup_steps, carry, work / m, args.dry_run)
+            for m in args.models.split(",")
+        ]
         for function, *check_args in checks:
             row = _row(function, *check_args)
             result["rows"].append(row)

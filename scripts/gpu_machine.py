@@ -50,8 +50,12 @@ def carried_pins(python_version: str = "3.12") -> list[str]:
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
 
-    environment = {**default_environment(), "python_version": python_version, "python_full_version": f"{python_version}.3",
-                   "extra": ""}  # fmt: skip
+    environment = {
+        **default_environment(),
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.3",
+        "extra": "",
+    }
     pins: dict[str, str] = {}
     todo = list(NEEDS)
     while todo:

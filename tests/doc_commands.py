@@ -82,8 +82,14 @@ def read_page(path: Path) -> Page:
 
 # --- shrinking a command to tiny models and budgets -----------------------------------------------
 
-FAMILIES = [("minilm", "bert"), ("smollm2", "llama"), ("gpt2", "gpt2"), ("distilbert", "distilbert"),
-            ("t5", "t5"), ("flan-t5", "t5")]  # fmt: skip
+FAMILIES = [
+    ("minilm", "bert"),
+    ("smollm2", "llama"),
+    ("gpt2", "gpt2"),
+    ("distilbert", "distilbert"),
+    ("t5", "t5"),
+    ("flan-t5", "t5"),
+]
 
 
 def family_of(name: str) -> str:
@@ -98,14 +104,27 @@ def family_of(name: str) -> str:
 def _data(files: dict[str, Path], argv: list[str], written: set[str]) -> list[str]:
     own = {a.split("=", 1)[-1] for a in argv}  # the page's own data files, or its own config file
     data = [] if own & written else [f"data.train={files['train']}", f"data.test={files['test']}"]
-    return [*data, "data.validation_samples=4", "data.test_samples=8", "training.device=cpu",
-            "evaluation.batch_size=4", "generation.max_new_tokens=4", "model.max_seq_length=128",
-            "model.doc_stride=32"]  # fmt: skip
+    return [
+        *data,
+        "data.validation_samples=4",
+        "data.test_samples=8",
+        "training.device=cpu",
+        "evaluation.batch_size=4",
+        "generation.max_new_tokens=4",
+        "model.max_seq_length=128",
+        "model.doc_stride=32",
+    ]
 
 
-TRAINING = ["training.max_steps=2", "training.report_to=none", "training.per_device_train_batch_size=4",
-            "training.eval_steps=1", "training.save_steps=1", "lora.allow_large_trainable_share=true",
-            "evaluation.baseline=false"]  # fmt: skip
+TRAINING = [
+    "training.max_steps=2",
+    "training.report_to=none",
+    "training.per_device_train_batch_size=4",
+    "training.eval_steps=1",
+    "training.save_steps=1",
+    "lora.allow_large_trainable_share=true",
+    "evaluation.baseline=false",
+]
 
 
 def shrunk(argv: list[str], models, files: dict[str, Path], written: set[str]) -> list[str]:
@@ -149,8 +168,12 @@ def serve(argv: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.P
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "loraqa", *argv, "--port", str(port), "--device", "cpu"],
-                                   stdout=out, stderr=subprocess.STDOUT, env=environment)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "loraqa", *argv, "--port", str(port), "--device", "cpu"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
         try:

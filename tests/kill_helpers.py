@@ -15,8 +15,15 @@ HOOKS = str(Path(__file__).parent / "kill_hooks")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def start_loraqa(argv: list[str], log: Path, hang_at: str | None = None, markers: Path | None = None,
-                 run: str | None = None, *, sigint=signal.SIG_DFL) -> subprocess.Popen:  # fmt: skip
+def start_loraqa(
+    argv: list[str],
+    log: Path,
+    hang_at: str | None = None,
+    markers: Path | None = None,
+    run: str | None = None,
+    *,
+    sigint=signal.SIG_DFL,
+) -> subprocess.Popen:
     """`python -m loraqa ARGV` in its own session (its workers too), stopping at `hang_at` (only in
     the run directory named `run`, when given) after writing a marker into `markers`.
 
@@ -24,8 +31,11 @@ def start_loraqa(argv: list[str], log: Path, hang_at: str | None = None, markers
     CPU float sums depend on that count. Its SIGINT disposition is set (`sigint`), not inherited: a
     suite started in the background (`cmd &` in a script, nohup) ignores SIGINT, and so would every
     child; `signal.SIG_IGN` starts it the way `nohup loraqa sweep ... &` does."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HOOKS, SRC, *sys.path]),
-           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([HOOKS, SRC, *sys.path]),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    }
     for name in ("LORAQA_TEST_HANG_AT", "LORAQA_TEST_HANG_MARKERS", "LORAQA_TEST_HANG_RUN"):
         env.pop(name, None)
     if hang_at is not None:
@@ -33,13 +43,19 @@ def start_loraqa(argv: list[str], log: Path, hang_at: str | None = None, markers
         env.update(LORAQA_TEST_HANG_AT=hang_at, LORAQA_TEST_HANG_MARKERS=str(markers))
         if run is not None:
             env["LORAQA_TEST_HANG_RUN"] = run
-    return subprocess.Popen([sys.executable, "-m", "loraqa", *argv], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "loraqa", *argv],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+    )
 
 
-def wait_until_stopped(process: subprocess.Popen, markers: Path, log: Path, count: int = 1,
-                       timeout: float = 900) -> None:  # fmt: skip
+def wait_until_stopped(
+    process: subprocess.Popen, markers: Path, log: Path, count: int = 1, timeout: float = 900
+) -> None:
     """Until `count` processes (the command or its workers) stand at the point; fails if the command
     ends first. Each marker is written at the point itself, so the wait implies where they are."""
     deadline = time.monotonic() + timeout

@@ -46,9 +46,13 @@ def synthetic_records(n: int = 40) -> list[dict]:
         else:
             question, text = f"When was {place} founded?", str(year)
         rows.append(
-            {"id": f"q{i}", "context": context, "question": question,
-             "answers": [{"text": text, "answer_start": context.index(text)}]}
-        )  # fmt: skip
+            {
+                "id": f"q{i}",
+                "context": context,
+                "question": question,
+                "answers": [{"text": text, "answer_start": context.index(text)}],
+            }
+        )
     return rows
 
 
@@ -59,8 +63,15 @@ def synthetic_v2_records(n: int = 40) -> list[dict]:
     for i, row in enumerate(synthetic_records(n)):
         rows.append(row)
         if i % 2:
-            rows.append({"id": f"u{i}", "context": row["context"], "question": "Who painted the market?",
-                         "answers": [], "is_impossible": True})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"u{i}",
+                    "context": row["context"],
+                    "question": "Who painted the market?",
+                    "answers": [],
+                    "is_impossible": True,
+                }
+            )
     return rows
 
 
@@ -100,28 +111,59 @@ def build_tiny_model(family: str, directory: Path, corpus: list[str]) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_dir())
         vocab = len(tokenizer)
         if family == "bert":
-            config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+            config = BertConfig(
+                vocab_size=vocab,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=256,
+            )
         else:
-            config = DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                      max_position_embeddings=256)  # fmt: skip
+            config = DistilBertConfig(
+                vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=256
+            )
         model = AutoModelForQuestionAnswering.from_config(config)
     else:
         tokenizer = bpe_tokenizer(corpus, chat=(family == "llama"))
         vocab = len(tokenizer)
         ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
         if family == "t5":
-            config = T5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                              decoder_start_token_id=tokenizer.pad_token_id, **ids)  # fmt: skip
+            config = T5Config(
+                vocab_size=vocab,
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=2,
+                num_heads=4,
+                decoder_start_token_id=tokenizer.pad_token_id,
+                **ids,
+            )
             model = AutoModelForSeq2SeqLM.from_config(config)
         elif family == "gpt2":
-            config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=512,
-                                bos_token_id=tokenizer.bos_token_id, **ids)  # fmt: skip
+            config = GPT2Config(
+                vocab_size=vocab,
+                n_embd=32,
+                n_layer=2,
+                n_head=2,
+                n_positions=512,
+                bos_token_id=tokenizer.bos_token_id,
+                **ids,
+            )
             model = AutoModelForCausalLM.from_config(config)
         elif family == "llama":
-            config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                 tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, **ids)  # fmt: skip
+            config = LlamaConfig(
+                vocab_size=vocab,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+                tie_word_embeddings=True,
+                bos_token_id=tokenizer.bos_token_id,
+                **ids,
+            )
             model = AutoModelForCausalLM.from_config(config)
         else:
             raise ValueError(family)

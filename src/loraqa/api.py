@@ -50,8 +50,9 @@ class QA:
         """The answer to one question about `context` (withheld below `min_confidence`, see answer_batch)."""
         return self.answer_batch([(question, context)], min_confidence=min_confidence)[0]
 
-    def answer_batch(self, records: Iterable[Mapping[str, str] | Sequence[str]],
-                     min_confidence: float | None = None) -> list[Answer]:  # fmt: skip
+    def answer_batch(
+        self, records: Iterable[Mapping[str, str] | Sequence[str]], min_confidence: float | None = None
+    ) -> list[Answer]:
         """Answers in order, for (question, context) pairs or dicts with "question" and "context";
         batched by length as `loraqa predict` batches them (evaluation.batch_size per batch).
         Confidences are calibrated when the adapter carries a calibration; an answer below
@@ -69,8 +70,9 @@ class QA:
         return answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
 
 
-def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mapping[str, Any] | None = None,
-         **kwargs: Any) -> QA:  # fmt: skip
+def load(
+    path_or_model_name: str | Path, device: str = "auto", overrides: Mapping[str, Any] | None = None, **kwargs: Any
+) -> QA:
     """A QA for an adapter directory, a run directory (its `adapter/`), or a base model name alone.
 
     An adapter answers with the settings it was trained with (its loraqa.json); `overrides` may
@@ -94,8 +96,14 @@ def load(path_or_model_name: str | Path, device: str = "auto", overrides: Mappin
     return QA(load_for_answering(config, adapter, overrides=settings), config)
 
 
-def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, resume: bool = False,
-          overwrite: bool = False, **kwargs: Any) -> RunResult:  # fmt: skip
+def train(
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> RunResult:
     """Train an adapter as `loraqa train CONFIG key=value...` does (config: a YAML path, a shipped
     config's name such as "minilm-l6-squad", or None for the defaults)."""
     from loraqa.config.loader import load_config
@@ -109,8 +117,15 @@ def train(config: str | Path | None = None, overrides: Mapping[str, Any] | None 
     return RunResult(run_dir, run_dir / ADAPTER_DIR, summary.adapter, summary)
 
 
-def evaluate(config: str | Path | None = None, adapter: str | Path | None = None, *, output: str | Path | None = None,
-             overwrite: bool = False, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, dict]:  # fmt: skip
+def evaluate(
+    config: str | Path | None = None,
+    adapter: str | Path | None = None,
+    *,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, dict]:
     """Evaluate a base model or an adapter as `loraqa eval` does; returns metrics by decoding."""
     from loraqa.config.loader import load_config
     from loraqa.inference.eval_command import run_evaluation
@@ -118,9 +133,13 @@ def evaluate(config: str | Path | None = None, adapter: str | Path | None = None
     settings = _override_list(overrides, kwargs)
     run_config = load_config(str(config) if config is not None else None, settings)
     return run_evaluation(
-        run_config, adapter=str(adapter) if adapter else None, decodings=[run_config.generation.decoding],
-        output=str(output) if output else None, overwrite=overwrite, overrides=settings,
-    )  # fmt: skip
+        run_config,
+        adapter=str(adapter) if adapter else None,
+        decodings=[run_config.generation.decoding],
+        output=str(output) if output else None,
+        overwrite=overwrite,
+        overrides=settings,
+    )
 
 
 def _override_list(overrides: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> list[str]:

@@ -120,8 +120,8 @@ def _refuse_under_launcher(command: str) -> None:
     """Raise LaunchError when a one-process command was started as one of several processes."""
     if command not in ONE_PROCESS or "WORLD_SIZE" not in os.environ:  # no launcher: no torch import needed
         return
-    from loraqa.errors import LaunchError
     from loraqa.distributed import launched, world_size
+    from loraqa.errors import LaunchError
 
     if launched():
         raise LaunchError(f"loraqa {command} started as {world_size()} processes (torchrun?); {ONE_PROCESS[command]}")
@@ -152,9 +152,12 @@ def _dispatch(args) -> int:
 
         config_path, overrides = split_config_arg(args.config, args.overrides)
         summary = run_training(
-            load_config(config_path, overrides), resume=args.resume, overwrite=args.overwrite,
-            validation=True if args.validation else None, command=["loraqa", *args.argv],
-        )  # fmt: skip
+            load_config(config_path, overrides),
+            resume=args.resume,
+            overwrite=args.overwrite,
+            validation=True if args.validation else None,
+            command=["loraqa", *args.argv],
+        )
         from loraqa import distributed
 
         if not args.no_report and distributed.is_main():  # under torchrun, rank 0 alone writes the report
@@ -170,9 +173,14 @@ def _dispatch(args) -> int:
         config = load_config(config_path, overrides)
         decodings = parse_decoding_list(args.decoding) if args.decoding else [config.generation.decoding]
         run_evaluation(
-            config, adapter=args.adapter, decodings=decodings, output=args.output,
-            overwrite=args.overwrite, base_name=args.model, overrides=overrides,
-        )  # fmt: skip
+            config,
+            adapter=args.adapter,
+            decodings=decodings,
+            output=args.output,
+            overwrite=args.overwrite,
+            base_name=args.model,
+            overrides=overrides,
+        )
         return 0
     if args.command == "predict":
         return _predict(args, load_config)
@@ -188,9 +196,18 @@ def _dispatch(args) -> int:
         from loraqa.export.command import run_export
 
         config = load_config(None, args.overrides)
-        target = run_export(args.adapter, args.format, args.output, args.overwrite, config, args.model,
-                            args.overrides, gguf_type=args.gguf_type, int8=args.int8,
-                            force=args.force)  # fmt: skip
+        target = run_export(
+            args.adapter,
+            args.format,
+            args.output,
+            args.overwrite,
+            config,
+            args.model,
+            args.overrides,
+            gguf_type=args.gguf_type,
+            int8=args.int8,
+            force=args.force,
+        )
         print(f"{args.format} export written to {target} (see its README.md)")
         return 0
     raise AssertionError(args.command)
@@ -203,8 +220,11 @@ def _report_or_warn(directory: str) -> None:
     try:
         paths = write_report(directory)
     except Exception as exc:  # noqa: BLE001 — the trained run must never fail for its report
-        print(f"loraqa: warning: the report was not written ({type(exc).__name__}: {exc}); "
-              f"`loraqa report {directory}` tries again", file=sys.stderr)  # fmt: skip
+        print(
+            f"loraqa: warning: the report was not written ({type(exc).__name__}: {exc}); "
+            f"`loraqa report {directory}` tries again",
+            file=sys.stderr,
+        )
         return
     print(f"report written to {paths.html} and {paths.markdown}")
 
@@ -238,12 +258,27 @@ def _sweep(args) -> int:
 
     config_path, overrides = split_config_arg(args.config, args.overrides)
     spec = SweepSpec(
-        config=config_path, overrides=overrides, name=args.name, sweep_dir=Path(args.dir or f"runs/{args.name}"),
-        grid=args.grid, search=args.search, space=args.space, trials=args.trials, seeds=args.seeds,
-        workers=args.workers, storage=args.storage, metric=args.metric, select=args.select, prune=args.prune,
-        prune_warmup=args.prune_warmup, heartbeat_interval=args.heartbeat, grace_period=args.grace, worker=args.worker,
-        torch_threads=args.torch_threads, argv=args.argv,
-    )  # fmt: skip
+        config=config_path,
+        overrides=overrides,
+        name=args.name,
+        sweep_dir=Path(args.dir or f"runs/{args.name}"),
+        grid=args.grid,
+        search=args.search,
+        space=args.space,
+        trials=args.trials,
+        seeds=args.seeds,
+        workers=args.workers,
+        storage=args.storage,
+        metric=args.metric,
+        select=args.select,
+        prune=args.prune,
+        prune_warmup=args.prune_warmup,
+        heartbeat_interval=args.heartbeat,
+        grace_period=args.grace,
+        worker=args.worker,
+        torch_threads=args.torch_threads,
+        argv=args.argv,
+    )
     summary = run_sweep(spec)  # None in a worker process: the parent reports
     if summary is not None and not args.no_report:
         _report_or_warn(str(spec.sweep_dir))
@@ -304,12 +339,16 @@ def _serve(args, load_config) -> int:
     require_serving_extra()
     config = load_config(None, [*args.overrides, f"training.device={args.device}"])
     settings = ServeSettings(
-        max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
-        max_context_chars=args.max_context_chars, request_timeout_s=args.request_timeout_s,
-        read_timeout_s=args.read_timeout_s, drain_timeout_s=args.drain_timeout_s,
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        max_context_chars=args.max_context_chars,
+        request_timeout_s=args.request_timeout_s,
+        read_timeout_s=args.read_timeout_s,
+        drain_timeout_s=args.drain_timeout_s,
         api_key=args.api_key or os.environ.get("LORAQA_API_KEY") or None,
-        admin_token=args.admin_token or os.environ.get("LORAQA_ADMIN_TOKEN") or None, adapter_root=args.adapter_root,
-    )  # fmt: skip
+        admin_token=args.admin_token or os.environ.get("LORAQA_ADMIN_TOKEN") or None,
+        adapter_root=args.adapter_root,
+    )
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 
 

@@ -38,8 +38,9 @@ def _train(args) -> None:
     _check_sources(config, (config.data.train, config.data.test, config.data.validation))
     from loraqa.runs.rundir import RunDirectory
 
-    RunDirectory(config.run_dir).check_for_training(config, resume=args.resume, overwrite=args.overwrite,
-                                                    same_config=False)  # fmt: skip
+    RunDirectory(config.run_dir).check_for_training(
+        config, resume=args.resume, overwrite=args.overwrite, same_config=False
+    )
     check_base_model(config.model.name, config.model.revision)
 
 

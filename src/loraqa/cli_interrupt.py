@@ -14,8 +14,9 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _RERUN_FINISHES = {"sweep": "the sweep", "compare": "the comparison"}
 
 
-def interruption_notes(command: str, argv: list[str], config: str | None = None,
-                       overrides: list[str] = ()) -> list[str]:  # fmt: skip
+def interruption_notes(
+    command: str, argv: list[str], config: str | None = None, overrides: list[str] = ()
+) -> list[str]:
     """The lines to print after `loraqa interrupted`, for `loraqa ARGV` (COMMAND its first word)."""
     if command in _RERUN_FINISHES:
         return [f"run the same command again to finish {_RERUN_FINISHES[command]}: {shlex.join(['loraqa', *argv])}"]

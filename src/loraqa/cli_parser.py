@@ -69,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace a finished or failed run in output_dir")
     train.add_argument("--no-report", action="store_true", help="skip writing report.html/report.md at the end")
     train.add_argument(
-        "--validation", action="store_true",
+        "--validation",
+        action="store_true",
         help="carve a validation split and score the adapter on it even when training reads none, as a sweep's "
         "trials do (the command a sweep records for each trial has it, so the rerun trains on the same questions)",
-    )  # fmt: skip
+    )
 
     evaluate = sub.add_parser(
         "eval",
@@ -99,11 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     predict = sub.add_parser(
-        "predict", help="answer a question about a context, or a JSONL file of them",
+        "predict",
+        help="answer a question about a context, or a JSONL file of them",
         description="Answer --question about --context (or every line of --input) with an adapter on its base, "
         "or with a base model alone; print the answer and its confidence (JSON lines for --input). Example: loraqa predict "
         "--adapter runs/minilm-l6-squad/adapter --question 'Who wrote it?' --context 'Ada wrote it in 1843.'",
-    )  # fmt: skip
+    )
     predict.add_argument(
         "overrides", nargs="*", help="generation/evaluation overrides, e.g. generation.max_new_tokens=16"
     )
@@ -114,17 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", help='JSONL file: one {"id", "question", "context"} per line')
     predict.add_argument("--output", help="write JSONL answers here instead of stdout (must not exist)")
     predict.add_argument("--decoding", help="greedy (default), beamN, topkK, toppP or tempT")
-    predict.add_argument("--min-confidence", type=float, metavar="P",
-                         help="withhold answers whose (calibrated) confidence is below P, in [0, 1]: "
-                         '"abstained": true; the run\'s report suggests P for a target precision')  # fmt: skip
+    predict.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="withhold answers whose (calibrated) confidence is below P, in [0, 1]: "
+        '"abstained": true; the run\'s report suggests P for a target precision',
+    )
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     merge = sub.add_parser(
-        "merge", help="write base + adapter as one full model (safetensors)",
+        "merge",
+        help="write base + adapter as one full model (safetensors)",
         description="Fold the adapter's LoRA weights into its base and write one plain transformers model "
         "(safetensors weights, config, tokenizer) to --output, loadable without peft or loraqa: "
         "loraqa merge --adapter runs/NAME/adapter --output merged/NAME",
-    )  # fmt: skip
+    )
     merge.add_argument("--adapter", required=True, help="adapter directory")
     merge.add_argument("--output", required=True, help="directory for the merged model")
     merge.add_argument("--model", help="base model (default: the adapter's base)")
@@ -135,8 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write base + adapter for another runtime: ONNX, GGUF (llama.cpp, Ollama)")
     export.add_argument("--adapter", required=True, help="adapter directory")
-    export.add_argument("--format", required=True, choices=["onnx", "gguf", "gguf-lora"], help="onnx: ONNX Runtime; gguf: llama.cpp, Ollama (Llama-family); gguf-lora: the adapter alone "
-                        "for llama.cpp --lora (docs/deploy.md)")  # fmt: skip
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=["onnx", "gguf", "gguf-lora"],
+        help="onnx: ONNX Runtime; gguf: llama.cpp, Ollama (Llama-family); gguf-lora: the adapter alone "
+        "for llama.cpp --lora (docs/deploy.md)",
+    )
     export.add_argument("--output", required=True, help="directory to write (new or empty)")
     export.add_argument("--model", help="base model (default: the adapter's base)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
@@ -170,38 +182,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch", type=int, default=16, help="questions per model call and per request; 1 turns batching off"
     )
     serve.add_argument(
-        "--batch-window-ms", type=float, default=5.0,
+        "--batch-window-ms",
+        type=float,
+        default=5.0,
         help="the most a question waits for others to batch with (only when the last batch had several)",
-    )  # fmt: skip
+    )
     serve.add_argument("--max-context-chars", type=int, default=20_000, help="longer contexts get 413")
     serve.add_argument("--request-timeout-s", type=float, default=60.0, help="a request waiting longer gets 504")
     serve.add_argument(
-        "--read-timeout-s", type=float, default=ServeSettings.read_timeout_s,
+        "--read-timeout-s",
+        type=float,
+        default=ServeSettings.read_timeout_s,
         help="a request's headers, then its body, must arrive within this (else the connection closes / 408)",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--drain-timeout-s", type=float, default=ServeSettings.drain_timeout_s,
+        "--drain-timeout-s",
+        type=float,
+        default=ServeSettings.drain_timeout_s,
         help="on SIGTERM or Ctrl-C: how long queued and running questions get to be answered; the rest get 503",
-    )  # fmt: skip
+    )
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     serve.add_argument(
-        "--api-key", metavar="KEY",
+        "--api-key",
+        metavar="KEY",
         help="require 'Authorization: Bearer KEY' on every /v1 endpoint (default: env LORAQA_API_KEY; unset: open)",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--admin-token", metavar="TOKEN",
+        "--admin-token",
+        metavar="TOKEN",
         help="allow POST/DELETE /v1/adapters with 'Authorization: Bearer TOKEN' (default: env LORAQA_ADMIN_TOKEN)",
-    )  # fmt: skip
+    )
     serve.add_argument("--adapter-root", metavar="DIR", help="the directory runtime-loaded adapters must lie in")
 
     _add_sweep(sub, fmt)
     _add_compare(sub, fmt)
     sub.add_parser("config", help="print every config key with its type, default and allowed values")
     configs = sub.add_parser(
-        "configs", help="list the shipped configs and comparison sets (loraqa train NAME runs one)",
+        "configs",
+        help="list the shipped configs and comparison sets (loraqa train NAME runs one)",
         description="List the shipped configs (`loraqa train NAME`) and comparison sets (`loraqa compare SET "
         "--name NAME`), or print one config to save and edit: `loraqa configs --show NAME > my.yaml`.",
-    )  # fmt: skip
+    )
     configs.add_argument("--show", metavar="NAME", help="print shipped config NAME (with its comments) to stdout")
     for command_parser in sub.choices.values():
         command_parser.set_defaults(command_parser=command_parser)  # its own usage line in errors
@@ -212,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_verbosity(command_parser: argparse.ArgumentParser) -> None:
     talk = command_parser.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print results, warnings and errors only")
-    talk.add_argument("-v", "--verbose", action="store_true",
-                      help="also show the libraries' own warnings and messages (transformers, peft, the hub)")  # fmt: skip
+    talk.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own warnings and messages (transformers, peft, the hub)",
+    )
 
 
 def _add_sweep(sub, fmt) -> None:
@@ -231,8 +256,13 @@ def _add_sweep(sub, fmt) -> None:
     sweep.add_argument("--dir", help="sweep directory (default runs/NAME)")
     sweep.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2", help="grid axes, e.g. lora.r=4,8")
     sweep.add_argument("--search", choices=["tpe", "random"], help="sample --trials configurations from --space")
-    sweep.add_argument("--space", nargs="+", default=[], metavar="KEY=DIST",
-                       help="loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)")  # fmt: skip
+    sweep.add_argument(
+        "--space",
+        nargs="+",
+        default=[],
+        metavar="KEY=DIST",
+        help="loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)",
+    )
     sweep.add_argument("--trials", type=int, help="configurations a search samples")
     sweep.add_argument("--seeds", type=int, default=1, help="train each configuration with N seeds")
     sweep.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
@@ -240,12 +270,21 @@ def _add_sweep(sub, fmt) -> None:
         "--storage", help="Optuna storage URL shared by workers (default sqlite file runs/NAME/study.db)"
     )
     sweep.add_argument("--metric", default="f1", help="validation metric: f1, exact_match, rougeL, eval_loss")
-    sweep.add_argument("--select", default="best", choices=("best", "one-se"),
-                       help="which configuration the sweep names best: the best mean (default), or one-se: the "
-                       "smallest (fewest trainable parameters) within one standard error of it")  # fmt: skip
+    sweep.add_argument(
+        "--select",
+        default="best",
+        choices=("best", "one-se"),
+        help="which configuration the sweep names best: the best mean (default), or one-se: the "
+        "smallest (fewest trainable parameters) within one standard error of it",
+    )
     sweep.add_argument("--prune", default="none", choices=["none", "median", "asha"])
-    sweep.add_argument("--prune-warmup", type=float, default=0.25, metavar="SHARE",
-                       help="share of each trial's steps in which no pruner stops it")  # fmt: skip
+    sweep.add_argument(
+        "--prune-warmup",
+        type=float,
+        default=0.25,
+        metavar="SHARE",
+        help="share of each trial's steps in which no pruner stops it",
+    )
     sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between a trial's heartbeats")
     sweep.add_argument("--grace", type=int, help="seconds without heartbeat before a trial is retried (3 beats)")
     sweep.add_argument("--no-report", action="store_true", help="skip writing the sweep's report at the end")

@@ -16,10 +16,22 @@ FP16_UNSAFE = frozenset({"t5", "mt5", "umt5", "longt5"})
 
 # --- architecture shape ----------------------------------------------------------------------------
 # Encoders without a generative head: they can only point at a span (the extractive formulation).
-ENCODER_ONLY = frozenset({
-    "bert", "distilbert", "roberta", "albert", "electra", "deberta", "deberta-v2",
-    "xlm-roberta", "mpnet", "camembert", "modernbert", "megatron-bert",
-})  # fmt: skip
+ENCODER_ONLY = frozenset(
+    {
+        "bert",
+        "distilbert",
+        "roberta",
+        "albert",
+        "electra",
+        "deberta",
+        "deberta-v2",
+        "xlm-roberta",
+        "mpnet",
+        "camembert",
+        "modernbert",
+        "megatron-bert",
+    }
+)
 # GPT-2 stores its projections as Conv1D, weights transposed against nn.Linear: peft needs
 # `fan_in_fan_out`, and peft 0.21's OLoRA QR breaks on them.
 CONV1D_WEIGHTS = frozenset({"gpt2"})
@@ -60,10 +72,20 @@ LORA_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 # Architectures that name their modules like one of the above.
 MODULE_NAMES_LIKE = {
-    "mt5": "t5", "umt5": "t5", "longt5": "t5",
-    "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gemma": "llama", "gemma2": "llama", "phi3": "llama",
-    "roberta": "bert", "xlm-roberta": "bert", "electra": "bert", "camembert": "bert",
-}  # fmt: skip
+    "mt5": "t5",
+    "umt5": "t5",
+    "longt5": "t5",
+    "mistral": "llama",
+    "qwen2": "llama",
+    "qwen3": "llama",
+    "gemma": "llama",
+    "gemma2": "llama",
+    "phi3": "llama",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "camembert": "bert",
+}
 
 
 def fp16_unsafe(model_type: str) -> bool:

@@ -13,7 +13,7 @@ def close_matches(word: str, known: Iterable[str], n: int = 3) -> list[str]:
     found = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
     scores = [difflib.SequenceMatcher(None, word.lower(), name).ratio() for name in found]
     # A clear winner alone: 'learning_rate' for 'learning_rat', not also 'warmup_ratio'.
-    return [by_lower[name] for name, score in zip(found, scores) if score >= scores[0] - 0.1]
+    return [by_lower[name] for name, score in zip(found, scores, strict=True) if score >= scores[0] - 0.1]
 
 
 def did_you_mean(word: str, known: Iterable[str], n: int = 3) -> str:

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from run_helpers import tiny_overrides
 
 import loraqa
 from loraqa.errors import LoraqaError
 from loraqa.runs.summary import read_summary
-from run_helpers import tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +58,20 @@ def test_bad_path_is_one_line_error(tmp_path):
 
 
 def test_one_liner_from_a_shell(trained):
-    code = (f"import loraqa; print(loraqa.load({str(trained.adapter)!r}, device='cpu')"
-            ".answer(question='Who founded Avalon?', context='Avalon was founded by Ada.'))")  # fmt: skip
+    code = (
+        f"import loraqa; print(loraqa.load({str(trained.adapter)!r}, device='cpu')"
+        ".answer(question='Who founded Avalon?', context='Avalon was founded by Ada.'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("Answer(text=")
 
 
 def test_import_is_light():
-    out = subprocess.run([sys.executable, "-c", "import loraqa, sys; print('torch' in sys.modules)"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", "import loraqa, sys; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "False"

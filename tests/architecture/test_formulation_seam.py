@@ -39,8 +39,11 @@ def _in_allowed_literals(tree: ast.AST, where: str) -> set[int]:
     """The constants inside `Literal[...]` in a file allowed to spell the names out there."""
     if (where, "Literal[...]") not in ALLOWED:
         return set()
-    literals = [node for node in ast.walk(tree) if isinstance(node, ast.Subscript)
-                and isinstance(node.value, ast.Name) and node.value.id == "Literal"]  # fmt: skip
+    literals = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal"
+    ]
     return {id(inner) for node in literals for inner in ast.walk(node)}
 
 

@@ -13,19 +13,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import gpu_check  # noqa: E402
 
 
-@pytest.mark.parametrize("name, peak", [("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0), ("NVIDIA A10G", 125.0),
-                                        ("NVIDIA H100 80GB HBM3", 989.0), ("Tesla T4", 65.0), ("Quadro P1000", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA A10G", 125.0),
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("Tesla T4", 65.0),
+        ("Quadro P1000", None),
+    ],
+)
 def test_the_peak_is_the_cards_not_a_shorter_names(name, peak):
     assert gpu_check.peak_tflops(name) == peak
 
 
 def test_real_tokens_count_no_padding_and_a_shared_prefix_once():
-    batch = {"input_ids": torch.zeros(2, 5, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 1, 0, 0],
-             [1, 1, 1, 1, 1]]), "prefix_attention_mask": torch.tensor([[1, 1, 1, 1, 0, 0]]),
-             "labels": torch.full((2, 5), -100), "logits_to_keep": 3}  # fmt: skip
+    batch = {
+        "input_ids": torch.zeros(2, 5, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+        "prefix_attention_mask": torch.tensor([[1, 1, 1, 1, 0, 0]]),
+        "labels": torch.full((2, 5), -100),
+        "logits_to_keep": 3,
+    }
     assert gpu_check.batch_tokens(batch, encoder_decoder=False) == {"enc": 12, "dec": 0, "head": 6}
-    seq2seq = {"input_ids": torch.zeros(2, 4, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 1, 1],
-               [1, 1, 0, 0]]), "labels": torch.tensor([[5, 6, 1], [7, 1, -100]])}  # fmt: skip
+    seq2seq = {
+        "input_ids": torch.zeros(2, 4, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
+        "labels": torch.tensor([[5, 6, 1], [7, 1, -100]]),
+    }
     assert gpu_check.batch_tokens(seq2seq, encoder_decoder=True) == {"enc": 6, "dec": 5, "head": 5}
 
 

@@ -26,8 +26,11 @@ record = _load_record()
 def _git(cwd: Path, *args: str) -> str:
     done = subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.strip()
 
 
@@ -120,8 +123,13 @@ def test_quality_bench_records_each_score_with_its_interval(monkeypatch):
     from loraqa.inference.uncertainty import score_intervals
 
     rows = [{"exact_match": float(i % 3 == 0), "f1": (i % 5) / 4} for i in range(40)]
-    metrics = {"exact_match": 100 * sum(r["exact_match"] for r in rows) / 40, "f1": 50.0, "count": 40,
-               "slices": {}, **score_intervals(rows)}  # fmt: skip
+    metrics = {
+        "exact_match": 100 * sum(r["exact_match"] for r in rows) / 40,
+        "f1": 50.0,
+        "count": 40,
+        "slices": {},
+        **score_intervals(rows),
+    }
     kept = quality._scores(metrics)
     assert kept["exact_match_ci"] == metrics["exact_match_ci"] and kept["f1_ci"] == metrics["f1_ci"]
     assert kept["f1_ci"]["low"] < kept["f1_ci"]["high"] and "slices" not in kept

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from run_helpers import one_line_error, run_cli, tiny_overrides
 
 from loraqa.cli import main
-from run_helpers import one_line_error, run_cli, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,16 @@ def test_eval_base_and_adapter_with_several_decodings(trained_gpt2, tiny_model_d
     assert code == 0 and json.loads((tmp_path / "base" / "metrics.json").read_text())["adapter"] is None
 
     code, stdout, _ = run_cli(
-        capsys, "eval", *model_args, "--adapter", str(trained_gpt2 / "adapter"),
-        "--decoding", "greedy,beam2,topk5", "--output", str(tmp_path / "dec"),
-    )  # fmt: skip
+        capsys,
+        "eval",
+        *model_args,
+        "--adapter",
+        str(trained_gpt2 / "adapter"),
+        "--decoding",
+        "greedy,beam2,topk5",
+        "--output",
+        str(tmp_path / "dec"),
+    )
     assert code == 0
     for decoding in ("greedy", "beam2", "topk5"):
         assert f"[{decoding}]" in stdout
@@ -81,8 +88,16 @@ def test_eval_base_and_adapter_with_several_decodings(trained_gpt2, tiny_model_d
 
 def test_predict_one_question_and_a_file(trained_gpt2, tmp_path, capsys):
     adapter = str(trained_gpt2 / "adapter")
-    code, stdout, _ = run_cli(capsys, "predict", "--adapter", adapter, "--question", "Who founded Avalon?",
-                              "--context", "The town of Avalon was founded in 1800 by Ada.")  # fmt: skip
+    code, stdout, _ = run_cli(
+        capsys,
+        "predict",
+        "--adapter",
+        adapter,
+        "--question",
+        "Who founded Avalon?",
+        "--context",
+        "The town of Avalon was founded in 1800 by Ada.",
+    )
     assert code == 0 and "confidence" in stdout
 
     questions = tmp_path / "q.jsonl"
@@ -119,8 +134,16 @@ def test_merge_writes_a_plain_model_that_answers_the_same(trained_gpt2, tmp_path
 
 
 def test_adapter_on_another_base_names_both(trained_gpt2, tiny_model_dir, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "eval", "--adapter", str(trained_gpt2 / "adapter"),
-                           "--model", str(tiny_model_dir("bert")), "--output", str(tmp_path / "e"))  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "eval",
+        "--adapter",
+        str(trained_gpt2 / "adapter"),
+        "--model",
+        str(tiny_model_dir("bert")),
+        "--output",
+        str(tmp_path / "e"),
+    )
     line = one_line_error(err)
     assert code == 2 and "was trained on base" in line and str(tiny_model_dir("bert")) in line
 
@@ -142,8 +165,9 @@ def test_incomplete_or_corrupt_adapter(trained_gpt2, tmp_path, capsys, broken):
 def test_bad_data_file_is_one_line_naming_file(tiny_model_dir, qa_files, tmp_path, capsys):
     broken = tmp_path / "train.json"
     broken.write_text('{"data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [')
-    code, _, err = run_cli(capsys, "train", *tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "r"),
-                           f"data.train={broken}")  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "train", *tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "r"), f"data.train={broken}"
+    )
     assert code == 2 and "train.json" in one_line_error(err)
     assert not (tmp_path / "r").exists()  # the corrected command is not blocked by a half-made run
 
@@ -174,8 +198,16 @@ def test_adapter_on_a_base_with_another_vocabulary(trained_gpt2, tiny_model_dir,
     model.resize_token_embeddings(model.config.vocab_size + 8)
     model.save_pretrained(other)
     AutoTokenizer.from_pretrained(tiny_model_dir("gpt2")).save_pretrained(other)
-    code, _, err = run_cli(capsys, "eval", "--adapter", str(trained_gpt2 / "adapter"), "--model", str(other),
-                           "--output", str(tmp_path / "e"))  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "eval",
+        "--adapter",
+        str(trained_gpt2 / "adapter"),
+        "--model",
+        str(other),
+        "--output",
+        str(tmp_path / "e"),
+    )
     line = one_line_error(err)
     assert code == 2 and "vocabulary of" in line and str(other) in line
 

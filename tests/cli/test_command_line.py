@@ -31,8 +31,11 @@ def test_overrides_may_follow_a_flag():
 
 
 def test_an_unknown_flag_or_stray_word_is_still_refused(capsys):
-    for argv in (["train", "a.b=1", "--bogus"], ["train", "a.b=1", "--overwrite", "stray"],
-                 ["report", "somedir", "x=1"]):  # fmt: skip
+    for argv in (
+        ["train", "a.b=1", "--bogus"],
+        ["train", "a.b=1", "--overwrite", "stray"],
+        ["report", "somedir", "x=1"],
+    ):
         with pytest.raises(SystemExit) as done:
             parse_command_line(argv)
         assert done.value.code == 2
@@ -65,8 +68,9 @@ def test_configs_command_lists_the_shipped_configs(capsys):
 
 
 def test_shipped_configs_are_package_data():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from loraqa.config.shipped import SHIPPED_DIR
 
@@ -87,8 +91,9 @@ def test_peft_warnings_are_dropped_or_kept_as_one_line_notes(capsys):
         _quiet_libraries()
 
         def warn(text, module):
-            warnings.warn_explicit(text, UserWarning, f"/site-packages/{module.replace('.', '/')}.py", 1,
-                                   module=module, registry={})  # fmt: skip
+            warnings.warn_explicit(
+                text, UserWarning, f"/site-packages/{module.replace('.', '/')}.py", 1, module=module, registry={}
+            )
 
         warn(
             "Setting `save_embedding_layers` to `True` as the embedding layer has been resized.",
@@ -114,7 +119,10 @@ def test_real_process_takes_overrides_after_a_flag(tmp_path):
     source = str(Path(loraqa.__file__).parents[1])  # this checkout, from any working directory
     result = subprocess.run(
         [sys.executable, "-m", "loraqa", "train", "lora.r=4", "--overwrite", "lora.r=0"],
-        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": source},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": source},
+    )
     assert result.returncode == 2  # the second lora.r won, and was checked
     assert result.stderr.strip() == "loraqa: error: config key 'lora.r': the rank must be at least 1, got 0"

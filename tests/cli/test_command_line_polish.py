@@ -4,12 +4,12 @@ comparison sets by name, an editable copy of a config, types with their allowed 
 from __future__ import annotations
 
 import pytest
+from run_helpers import one_line_error, run_cli
 
 from loraqa import __version__
 from loraqa.cli import main
 from loraqa.config.loader import load_config
 from loraqa.config.shipped import compare_configs, compare_sets, shipped_configs
-from run_helpers import one_line_error, run_cli
 
 
 def test_version(capsys):
@@ -80,10 +80,17 @@ def test_the_size_guard_names_what_makes_the_share(tiny_model_dir, qa_files, tmp
 def test_a_sweep_ends_with_its_report(tiny_model_dir, qa_files, tmp_path, capsys):
     from run_helpers import tiny_overrides
 
-    overrides = tiny_overrides(tiny_model_dir("gpt2"), qa_files, tmp_path / "unused", "training.max_steps=1",
-                               "data.validation_samples=2", "data.test_samples=2")  # fmt: skip
+    overrides = tiny_overrides(
+        tiny_model_dir("gpt2"),
+        qa_files,
+        tmp_path / "unused",
+        "training.max_steps=1",
+        "data.validation_samples=2",
+        "data.test_samples=2",
+    )
     sweep_dir = tmp_path / "sweep"
-    code, out, err = run_cli(capsys, "sweep", *overrides, "--name", "s", "--dir", str(sweep_dir),
-                             "--grid", "lora.r=2,4")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "sweep", *overrides, "--name", "s", "--dir", str(sweep_dir), "--grid", "lora.r=2,4"
+    )
     assert code == 0, err
     assert f"report written to {sweep_dir / 'report.html'}" in out and (sweep_dir / "report.md").is_file()

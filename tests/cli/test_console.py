@@ -8,16 +8,22 @@ import subprocess
 import sys
 
 import pytest
+from run_helpers import tiny_overrides
 
 from loraqa.cli_parser import build_parser
-from run_helpers import tiny_overrides
 
 STEP_LINE = re.compile(r"^loraqa: step (\d+)/6  loss [\d.]+  lr [\d.e+-]+  [\d.]+ examples/s  ETA \d+:\d\d:\d\d$")
 
 
 def train(tiny_model_dir, qa_files, out, *flags: str) -> subprocess.CompletedProcess:
-    argv = ["train", *tiny_overrides(tiny_model_dir("gpt2"), qa_files, out), "training.max_steps=6",
-            "training.logging_steps=2", "--no-report", *flags]  # fmt: skip
+    argv = [
+        "train",
+        *tiny_overrides(tiny_model_dir("gpt2"), qa_files, out),
+        "training.max_steps=6",
+        "training.logging_steps=2",
+        "--no-report",
+        *flags,
+    ]
     result = subprocess.run([sys.executable, "-m", "loraqa", *argv], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -49,10 +55,12 @@ def test_every_command_takes_quiet_and_verbose(command):
 def test_the_python_api_shows_no_library_deprecation_warnings(tiny_model_dir, qa_files, tmp_path):
     out = tmp_path / "run"
     train(tiny_model_dir, qa_files, out)
-    script = ("import loraqa, sys; qa = loraqa.load(sys.argv[1], device='cpu'); "
-              "print(qa.answer('Who wrote it?', 'Ada wrote it in 1843.').text is not None)")  # fmt: skip
+    script = (
+        "import loraqa, sys; qa = loraqa.load(sys.argv[1], device='cpu'); "
+        "print(qa.answer('Who wrote it?', 'Ada wrote it in 1843.').text is not None)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", script, str(out / "adapter")], capture_output=True, text=True, timeout=600
-    )  # fmt: skip (Python's default filters: FutureWarning shows)
+    )  # Python's default filters: FutureWarning shows
     assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-2000:]
     assert "Warning" not in result.stderr and "deprecated" not in result.stderr, result.stderr[-2000:]

@@ -17,8 +17,14 @@ HEAVY = ("torch", "transformers", "peft")
 
 def run_loraqa(*argv: str, cwd, env=None, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "loraqa", *argv], capture_output=True,
-                            text=True, cwd=cwd, env=env, timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "loraqa", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
     return result, time.perf_counter() - started
 
 
@@ -39,8 +45,11 @@ def assert_one_line_before_torch(result: subprocess.CompletedProcess) -> str:
     modules = imported(result.stderr)
     assert "loraqa.cli_checks" in modules  # the listing is real: loraqa's own modules are in it
     # one interpreter start: the checks run before the restart under tcmalloc (allocator.py), not after it
-    starts = [line for line in result.stderr.splitlines()
-              if line.startswith("import time:") and line.rsplit("|", 1)[1].strip() == "loraqa.cli_checks"]  # fmt: skip
+    starts = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.rsplit("|", 1)[1].strip() == "loraqa.cli_checks"
+    ]
     assert len(starts) == 1, starts
     assert not [name for name in modules if name.split(".")[0] in HEAVY], sorted(modules)[:20]
     return lines[0]
@@ -54,13 +63,15 @@ def assert_one_line_before_torch(result: subprocess.CompletedProcess) -> str:
         (["train", "minilm-l6-squad", "training.precision=bf61"], "did you mean 'bf16'?"),
         (["train", "minilm-l6-squad", "training.lr_scheduler_type=cosin"], "did you mean 'cosine'?"),
         (["train", "minilm-l6-squa"], "did you mean 'minilm-l6-squad'?"),
-        (["train", "minilm-l6-squad", "model.formulation=extractive", "model.doc_stride=300"],
-         "'model.doc_stride': must be smaller than model.max_seq_length (256)"),
+        (
+            ["train", "minilm-l6-squad", "model.formulation=extractive", "model.doc_stride=300"],
+            "'model.doc_stride': must be smaller than model.max_seq_length (256)",
+        ),
         (["train", "minilm-l6-squad", "data.train=missing.jsonl"], "missing.jsonl: file not found"),
         (["predict", "--question", "Who?"], "--question needs --context"),
         (["compare", "minilm-l6-squad", "gpt2-squad", "--name", "x", "lora.rr=4"], "did you mean 'lora.r'?"),
     ],
-)  # fmt: skip
+)
 def test_config_mistakes_are_one_line_before_torch(argv, expected, tmp_path):
     result, seconds = run_loraqa(*argv, cwd=tmp_path)
     assert expected in assert_one_line_before_torch(result)
@@ -93,8 +104,9 @@ def offline_env(tmp_path) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", ["minilm-l7", "gpt2"])
 def test_unreachable_hub_is_one_line_naming_offline_models(name, tmp_path):
-    result, seconds = run_loraqa("train", "minilm-l6-squad", f"model.name={name}", cwd=tmp_path,
-                                 env=offline_env(tmp_path), timeout=60)  # fmt: skip
+    result, seconds = run_loraqa(
+        "train", "minilm-l6-squad", f"model.name={name}", cwd=tmp_path, env=offline_env(tmp_path), timeout=60
+    )
     line = assert_one_line_before_torch(result)
     assert seconds < 10, seconds
     assert "HF_HUB_OFFLINE=1" in line and "minilm-l6" in line and "unreachable" in line

@@ -28,8 +28,16 @@ def test_the_readme_commands_are_found():
 def test_the_readme_commands_run(tiny_model_dir, qa_files, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # runs/..., questions.jsonl, merged-model/ are relative, as in the README
     (tmp_path / "questions.jsonl").write_text(
-        json.dumps({"id": "q1", "question": "Who founded the town?",
-                    "context": "The town was founded in 1850 by Ada Lovelace."}) + "\n", encoding="utf-8")  # fmt: skip
+        json.dumps(
+            {
+                "id": "q1",
+                "question": "Who founded the town?",
+                "context": "The town was founded in 1850 by Ada Lovelace.",
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     outputs = dict((argv[0], out) for argv, out in run_page(README, tiny_model_dir, qa_files, tmp_path, capsys))
     assert "training.learning_rate" in outputs["config"]
     assert "minilm-l6-squad" in outputs["configs"]

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from loraqa.config.loader import load_config, save_config
 from loraqa.config.shipped import SHIPPED_DIR
-from loraqa.errors import ConfigError, DeviceError
 from loraqa.device import plan_device
+from loraqa.errors import ConfigError, DeviceError
 
 CONFIGS = sorted(SHIPPED_DIR.glob("*.yaml"))
 
 
 def test_there_are_shipped_configs():
     names = {p.stem for p in CONFIGS}
-    assert {"minilm-l6-squad", "smollm2-135m-squad", "flan-t5-small-squad", "flan-t5-base-squad",
-            "t5-base-all-linear", "gpt2-squad", "distilbert-squad-v2"} <= names  # fmt: skip
+    assert {
+        "minilm-l6-squad",
+        "smollm2-135m-squad",
+        "flan-t5-small-squad",
+        "flan-t5-base-squad",
+        "t5-base-all-linear",
+        "gpt2-squad",
+        "distilbert-squad-v2",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -34,9 +40,17 @@ def test_defaults_load_without_a_file():
 
 
 def test_overrides_are_typed():
-    config = load_config(None, ["training.learning_rate=1e-4", "lora.r=16", "lora.target_modules=q,v",
-                                "data.train_samples=500", "training.eval_steps=null",
-                                "lora.layers_to_transform=3,4,5"])  # fmt: skip
+    config = load_config(
+        None,
+        [
+            "training.learning_rate=1e-4",
+            "lora.r=16",
+            "lora.target_modules=q,v",
+            "data.train_samples=500",
+            "training.eval_steps=null",
+            "lora.layers_to_transform=3,4,5",
+        ],
+    )
     assert config.training.learning_rate == pytest.approx(1e-4)
     assert config.lora.r == 16
     assert config.lora.target_modules == "q,v"
@@ -111,8 +125,15 @@ def test_bad_values_name_the_key(override, key, words):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("override", ["training.learning_rate=nan", "training.seed=-1",
-                                      "training.lr_scheduler_type=cosinus", "training.max_grad_norm=inf"])  # fmt: skip
+@pytest.mark.parametrize(
+    "override",
+    [
+        "training.learning_rate=nan",
+        "training.seed=-1",
+        "training.lr_scheduler_type=cosinus",
+        "training.max_grad_norm=inf",
+    ],
+)
 def test_impossible_numbers_are_refused_before_anything_is_written(override, tmp_path, capsys):
     from loraqa.cli import main
 
@@ -145,8 +166,15 @@ def test_bare_no_means_the_string_no(tmp_path):
 
 def test_best_model_needs_matching_save_strategy():
     with pytest.raises(ConfigError, match="training.save_strategy"):
-        load_config(None, ["training.eval_strategy=steps", "training.eval_steps=10",
-                           "training.load_best_model_at_end=true", "training.save_strategy=epoch"])  # fmt: skip
+        load_config(
+            None,
+            [
+                "training.eval_strategy=steps",
+                "training.eval_steps=10",
+                "training.load_best_model_at_end=true",
+                "training.save_strategy=epoch",
+            ],
+        )
 
 
 def test_eval_loss_selection_needs_the_loss():
@@ -255,8 +283,12 @@ def test_a_config_path_that_is_no_regular_file_of_a_sane_size_is_refused_unread(
     os.mkfifo(tmp_path / "fifo.yaml")  # reading it would block forever
     (tmp_path / "folder.yaml").mkdir()
     (tmp_path / "huge.yaml").write_text("#" * (MAX_CONFIG_BYTES + 1))
-    for path, words in [("/dev/zero", "not a regular file"), (tmp_path / "fifo.yaml", "not a regular file"),
-                        (tmp_path / "folder.yaml", "is a directory"), (tmp_path / "huge.yaml", "over the 1 MiB limit")]:  # fmt: skip
+    for path, words in [
+        ("/dev/zero", "not a regular file"),
+        (tmp_path / "fifo.yaml", "not a regular file"),
+        (tmp_path / "folder.yaml", "is a directory"),
+        (tmp_path / "huge.yaml", "over the 1 MiB limit"),
+    ]:
         with pytest.raises(ConfigError) as caught:
             load_config(str(path))
         assert str(path) in str(caught.value) and words in str(caught.value)

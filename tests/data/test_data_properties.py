@@ -14,10 +14,10 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from squad_builders import CONTEXT, qa, squad
 
 from loraqa.data import Answer, LoadResult, QARecord, load_records
 from loraqa.errors import DataError
-from squad_builders import CONTEXT, qa, squad
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,7 +5,6 @@ Tokenizers fail on such text, so letting it through would end a run (or a server
 from __future__ import annotations
 
 import pytest
-
 from squad_builders import CONTEXT, load_error, load_ok, qa, squad, write, write_jsonl
 
 LONE = "\ud800"

@@ -21,8 +21,10 @@ def squad():
 def _copied_contexts(dev, count: int) -> list:
     contexts = list(dict.fromkeys(r.context for r in dev))[:count]
     first = {c: next(r for r in dev if r.context == c) for c in contexts}
-    return [dataclasses.replace(first[c], id=f"copy-{i}", question=f"Another question number {i}?")
-            for i, c in enumerate(contexts)]  # fmt: skip
+    return [
+        dataclasses.replace(first[c], id=f"copy-{i}", question=f"Another question number {i}?")
+        for i, c in enumerate(contexts)
+    ]
 
 
 def test_squad_v1_train_and_dev_share_no_context_and_two_near_duplicates(squad):

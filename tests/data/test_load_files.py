@@ -6,9 +6,9 @@ import gzip
 import json
 
 import pytest
+from squad_builders import load_error, load_ok, qa, squad, write
 
 from loraqa.data import load_records
-from squad_builders import load_error, load_ok, qa, squad, write
 
 BOTH = pytest.mark.parametrize("skip_invalid", [False, True])
 
@@ -139,13 +139,22 @@ def test_path_objects_are_accepted(tmp_path):
 # its reader never saw (issue 25, point 10). Refused, naming the key (and the line, in JSON Lines).
 CONTEXT_ONE = "Ada founded Avalon."
 TWICE = {
-    "squad.json": ('{"data": [{"title": "t", "paragraphs": [{"context": "%s", "context": "x", "qas": []}]}]}'
-                   % CONTEXT_ONE, None),
-    "rows.jsonl": ('{"id": "a", "question": "Who?", "context": "%s", "answers": {"text": ["Ada"], '
-                   '"answer_start": [0]}, "question": "Where?"}\n' % CONTEXT_ONE, "line 1"),
-    "rows.csv": ('id,question,context,answers\na,Who?,%s,"[{""text"": ""Ada"", ""answer_start"": 0, '
-                 '""text"": ""Avalon""}]"\n' % CONTEXT_ONE, "a"),
-}  # fmt: skip
+    "squad.json": (
+        '{"data": [{"title": "t", "paragraphs": [{"context": "CONTEXT", "context": "x", "qas": []}]}]}',
+        None,
+    ),
+    "rows.jsonl": (
+        '{"id": "a", "question": "Who?", "context": "CONTEXT", "answers": {"text": ["Ada"], '
+        '"answer_start": [0]}, "question": "Where?"}\n',
+        "line 1",
+    ),
+    "rows.csv": (
+        'id,question,context,answers\na,Who?,CONTEXT,"[{""text"": ""Ada"", ""answer_start"": 0, '
+        '""text"": ""Avalon""}]"\n',
+        "a",
+    ),
+}
+TWICE = {name: (text.replace("CONTEXT", CONTEXT_ONE), where) for name, (text, where) in TWICE.items()}
 
 
 @BOTH

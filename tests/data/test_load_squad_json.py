@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from squad_builders import CONTEXT, load_error, load_ok, qa, squad, write
 
 from loraqa.data import Answer, load_records
-from squad_builders import CONTEXT, load_error, load_ok, qa, squad, write
 
 
 def test_v1_file_gives_records_with_all_answers(tmp_path):

@@ -7,9 +7,9 @@ import io
 import json
 
 import pytest
+from squad_builders import CONTEXT, load_error, load_ok, write, write_jsonl
 
 from loraqa.data import Answer, load_records
-from squad_builders import CONTEXT, load_error, load_ok, write, write_jsonl
 
 WON = "Who won Super Bowl 50?"
 LIST_ANSWERS = [{"text": "Denver Broncos", "answer_start": 4}]
@@ -184,8 +184,11 @@ def test_csv_answers_cell_may_be_the_plain_answer_text(tmp_path):
 
 
 def test_csv_plain_answer_text_not_in_the_context_names_the_row(tmp_path):
-    path = write_csv(tmp_path / "x.csv", ["id", "context", "question", "answers"],
-                     [["a", CONTEXT, WON, "Broncos"], ["q7", CONTEXT, WON, "Ada Lovelace"]])  # fmt: skip
+    path = write_csv(
+        tmp_path / "x.csv",
+        ["id", "context", "question", "answers"],
+        [["a", CONTEXT, WON, "Broncos"], ["q7", CONTEXT, WON, "Ada Lovelace"]],
+    )
     err = load_error(path)
     assert err.record == "q7" and "answer 'Ada Lovelace' does not occur in the context" in err.problem
     assert "number" not in err.problem and "JSON" not in err.problem

@@ -10,8 +10,17 @@ from loraqa.errors import ConfigError
 
 
 def _train(sampling: str) -> list:
-    config = load_config(None, ["data.train=squad-v1.1:dev", "data.test=squad-v1.1:dev", "data.train_samples=200",
-                                "data.test_samples=5", "data.validation_samples=20", f"data.train_sampling={sampling}"])  # fmt: skip
+    config = load_config(
+        None,
+        [
+            "data.train=squad-v1.1:dev",
+            "data.test=squad-v1.1:dev",
+            "data.train_samples=200",
+            "data.test_samples=5",
+            "data.validation_samples=20",
+            f"data.train_sampling={sampling}",
+        ],
+    )
     return load_run_data(config.data, validation=True)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from tiny_models import synthetic_records, write_jsonl
 
 from loraqa.config.loader import load_config
 from loraqa.config.schema import DataConfig
 from loraqa.config.validate import needs_validation
 from loraqa.data.prepare import carved_validation_size, load_run_data
 from loraqa.errors import ConfigError
-from tiny_models import synthetic_records, write_jsonl
 
 
 @pytest.fixture
@@ -25,9 +25,17 @@ def test_needs_validation_only_when_training_reads_it():
     assert not needs_validation(load_config(None, []))
     assert needs_validation(load_config(None, ["training.eval_strategy=epoch"]))
     assert needs_validation(load_config(None, ["training.eval_strategy=steps", "training.eval_steps=5"]))
-    assert needs_validation(load_config(None, [
-        "training.eval_strategy=epoch", "training.save_strategy=epoch", "training.load_best_model_at_end=true",
-        "training.early_stopping_patience=2"]))  # fmt: skip
+    assert needs_validation(
+        load_config(
+            None,
+            [
+                "training.eval_strategy=epoch",
+                "training.save_strategy=epoch",
+                "training.load_best_model_at_end=true",
+                "training.early_stopping_patience=2",
+            ],
+        )
+    )
 
 
 def test_without_validation_train_keeps_every_question(small_files):

@@ -12,8 +12,17 @@ import sys
 RANK = int(os.environ.get("RANK", "0"))
 UNDER = os.path.realpath(os.environ["RECORD_UNDER"])
 LOG = os.path.join(os.environ["RECORD_DIR"], f"rank-{RANK}.txt")
-_WRITE_EVENTS = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree", "os.link",
-                 "os.symlink", "os.truncate"}  # fmt: skip
+_WRITE_EVENTS = {
+    "os.mkdir",
+    "os.rename",
+    "os.replace",
+    "os.remove",
+    "os.rmdir",
+    "shutil.rmtree",
+    "os.link",
+    "os.symlink",
+    "os.truncate",
+}
 
 
 def _record(event, args):

@@ -57,17 +57,35 @@ def setup(tmp_path_factory):
 
 def _overrides(setup, family, out, *extra):
     root, files, models = setup
-    return tiny_overrides(models[family], files, out, "lora.lora_dropout=0", "training.save_steps=1",
-                          "data.validation_samples=0", *extra)  # fmt: skip
+    return tiny_overrides(
+        models[family], files, out, "lora.lora_dropout=0", "training.save_steps=1", "data.validation_samples=0", *extra
+    )
 
 
 def _torchrun(args, record_dir: Path, run_dir: Path, wait=True, command="train"):
     """`loraqa COMMAND ARGS` on 2 gloo processes; rank 1's writes under `run_dir` go to `record_dir`."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src"), "RECORD_DIR": str(record_dir),
-           "RECORD_UNDER": str(run_dir)}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT / "src"),
+        "RECORD_DIR": str(record_dir),
+        "RECORD_UNDER": str(run_dir),
+    }
     record_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(RECORDER), command, *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(RECORDER),
+        command,
+        *args,
+    ]
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if not wait:
         return process
@@ -82,8 +100,9 @@ def _ddp_run(setup, family) -> Path:
     if family not in _RUNS:
         root = setup[0]
         out = root / f"run-{family}"
-        code, output = _torchrun(_overrides(setup, family, out, "training.per_device_train_batch_size=2"),
-                                 root / f"writes-{family}", out)  # fmt: skip
+        code, output = _torchrun(
+            _overrides(setup, family, out, "training.per_device_train_batch_size=2"), root / f"writes-{family}", out
+        )
         assert code == 0, output[-3000:]
         _RUNS[family] = out
     return _RUNS[family]
@@ -107,8 +126,19 @@ def test_two_processes_train_one_adapter_and_evaluate_every_question_once(setup,
     assert len(rows) == len({r["id"] for r in rows}) == TEST_QUESTIONS
 
     single = tmp_path / "single-eval"
-    assert main(["eval", "--adapter", str(out / "adapter"), *_overrides(setup, family, tmp_path / "unused"),
-                 "--output", str(single)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--adapter",
+                str(out / "adapter"),
+                *_overrides(setup, family, tmp_path / "unused"),
+                "--output",
+                str(single),
+            ]
+        )
+        == 0
+    )
     alone = json.loads((single / "metrics.json").read_text())
     assert json.loads((single / "predictions.json").read_text()) == json.loads((out / "predictions.json").read_text())
     for key in ("exact_match", "f1", "rougeL", "count"):
@@ -125,8 +155,15 @@ def _losses(run_dir: Path) -> list[float]:
 def test_first_losses_equal_one_process_at_the_same_global_batch(setup, tmp_path, capsys):
     ddp = _ddp_run(setup, "bert")  # 2 processes x per_device 2
     alone = tmp_path / "alone"
-    assert main(["train", *_overrides(setup, "bert", alone, "training.per_device_train_batch_size=4",
-                                      "training.torch_threads=1")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                *_overrides(setup, "bert", alone, "training.per_device_train_batch_size=4", "training.torch_threads=1"),
+            ]
+        )
+        == 0
+    )
     assert len(_losses(ddp)) == 3
     assert _losses(ddp) == pytest.approx(_losses(alone), rel=1e-4)
 
@@ -136,8 +173,14 @@ def test_kill_9_of_one_rank_stops_the_job_and_resume_finishes_it(setup, tmp_path
     # Enough steps that the job cannot finish between the first checkpoint and the kill. Any
     # checkpoint will do: with save_total_limit=2 a given one is soon rotated away (CI once
     # polled past checkpoint-2 and watched the job finish).
-    args = _overrides(setup, "bert", out, "training.per_device_train_batch_size=2", "training.max_steps=120",
-                      "evaluation.baseline=false")  # fmt: skip
+    args = _overrides(
+        setup,
+        "bert",
+        out,
+        "training.per_device_train_batch_size=2",
+        "training.max_steps=120",
+        "evaluation.baseline=false",
+    )
     process = _torchrun(args, tmp_path / "writes", out, wait=False)
     deadline = time.monotonic() + 180
     while not any((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
@@ -199,8 +242,15 @@ def test_eval_on_two_processes_equals_one_process_and_only_rank_0_writes(setup, 
 
 def test_sweep_under_torchrun_stops_with_one_line_and_writes_nothing(setup, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = [*_overrides(setup, "bert", tmp_path / "unused"), "--name", "s", "--dir", str(sweep_dir),
-            "--grid", "lora.r=2,4"]  # fmt: skip
+    args = [
+        *_overrides(setup, "bert", tmp_path / "unused"),
+        "--name",
+        "s",
+        "--dir",
+        str(sweep_dir),
+        "--grid",
+        "lora.r=2,4",
+    ]
     code, output = _torchrun(args, tmp_path / "writes", sweep_dir, command="sweep")
     assert code != 0
     errors = [line for line in output.splitlines() if line.startswith("loraqa: error:")]

@@ -40,8 +40,9 @@ def test_gpu_check_carry_fits_the_machines_limit_with_the_tree(tmp_path):
     and tokenizers) builds a carry that, with the tracked tree, stays under the device's 64 MiB."""
     carry = tmp_path / "carry"
     env = {**os.environ, "GPU_CARRY": str(carry), "HERE_PYTHON": sys.executable}
-    done = subprocess.run(["bash", "scripts/gpu-check.sh", "--prepare"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "scripts/gpu-check.sh", "--prepare"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     wheels = sorted(p.name.split("-")[0].lower() for p in (carry / "wheels").glob("*.whl"))
     assert {"transformers", "peft", "rouge_score", "nltk", "pytest"} <= set(wheels)
@@ -61,9 +62,25 @@ def test_gpu_check_dry_run_on_cpu_writes_its_results(tmp_path):
     out, carry = tmp_path / "gpu-check.json", tmp_path / "carry"
     script = str(ROOT / "scripts" / "gpu_check.py")
     subprocess.run([sys.executable, script, "--prepare", str(carry)], cwd=ROOT, check=True, timeout=600)
-    done = subprocess.run([sys.executable, script, "--device", "cpu", "--dry-run", "--models", "minilm-l6",
-                           "--carry", str(carry), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--device",
+            "cpu",
+            "--dry-run",
+            "--models",
+            "minilm-l6",
+            "--carry",
+            str(carry),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     result = json.loads(out.read_text())
     assert done.returncode == 0, (done.stderr[-3000:], [r for r in result["rows"] if not r["ok"]])
     agreement = [r for r in result["rows"] if r["check"] == "agreement"]

@@ -40,7 +40,7 @@ def test_same_seed_same_epoch_on_every_rank_and_epochs_differ():
     assert _shares(make, 4, 2, epoch=1) != first
     # Two ranks at batch 4 train, step by step, the examples one process trains at batch 8.
     single = _shares(make, 8, 1)[0]
-    assert [sorted(a + b) for a, b in zip(*first)] == [sorted(batch) for batch in single]
+    assert [sorted(a + b) for a, b in zip(*first, strict=True)] == [sorted(batch) for batch in single]
 
 
 def test_group_keeping_batches_are_dealt_whole():

@@ -15,8 +15,15 @@ from doc_commands import NOT_RUN_HERE, read_page, run_page
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 PAGES = [DOCS / "getting-started.md", *sorted((DOCS / "guides").glob("*.md"))]
-WORKFLOWS = {"flan-t5-gpu-wandb", "gpt2-sweep", "squad-v2-no-answer", "compare-models", "serve", "your-own-data",
-             "scale-out"}  # fmt: skip
+WORKFLOWS = {
+    "flan-t5-gpu-wandb",
+    "gpt2-sweep",
+    "squad-v2-no-answer",
+    "compare-models",
+    "serve",
+    "your-own-data",
+    "scale-out",
+}
 
 
 def test_each_seed_workflow_has_a_guide_with_commands():

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kill_helpers import kill, start_loraqa, wait_until_stopped
+from run_helpers import tiny_overrides
 
 import loraqa.experiments.compare as compare_module
 from loraqa.cli import main
 from loraqa.errors import ConfigError
 from loraqa.experiments.compare import compare, format_comparison
-from kill_helpers import kill, start_loraqa, wait_until_stopped
-from run_helpers import tiny_overrides
 
 
 def _config_file(path: Path, model_dir: Path) -> str:
@@ -40,8 +40,10 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
 ):
     # bert second: the run that a kill interrupts below is the extractive one (its QA head and segment
     # embeddings are modules_to_save), on the defaults (baseline on).
-    configs = [_config_file(tmp_path / "gpt2.yaml", tiny_model_dir("gpt2")),
-               _config_file(tmp_path / "bert.yaml", tiny_model_dir("bert"))]  # fmt: skip
+    configs = [
+        _config_file(tmp_path / "gpt2.yaml", tiny_model_dir("gpt2")),
+        _config_file(tmp_path / "bert.yaml", tiny_model_dir("bert")),
+    ]
     root = tmp_path / "runs"
     assert main(["compare", *configs, *_shared(qa_files), "--name", "pair", "--dir", str(root)]) == 0
     out = capsys.readouterr().out
@@ -138,8 +140,9 @@ def test_compare_trains_each_config_on_identical_questions_and_resumes_only_the_
 def _scores(path: Path):
     if path.suffix == ".jsonl":
         return path.read_text()
-    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "questions_per_second",
-                                                                                "adapter")}  # fmt: skip
+    return {
+        k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "questions_per_second", "adapter")
+    }
 
 
 def _scored(row: dict) -> dict:
@@ -150,24 +153,68 @@ def _scored(row: dict) -> dict:
 
 def test_best_is_chosen_on_validation_not_test():
     rows = [
-        {"run": "a", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
-         "train_seconds": 1, "baseline_f1": 0, "validation_f1": 50.0, "test_exact_match": 90, "test_f1": 90, "test_rougeL": 90},
-        {"run": "b", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
-         "train_seconds": 1, "baseline_f1": 0, "validation_f1": 60.0, "test_exact_match": 10, "test_f1": 10, "test_rougeL": 10},
-    ]  # fmt: skip
+        {
+            "run": "a",
+            "model": "m",
+            "formulation": "causal",
+            "trainable_params": 10,
+            "trainable_share": 1.0,
+            "train_seconds": 1,
+            "baseline_f1": 0,
+            "validation_f1": 50.0,
+            "test_exact_match": 90,
+            "test_f1": 90,
+            "test_rougeL": 90,
+        },
+        {
+            "run": "b",
+            "model": "m",
+            "formulation": "causal",
+            "trainable_params": 10,
+            "trainable_share": 1.0,
+            "train_seconds": 1,
+            "baseline_f1": 0,
+            "validation_f1": 60.0,
+            "test_exact_match": 10,
+            "test_f1": 10,
+            "test_rougeL": 10,
+        },
+    ]
     table = format_comparison(rows, "b")
     assert table.splitlines()[3].startswith("*") and "* best on validation F1 (b)" in table
 
 
 def test_the_table_shows_peak_memory_and_n_a_for_a_run_that_recorded_none():
     rows = [
-        {"run": "a", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
-         "train_seconds": 1, "peak_memory_mib": 2048.4, "peak_memory_kind": "cuda_allocated", "baseline_f1": 0,
-         "validation_f1": 50.0, "test_exact_match": 9, "test_f1": 9, "test_rougeL": 9},
-        {"run": "older", "model": "m", "formulation": "causal", "trainable_params": 10, "trainable_share": 1.0,
-         "train_seconds": 1, "baseline_f1": 0, "validation_f1": 60.0, "test_exact_match": 1, "test_f1": 1,
-         "test_rougeL": 1},  # a comparison.json row written before runs recorded peak memory
-    ]  # fmt: skip
+        {
+            "run": "a",
+            "model": "m",
+            "formulation": "causal",
+            "trainable_params": 10,
+            "trainable_share": 1.0,
+            "train_seconds": 1,
+            "peak_memory_mib": 2048.4,
+            "peak_memory_kind": "cuda_allocated",
+            "baseline_f1": 0,
+            "validation_f1": 50.0,
+            "test_exact_match": 9,
+            "test_f1": 9,
+            "test_rougeL": 9,
+        },
+        {
+            "run": "older",
+            "model": "m",
+            "formulation": "causal",
+            "trainable_params": 10,
+            "trainable_share": 1.0,
+            "train_seconds": 1,
+            "baseline_f1": 0,
+            "validation_f1": 60.0,
+            "test_exact_match": 1,
+            "test_f1": 1,
+            "test_rougeL": 1,
+        },  # a comparison.json row written before runs recorded peak memory
+    ]
     lines = format_comparison(rows, "older").splitlines()
     memory = lines[0].index("peak memory")
     assert lines[2][memory:].split()[:2] == ["2,048", "MiB"] and lines[3][memory:].split()[0] == "n/a"

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from loraqa.cli import main
 from run_helpers import run_cli, tiny_overrides
 from tiny_models import synthetic_records, write_jsonl
+
+from loraqa.cli import main
 
 
 def _rows(path: Path) -> list[dict]:
@@ -20,12 +20,29 @@ def test_finished_runs_are_evaluated_on_the_data_file_and_compared_there(tiny_mo
     runs = []
     for r in (2, 8):
         out = tmp_path / f"r{r}"
-        assert main(["train", *tiny_overrides(tiny_model_dir("bert"), qa_files, out, "evaluation.baseline=false",
-                                              f"lora.r={r}")]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    *tiny_overrides(tiny_model_dir("bert"), qa_files, out, "evaluation.baseline=false", f"lora.r={r}"),
+                ]
+            )
+            == 0
+        )
         runs.append(out)
     other = write_jsonl(tmp_path / "other.jsonl", synthetic_records(52)[40:])  # 12 questions neither run tested on
-    code, out, _ = run_cli(capsys, "compare", *map(str, runs), "--name", "there", "--dir", str(tmp_path / "c"),
-                           "--data", str(other), "--no-report")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        "compare",
+        *map(str, runs),
+        "--name",
+        "there",
+        "--dir",
+        str(tmp_path / "c"),
+        "--data",
+        str(other),
+        "--no-report",
+    )
     assert code == 0
     comparison = json.loads((tmp_path / "c" / "there" / "comparison.json").read_text())
     assert comparison["common_test_questions"] == 12
@@ -33,8 +50,21 @@ def test_finished_runs_are_evaluated_on_the_data_file_and_compared_there(tiny_mo
         evaluated = _rows(tmp_path / "c" / "there" / name / "predictions.jsonl")
         assert [row["id"] for row in evaluated] == [f"q{i}" for i in range(40, 52)]
         # the same answers `loraqa eval --adapter` gives on that file
-        assert main(["eval", "--adapter", str(tmp_path / name / "adapter"), f"data.test={other}", "--output",
-                     str(tmp_path / f"eval-{name}"), "model.max_seq_length=64", "model.doc_stride=16"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "eval",
+                    "--adapter",
+                    str(tmp_path / name / "adapter"),
+                    f"data.test={other}",
+                    "--output",
+                    str(tmp_path / f"eval-{name}"),
+                    "model.max_seq_length=64",
+                    "model.doc_stride=16",
+                ]
+            )
+            == 0
+        )
         direct = _rows(tmp_path / f"eval-{name}" / "predictions.jsonl")
         assert [{k: v for k, v in row.items() if k != "confidence"} for row in evaluated] == [
             {k: v for k, v in row.items() if k != "confidence"} for row in direct

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from run_helpers import one_line_error, run_cli, tiny_overrides
 
 import loraqa.export.int8 as int8
-from run_helpers import one_line_error, run_cli, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,9 @@ def bert_adapter(tiny_model_dir, qa_files, tmp_path_factory) -> Path:
 
 
 def _export(capsys, adapter: Path, output: Path, *extra: str):
-    return run_cli(capsys, "export", "--adapter", str(adapter), "--format", "onnx", "--int8", "--output", str(output),
-                   *extra)  # fmt: skip
+    return run_cli(
+        capsys, "export", "--adapter", str(adapter), "--format", "onnx", "--int8", "--output", str(output), *extra
+    )
 
 
 def test_the_first_recipe_within_the_bar_is_written_with_its_figures(bert_adapter, tmp_path, capsys, monkeypatch):
@@ -35,8 +36,16 @@ def test_the_first_recipe_within_the_bar_is_written_with_its_figures(bert_adapte
     assert figures["recipe"] == int8.RECIPES[0].name and len(figures["tried"]) == 1
     assert figures["questions"] == 8 and "answers_per_cpu_second" in figures["int8"]
     assert "int8 (dynamic-per-channel): F1" in out
-    code, out, err = run_cli(capsys, "predict", "--model", str(tmp_path / "onnx" / "int8"), "--question",
-                             "Who founded Avalon?", "--context", "The town of Avalon was founded in 1800 by Ada.")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "predict",
+        "--model",
+        str(tmp_path / "onnx" / "int8"),
+        "--question",
+        "Who founded Avalon?",
+        "--context",
+        "The town of Avalon was founded in 1800 by Ada.",
+    )
     assert code == 0 and "confidence" in out, err
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_helpers import one_line_error, run_cli, tiny_overrides
 
 from loraqa.data.sources import load_records
-from run_helpers import one_line_error, run_cli, tiny_overrides
 
 # Tiny generative models need a harder push before they say anything but EOS (as tests/interop).
 RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
@@ -20,17 +20,31 @@ MAX_NEW_TOKENS = 4  # tiny_overrides' generation.max_new_tokens
 def _train(family: str, tiny_model_dir, qa_files, out: Path, capsys) -> Path:
     from loraqa.cli import main
 
-    args = tiny_overrides(tiny_model_dir(family), qa_files, out, "evaluation.baseline=false", "training.max_steps=12",
-                          f"training.learning_rate={RATE.get(family, 3e-2)}", "model.max_seq_length=256",
-                          "model.doc_stride=64")  # fmt: skip
+    args = tiny_overrides(
+        tiny_model_dir(family),
+        qa_files,
+        out,
+        "evaluation.baseline=false",
+        "training.max_steps=12",
+        f"training.learning_rate={RATE.get(family, 3e-2)}",
+        "model.max_seq_length=256",
+        "model.doc_stride=64",
+    )
     assert main(["train", *args, "--no-report"]) == 0
     capsys.readouterr()  # training's log lines
     return out / "adapter"
 
 
 def _predict(capsys, questions: Path, *model: str) -> dict[str, str]:
-    code, out, err = run_cli(capsys, "predict", *model, "--input", str(questions), "training.device=cpu",
-                             f"generation.max_new_tokens={MAX_NEW_TOKENS}")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "predict",
+        *model,
+        "--input",
+        str(questions),
+        "training.device=cpu",
+        f"generation.max_new_tokens={MAX_NEW_TOKENS}",
+    )
     assert code == 0, err
     return {row["id"]: row["answer"] for row in map(json.loads, out.splitlines())}
 
@@ -50,13 +64,22 @@ def test_onnx_export_answers_as_loraqa_predict(family, tiny_model_dir, qa_files,
     adapter = _train(family, tiny_model_dir, qa_files, tmp_path / "run", capsys)
     expected = _predict(capsys, questions, "--adapter", str(adapter))
     assert any(expected.values()), "an untrained-looking adapter would make this test trivial"
-    code, _, err = run_cli(capsys, "export", "--adapter", str(adapter), "--format", "onnx", "--output",
-                           str(tmp_path / "onnx"))  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "export", "--adapter", str(adapter), "--format", "onnx", "--output", str(tmp_path / "onnx")
+    )
     assert code == 0, err
     assert _predict(capsys, questions, "--model", str(tmp_path / "onnx")) == expected
-    code, _, err = run_cli(capsys, "eval", "--model", str(tmp_path / "onnx"), f"data.test={qa_files['test']}",
-                           "training.device=cpu", f"generation.max_new_tokens={MAX_NEW_TOKENS}", "--output",
-                           str(tmp_path / "eval"))  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "eval",
+        "--model",
+        str(tmp_path / "onnx"),
+        f"data.test={qa_files['test']}",
+        "training.device=cpu",
+        f"generation.max_new_tokens={MAX_NEW_TOKENS}",
+        "--output",
+        str(tmp_path / "eval"),
+    )
     assert code == 0, err
     rows = map(json.loads, (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines())
     assert {row["id"]: row["prediction"] for row in rows} == expected
@@ -105,8 +128,14 @@ def _plain_onnxruntime_greedy(directory: Path, questions: Path, family: str) -> 
             (hidden,) = encoder.run(None, {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
             out = [json.loads((directory / "config.json").read_text())["decoder_start_token_id"]]
             for _ in range(MAX_NEW_TOKENS):
-                (logits,) = decoder.run(None, {"decoder_input_ids": np.array([out]), "encoder_hidden_states": hidden,
-                                               "attention_mask": enc["attention_mask"]})  # fmt: skip
+                (logits,) = decoder.run(
+                    None,
+                    {
+                        "decoder_input_ids": np.array([out]),
+                        "encoder_hidden_states": hidden,
+                        "attention_mask": enc["attention_mask"],
+                    },
+                )
                 token = int(logits[0, -1].argmax())
                 if token == tok.eos_token_id:
                     break
@@ -122,8 +151,10 @@ def _plain_onnxruntime_greedy(directory: Path, questions: Path, family: str) -> 
             ids = list(prompt)
             for _ in range(MAX_NEW_TOKENS):
                 x = np.array([ids])
-                (logits,) = sessions[0].run(None, {"input_ids": x, "attention_mask": np.ones_like(x),
-                                                   "position_ids": np.arange(x.shape[1])[None]})  # fmt: skip
+                (logits,) = sessions[0].run(
+                    None,
+                    {"input_ids": x, "attention_mask": np.ones_like(x), "position_ids": np.arange(x.shape[1])[None]},
+                )
                 token = int(logits[0, -1].argmax())
                 if token == tok.eos_token_id or "\n" in tok.decode([token]):
                     break
@@ -138,7 +169,8 @@ def test_an_existing_output_is_never_overwritten_without_overwrite(tmp_path, cap
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    code, _, err = run_cli(capsys, "export", "--adapter", str(tmp_path / "adapter"), "--format", "onnx",
-                           "--output", str(target))  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "export", "--adapter", str(tmp_path / "adapter"), "--format", "onnx", "--output", str(target)
+    )
     assert code == 2 and "is not empty; use --overwrite" in one_line_error(err)
     assert (target / "keep.txt").read_text() == "mine"

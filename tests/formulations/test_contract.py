@@ -16,6 +16,7 @@ import math
 import pytest
 import torch
 from peft import TaskType
+from run_helpers import tiny_config
 from transformers import AutoConfig, AutoTokenizer
 
 import loraqa
@@ -23,7 +24,6 @@ from loraqa.config.schema import ModelConfig
 from loraqa.data.sources import load_records
 from loraqa.formulations import Formulation, PredictSettings, choose_formulation
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 CASES = [("bert", "extractive"), ("gpt2", "causal"), ("t5", "seq2seq")]
 IDS = [f"{family}-{name}" for family, name in CASES]
@@ -102,8 +102,9 @@ def test_predict_answers_every_record_once_in_order_with_a_confidence(case, qa_f
     _, _, formulation, tokenizer, model = case
     records = _records(qa_files, 5)
     done: list[int] = []
-    result = formulation.predict(model, tokenizer, records, PredictSettings(batch_size=2, max_new_tokens=4),
-                                 progress=done.append)  # fmt: skip
+    result = formulation.predict(
+        model, tokenizer, records, PredictSettings(batch_size=2, max_new_tokens=4), progress=done.append
+    )
     assert [p.id for p in result.predictions] == [r.id for r in records]
     for prediction in result.predictions:
         assert isinstance(prediction.text, str)
@@ -113,8 +114,9 @@ def test_predict_answers_every_record_once_in_order_with_a_confidence(case, qa_f
     # Accuracies are percentages whatever they count (tokens or span ends); docs/usage.md "Outputs" (metrics.json keys).
     accuracies = {k: v for k, v in result.metrics.items() if k.endswith("_accuracy")}
     assert accuracies and all(0.0 <= v <= 100.0 for v in accuracies.values())
-    quick = formulation.predict(model, tokenizer, records, PredictSettings(batch_size=2, max_new_tokens=4,
-                                                                           with_loss=False))  # fmt: skip
+    quick = formulation.predict(
+        model, tokenizer, records, PredictSettings(batch_size=2, max_new_tokens=4, with_loss=False)
+    )
     assert "eval_loss" not in quick.metrics
     assert [p.text for p in quick.predictions] == [p.text for p in result.predictions]
 
@@ -124,9 +126,15 @@ def trained(request, tiny_model_dir, qa_files, tmp_path_factory):
     family, _ = request.param
     out = tmp_path_factory.mktemp(f"contract-{family}") / "run"
     config = tiny_config(
-        tiny_model_dir(family), qa_files, out, "evaluation.baseline=false", "training.max_steps=8",
-        f"training.learning_rate={RATE[family]}", "model.max_seq_length=256", "model.doc_stride=64",
-    )  # fmt: skip
+        tiny_model_dir(family),
+        qa_files,
+        out,
+        "evaluation.baseline=false",
+        "training.max_steps=8",
+        f"training.learning_rate={RATE[family]}",
+        "model.max_seq_length=256",
+        "model.doc_stride=64",
+    )
     run_training(config)
     return family, out
 
@@ -149,7 +157,7 @@ def test_a_saved_adapter_reloads_to_the_answers_training_gave(trained, qa_files)
     # carry confidence rounded to 4 decimals (inference/predict.py), the run's rows the full value.
     rows = {row["id"]: row for row in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
     assert [a.confidence for a in answers] == pytest.approx([rows[r.id]["confidence"] for r in records], abs=5.1e-5)
-    for record, answer in zip(records, answers):
+    for record, answer in zip(records, answers, strict=True):
         assert 0.0 <= answer.confidence <= 1.0
         assert answer.no_answer == (not answer.text.strip())
         if answer.start is not None:  # offsets, where the answer is a span of the context, point at it

@@ -79,8 +79,9 @@ def test_extractive_windows_recover_every_gold_answer_from_perfect_logits(tiny_m
     for r in records(qa_rows[:10]):
         prefix = "Background noise sentence here. " * 6  # pushes the answer into a later window
         answer = r.answers[0]
-        padded.append(QARecord(r.id, prefix + r.context, r.question,
-                               (Answer(answer.text, answer.answer_start + len(prefix)),)))  # fmt: skip
+        padded.append(
+            QARecord(r.id, prefix + r.context, r.question, (Answer(answer.text, answer.answer_start + len(prefix)),))
+        )
     windows = formulation.windows(padded, tokenizer)
     assert len(windows) > len(padded)  # long contexts were split
     settings = PredictSettings()
@@ -134,20 +135,24 @@ def test_seq2seq_labels_end_with_exactly_one_eos_even_when_the_tokenizer_adds_no
     assert ends == [tokenizer.eos_token_id] * len(features)
 
 
-def test_a_causal_window_too_short_for_the_answer_is_refused_before_loading(tiny_model_dir, qa_files, tmp_path,
-                                                                            monkeypatch):  # fmt: skip
+def test_a_causal_window_too_short_for_the_answer_is_refused_before_loading(
+    tiny_model_dir, qa_files, tmp_path, monkeypatch
+):
     """A causal model reads the prompt and writes the answer in one model.max_seq_length window:
     generation.max_new_tokens=1000 in a 64-token window cut the prompt to nothing and ended in an
     IndexError inside generate() (during the baseline); now one line, before any weights load."""
+    from run_helpers import tiny_config
+
     import loraqa.pipeline.prepare_phase as prepare_phase
     from loraqa.errors import ConfigError
     from loraqa.pipeline import run_training
-    from run_helpers import tiny_config
 
     monkeypatch.setattr(prepare_phase, "load_model", lambda *a, **k: pytest.fail("weights loaded before the refusal"))
     run = tmp_path / "run"
-    for override, key in [("generation.max_new_tokens=64", "'generation.max_new_tokens'"),
-                          ("model.max_answer_length=63", "'model.max_answer_length'")]:  # fmt: skip
+    for override, key in [
+        ("generation.max_new_tokens=64", "'generation.max_new_tokens'"),
+        ("model.max_answer_length=63", "'model.max_answer_length'"),
+    ]:
         with pytest.raises(ConfigError) as caught:
             run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, override))
         assert key in str(caught.value) and "model.max_seq_length=64" in str(caught.value)

@@ -8,18 +8,20 @@ import json
 
 import pytest
 import torch
+from run_helpers import run_cli, tiny_overrides
+from tiny_models import synthetic_v2_records, write_jsonl
 
 import loraqa.formulations.generative as generative
 from loraqa.config.schema import ModelConfig
 from loraqa.data.records import Answer, QARecord
 from loraqa.formulations import FORMULATIONS, PredictSettings
-from run_helpers import run_cli, tiny_overrides
-from tiny_models import synthetic_v2_records, write_jsonl
 
 FORMULATION = {"t5": "seq2seq", "gpt2": "causal"}
 CONTEXT = "The town of Avalon was founded in 1800 by Ada. It lies near a river and has a market."
-RECORDS = [QARecord("a", CONTEXT, "Who founded Avalon?", (Answer("Ada", CONTEXT.index("Ada")),)),
-           QARecord("u", CONTEXT, "Who painted the market?")]  # fmt: skip
+RECORDS = [
+    QARecord("a", CONTEXT, "Who founded Avalon?", (Answer("Ada", CONTEXT.index("Ada")),)),
+    QARecord("u", CONTEXT, "Who painted the market?"),
+]
 
 
 def _loaded(family: str, tiny_model_dir):
@@ -86,8 +88,10 @@ def test_the_no_answer_text_scores_as_no_answer_against_the_best_other_answer(fa
 @pytest.mark.parametrize("family", ["t5", "gpt2"])
 def test_a_generative_run_on_v2_data_reports_has_answer_and_no_answer(family, tiny_model_dir, tmp_path, capsys):
     rows = synthetic_v2_records(40)  # 60 rows, 20 unanswerable
-    files = {"train": write_jsonl(tmp_path / "train.jsonl", rows[:48]),
-             "test": write_jsonl(tmp_path / "test.jsonl", rows[48:])}  # fmt: skip
+    files = {
+        "train": write_jsonl(tmp_path / "train.jsonl", rows[:48]),
+        "test": write_jsonl(tmp_path / "test.jsonl", rows[48:]),
+    }
     args = tiny_overrides(tiny_model_dir(family), files, tmp_path / "run", "evaluation.baseline=false")
     code, out, _ = run_cli(capsys, "train", *args)
     assert code == 0 and "HasAns F1" in out and "NoAns F1" in out

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from loraqa.config.schema import ModelConfig
 from loraqa.data.records import Answer, QARecord
-from loraqa.formulations import PredictSettings
-from loraqa.formulations import generation
+from loraqa.formulations import PredictSettings, generation
 from loraqa.formulations.base import batches_by_length
 from loraqa.formulations.shared_prefix import MIN_SHARED_TOKENS, PromptBatch, plan_batches
 from loraqa.models.loading import inspect_base, load_model, load_tokenizer
@@ -39,7 +38,7 @@ def check_plan(prompts: list[list[int]], batch_size: int) -> list[PromptBatch]:
     for b in batches:
         assert 1 <= len(b.rows) <= batch_size
         assert len(b.shared) == len(b.rows)
-        for i, n in zip(b.rows, b.shared):
+        for i, n in zip(b.rows, b.shared, strict=True):
             assert n == 0 or MIN_SHARED_TOKENS <= n < len(prompts[i])
         # Rows of one batch either all have a prefix pass or none has (an empty prefix row would be
         # all padding in the prefix pass).
@@ -51,7 +50,7 @@ def test_questions_on_one_paragraph_share_their_context():
     prompts = paragraph_prompts(paragraphs=3, questions=4)
     batches = check_plan(prompts, batch_size=8)
     for b in batches:
-        for i, n in zip(b.rows, b.shared):
+        for i, n in zip(b.rows, b.shared, strict=True):
             assert n == len(TEMPLATE) + 40 + 3 * (i // 4)  # template + this paragraph's context
     # Whole paragraphs fill the batches: 4 + 4 rows, then the last 4.
     assert sorted(len(b.rows) for b in batches) == [4, 8]
@@ -95,9 +94,13 @@ def records_on_paragraphs(qa_rows: list[dict]) -> list[QARecord]:
     for row in qa_rows[:4]:
         for k, question in enumerate(["Who founded it?", "When was it founded?", "What is near it?"]):
             records.append(
-                QARecord(id=f"{row['id']}-{k}", question=question, context=row["context"],
-                         answers=(Answer(row["answers"][0]["text"], row["answers"][0]["answer_start"]),))
-            )  # fmt: skip
+                QARecord(
+                    id=f"{row['id']}-{k}",
+                    question=question,
+                    context=row["context"],
+                    answers=(Answer(row["answers"][0]["text"], row["answers"][0]["answer_start"]),),
+                )
+            )
     records.append(QARecord(id="alone", question="Where?", context="A lone context."))
     return records
 
@@ -144,7 +147,7 @@ def tiny_causal(tiny_model_dir, family: str):
 
 def assert_same(got, expected, label):
     assert [t for t, _ in got] == [t for t, _ in expected], label
-    for (_, a), (_, b) in zip(got, expected):
+    for (_, a), (_, b) in zip(got, expected, strict=True):
         assert abs(a - b) < 1e-4, label
 
 
@@ -154,7 +157,9 @@ def test_shared_prefix_generation_gives_the_plain_answers(family, tiny_model_dir
     model, tokenizer, formulation = ready
     records = records_on_paragraphs(qa_rows)
     prompts = [formulation.generation_prompt(r, tokenizer, PredictSettings(max_new_tokens=6)) for r in records]
-    distinct = [{tuple(prompts[i][:n]) for i, n in zip(b.rows, b.shared) if n} for b in plan_batches(prompts, 8)]
+    distinct = [
+        {tuple(prompts[i][:n]) for i, n in zip(b.rows, b.shared, strict=True) if n} for b in plan_batches(prompts, 8)
+    ]
     assert max(len(d) for d in distinct) > 1, "a batch holds several paragraphs, each with its own prefix"
     single = answers(monkeypatch, ready, records, 1, shared=False)
     assert len({t for t, _ in single}) > len(records) // 2, "answers differ from question to question"

@@ -9,14 +9,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from run_helpers import tiny_config
+from test_shared_prefix import TEMPLATE, paragraph_prompts, records_on_paragraphs, tiny_causal
 
 from loraqa.config.schema import LoraSettings
 from loraqa.formulations import shared_prefix
 from loraqa.formulations.shared_prefix import training_split
 from loraqa.lora.adapter import attach_lora
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
-from test_shared_prefix import TEMPLATE, paragraph_prompts, records_on_paragraphs, tiny_causal
 
 
 def test_grouped_prompts_split_at_their_shared_start_and_loose_ones_before_their_last_token():
@@ -38,15 +38,19 @@ def test_every_split_leaves_a_prompt_token_for_the_second_pass(prompts):
     prompts = [TEMPLATE[: len(p) % len(TEMPLATE)] + p for p in prompts]
     split = training_split(prompts)
     if split is not None:
-        assert all(0 <= n < len(p) for n, p in zip(split, prompts))
-        assert len({tuple(p[:n]) for p, n in zip(prompts, split)}) < len(prompts), "some start is shared"
+        assert all(0 <= n < len(p) for n, p in zip(split, prompts, strict=True))
+        assert len({tuple(p[:n]) for p, n in zip(prompts, split, strict=True)}) < len(prompts), "some start is shared"
 
 
 def lora_model(ready):
     """A tiny causal model with LoRA whose B matrices are not zero, so every LoRA matrix gets a gradient."""
     model, tokenizer, formulation = ready
-    peft_model = attach_lora(model, LoraSettings(r=4, lora_dropout=0.0, target_modules="attention",
-                                                 allow_large_trainable_share=True), formulation, model.config.model_type)  # fmt: skip
+    peft_model = attach_lora(
+        model,
+        LoraSettings(r=4, lora_dropout=0.0, target_modules="attention", allow_large_trainable_share=True),
+        formulation,
+        model.config.model_type,
+    )
     torch.manual_seed(1)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
@@ -88,25 +92,48 @@ def test_split_batches_give_the_plain_loss_and_gradient(family, tiny_model_dir, 
 def test_training_batches_questions_on_one_paragraph_together(tiny_model_dir, qa_rows, tmp_path, monkeypatch):
     # Three questions on each of four contexts: shared starts, so the prefix pass must run.
     records = records_on_paragraphs(qa_rows)[:12]
-    rows = [{"id": r.id, "question": r.question, "context": r.context,
-             "answers": [{"text": a.text, "answer_start": a.answer_start} for a in r.answers]} for r in records]  # fmt: skip
+    rows = [
+        {
+            "id": r.id,
+            "question": r.question,
+            "context": r.context,
+            "answers": [{"text": a.text, "answer_start": a.answer_start} for a in r.answers],
+        }
+        for r in records
+    ]
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(row) + "\n" for row in rows))
     files = {"train": train, "test": train}
     passes: list[int] = []  # rows of each prefix pass the training loss runs
     counted = lambda model, ids, *rest: passes.append(len(ids)) or shared_prefix.prefix_cache(model, ids, *rest)  # noqa: E731
     monkeypatch.setattr("loraqa.formulations.causal.prefix_cache", counted)
-    config = tiny_config(tiny_model_dir("llama"), files, tmp_path / "run", f"data.validation={train}",
-                         "training.max_steps=2", "training.per_device_train_batch_size=6",
-                         "evaluation.baseline=false", "evaluation.with_loss=false", "model.max_seq_length=256")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("llama"),
+        files,
+        tmp_path / "run",
+        f"data.validation={train}",
+        "training.max_steps=2",
+        "training.per_device_train_batch_size=6",
+        "evaluation.baseline=false",
+        "evaluation.with_loss=false",
+        "model.max_seq_length=256",
+    )
     summary = run_training(config)
     assert summary["train_loss"] == pytest.approx(summary["train_loss"])  # finite
     assert passes[:2] == [2, 2], "each batch of 6 holds two paragraphs, each run once"
 
     passes.clear()
-    config = tiny_config(tiny_model_dir("llama"), files, tmp_path / "checkpointed", f"data.validation={train}",
-                         "training.max_steps=2", "training.per_device_train_batch_size=6",
-                         "training.gradient_checkpointing=true", "evaluation.baseline=false",
-                         "evaluation.with_loss=false", "model.max_seq_length=256")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("llama"),
+        files,
+        tmp_path / "checkpointed",
+        f"data.validation={train}",
+        "training.max_steps=2",
+        "training.per_device_train_batch_size=6",
+        "training.gradient_checkpointing=true",
+        "evaluation.baseline=false",
+        "evaluation.with_loss=false",
+        "model.max_seq_length=256",
+    )
     run_training(config)
     assert passes == [], "gradient checkpointing recomputes layers without the cache: no shared starts"

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from run_helpers import run_cli, tiny_overrides
+from tiny_models import synthetic_v2_records, write_jsonl
 
 from loraqa.cli import main
 from loraqa.metrics.abstention import decide
 from loraqa.metrics.squad import f1
-from run_helpers import run_cli, tiny_overrides
-from tiny_models import synthetic_v2_records, write_jsonl
 
 
 def _train(tiny_model_dir, files, out: Path, *extra: str) -> Path:
@@ -77,12 +77,20 @@ def test_another_test_split_does_not_change_the_threshold(v2_run, tiny_model_dir
     assert second["value"] == first["value"] and second["validation_f1"] == first["validation_f1"]
 
 
-def test_eval_answers_with_the_adapters_threshold_and_a_number_wins(v2_run, v2_files, tiny_model_dir, tmp_path,
-                                                                    capsys):  # fmt: skip
+def test_eval_answers_with_the_adapters_threshold_and_a_number_wins(v2_run, v2_files, tiny_model_dir, tmp_path, capsys):
     stored = json.loads((v2_run / "adapter" / "loraqa.json").read_text())["no_answer_threshold"]["value"]
     for name, extra, threshold in (("auto", (), stored), ("given", ("evaluation.null_score_diff_threshold=1e9",), 1e9)):
-        code, out, _ = run_cli(capsys, "eval", "--adapter", str(v2_run / "adapter"), f"data.test={v2_files['test']}",
-                               "--output", str(tmp_path / name), "model.max_seq_length=64", *extra)  # fmt: skip
+        code, out, _ = run_cli(
+            capsys,
+            "eval",
+            "--adapter",
+            str(v2_run / "adapter"),
+            f"data.test={v2_files['test']}",
+            "--output",
+            str(tmp_path / name),
+            "model.max_seq_length=64",
+            *extra,
+        )
         assert code == 0 and "HasAns F1" in out and "NoAns F1" in out
         rows = _rows(tmp_path / name / "predictions.jsonl")
         assert all(r["prediction"] == decide(r["null_score_diff"], r["best_answer"], threshold) for r in rows)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from loraqa.cli import main
 from run_helpers import one_line_error, run_cli, tiny_overrides
 from tiny_models import synthetic_records, write_jsonl
+
+from loraqa.cli import main
 
 CONTEXT = "The town of Avalon was founded in 1800 by Ada. It lies near a river and has a market."
 
@@ -29,10 +29,19 @@ def v2_adapter(tiny_model_dir, tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("v2")
     rows = synthetic_records(40)
     for i, row in enumerate(list(rows[:12])):
-        rows.append({"id": f"u{i}", "context": row["context"], "question": "Who painted the market?",
-                     "answers": [], "is_impossible": True})  # fmt: skip
-    files = {"train": write_jsonl(root / "train.jsonl", rows[:32] + rows[40:48]),
-             "test": write_jsonl(root / "test.jsonl", rows[32:40] + rows[48:])}  # fmt: skip
+        rows.append(
+            {
+                "id": f"u{i}",
+                "context": row["context"],
+                "question": "Who painted the market?",
+                "answers": [],
+                "is_impossible": True,
+            }
+        )
+    files = {
+        "train": write_jsonl(root / "train.jsonl", rows[:32] + rows[40:48]),
+        "test": write_jsonl(root / "test.jsonl", rows[32:40] + rows[48:]),
+    }
     adapter = _train(tiny_model_dir, files, root / "run")
     assert json.loads((root / "run" / "adapter" / "loraqa.json").read_text())["version_2"] is True
     return adapter
@@ -68,12 +77,17 @@ def test_the_limit_is_the_data_setting_and_applies_to_input_files(v1_adapter, tm
     [
         ('{"question": "Who?", "context": "   "}', "record line 1: context is empty"),
         ('{"question": 3, "context": "Ada did."}', "record line 1: 'question' must be a string, not a number"),
-        ('{"id": "x", "question": "Who?", "context": "Ada."}\n{"id": "x", "question": "Who?", "context": "Ada."}',
-         "record x: duplicate id at line 2"),
+        (
+            '{"id": "x", "question": "Who?", "context": "Ada."}\n{"id": "x", "question": "Who?", "context": "Ada."}',
+            "record x: duplicate id at line 2",
+        ),
         ("[1, 2]", "record line 1: line must be an object, not a list"),
-        ('{"id": "s", "question": "Who\\ud800?", "context": "Ada."}', "record s: 'question' holds a lone surrogate U+D800"),
+        (
+            '{"id": "s", "question": "Who\\ud800?", "context": "Ada."}',
+            "record s: 'question' holds a lone surrogate U+D800",
+        ),
     ],
-)  # fmt: skip
+)
 def test_input_records_are_checked_as_data_files_are(v1_adapter, tmp_path, capsys, line, expected):
     questions = tmp_path / "q.jsonl"
     questions.write_text(line + "\n")
@@ -104,8 +118,9 @@ def test_predict_the_python_api_and_the_server_give_the_same_answers(v1_adapter,
     from loraqa.serving.registry import AdapterSource, build_registry
 
     asked = ["Who founded Avalon?", "When was Avalon founded?", "What does it lie near?"]
-    questions = write_jsonl(tmp_path / "q.jsonl", [{"id": f"q{i}", "question": q, "context": CONTEXT}
-                                                   for i, q in enumerate(asked)])  # fmt: skip
+    questions = write_jsonl(
+        tmp_path / "q.jsonl", [{"id": f"q{i}", "question": q, "context": CONTEXT} for i, q in enumerate(asked)]
+    )
     code, out, _ = run_cli(capsys, "predict", "--device", "cpu", "--adapter", v1_adapter, "--input", str(questions))
     answers = loraqa.load(v1_adapter, device="cpu").answer_batch([(q, CONTEXT) for q in asked])
     assert loraqa.Answer is Answer and all(type(a) is Answer for a in answers)
@@ -134,20 +149,38 @@ def test_v2_adapter_answers_no_answer_by_the_threshold(v2_adapter, tmp_path, cap
     assert code == 0 and not out.startswith("(no answer)") and out.split("\t")[0].strip()
 
     questions = tmp_path / "q.jsonl"
-    questions.write_text("".join(
-        json.dumps({"id": qid, "question": "Who founded Avalon?", "context": CONTEXT}) + "\n" for qid in ("a", "b")
-    ))  # fmt: skip
+    questions.write_text(
+        "".join(
+            json.dumps({"id": qid, "question": "Who founded Avalon?", "context": CONTEXT}) + "\n" for qid in ("a", "b")
+        )
+    )
     for threshold, no_answer in (("-1e9", True), ("1e9", False)):
-        code, out, _ = run_cli(capsys, "predict", f"evaluation.null_score_diff_threshold={threshold}",
-                               "--adapter", v2_adapter, "--input", str(questions))  # fmt: skip
+        code, out, _ = run_cli(
+            capsys,
+            "predict",
+            f"evaluation.null_score_diff_threshold={threshold}",
+            "--adapter",
+            v2_adapter,
+            "--input",
+            str(questions),
+        )
         rows = [json.loads(line) for line in out.splitlines()]
         assert code == 0 and len(rows) == 2
         assert all(row["no_answer"] is no_answer and (row["answer"] == "") is no_answer for row in rows)
 
 
 def test_v1_adapter_always_answers(v1_adapter, capsys):
-    code, out, _ = run_cli(capsys, "predict", "evaluation.null_score_diff_threshold=-1e9", "--adapter", v1_adapter,
-                           "--question", "Who founded Avalon?", "--context", CONTEXT)  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        "predict",
+        "evaluation.null_score_diff_threshold=-1e9",
+        "--adapter",
+        v1_adapter,
+        "--question",
+        "Who founded Avalon?",
+        "--context",
+        CONTEXT,
+    )
     assert code == 0 and not out.startswith("(no answer)")
 
 
@@ -163,9 +196,12 @@ def _confidences(capsys, adapter, questions, *overrides) -> list[float]:
 def test_inference_lengths_override_the_adapters(v1_adapter, tmp_path, capsys):
     long_context = " ".join(f"The town of Place{i} was founded in {1800 + i} by Person{i}." for i in range(12))
     questions = tmp_path / "q.jsonl"
-    questions.write_text("".join(
-        json.dumps({"id": str(i), "question": f"Who founded Place{i}?", "context": long_context}) + "\n" for i in (1, 6, 11)
-    ))  # fmt: skip
+    questions.write_text(
+        "".join(
+            json.dumps({"id": str(i), "question": f"Who founded Place{i}?", "context": long_context}) + "\n"
+            for i in (1, 6, 11)
+        )
+    )
     trained = _confidences(capsys, v1_adapter, questions)  # the adapter's own max_seq_length=64
     assert _confidences(capsys, v1_adapter, questions, "model.max_seq_length=64") == trained
     assert _confidences(capsys, v1_adapter, questions, "model.max_seq_length=128") != trained
@@ -205,8 +241,17 @@ def test_settings_fixed_by_training_are_refused(v1_adapter, qa_files, tmp_path, 
 
 def test_eval_applies_max_seq_length(v1_adapter, qa_files, tmp_path, capsys):
     def confidences(out_dir, *overrides):
-        code, _, err = run_cli(capsys, "eval", f"data.test={qa_files['test']}", "training.device=cpu", *overrides,
-                               "--adapter", v1_adapter, "--output", str(out_dir))  # fmt: skip
+        code, _, err = run_cli(
+            capsys,
+            "eval",
+            f"data.test={qa_files['test']}",
+            "training.device=cpu",
+            *overrides,
+            "--adapter",
+            v1_adapter,
+            "--output",
+            str(out_dir),
+        )
         assert code == 0, err
         return [json.loads(line)["confidence"] for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
 
@@ -244,8 +289,13 @@ def test_an_adapter_carries_its_calibration_and_predict_withholds_answers_below_
     saved = json.loads((Path(calibrated_adapter) / "calibration.json").read_text())
     assert saved["fitted_on"].startswith("validation") and saved["method"] in ("temperature", "identity", "isotonic")
     questions = tmp_path / "q.jsonl"
-    write_jsonl(questions, [{"id": str(i), "question": q, "context": CONTEXT}
-                            for i, q in enumerate(["Who founded Avalon?", "When was it founded?", "What is near?"])])  # fmt: skip
+    write_jsonl(
+        questions,
+        [
+            {"id": str(i), "question": q, "context": CONTEXT}
+            for i, q in enumerate(["Who founded Avalon?", "When was it founded?", "What is near?"])
+        ],
+    )
     code, out, err = run_cli(capsys, "predict", "--adapter", calibrated_adapter, "--input", str(questions))
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and not any(r["abstained"] for r in rows)
@@ -253,8 +303,9 @@ def test_an_adapter_carries_its_calibration_and_predict_withholds_answers_below_
     for row in rows:  # the confidence shown is the calibrated one
         assert row["confidence"] == pytest.approx(float(calibrator.apply([row["raw_confidence"]])[0]), abs=1e-4)
     for cut, expected in ((0.0, [False] * 3), (1.0, [r["confidence"] < 1.0 for r in rows])):
-        code, out, _ = run_cli(capsys, "predict", "--adapter", calibrated_adapter, "--input", str(questions),
-                               "--min-confidence", str(cut))  # fmt: skip
+        code, out, _ = run_cli(
+            capsys, "predict", "--adapter", calibrated_adapter, "--input", str(questions), "--min-confidence", str(cut)
+        )
         withheld = [json.loads(line) for line in out.splitlines()]
         assert code == 0 and [r["abstained"] for r in withheld] == expected
         assert all(r["answer"] == "" for r in withheld if r["abstained"])
@@ -262,8 +313,18 @@ def test_an_adapter_carries_its_calibration_and_predict_withholds_answers_below_
     qa = loraqa.load(calibrated_adapter)
     assert qa.answer("Who founded Avalon?", CONTEXT, min_confidence=1.0).abstained
     assert not qa.answer("Who founded Avalon?", CONTEXT).abstained
-    code, _, err = run_cli(capsys, "predict", "--adapter", calibrated_adapter, "--question", "Who?", "--context",
-                           CONTEXT, "--min-confidence", "2")  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        "--adapter",
+        calibrated_adapter,
+        "--question",
+        "Who?",
+        "--context",
+        CONTEXT,
+        "--min-confidence",
+        "2",
+    )
     assert code == 2 and one_line_error(err).startswith("loraqa: error: --min-confidence: 2.0")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from run_helpers import tiny_config
 
 from loraqa.config.loader import load_config
 from loraqa.config.schema import ModelConfig
@@ -15,7 +16,6 @@ from loraqa.formulations import causal
 from loraqa.formulations.causal import CausalFormulation
 from loraqa.inference.ready import model_config_for_adapter
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 RECORD = QARecord(id="1", context="Ada founded it in {question} 1843.", question="Who founded it?", answers=[])
 

@@ -14,20 +14,25 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
+from run_helpers import tiny_config
+from tiny_models import FAMILIES
 from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from loraqa.cli import main
 from loraqa.data.sources import load_records
-from loraqa.inference.evaluate import predict_settings
-from loraqa.formulations.extractive import Window, best_answer
-from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device
+from loraqa.formulations.extractive import Window, best_answer
+from loraqa.inference.evaluate import predict_settings
+from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
-from tiny_models import FAMILIES
 
-AUTO = {"t5": AutoModelForSeq2SeqLM, "gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM,
-        "bert": AutoModelForQuestionAnswering, "distilbert": AutoModelForQuestionAnswering}  # fmt: skip
+AUTO = {
+    "t5": AutoModelForSeq2SeqLM,
+    "gpt2": AutoModelForCausalLM,
+    "llama": AutoModelForCausalLM,
+    "bert": AutoModelForQuestionAnswering,
+    "distilbert": AutoModelForQuestionAnswering,
+}
 MAX_NEW_TOKENS = 4  # tiny_overrides' generation.max_new_tokens
 # Tiny generative models need a harder push before they say anything but EOS.
 RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
@@ -36,9 +41,15 @@ RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
 def _train(family: str, tiny_model_dir, qa_files, out: Path):
     # Enough steps at a high rate that answers depend on the adapter; contexts fit one window/prompt.
     config = tiny_config(
-        tiny_model_dir(family), qa_files, out, "evaluation.baseline=false", "training.max_steps=12",
-        f"training.learning_rate={RATE.get(family, 3e-2)}", "model.max_seq_length=256", "model.doc_stride=64",
-    )  # fmt: skip
+        tiny_model_dir(family),
+        qa_files,
+        out,
+        "evaluation.baseline=false",
+        "training.max_steps=12",
+        f"training.learning_rate={RATE.get(family, 3e-2)}",
+        "model.max_seq_length=256",
+        "model.doc_stride=64",
+    )
     run_training(config)
     return config
 
@@ -96,18 +107,28 @@ def _check_extractive(model, tokenizer, ready, records, config, expected: dict[s
             plain = model(**encoded)
         [window] = formulation.windows([record], ready.tokenizer)
         assert window.input_ids == encoded["input_ids"][0].tolist()
-        batch = formulation.collate([{"input_ids": window.input_ids, "attention_mask": [1] * len(window.input_ids),
-                                      **({"token_type_ids": window.token_type_ids} if window.token_type_ids else {})}],
-                                    ready.tokenizer)  # fmt: skip
+        batch = formulation.collate(
+            [
+                {
+                    "input_ids": window.input_ids,
+                    "attention_mask": [1] * len(window.input_ids),
+                    **({"token_type_ids": window.token_type_ids} if window.token_type_ids else {}),
+                }
+            ],
+            ready.tokenizer,
+        )
         with torch.no_grad():
             ours = ready.model(**batch)
         torch.testing.assert_close(plain.start_logits, ours.start_logits, atol=1e-4, rtol=0)
         torch.testing.assert_close(plain.end_logits, ours.end_logits, atol=1e-4, rtol=0)
         assert int(plain.start_logits.argmax()) == int(ours.start_logits.argmax())
         assert int(plain.end_logits.argmax()) == int(ours.end_logits.argmax())
-        spans = [tuple(o) if s == 1 else None for o, s in zip(offsets, encoded.sequence_ids(0))]
-        candidate = (Window(0, window.input_ids, None, spans, 0, 0), plain.start_logits[0].numpy(),
-                     plain.end_logits[0].numpy())  # fmt: skip
+        spans = [tuple(o) if s == 1 else None for o, s in zip(offsets, encoded.sequence_ids(0), strict=True)]
+        candidate = (
+            Window(0, window.input_ids, None, spans, 0, 0),
+            plain.start_logits[0].numpy(),
+            plain.end_logits[0].numpy(),
+        )
         text, _ = best_answer(record, [candidate], settings, ready.model_config.max_answer_length)
         assert text == expected[record.id], record.id
 

@@ -15,16 +15,16 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from run_helpers import tiny_config
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from loraqa.data.sources import load_records
-from loraqa.inference.evaluate import predict_settings
 from loraqa.device import plan_device
 from loraqa.formulations.extractive import Window, best_answer
+from loraqa.inference.evaluate import predict_settings
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.offline import resolve_model_path
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what minilm-l6 is a copy of (models/offline.py)
 
@@ -33,9 +33,14 @@ MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what minilm-l6 is a 
 def test_minilm_adapter_answers_as_loraqa_under_plain_peft(qa_files, tmp_path):
     run = tmp_path / "run"
     config = tiny_config(
-        "minilm-l6", qa_files, run, "training.max_steps=4", "training.learning_rate=5e-2",
-        "model.max_seq_length=128", "model.doc_stride=64",
-    )  # fmt: skip
+        "minilm-l6",
+        qa_files,
+        run,
+        "training.max_steps=4",
+        "training.learning_rate=5e-2",
+        "model.max_seq_length=128",
+        "model.doc_stride=64",
+    )
     run_training(config)
     adapter = run / "adapter"
     records = load_records(str(qa_files["test"])).records
@@ -53,8 +58,9 @@ def test_minilm_adapter_answers_as_loraqa_under_plain_peft(qa_files, tmp_path):
     sample = tokenizer(records[0].question, records[0].context)
     assert any(sample["token_type_ids"]), "the standard call must carry segment 1 for this test to mean anything"
 
-    ready = load_ready_model(model_config_for_adapter(adapter, config.model), plan_device("cpu", "auto", "bert"),
-                             str(adapter))  # fmt: skip
+    ready = load_ready_model(
+        model_config_for_adapter(adapter, config.model), plan_device("cpu", "auto", "bert"), str(adapter)
+    )
     formulation, settings = ready.spec.formulation, predict_settings(config, version_2=False)
     same = 0
     for record in records:
@@ -72,9 +78,12 @@ def test_minilm_adapter_answers_as_loraqa_under_plain_peft(qa_files, tmp_path):
             loraqas = ready.model(**batch)
         torch.testing.assert_close(plain.start_logits, loraqas.start_logits, atol=1e-4, rtol=0)
         torch.testing.assert_close(plain.end_logits, loraqas.end_logits, atol=1e-4, rtol=0)
-        spans = [tuple(o) if s == 1 else None for o, s in zip(offsets, encoded.sequence_ids(0))]
-        candidate = (Window(0, window.input_ids, None, spans, 0, 0), plain.start_logits[0].numpy(),
-                     plain.end_logits[0].numpy())  # fmt: skip
+        spans = [tuple(o) if s == 1 else None for o, s in zip(offsets, encoded.sequence_ids(0), strict=True)]
+        candidate = (
+            Window(0, window.input_ids, None, spans, 0, 0),
+            plain.start_logits[0].numpy(),
+            plain.end_logits[0].numpy(),
+        )
         text, _ = best_answer(record, [candidate], settings, config.model.max_answer_length)
         same += text == ours[record.id]
     assert same >= 0.99 * len(records), f"plain peft answered as loraqa on {same} of {len(records)} questions"

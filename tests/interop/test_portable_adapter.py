@@ -6,12 +6,12 @@ import json
 import shutil
 
 import pytest
+from run_helpers import tiny_config
 
 from loraqa.cli import main
 from loraqa.errors import AdapterError
 from loraqa.lora.adapter_files import read_adapter_meta
 from loraqa.models.offline import describe_base, plain_base_id
-from run_helpers import tiny_config
 from loraqa.pipeline import run_training
 
 QUESTION, CONTEXT = "Who founded Avalon?", "The town of Avalon was founded in 1800 by Ada. It lies near a river."
@@ -19,8 +19,12 @@ QUESTION, CONTEXT = "Who founded Avalon?", "The town of Avalon was founded in 18
 
 def _predict(adapter, capsys) -> str:
     capsys.readouterr()
-    assert main(["predict", "--adapter", str(adapter), "--question", QUESTION, "--context", CONTEXT,
-                 "training.device=cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["predict", "--adapter", str(adapter), "--question", QUESTION, "--context", CONTEXT, "training.device=cpu"]
+        )
+        == 0
+    )
     return capsys.readouterr().out
 
 
@@ -46,8 +50,19 @@ def test_copied_run_directory_predicts_from_another_directory(tiny_model_dir, qa
     shutil.copytree(work / "runs" / "a", moved)
     monkeypatch.chdir(tmp_path / "elsewhere")  # another working directory: "models/bert" means nothing here
     assert _predict(moved / "adapter", capsys) == expected
-    assert main(["eval", "--adapter", str(moved / "adapter"), f"data.test={qa_files['test']}",
-                 "training.device=cpu", "evaluation.batch_size=4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--adapter",
+                str(moved / "adapter"),
+                f"data.test={qa_files['test']}",
+                "training.device=cpu",
+                "evaluation.batch_size=4",
+            ]
+        )
+        == 0
+    )
 
 
 def test_offline_base_is_recorded_by_name_and_package():

@@ -11,10 +11,10 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from loraqa.cli import main
-from loraqa.atomic import atomic_directory
 from run_helpers import tiny_overrides
+
+from loraqa.atomic import atomic_directory
+from loraqa.cli import main
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from peft import LoraConfig, get_peft_model
+from run_helpers import block_network, tiny_overrides
 from safetensors import safe_open
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 import loraqa.lora.adapter
 from loraqa.cli import main
 from loraqa.lora.adapter import save_adapter
-from run_helpers import block_network, tiny_overrides
 
 
 def test_saving_an_adapter_whose_base_is_a_hub_id_contacts_no_one(tiny_model_dir, qa_files, tmp_path, monkeypatch):

@@ -7,11 +7,11 @@ import json
 import shutil
 
 import pytest
+from run_helpers import tiny_config, tiny_overrides
 
 from loraqa.cli import main
 from loraqa.config.validate import check_lora_for_model
 from loraqa.errors import ConfigError
-from run_helpers import tiny_config, tiny_overrides
 
 REFUSED = [
     (("lora.init=loftq",), "lora.init", "gpt2"),
@@ -51,10 +51,11 @@ def test_quantize_base_needs_bitsandbytes_on_cuda(monkeypatch):
 
 def test_loraplus_optimizer_groups(tiny_model_dir, qa_files, tmp_path):
     """B matrices learn at ratio x learning_rate, A matrices at learning_rate (peft's LoRA+)."""
+    from transformers import TrainingArguments
+
     from loraqa.lora.adapter import attach_lora
     from loraqa.models.loading import inspect_base, load_model, load_tokenizer
     from loraqa.training.trainer import QATrainer
-    from transformers import TrainingArguments
 
     config = tiny_config(tiny_model_dir("llama"), qa_files, tmp_path / "run", "training.loraplus_lr_ratio=8")
     spec = inspect_base(config.model)
@@ -63,8 +64,9 @@ def test_loraplus_optimizer_groups(tiny_model_dir, qa_files, tmp_path):
         load_model(spec, config.model, tokenizer, "cpu"), config.lora, spec.formulation, spec.model_type
     )
     args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=1e-3, report_to=[], use_cpu=True)
-    trainer = QATrainer(model=model, args=args, formulation=spec.formulation, qa_evaluator=None, nan_hint="",
-                        loraplus_lr_ratio=8.0)  # fmt: skip
+    trainer = QATrainer(
+        model=model, args=args, formulation=spec.formulation, qa_evaluator=None, nan_hint="", loraplus_lr_ratio=8.0
+    )
     trainer.create_optimizer()
     lr_of = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
     names = dict(model.named_parameters())
@@ -81,8 +83,8 @@ def test_loraplus_optimizer_groups(tiny_model_dir, qa_files, tmp_path):
 def test_merge_of_quantized_base_adapter_uses_full_precision(tiny_model_dir, qa_files, tmp_path, capsys, monkeypatch):
     """An adapter whose loraqa.json says quantize_base=4bit merges into the fp32 base, with a notice.
     (Its training needs CUDA; here the adapter of a plain run is relabelled, which is what merge reads.)"""
-    from loraqa.pipeline import run_training
     import loraqa.inference.ready as inference
+    from loraqa.pipeline import run_training
 
     run = tmp_path / "run"
     run_training(tiny_config(tiny_model_dir("bert"), qa_files, run, "evaluation.baseline=false"))

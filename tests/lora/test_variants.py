@@ -12,13 +12,13 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from run_helpers import tiny_config
 
 from loraqa.data.sources import load_records
+from loraqa.device import plan_device
 from loraqa.inference.evaluate import predict_settings
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
-from loraqa.device import plan_device
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 VARIANTS = {
     "dora": ("lora.use_dora=true",),
@@ -32,9 +32,17 @@ VARIANTS = {
 # Each variant on Conv1D (GPT-2) or Linear (Llama) layers and on the extractive head (BERT); OLoRA on
 # GPT-2 is refused (test_refused_combinations).
 MATRIX = [
-    ("dora", "gpt2"), ("dora", "bert"), ("rslora", "llama"), ("gaussian", "bert"), ("pissa", "gpt2"),
-    ("pissa", "bert"), ("pissa-niter", "llama"), ("olora", "llama"), ("olora", "bert"), ("dora-rslora-loraplus", "gpt2"),
-]  # fmt: skip
+    ("dora", "gpt2"),
+    ("dora", "bert"),
+    ("rslora", "llama"),
+    ("gaussian", "bert"),
+    ("pissa", "gpt2"),
+    ("pissa", "bert"),
+    ("pissa-niter", "llama"),
+    ("olora", "llama"),
+    ("olora", "bert"),
+    ("dora-rslora-loraplus", "gpt2"),
+]
 
 
 def _logits(model, family, inputs):

@@ -13,8 +13,11 @@ def row(diff: float, best: str, gold: list[str]) -> dict:
 
 
 def mean_f1(rows: list[dict], threshold: float) -> float:
-    return 100.0 * sum(f1(decide(r["null_score_diff"], r["best_answer"], threshold), r["gold_answers"])
-                       for r in rows) / len(rows)  # fmt: skip
+    return (
+        100.0
+        * sum(f1(decide(r["null_score_diff"], r["best_answer"], threshold), r["gold_answers"]) for r in rows)
+        / len(rows)
+    )
 
 
 def test_the_threshold_answers_exactly_the_questions_the_model_should_answer():
@@ -30,8 +33,10 @@ def test_the_choice_is_the_argmax_over_every_threshold_that_changes_a_decision()
     import random
 
     rng = random.Random(0)
-    rows = [row(rng.uniform(-5, 5), rng.choice(["Ada", "Brun", "the town"]), rng.choice([[], ["Ada"], ["the town"]]))
-            for _ in range(200)]  # fmt: skip
+    rows = [
+        row(rng.uniform(-5, 5), rng.choice(["Ada", "Brun", "the town"]), rng.choice([[], ["Ada"], ["the town"]]))
+        for _ in range(200)
+    ]
     choice = best_threshold(rows)
     candidates = sorted({r["null_score_diff"] for r in rows}) + [min(r["null_score_diff"] for r in rows) - 1]
     scores = {t: mean_f1(rows, t) for t in candidates}

@@ -71,7 +71,7 @@ def test_coverage_and_the_confidence_that_keeps_a_precision():
 def test_the_summary_fits_on_validation_and_reports_test():
     val_conf, val_right = _overconfident(4, 300)
     test_conf, test_right = _overconfident(5, 300)
-    rows = lambda c, r: [{"confidence": x, "exact_match": float(y), "f1": float(y)} for x, y in zip(c, r)]  # noqa: E731
+    rows = lambda c, r: [{"confidence": x, "exact_match": float(y), "f1": float(y)} for x, y in zip(c, r, strict=True)]  # noqa: E731
     summary = calibration_summary(rows(val_conf, val_right), rows(test_conf, test_right))
     assert summary["validation"]["ece_after"] <= summary["validation"]["ece_before"]
     assert summary["test"]["ece_after"] < summary["test"]["ece_before"]

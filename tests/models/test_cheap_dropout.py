@@ -62,8 +62,12 @@ def test_attach_lora_swaps_dropout_only_where_p_is_positive(tiny_model_dir):
             r=4, lora_alpha=8, lora_dropout=p, target_modules="attention", allow_large_trainable_share=True
         )  # a tiny model: LoRA is a large share
         peft_model = attach_lora(model, settings, spec.formulation, spec.model_type)
-        dropouts = [d for m in peft_model.modules() if isinstance(getattr(m, "lora_dropout", None), nn.ModuleDict)
-                    for d in m.lora_dropout.values()]  # fmt: skip
+        dropouts = [
+            d
+            for m in peft_model.modules()
+            if isinstance(getattr(m, "lora_dropout", None), nn.ModuleDict)
+            for d in m.lora_dropout.values()
+        ]
         assert dropouts and all(type(d) is expected for d in dropouts)
 
 
@@ -111,11 +115,12 @@ def test_attention_without_its_mask_is_sdpa(mask_dtype, bias, monkeypatch):
     grads = [t.grad.clone() for t in (query, key, value)]
     for t in (query, key, value):
         t.grad = None
-    reference, _ = cheap_dropout.sdpa_attention_forward(module.eval(), query, key, value, mask, dropout=0.0,
-                                                        scaling=1.0, **extra)  # fmt: skip
+    reference, _ = cheap_dropout.sdpa_attention_forward(
+        module.eval(), query, key, value, mask, dropout=0.0, scaling=1.0, **extra
+    )
     reference.sum().backward()
     torch.testing.assert_close(ours, reference)
-    for got, t in zip(grads, (query, key, value)):
+    for got, t in zip(grads, (query, key, value), strict=True):
         torch.testing.assert_close(got, t.grad)
 
 

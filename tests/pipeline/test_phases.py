@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from run_helpers import tiny_config
 
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FIT_PHASE = ROOT / "src" / "loraqa" / "pipeline" / "fit_phase.py"
@@ -22,11 +22,12 @@ def test_only_the_fit_phase_constructs_a_qatrainer():
         str(path.relative_to(ROOT))
         for folder in ("src", "bench")
         for path in (ROOT / folder).rglob("*.py")
-        if path != FIT_PHASE and any(
+        if path != FIT_PHASE
+        and any(
             constructing.search(line) and not line.lstrip().startswith("class ")
             for line in path.read_text(encoding="utf-8").splitlines()
         )
-    )  # fmt: skip
+    )
     assert found == [], f"QATrainer built outside the fit phase: {found}"
     assert constructing.search(FIT_PHASE.read_text(encoding="utf-8"))  # the scan itself sees the real one
 
@@ -56,8 +57,15 @@ def test_the_recorded_cpu_description_counts_the_threads_the_run_used(tiny_model
     before = torch.get_num_threads()
     wanted = 1 if before != 1 else 2
     try:
-        summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run",
-                                           f"training.torch_threads={wanted}", "evaluation.baseline=false"))  # fmt: skip
+        summary = run_training(
+            tiny_config(
+                tiny_model_dir("bert"),
+                qa_files,
+                tmp_path / "run",
+                f"training.torch_threads={wanted}",
+                "evaluation.baseline=false",
+            )
+        )
     finally:
         torch.set_num_threads(before)
     if summary["device"].startswith("cpu"):
@@ -81,10 +89,10 @@ def test_the_baseline_leaves_what_training_sees_as_it_was(family, extra, tiny_mo
 
     import numpy as np
     import torch
+    from run_helpers import tiny_overrides
 
     from loraqa.config.loader import load_config
     from loraqa.pipeline import baseline, prepare
-    from run_helpers import tiny_overrides
 
     prepared = prepare(load_config(None, tiny_overrides(tiny_model_dir(family), qa_files, tmp_path / "run", *extra)))
     try:
@@ -99,5 +107,5 @@ def test_the_baseline_leaves_what_training_sees_as_it_was(family, extra, tiny_mo
     finally:
         prepared.run.release()
     assert [name for name, _ in after[0]] == [name for name, _ in before[0]]
-    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(after[0], before[0]))
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(after[0], before[0], strict=True))
     assert after[1] == before[1] and np.array_equal(after[2], before[2]) and torch.equal(after[3], before[3])

@@ -46,9 +46,12 @@ def test_broken_files_become_problems_not_crashes(tmp_path):
 
 def test_curves_separate_training_and_evaluation_entries():
     log = [
-        {"loss": 2.0, "step": 1}, {"loss": float("nan"), "step": 2}, {"eval_loss": 1.5, "eval_f1": 30.0, "step": 2},
-        {"loss": 1.0, "step": 3}, {"train_loss": 1.5, "step": 3},
-    ]  # fmt: skip
+        {"loss": 2.0, "step": 1},
+        {"loss": float("nan"), "step": 2},
+        {"eval_loss": 1.5, "eval_f1": 30.0, "step": 2},
+        {"loss": 1.0, "step": 3},
+        {"train_loss": 1.5, "step": 3},
+    ]
     assert training_loss(log) == ([1.0, 3.0], [2.0, 1.0])
     assert evaluation_metric(log, "eval_f1") == ([2.0], [30.0])
 

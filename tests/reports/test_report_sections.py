@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import re
 
 from png_checks import assert_real_plot
@@ -14,8 +13,13 @@ from loraqa.reports.document import Code, Figure, Paragraph, Table
 from loraqa.reports.figures import DPI, WIDE
 from loraqa.reports.reading import read_source
 from loraqa.reports.sections import (
-    build_document, decodings_section, differing_keys, failures_section, provenance_section, runs_section,
-)  # fmt: skip
+    build_document,
+    decodings_section,
+    differing_keys,
+    failures_section,
+    provenance_section,
+    runs_section,
+)
 
 
 def tables(section) -> list[Table]:
@@ -41,8 +45,16 @@ def test_differing_keys_ignore_names_and_count_missing_keys():
 
 
 def test_runs_table_of_a_comparison(tmp_path):
-    write_run(tmp_path / "a", r=4, summary_extra={"trainable_params": 166658, "total_params": 22732804,
-                                                  "peak_memory_mib": 1234.4, "peak_memory_kind": "cpu_rss"})  # fmt: skip
+    write_run(
+        tmp_path / "a",
+        r=4,
+        summary_extra={
+            "trainable_params": 166658,
+            "total_params": 22732804,
+            "peak_memory_mib": 1234.4,
+            "peak_memory_kind": "cpu_rss",
+        },
+    )
     write_run(tmp_path / "b", r=16, baseline=False, summary_extra={"validation": {"f1": 61.25}})
     write_run(tmp_path / "c", r=8, finished=False)
     runs = read_source(tmp_path).runs
@@ -96,8 +108,11 @@ def test_decoding_table_only_when_several_decodings(tmp_path):
 
 
 def test_provenance_recorded_or_labelled_current(tmp_path):
-    recorded = {"versions": {"loraqa": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2"},
-                "git_commit": "abcdef1234567890", "command": ["loraqa", "train", "configs/x.yaml", "lora.r=4"]}  # fmt: skip
+    recorded = {
+        "versions": {"loraqa": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2"},
+        "git_commit": "abcdef1234567890",
+        "command": ["loraqa", "train", "configs/x.yaml", "lora.r=4"],
+    }
     write_run(tmp_path / "a", summary_extra=recorded)
     write_run(tmp_path / "b")
     section = provenance_section(read_source(tmp_path).runs)
@@ -148,8 +163,15 @@ def test_a_run_with_nothing_but_its_config_still_reports(tmp_path):
     run_dir = write_run(tmp_path / "bare", baseline=False, log=False, finished=False)
     document = build_document(read_source(run_dir), tmp_path / "files")
     titles = [s.title for s in document.sections]
-    assert titles == ["Runs", "Training curves", "Failure categories", "Where it fails: F1 by slice",
-                      "Confidence and abstention", "Decoding strategies", "Versions and commands"]  # fmt: skip
+    assert titles == [
+        "Runs",
+        "Training curves",
+        "Failure categories",
+        "Where it fails: F1 by slice",
+        "Confidence and abstention",
+        "Decoding strategies",
+        "Versions and commands",
+    ]
     paths = write_report(run_dir)
     assert paths.figures == [] and "n/a" in paths.markdown.read_text()
 
@@ -170,8 +192,9 @@ def test_a_short_run_with_one_logged_loss_still_draws_its_curve(tmp_path, monkey
 
 
 def test_twenty_runs_get_twenty_colours():
-    from loraqa.reports.figures import run_color
     from matplotlib.colors import to_hex
+
+    from loraqa.reports.figures import run_color
 
     assert len({to_hex(run_color(i)) for i in range(20)}) == 20
 

@@ -33,8 +33,16 @@ def spelled_names(folders: list[Path]) -> list[str]:
 
 
 def test_names_are_collected():
-    assert {"summary.json", "metrics.json", "train_log.jsonl", "config.yaml", "loraqa.json", "predictions.jsonl",
-            "sweep.json", "report_files"} <= NAMES  # fmt: skip
+    assert {
+        "summary.json",
+        "metrics.json",
+        "train_log.jsonl",
+        "config.yaml",
+        "loraqa.json",
+        "predictions.jsonl",
+        "sweep.json",
+        "report_files",
+    } <= NAMES
 
 
 def test_no_module_outside_runs_files_spells_a_run_file_name():

@@ -25,8 +25,9 @@ def test_seeds_pool_and_the_standard_error_counts_seeds_and_questions():
 
 
 def test_best_takes_the_top_mean_and_one_se_the_smallest_within_one_standard_error():
-    rows = rank([_entry("r=16", 61.0, 1600, 3.92), _entry("r=4", 59.5, 400, 3.92), _entry("r=2", 50.0, 200, 3.92)],
-                True)  # fmt: skip
+    rows = rank(
+        [_entry("r=16", 61.0, 1600, 3.92), _entry("r=4", 59.5, 400, 3.92), _entry("r=2", 50.0, 200, 3.92)], True
+    )
     best, why = select(rows, "best", True)
     assert best["config"] == "r=16" and "best mean" in why
     smaller, why = select(rows, "one-se", True)

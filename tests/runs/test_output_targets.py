@@ -13,9 +13,20 @@ from loraqa.config.loader import load_config
 from loraqa.errors import ConfigError, RunDirError
 from loraqa.runs.rundir import RunDirectory
 
-LORAQA_OUTPUTS = ["config.yaml", "metrics.json", "predictions.json", "predictions.jsonl", "summary.json",
-                  "train_log.jsonl", "report.md", "adapter/", "checkpoints/", "baseline/", "eval/metrics.json",
-                  "greedy/predictions.json"]  # fmt: skip
+LORAQA_OUTPUTS = [
+    "config.yaml",
+    "metrics.json",
+    "predictions.json",
+    "predictions.jsonl",
+    "summary.json",
+    "train_log.jsonl",
+    "report.md",
+    "adapter/",
+    "checkpoints/",
+    "baseline/",
+    "eval/metrics.json",
+    "greedy/predictions.json",
+]
 
 
 def make(root: Path, name: str) -> Path:

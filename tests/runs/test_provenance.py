@@ -14,8 +14,11 @@ def test_the_commit_is_loraqas_checkout_not_the_working_directorys(tmp_path, mon
     other = tmp_path / "project"  # the user's own repository, where they happen to run loraqa
     other.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=other, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty",
-                    "-m", "theirs"], cwd=other, check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "theirs"],
+        cwd=other,
+        check=True,
+    )
     monkeypatch.chdir(other)
     provenance.source_commit.cache_clear()
     ours = subprocess.run(["git", "-C", str(SRC), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -9,17 +9,21 @@ import re
 from pathlib import Path
 
 import pytest
+from run_helpers import tiny_config
 
 from loraqa.pipeline import run_training
 from loraqa.runs.files import SUMMARY_FILE
 from loraqa.runs.record import read_run
 from loraqa.runs.summary import RunSummary, read_summary, write_summary
-from run_helpers import tiny_config
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "loraqa"
 # Every module that reads a run's summary: reports, sweeps, compare, the Python API.
-READERS = [*sorted((SRC / "reports").glob("*.py")), SRC / "sweeps" / "trial.py", SRC / "experiments" / "compare.py",
-           SRC / "api.py"]  # fmt: skip
+READERS = [
+    *sorted((SRC / "reports").glob("*.py")),
+    SRC / "sweeps" / "trial.py",
+    SRC / "experiments" / "compare.py",
+    SRC / "api.py",
+]
 FIELDS = {f.name for f in dataclasses.fields(RunSummary)} - {"extra"}
 
 
@@ -34,15 +38,25 @@ def fields_the_readers_use() -> set[str]:
 @pytest.fixture(scope="module")
 def built_run(tiny_model_dir, qa_files, tmp_path_factory):
     run = tmp_path_factory.mktemp("summary") / "run"
-    returned = run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run), validation=True,
-                            command=["loraqa", "train", "x.yaml"])  # fmt: skip
+    returned = run_training(
+        tiny_config(tiny_model_dir("gpt2"), qa_files, run), validation=True, command=["loraqa", "train", "x.yaml"]
+    )
     return run, returned
 
 
 def test_the_scan_finds_the_fields_reports_read():
     """The scan itself sees the report's columns (so an empty scan cannot pass the test below)."""
-    assert fields_the_readers_use() >= {"trainable_params", "peak_memory_mib", "adapter_vs_baseline", "validation",
-                                        "versions", "git_commit", "command", "questions", "adapter"}  # fmt: skip
+    assert fields_the_readers_use() >= {
+        "trainable_params",
+        "peak_memory_mib",
+        "adapter_vs_baseline",
+        "validation",
+        "versions",
+        "git_commit",
+        "command",
+        "questions",
+        "adapter",
+    }
 
 
 def test_a_pipeline_run_reads_back_with_every_field_its_readers_use(built_run):
@@ -71,10 +85,18 @@ def test_the_report_reader_sees_the_same_summary(built_run):
 
 def test_an_older_or_newer_summary_still_reads(tmp_path):
     """Missing keys keep their defaults, unknown keys survive a rewrite, a mistyped value is named and dropped."""
-    (tmp_path / SUMMARY_FILE).write_text(json.dumps({
-        "run_dir": str(tmp_path), "model": "m", "adapter": {"f1": 50.0}, "command": "loraqa train old.yaml",
-        "trainable_params": "many", "future_key": {"x": 1},
-    }))  # fmt: skip
+    (tmp_path / SUMMARY_FILE).write_text(
+        json.dumps(
+            {
+                "run_dir": str(tmp_path),
+                "model": "m",
+                "adapter": {"f1": 50.0},
+                "command": "loraqa train old.yaml",
+                "trainable_params": "many",
+                "future_key": {"x": 1},
+            }
+        )
+    )
     problems: list[str] = []
     summary = read_summary(tmp_path, problems)
     assert summary.adapter == {"f1": 50.0} and summary.command == "loraqa train old.yaml"

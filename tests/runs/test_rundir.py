@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from loraqa.atomic import atomic_directory, write_json_atomic
 from loraqa.config.loader import load_config
 from loraqa.errors import RunDirError
-from loraqa.atomic import atomic_directory, write_json_atomic
 from loraqa.runs.rundir import RunDirectory
 
 
@@ -82,8 +82,12 @@ def test_a_lock_holder_killed_by_sigkill_frees_the_run(tmp_path):
     import sys
 
     path = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         config = load_config(None, [f"output_dir={path}"])
@@ -154,8 +158,14 @@ def test_leftovers_of_interrupted_saves_are_cleared_when_the_run_is_opened(tmp_p
     again = RunDirectory(tmp_path)
     again.open_for_training(config, resume=True, overwrite=False)
     again.release()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", ".notes.tmp-mine", "baseline", "checkpoints",
-                                                          "config.yaml", "notes.txt"]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",
+        ".notes.tmp-mine",
+        "baseline",
+        "checkpoints",
+        "config.yaml",
+        "notes.txt",
+    ]
     assert list((tmp_path / "baseline").iterdir()) == []
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-2"]
     assert (tmp_path / "checkpoints" / "checkpoint-2" / "optimizer.pt").read_text() == "o"

@@ -57,9 +57,13 @@ def test_the_errno_is_found_down_the_chain_and_keeps_its_file(tmp_path):
 
 @pytest.mark.parametrize(
     "disk, code",
-    [(FakeStatvfs(0), errno.ENOSPC), (FakeStatvfs(200_000), errno.ENOSPC), (FakeStatvfs(10**9, read_only=True),
-     errno.EROFS), (FakeStatvfs(10**9), None)],
-)  # fmt: skip
+    [
+        (FakeStatvfs(0), errno.ENOSPC),
+        (FakeStatvfs(200_000), errno.ENOSPC),
+        (FakeStatvfs(10**9, read_only=True), errno.EROFS),
+        (FakeStatvfs(10**9), None),
+    ],
+)
 def test_an_error_naming_no_errno_inside_a_save_asks_the_filesystem(disk, code, tmp_path, monkeypatch):
     monkeypatch.setattr(write_errors.os, "statvfs", lambda path: disk)
     failure = write_failure(torch_save_error(), tmp_path / "not-yet" / "optimizer.pt", inside_save=True)

@@ -15,9 +15,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from run_helpers import tiny_overrides
 
 from loraqa.cli import main
-from run_helpers import tiny_overrides
 
 CONTEXT = "The town of Avalon was founded in 1800 by Ada."
 QUESTION = ("--question", "Who founded Avalon?", "--context", CONTEXT)
@@ -83,14 +83,29 @@ def _adapter_text(name: str, text: str):
 
 
 def _tiny(home: Path, *extra: str) -> list[str]:
-    return [f"model.name={home / 'tiny-bert'}", f"data.train={home / 'train.jsonl'}", f"data.test={home / 'test.jsonl'}",
-            "training.device=cpu", "model.max_seq_length=64", "model.doc_stride=16", *extra]  # fmt: skip
+    return [
+        f"model.name={home / 'tiny-bert'}",
+        f"data.train={home / 'train.jsonl'}",
+        f"data.test={home / 'test.jsonl'}",
+        "training.device=cpu",
+        "model.max_seq_length=64",
+        "model.doc_stride=16",
+        *extra,
+    ]
 
 
 def _eval_decoding(h: Path, decoding: str) -> list[str]:
     """`loraqa eval` of the trained adapter on the test file with `decoding`, into a new folder."""
-    return ["eval", f"data.test={h / 'test.jsonl'}", "--adapter", str(h / "adapter"), "--decoding", decoding,
-            "--output", str(h / "new-eval")]  # fmt: skip
+    return [
+        "eval",
+        f"data.test={h / 'test.jsonl'}",
+        "--adapter",
+        str(h / "adapter"),
+        "--decoding",
+        decoding,
+        "--output",
+        str(h / "new-eval"),
+    ]
 
 
 TRAIN = "train"
@@ -122,7 +137,7 @@ CASES = {
             *_tiny(h, "data.validation_samples=0", "training.eval_strategy=steps", "training.eval_steps=1"),
         ],
         "validation",
-    ),  # fmt: skip
+    ),
     # sizes, kinds, keys given twice and numbers out of their sane range (issue 25, points 8 and 10)
     "config is /dev/zero": (None, lambda h: [TRAIN, "/dev/zero"], "/dev/zero"),
     "config is a directory": (None, lambda h: [TRAIN, str(h / "earlier")], "earlier"),
@@ -130,24 +145,24 @@ CASES = {
         _write("twice.yaml", "training:\n  seed: 1\n  seed: 2\n"),
         lambda h: [TRAIN, str(h / "twice.yaml")],
         "twice.yaml",
-    ),  # fmt: skip
+    ),
     "learning rate 1e30": (None, lambda h: [TRAIN, *_tiny(h, "training.learning_rate=1e30")], "training.learning_rate"),
     "rank beyond the model": (None, lambda h: [TRAIN, *_tiny(h, "lora.r=100000")], "lora.r"),
     "train data is /dev/zero": (
         lambda h: (h / "zero.jsonl").symlink_to("/dev/zero"),
         lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'zero.jsonl'}")],
         "zero.jsonl",
-    ),  # fmt: skip
+    ),
     "train JSONL row gives a key twice": (
         _write("twice.jsonl", '{"id": "a", "question": "Who?", "context": "Ada.", "id": "b"}\n'),
         lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'twice.jsonl'}")],
         "twice.jsonl",
-    ),  # fmt: skip
+    ),
     "decoding topk0": (
         None,
         lambda h: _eval_decoding(h, "topk0"),
         "--decoding",
-    ),  # fmt: skip
+    ),
     "sweep grid value of the wrong type": (
         None,
         lambda h: [
@@ -161,19 +176,19 @@ CASES = {
             "training.per_device_train_batch_size=4,x",
         ],
         "per_device_train_batch_size",
-    ),  # fmt: skip
+    ),
     # data files
     "train file missing": (None, lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'nope.jsonl'}")], "nope.jsonl"),
     "train file truncated JSON": (
         _write("cut.json", '{"data": [{"title": "x", "paragraphs": ['),
         lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'cut.json'}")],
         "cut.json",
-    ),  # fmt: skip
+    ),
     "train JSONL row without answers": (
         _write("noans.jsonl", json.dumps({"id": "a", "question": "q?", "context": "c"}) + "\n"),
         lambda h: [TRAIN, *_tiny(h, f"data.train={h / 'noans.jsonl'}")],
         "noans.jsonl",
-    ),  # fmt: skip
+    ),
     # output targets
     "train into a folder holding predictions": (
         None,
@@ -192,17 +207,17 @@ CASES = {
             str(h / "earlier"),
         ],
         "earlier",
-    ),  # fmt: skip
+    ),
     "predict onto an existing file": (
         None,
         lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION, "--output", str(h / "answers.jsonl")],
         "--output",
-    ),  # fmt: skip
+    ),
     "predict onto a dangling link": (
         None,
         lambda h: ["predict", "--adapter", str(h / "adapter"), *QUESTION, "--output", str(h / "dangling.jsonl")],
         "--output",
-    ),  # fmt: skip
+    ),
     "merge onto a file": (
         None,
         lambda h: ["merge", "--adapter", str(h / "adapter"), "--output", str(h / "notes.txt")],
@@ -212,13 +227,13 @@ CASES = {
         None,
         lambda h: ["merge", "--adapter", str(h / "adapter"), "--output", str(h / "earlier")],
         "earlier",
-    ),  # fmt: skip
+    ),
     "report of a folder that is no run": (None, lambda h: ["report", str(h / "adapter")], "adapter"),
     "unknown decoding": (
         None,
         lambda h: _eval_decoding(h, "beam-x"),
         "--decoding",
-    ),  # fmt: skip
+    ),
     # adapter directories
     "adapter folder missing": (
         None,
@@ -275,22 +290,22 @@ CASES = {
         _write("q.jsonl", json.dumps({"question": " ", "context": CONTEXT}) + "\n"),
         lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
         "q.jsonl",
-    ),  # fmt: skip
+    ),
     "predict input duplicate ids": (
         _write("q.jsonl", 2 * (json.dumps({"id": "a", "question": "Who?", "context": CONTEXT}) + "\n")),
         lambda h: ["predict", "--adapter", str(h / "adapter"), "--input", str(h / "q.jsonl")],
         "q.jsonl",
-    ),  # fmt: skip
+    ),
     "predict context over the limit": (
         None,
         lambda h: ["predict", "--adapter", str(h / "adapter"), "--question", "Who?", "--context", "word " * 30_000],
         "max_context_chars",
-    ),  # fmt: skip
+    ),
     "predict question without context": (
         None,
         lambda h: ["predict", "--adapter", str(h / "adapter"), "--question", "Who?"],
         "--context",
-    ),  # fmt: skip
+    ),
 }
 
 

@@ -18,11 +18,11 @@ import shutil
 
 import pytest
 import torch
+from run_helpers import block_network, one_line_error, run_cli, tiny_overrides
 from safetensors.torch import load_file, save_file
 
 from loraqa.cli import main
 from loraqa.errors import LoraqaError
-from run_helpers import block_network, one_line_error, run_cli, tiny_overrides
 
 QUESTION = ("--question", "Who founded Avalon?", "--context", "The town of Avalon was founded in 1800 by Ada.")
 ENTRY_POINTS = ("predict", "eval", "merge", "serve", "serve-shared", "api")
@@ -124,8 +124,11 @@ def _base_named(make_base):
         path = adapter / "loraqa.json"
         meta = json.loads(path.read_text())
         meta["base_model"] = meta["model_config"]["name"] = name
-        meta["base"] = {"name": name, "kind": "hub"} if "/" in name and not name.startswith("/") else {
-            "name": name, "kind": "local", "path": name}  # fmt: skip
+        meta["base"] = (
+            {"name": name, "kind": "hub"}
+            if "/" in name and not name.startswith("/")
+            else {"name": name, "kind": "local", "path": name}
+        )
         path.write_text(json.dumps(meta))
 
     return damage
@@ -148,7 +151,7 @@ HOSTILE = {
     "base tensor smuggled in": (
         _weights(
             lambda t: t.__setitem__("base_model.model.bert.embeddings.word_embeddings.weight", torch.zeros(30522, 32))
-        ),  # fmt: skip
+        ),
         "tensor 'base_model.model.bert.embeddings.word_embeddings.weight' is not part of this adapter",
     ),
     "NaN weights": (_fill("lora_A", float("nan")), "holds NaN or infinite values"),
@@ -195,18 +198,26 @@ def hostile(trained_bert, tiny_model_dir, tmp_path, request):
 def _command(entry: str, adapter: pathlib.Path, good: pathlib.Path, qa_files, out: pathlib.Path) -> list[str]:
     return {
         "predict": ["predict", "--adapter", str(adapter), *QUESTION],
-        "eval": ["eval", f"data.test={qa_files['test']}", "training.device=cpu", "--adapter", str(adapter),
-                 "--output", str(out)],
+        "eval": [
+            "eval",
+            f"data.test={qa_files['test']}",
+            "training.device=cpu",
+            "--adapter",
+            str(adapter),
+            "--output",
+            str(out),
+        ],
         "merge": ["merge", "--adapter", str(adapter), "--output", str(out)],
         "serve": ["serve", "--adapter", f"evil={adapter}"],  # refused while the registry loads, before listening
         "serve-shared": ["serve", "--adapter", f"good={good}", "--adapter", f"evil={adapter}"],
-    }[entry]  # fmt: skip
+    }[entry]
 
 
 @pytest.mark.parametrize("hostile", list(HOSTILE), indirect=True)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_every_entry_point_refuses_a_hostile_adapter_in_one_line(hostile, entry, trained_bert, qa_files, tmp_path,
-                                                                 capsys, monkeypatch):  # fmt: skip
+def test_every_entry_point_refuses_a_hostile_adapter_in_one_line(
+    hostile, entry, trained_bert, qa_files, tmp_path, capsys, monkeypatch
+):
     adapter, expected = hostile
     if entry.startswith("serve"):
         pytest.importorskip("fastapi")
@@ -265,8 +276,9 @@ def test_a_hub_base_the_adapter_names_loads_from_the_local_cache_without_the_net
 def test_a_hub_base_the_user_names_is_asked_of_the_hub(trained_bert, network_calls, capsys):
     """The counter sees a hub request when the user asks for one (--model): the no-network checks above
     would see one too."""
-    code, _, err = run_cli(capsys, "predict", "--model", "someone/a-base-never-downloaded",
-                           "--adapter", str(trained_bert), *QUESTION)  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "predict", "--model", "someone/a-base-never-downloaded", "--adapter", str(trained_bert), *QUESTION
+    )
     assert code == 2 and one_line_error(err)
     assert network_calls, "no request was counted"
     network_calls.clear()  # asked for by the user: allowed here

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_helpers import one_line_error, run_cli, tiny_overrides
 
 from loraqa.cli import main
-from run_helpers import one_line_error, run_cli, tiny_overrides
 
 QUESTION = ("--question", "Who founded Avalon?", "--context", "The town of Avalon was founded in 1800 by Ada.")
 
@@ -74,15 +74,22 @@ def test_no_command_runs_an_adapters_code(evil, trained_bert, qa_files, tmp_path
     if command == "predict":
         argv = ["predict", *extra, "--adapter", str(adapter), *QUESTION]
     elif command == "eval":
-        argv = ["eval", f"data.test={qa_files['test']}", "training.device=cpu", *extra,
-                "--adapter", str(adapter), "--output", str(tmp_path / "eval")]  # fmt: skip
+        argv = [
+            "eval",
+            f"data.test={qa_files['test']}",
+            "training.device=cpu",
+            *extra,
+            "--adapter",
+            str(adapter),
+            "--output",
+            str(tmp_path / "eval"),
+        ]
     elif command == "serve":  # refused while the registry loads, before anything listens
         pytest.importorskip("fastapi")
         argv = ["serve", *extra, "--adapter", f"evil={adapter}", "--port", "1"]
     elif command == "serve-shared":  # joining a good adapter's base as a named peft adapter
         pytest.importorskip("fastapi")
-        argv = ["serve", *extra, "--adapter", f"good={trained_bert}",
-                "--adapter", f"evil={adapter}", "--port", "1"]  # fmt: skip
+        argv = ["serve", *extra, "--adapter", f"good={trained_bert}", "--adapter", f"evil={adapter}", "--port", "1"]
     else:
         argv = ["merge", *extra, "--adapter", str(adapter), "--output", str(tmp_path / "merged")]
     code, out, err = run_cli(capsys, *argv)
@@ -96,8 +103,16 @@ def test_no_command_runs_an_adapters_code(evil, trained_bert, qa_files, tmp_path
 def test_trusting_the_base_does_not_trust_the_adapter(evil, tiny_model_dir, capsys):
     """model.trust_remote_code=true is about the base the user names, not the adapter's files."""
     adapter, marker = evil
-    code, _, err = run_cli(capsys, "predict", "model.trust_remote_code=true", "--model", str(tiny_model_dir("bert")),
-                           "--adapter", str(adapter), *QUESTION)  # fmt: skip
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        "model.trust_remote_code=true",
+        "--model",
+        str(tiny_model_dir("bert")),
+        "--adapter",
+        str(adapter),
+        *QUESTION,
+    )
     assert code == 2 and "has an 'auto_map'" in one_line_error(err)
     assert not marker.exists()
 
@@ -115,9 +130,22 @@ def test_real_process_refuses_the_malicious_adapter(evil, tmp_path):
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "loraqa", "predict", "model.trust_remote_code=false", "--adapter", str(adapter), *QUESTION],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "loraqa",
+            "predict",
+            "model.trust_remote_code=false",
+            "--adapter",
+            str(adapter),
+            *QUESTION,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     assert "has an 'auto_map'" in one_line_error(result.stderr)
     assert not marker.exists()

@@ -6,9 +6,10 @@ import pytest
 
 pytest.importorskip("fastapi")
 
+from run_helpers import tiny_overrides  # noqa: E402
+
 from loraqa.cli import main  # noqa: E402
 from loraqa.config.loader import load_config  # noqa: E402
-from run_helpers import tiny_overrides  # noqa: E402
 
 FAMILIES = {"extractive": "bert", "seq2seq": "t5", "causal": "gpt2"}
 
@@ -31,5 +32,7 @@ def trained_adapters(tiny_model_dir, qa_files, tmp_path_factory) -> dict[str, st
 @pytest.fixture(scope="session")
 def serve_config():
     # 256: the tiny models' positions (a base answered alone is held to them, like any base)
-    return load_config(None, ["training.device=cpu", "generation.max_new_tokens=4", "evaluation.batch_size=4",
-                              "model.max_seq_length=256"])  # fmt: skip
+    return load_config(
+        None,
+        ["training.device=cpu", "generation.max_new_tokens=4", "evaluation.batch_size=4", "model.max_seq_length=256"],
+    )

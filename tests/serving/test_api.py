@@ -12,16 +12,16 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from tiny_models import synthetic_records
 
 from loraqa.data.records import QARecord
+from loraqa.device import plan_device
 from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.models.loading import inspect_base
 from loraqa.serving.app import create_app
 from loraqa.serving.registry import AdapterSource, build_registry
 from loraqa.serving.settings import ServeSettings
-from loraqa.device import plan_device
-from tiny_models import synthetic_records
 
 NAMES = ("extractive", "extractive2", "seq2seq", "causal")
 QUESTIONS = [QARecord(r["id"], r["context"], r["question"]) for r in synthetic_records(6)]
@@ -49,7 +49,7 @@ def predict_alone(adapter_dir: str, config, records) -> list[Answer]:
 @pytest.mark.parametrize("name", NAMES)
 def test_answers_equal_loraqa_predict(name, client, trained_adapters, serve_config):
     expected = predict_alone(trained_adapters[name], serve_config, QUESTIONS)
-    for record, want in zip(QUESTIONS, expected):
+    for record, want in zip(QUESTIONS, expected, strict=True):
         got = client.post("/v1/answer", json={"question": record.question, "context": record.context, "adapter": name})
         assert got.status_code == 200, got.text
         body = got.json()
@@ -170,7 +170,8 @@ def test_poison_requests_among_concurrent_ones_cost_no_good_answer(registry, mon
     """Some of many concurrent clients send lone surrogates (valid JSON, not text: the tokenizer fails on
     them), batching on: each poison request gets its own 422, and every good one its answer."""
     expected = {
-        r.question: (a.text, a.confidence) for r, a in zip(QUESTIONS, registry.answer("extractive", QUESTIONS, None))
+        r.question: (a.text, a.confidence)
+        for r, a in zip(QUESTIONS, registry.answer("extractive", QUESTIONS, None), strict=True)
     }
     calls, release, real = [], threading.Event(), registry.answer
 
@@ -182,10 +183,12 @@ def test_poison_requests_among_concurrent_ones_cost_no_good_answer(registry, mon
 
     monkeypatch.setattr(registry, "answer", held)
     good = [{"question": r.question, "context": r.context} for r in QUESTIONS] * 2
-    poison = [{"question": "Who\ud800?", "context": QUESTIONS[0].context},
-              {"question": QUESTIONS[1].question, "context": QUESTIONS[1].context + "\udfff"},
-              {"question": "\udc80" * 3, "context": QUESTIONS[2].context}] * 2  # fmt: skip
-    bodies = good[:1] + [body for pair in zip(good[1:7], poison) for body in pair] + good[7:]
+    poison = [
+        {"question": "Who\ud800?", "context": QUESTIONS[0].context},
+        {"question": QUESTIONS[1].question, "context": QUESTIONS[1].context + "\udfff"},
+        {"question": "\udc80" * 3, "context": QUESTIONS[2].context},
+    ] * 2
+    bodies = good[:1] + [body for pair in zip(good[1:7], poison, strict=True) for body in pair] + good[7:]
     results: dict[int, object] = {}
 
     def send(index: int) -> None:
@@ -206,8 +209,13 @@ def test_poison_requests_among_concurrent_ones_cost_no_good_answer(registry, mon
         release.set()
         for thread in threads:
             thread.join(30)
-    answered = [i for i, body in enumerate(bodies) if body in good and results[i].status_code == 200
-                and (results[i].json()["answer"], results[i].json()["confidence"]) == expected[body["question"]]]  # fmt: skip
+    answered = [
+        i
+        for i, body in enumerate(bodies)
+        if body in good
+        and results[i].status_code == 200
+        and (results[i].json()["answer"], results[i].json()["confidence"]) == expected[body["question"]]
+    ]
     assert len(answered) == len(good) == 12
     refused = [results[i] for i, body in enumerate(bodies) if body not in good]
     assert len(refused) == 6 and all(r.status_code == 422 and "lone surrogate" in r.json()["error"] for r in refused)

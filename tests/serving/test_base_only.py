@@ -9,16 +9,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from test_api import predict_alone
+from tiny_models import synthetic_records
 
 import loraqa.inference.ready as ready_module
 from loraqa.data.records import QARecord
+from loraqa.device import plan_device
 from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import load_ready_model
 from loraqa.models.loading import inspect_base
 from loraqa.serving.registry import BASE_ONLY_NAME, AdapterSource, build_registry
-from loraqa.device import plan_device
-from test_api import predict_alone
-from tiny_models import synthetic_records
 
 QUESTIONS = [QARecord(r["id"], r["context"], r["question"]) for r in synthetic_records(5)]
 

@@ -11,8 +11,8 @@ import threading
 import time
 
 import httpx
-
 from live_server import PATIENCE_S, CountingRegistry, health, raw_request, running, wait_until
+
 from loraqa.serving.app import create_app
 from loraqa.serving.settings import ServeSettings
 
@@ -82,7 +82,7 @@ def _closed_by_server(sock: socket.socket, trickle: bytes) -> bool:
             sock.sendall(bytes([byte]))
             if sock.recv(4096) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue  # still open: nothing to read yet
         except OSError:  # reset by the server
             return True
@@ -120,7 +120,7 @@ def test_a_body_trickled_slower_than_the_read_timeout_gets_408():
                 sock.sendall(bytes([byte]))
                 try:
                     answer = sock.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 break
             answer = _whole_response(sock, answer)
@@ -138,8 +138,9 @@ def _whole_response(sock, received: bytes) -> bytes:
             break
         received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:

@@ -18,9 +18,10 @@ import pytest
 openai = pytest.importorskip("openai")
 parser = pytest.importorskip("prometheus_client.parser")
 
-from loraqa.cli import main  # noqa: E402
 from test_process import start_server, stop  # noqa: E402
 from tiny_models import synthetic_records  # noqa: E402
+
+from loraqa.cli import main  # noqa: E402
 
 KEY = "test-key-123"
 ADAPTERS = {"squad": "extractive", "gpt": "causal"}
@@ -51,8 +52,20 @@ def client(server):
 def predicted(adapter_dir: str, record: dict, tmp_path) -> dict:
     """What `loraqa predict` writes for this question (the CLI, in-process)."""
     out = tmp_path / f"{record['id']}-{os.path.basename(os.path.dirname(adapter_dir))}.jsonl"
-    args = ["predict", "--adapter", adapter_dir, "--question", record["question"], "--context", record["context"],
-            "--output", str(out), "--device", "cpu", *OVERRIDES]  # fmt: skip
+    args = [
+        "predict",
+        "--adapter",
+        adapter_dir,
+        "--question",
+        record["question"],
+        "--context",
+        record["context"],
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        *OVERRIDES,
+    ]
     assert main(args) == 0
     return json.loads(out.read_text().splitlines()[0])
 
@@ -71,7 +84,7 @@ def test_chat_and_completions_answer_as_loraqa_predict(name, client, trained_ada
             messages=[
                 {"role": "system", "content": record["context"]},
                 {"role": "user", "content": record["question"]},
-            ],  # fmt: skip
+            ],
         )
         assert chat.choices[0].message.content == want["answer"]
         extras = chat.choices[0].model_extra["loraqa"]
@@ -79,9 +92,10 @@ def test_chat_and_completions_answer_as_loraqa_predict(name, client, trained_ada
         if extras["start"] is not None:
             assert record["context"][extras["start"] : extras["end"]] == want["answer"]
         by_field = client.chat.completions.create(
-            model=name, messages=[{"role": "user", "content": record["question"]}],
+            model=name,
+            messages=[{"role": "user", "content": record["question"]}],
             extra_body={"context": record["context"]},
-        )  # fmt: skip
+        )
         assert by_field.choices[0].message.content == want["answer"]
         completion = client.completions.create(
             model=name, prompt=f"Context: {record['context']}\nQuestion: {record['question']}"
@@ -99,8 +113,12 @@ def test_streamed_chunks_add_up_to_the_answer_and_end_with_done(name, client, se
     assert "".join(pieces) == plain
     assert len(pieces) == (1 if ADAPTERS[name] == "extractive" else len(plain)), pieces  # '~' tokens: one a chunk
     assert chunks[-1].choices[0].finish_reason == "stop" and "loraqa" in chunks[-1].choices[0].model_extra
-    raw = httpx.post(f"{server[0]}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=120,
-                     json={"model": name, "messages": messages, "stream": True})  # fmt: skip
+    raw = httpx.post(
+        f"{server[0]}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=120,
+        json={"model": name, "messages": messages, "stream": True},
+    )
     assert raw.headers["content-type"].startswith("text/event-stream")
     assert raw.text.rstrip().endswith("data: [DONE]")
     streamed = client.completions.create(
@@ -111,8 +129,9 @@ def test_streamed_chunks_add_up_to_the_answer_and_end_with_done(name, client, se
 
 def test_errors_have_openai_shape_and_status(client, server):
     with pytest.raises(openai.NotFoundError) as missing:
-        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Who?"}],
-                                       extra_body={"context": "Ada."})  # fmt: skip
+        client.chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "Who?"}], extra_body={"context": "Ada."}
+        )
     assert missing.value.status_code == 404
     assert "nope" in missing.value.body["message"] and missing.value.body["type"] == "not_found_error"
     with pytest.raises(openai.BadRequestError) as no_context:
@@ -160,8 +179,11 @@ def test_metrics_parse_and_count_the_requests_sent(server):
 
     def samples() -> dict:
         text = httpx.get(f"{url}/metrics", timeout=60).text
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in parser.text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in parser.text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
     def requests(endpoint: str, adapter: str, status: str) -> float:
         key = ("loraqa_requests_total", (("adapter", adapter), ("endpoint", endpoint), ("status", status)))
@@ -172,12 +194,20 @@ def test_metrics_parse_and_count_the_requests_sent(server):
     questions0 = before_or_after.get(("loraqa_questions_total", (("adapter", "squad"),)), 0.0)
     record = RECORDS[0]
     for _ in range(3):
-        r = httpx.post(f"{url}/v1/answer", headers=auth, timeout=120,
-                       json={"question": record["question"], "context": record["context"], "adapter": "squad"})  # fmt: skip
+        r = httpx.post(
+            f"{url}/v1/answer",
+            headers=auth,
+            timeout=120,
+            json={"question": record["question"], "context": record["context"], "adapter": "squad"},
+        )
         assert r.status_code == 200
     for _ in range(2):
-        r = httpx.post(f"{url}/v1/chat/completions", headers=auth, timeout=60,
-                       json={"model": "nope", "context": "Ada.", "messages": [{"role": "user", "content": "Who?"}]})  # fmt: skip
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            headers=auth,
+            timeout=60,
+            json={"model": "nope", "context": "Ada.", "messages": [{"role": "user", "content": "Who?"}]},
+        )
         assert r.status_code == 404
     before_or_after = samples()
     assert requests("/v1/answer", "squad", "200") == ok0 + 3
@@ -194,11 +224,20 @@ def test_a_client_that_leaves_a_stream_stops_its_generation(trained_adapters, tm
     """Long generations (56 new tokens, what the tiny model's 64 positions allow, past newlines): the
     client reads the first token and hangs up; the server's model call stops at its next token instead
     of generating the rest (counted by loraqa_generations_stopped_total)."""
-    process, url = start_server(tmp_path / "serve.log", "--adapter", f"gpt={trained_adapters['causal']}",
-                                "generation.max_new_tokens=56", "generation.stop_at_newline=false")  # fmt: skip
+    process, url = start_server(
+        tmp_path / "serve.log",
+        "--adapter",
+        f"gpt={trained_adapters['causal']}",
+        "generation.max_new_tokens=56",
+        "generation.stop_at_newline=false",
+    )
     record = RECORDS[0]
-    body = {"model": "gpt", "stream": True, "context": record["context"],
-            "messages": [{"role": "user", "content": record["question"]}]}  # fmt: skip
+    body = {
+        "model": "gpt",
+        "stream": True,
+        "context": record["context"],
+        "messages": [{"role": "user", "content": record["question"]}],
+    }
     try:
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
             for line in response.iter_lines():

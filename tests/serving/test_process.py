@@ -63,8 +63,14 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server(trained_adapters, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    process, url = start_server(log, "--adapter", f"squad={trained_adapters['extractive']}",
-                                "--adapter", f"t5={trained_adapters['seq2seq']}", "generation.max_new_tokens=4")  # fmt: skip
+    process, url = start_server(
+        log,
+        "--adapter",
+        f"squad={trained_adapters['extractive']}",
+        "--adapter",
+        f"t5={trained_adapters['seq2seq']}",
+        "generation.max_new_tokens=4",
+    )
     try:
         yield url
     finally:
@@ -80,8 +86,13 @@ def test_real_server_answers_over_http(server):
         assert body["adapter"] == "squad" and CONTEXT[body["start"] : body["end"]] == body["answer"]
         bad = client.post("/v1/answer", content=b"{oops", headers={"content-type": "application/json"})
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
-        both = client.post("/v1/answer", json=[{"question": "When?", "context": CONTEXT, "adapter": "t5"},
-                                               {"question": "Who?", "context": CONTEXT, "adapter": "squad"}])  # fmt: skip
+        both = client.post(
+            "/v1/answer",
+            json=[
+                {"question": "When?", "context": CONTEXT, "adapter": "t5"},
+                {"question": "Who?", "context": CONTEXT, "adapter": "squad"},
+            ],
+        )
         assert [b["adapter"] for b in both.json()] == ["t5", "squad"]
         assert client.get("/health").json()["status"] == "ok"
 
@@ -96,14 +107,23 @@ def test_sigterm_under_load_answers_every_request_in_flight_then_exits_0(trained
     drain_s, clients = 2, 32
     log = tmp_path / "serve.log"
     # One question per model call and long answers: the queue takes seconds, so SIGTERM finds work.
-    process, url = start_server(log, "--adapter", f"gpt={trained_adapters['causal']}", "--max-batch", "1",
-                                "--drain-timeout-s", str(drain_s), "generation.max_new_tokens=48")  # fmt: skip
+    process, url = start_server(
+        log,
+        "--adapter",
+        f"gpt={trained_adapters['causal']}",
+        "--max-batch",
+        "1",
+        "--drain-timeout-s",
+        str(drain_s),
+        "generation.max_new_tokens=48",
+    )
     results: list[tuple | None] = [None] * clients
 
     def ask(index: int) -> None:
         try:
-            r = httpx.post(f"{url}/v1/answer", json={"question": f"Who founded Avalon? ({index})", "context": CONTEXT},
-                           timeout=120)  # fmt: skip
+            r = httpx.post(
+                f"{url}/v1/answer", json={"question": f"Who founded Avalon? ({index})", "context": CONTEXT}, timeout=120
+            )
             results[index] = (r.status_code, r.headers.get("content-type"), r.text, time.monotonic())
         except httpx.HTTPError as exc:
             results[index] = (type(exc).__name__, None, str(exc), time.monotonic())

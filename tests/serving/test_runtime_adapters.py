@@ -40,8 +40,14 @@ def test_load_use_and_unload_an_adapter_while_another_answers_16_clients(trained
         (broken / "adapter_config.json").write_text("{not json")
     os.environ["LORAQA_ADMIN_TOKEN"] = ADMIN
     try:
-        process, url = start_server(tmp_path / "serve.log", "--adapter", f"squad={trained_adapters['extractive']}",
-                                    "--adapter-root", str(root), "generation.max_new_tokens=4")  # fmt: skip
+        process, url = start_server(
+            tmp_path / "serve.log",
+            "--adapter",
+            f"squad={trained_adapters['extractive']}",
+            "--adapter-root",
+            str(root),
+            "generation.max_new_tokens=4",
+        )
     finally:
         del os.environ["LORAQA_ADMIN_TOKEN"]
     admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -101,8 +107,10 @@ def test_load_use_and_unload_an_adapter_while_another_answers_16_clients(trained
     statuses = [s for _, s in answers]
     assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
     during_load = [t for t, _ in answers if load_started < t < load_ended]
-    print(f"A: {len(statuses)} answers, {len(during_load)} while B loaded ({load_ended - load_started:.2f} s); "
-          f"RSS {before:.0f} MB before B, {with_b:.0f} MB with B, {after:.0f} MB after unloading B")  # fmt: skip
+    print(
+        f"A: {len(statuses)} answers, {len(during_load)} while B loaded ({load_ended - load_started:.2f} s); "
+        f"RSS {before:.0f} MB before B, {with_b:.0f} MB with B, {after:.0f} MB after unloading B"
+    )
     assert during_load, "A was not answered while B loaded"
     assert after - before <= max(0.5 * (with_b - before), 20), (before, with_b, after)
 

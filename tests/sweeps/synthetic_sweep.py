@@ -18,9 +18,14 @@ def score(r: str, lr: str, modules: str, seed: int = 42) -> float:
     return 40 + 2 * int(r) + (10 if lr == "1e-3" else 0) + (5 if modules == "attention" else 0) + (seed - 42) * 0.5
 
 
-def write_sweep(root: Path, *, failed: str = "lora.r=16 training.learning_rate=1e-4 lora.target_modules=qv",
-                pruned: str = "lora.r=4 training.learning_rate=1e-4 lora.target_modules=qv",
-                with_summary: bool = True, seeds: tuple[int, ...] = (42,)) -> Path:  # fmt: skip
+def write_sweep(
+    root: Path,
+    *,
+    failed: str = "lora.r=16 training.learning_rate=1e-4 lora.target_modules=qv",
+    pruned: str = "lora.r=4 training.learning_rate=1e-4 lora.target_modules=qv",
+    with_summary: bool = True,
+    seeds: tuple[int, ...] = (42,),
+) -> Path:
     root.mkdir(parents=True)
     failures = []
     for modules in MODULES:
@@ -35,11 +40,27 @@ def write_sweep(root: Path, *, failed: str = "lora.r=16 training.learning_rate=1
                         )
                         continue
                     state = "PRUNED" if config == pruned else "COMPLETE"
-                    _write_trial(root / f"r={r}_learning_rate={lr}_target_modules={modules}_seed={seed}", cell,
-                                 r, lr, modules, seed, state)  # fmt: skip
+                    _write_trial(
+                        root / f"r={r}_learning_rate={lr}_target_modules={modules}_seed={seed}",
+                        cell,
+                        r,
+                        lr,
+                        modules,
+                        seed,
+                        state,
+                    )
     if with_summary:
-        (root / "sweep.json").write_text(json.dumps({"study": root.name, "metric": "validation f1", "direction": "maximize",
-                                                     "failed": failures, "pruned": []}))  # fmt: skip
+        (root / "sweep.json").write_text(
+            json.dumps(
+                {
+                    "study": root.name,
+                    "metric": "validation f1",
+                    "direction": "maximize",
+                    "failed": failures,
+                    "pruned": [],
+                }
+            )
+        )
     else:
         (root / "study.db").write_bytes(b"")  # a sweep still running: only its study and its runs
     return root
@@ -48,21 +69,34 @@ def write_sweep(root: Path, *, failed: str = "lora.r=16 training.learning_rate=1
 def _write_trial(path: Path, cell: str, r: str, lr: str, modules: str, seed: int, state: str) -> None:
     path.mkdir()
     value = score(r, lr, modules, seed)
-    config = {"name": path.name, "output_dir": str(path), "model": {"name": "minilm-l6"},
-              "lora": {"r": int(r), "target_modules": modules}, "training": {"learning_rate": float(lr), "seed": seed}}  # fmt: skip
+    config = {
+        "name": path.name,
+        "output_dir": str(path),
+        "model": {"name": "minilm-l6"},
+        "lora": {"r": int(r), "target_modules": modules},
+        "training": {"learning_rate": float(lr), "seed": seed},
+    }
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     test = {"exact_match": value - 20, "f1": value - 5, "rougeL": value - 6, "count": 4}
     (path / "metrics.json").write_text(json.dumps(test))
-    (path / "summary.json").write_text(json.dumps({"run_dir": str(path), "validation": {"f1": value}, "adapter": test,
-                                                   "train_seconds": 1.0}))  # fmt: skip
+    (path / "summary.json").write_text(
+        json.dumps({"run_dir": str(path), "validation": {"f1": value}, "adapter": test, "train_seconds": 1.0})
+    )
     (path / "adapter").mkdir()
     layers = 2 * (4 if modules == "attention" else 2)  # LoRA A and B per module per layer
     save_file(
         {f"w{i}": np.zeros((int(r), 32), dtype=np.float32) for i in range(layers)},
         str(path / "adapter" / "adapter_model.safetensors"),
     )
-    record = {"trial": 0, "cell": cell, "state": state, "validation_f1": value, "validation": {"f1": value}, "test": test,
-              "run_dir": str(path)}  # fmt: skip
+    record = {
+        "trial": 0,
+        "cell": cell,
+        "state": state,
+        "validation_f1": value,
+        "validation": {"f1": value},
+        "test": test,
+        "run_dir": str(path),
+    }
     if state == "PRUNED":
         record["pruned_at_step"] = 20
     (path / "sweep_trial.json").write_text(json.dumps(record))

@@ -7,23 +7,33 @@ import json
 import signal
 from pathlib import Path
 
-from optuna.trial import TrialState
-
 from kill_helpers import kill, wait_until_stopped
-from loraqa.cli import main
+from optuna.trial import TrialState
 from run_helpers import tiny_overrides
 from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
 
+from loraqa.cli import main
+
 # Seed 001's 5 x 5 x 3 grid; its ranks (4-64) halved, since the tiny model is 32 wide and a rank above
 # what every adapted layer can use is refused before training (lora/rank.py).
-SEED_GRID = ["lora.r=2,4,8,16,32", "training.learning_rate=7e-5,1e-4,2e-4,5e-4,1e-3",
-             "lora.target_modules=attention,attention_mlp,qv"]  # fmt: skip
+SEED_GRID = [
+    "lora.r=2,4,8,16,32",
+    "training.learning_rate=7e-5,1e-4,2e-4,5e-4,1e-3",
+    "lora.target_modules=attention,attention_mlp,qv",
+]
 
 
 def test_seed_grid_of_75_cells_runs_each_cell_once_with_two_workers(tiny_model_dir, qa_files, tmp_path, capsys):
     sweep_dir = tmp_path / "grid75"
-    args = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "grid75",
-                         "--grid", *SEED_GRID, "--workers", "2")  # fmt: skip
+    args = sweep_command(
+        cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path),
+        sweep_dir,
+        "grid75",
+        "--grid",
+        *SEED_GRID,
+        "--workers",
+        "2",
+    )
     assert main(args) == 0
     out = capsys.readouterr().out
 
@@ -40,8 +50,9 @@ def test_seed_grid_of_75_cells_runs_each_cell_once_with_two_workers(tiny_model_d
 def test_two_worker_processes_share_one_study_and_train_each_cell_once(storage, tiny_model_dir, qa_files, tmp_path):
     url, options, name = storage
     overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path)
-    argv = sweep_command(overrides, tmp_path / "sweep", name, "--grid", "lora.r=2,4,8", "training.learning_rate=1e-4,1e-3",
-                         *options)  # fmt: skip
+    argv = sweep_command(
+        overrides, tmp_path / "sweep", name, "--grid", "lora.r=2,4,8", "training.learning_rate=1e-4,1e-3", *options
+    )
     workers = [start_worker(argv, tmp_path / f"worker{i}.log") for i in range(2)]
     assert [w.wait(timeout=600) for w in workers] == [0, 0], [
         (tmp_path / f"worker{i}.log").read_text()[-2000:] for i in range(2)
@@ -62,9 +73,16 @@ def test_a_killed_sweep_retries_each_trial_once_from_its_checkpoint_and_ends_as_
     adapter bytes, metrics and validation score of a sweep that was never interrupted."""
     url, options, name = storage
     # The shipped defaults (baseline on, validation loss measured), a few steps and questions.
-    overrides = tiny_overrides(tiny_model_dir("bert"), qa_files, tmp_path / "unused", "training.max_steps=6",
-                               "training.save_steps=2", "training.save_total_limit=null", "data.validation_samples=2",
-                               "data.test_samples=2")  # fmt: skip
+    overrides = tiny_overrides(
+        tiny_model_dir("bert"),
+        qa_files,
+        tmp_path / "unused",
+        "training.max_steps=6",
+        "training.save_steps=2",
+        "training.save_total_limit=null",
+        "data.validation_samples=2",
+        "data.test_samples=2",
+    )
     grid = ["--grid", "lora.r=2,4", "--workers", "2", "--heartbeat", "1", "--grace", "4"]
     # Uninterrupted, into its own directory (SQLite: its own file; PostgreSQL: another study, same server).
     assert main(sweep_command(overrides, tmp_path / "reference", f"{name}-ref", *grid, *options)) == 0
@@ -99,5 +117,6 @@ def test_a_killed_sweep_retries_each_trial_once_from_its_checkpoint_and_ends_as_
 
 
 def _scores(path: Path) -> dict:
-    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "questions_per_second",
-                                                                                "adapter")}  # fmt: skip
+    return {
+        k: v for k, v in json.loads(path.read_text()).items() if k not in ("seconds", "questions_per_second", "adapter")
+    }

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 from safetensors.torch import load_file
+from sweep_helpers import cheap_overrides, sweep_command
 
 from loraqa.cli import main
 from loraqa.reports.document import Code
 from loraqa.reports.reading import read_source
 from loraqa.reports.sections import build_document
-from sweep_helpers import cheap_overrides, sweep_command
 
 
 def _saved_config(run_dir: Path) -> dict:
@@ -37,8 +37,9 @@ def test_each_trial_records_a_train_command_that_reproduces_it_and_the_report_sh
     config = home / "sweep config.yaml"
     config.write_text("lora:\n  lora_alpha: 8\ntraining:\n  seed: 7\n", encoding="utf-8")
     sweep_dir = home / "grid"
-    argv = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "cmd",
-                         "--grid", "lora.r=2,4")  # fmt: skip
+    argv = sweep_command(
+        cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "cmd", "--grid", "lora.r=2,4"
+    )
     assert main([argv[0], str(config), *argv[1:]]) == 0
     out = capsys.readouterr().out
 

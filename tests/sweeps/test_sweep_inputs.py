@@ -6,11 +6,11 @@ import json
 
 import optuna
 import pytest
+from sweep_helpers import cheap_overrides, sweep_command
 
 from loraqa.cli import main
 from loraqa.errors import ConfigError
 from loraqa.sweeps.space import grid_cells, parse_grid, parse_space
-from sweep_helpers import cheap_overrides, sweep_command
 
 
 def test_grid_cells_are_the_product_in_a_fixed_order_with_seeds_last():
@@ -76,7 +76,7 @@ def test_a_failing_cell_is_recorded_with_its_error_and_the_sweep_goes_on(tiny_mo
     sweep_dir = tmp_path / "s"
     args = sweep_command(
         cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "mixed", "--grid", "lora.r=4,64"
-    )  # fmt: skip — 64: more than the 32-wide model can use, found at load
+    )  # 64: more than the 32-wide model can use, found at load
     assert main(args) == 0
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="mixed", storage=f"sqlite:///{sweep_dir / 'study.db'}")
@@ -97,8 +97,9 @@ def test_a_sweep_in_which_no_trial_completed_exits_2(tiny_model_dir, qa_files, t
     """Every trial failing a check no config can see (ranks the 32-wide model cannot use) is a
     failed sweep: the summary still printed, then one line and exit status 2, not 0."""
     sweep_dir = tmp_path / "s"
-    args = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "none",
-                         "--grid", "lora.r=64,128")  # fmt: skip
+    args = sweep_command(
+        cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "none", "--grid", "lora.r=64,128"
+    )
     assert main(args) == 2
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if line.startswith("loraqa: error:")]

@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from kill_helpers import wait_until_stopped
 from optuna.trial import TrialState
+from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
 from transformers import TrainerControl, TrainerState
 
 from loraqa.cli import main
 from loraqa.sweeps.trial import PruningReporter
-from kill_helpers import wait_until_stopped
-from sweep_helpers import cheap_overrides, completed_per_cell, start_worker, sweep_command
 
 
 def _study(sweep_dir: Path, name: str) -> optuna.Study:
@@ -27,9 +27,18 @@ def _study(sweep_dir: Path, name: str) -> optuna.Study:
 
 def test_tpe_search_samples_the_space_for_the_trials_asked(tiny_model_dir, qa_files, tmp_path):
     sweep_dir = tmp_path / "tpe"
-    args = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), sweep_dir, "tpe",
-                         "--search", "tpe", "--trials", "3",
-                         "--space", "training.learning_rate=loguniform(1e-4,1e-2)", "lora.r=choice(2,4)")  # fmt: skip
+    args = sweep_command(
+        cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path),
+        sweep_dir,
+        "tpe",
+        "--search",
+        "tpe",
+        "--trials",
+        "3",
+        "--space",
+        "training.learning_rate=loguniform(1e-4,1e-2)",
+        "lora.r=choice(2,4)",
+    )
     assert main(args) == 0
     trials = _study(sweep_dir, "tpe").get_trials(deepcopy=False)
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
@@ -80,14 +89,25 @@ def test_seeds_repeat_each_configuration_and_the_summary_gives_their_spread(tiny
 
 
 def test_metric_eval_loss_needs_the_loss_measured(tiny_model_dir, qa_files, tmp_path, capsys):
-    args = sweep_command(cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path), tmp_path / "s", "noloss",
-                         "--grid", "lora.r=2", "--metric", "eval_loss")  # fmt: skip
+    args = sweep_command(
+        cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path),
+        tmp_path / "s",
+        "noloss",
+        "--grid",
+        "lora.r=2",
+        "--metric",
+        "eval_loss",
+    )
     assert main(args) == 2
     assert "evaluation.with_loss" in capsys.readouterr().err and not (tmp_path / "s").exists()
 
 
-PRUNE_OVERRIDES = ("training.max_steps=6", "training.eval_strategy=steps", "training.eval_steps=2",
-                   "evaluation.with_loss=true")  # fmt: skip
+PRUNE_OVERRIDES = (
+    "training.max_steps=6",
+    "training.eval_strategy=steps",
+    "training.eval_steps=2",
+    "evaluation.with_loss=true",
+)
 
 
 def test_median_pruning_stops_the_trial_that_lags_and_the_sweep_goes_on(tiny_model_dir, qa_files, tmp_path, capsys):
@@ -159,16 +179,23 @@ def test_trials_of_other_batch_sizes_report_at_equal_examples_seen_so_pruners_co
         reporter = PruningReporter(trial, "f1", 0.99)  # never stops: only the keys are looked at
         args = SimpleNamespace(train_batch_size=batch, gradient_accumulation_steps=accumulation, world_size=1)
         for step in steps:
-            reporter.on_evaluate(args, TrainerState(global_step=step, max_steps=10), TrainerControl(),
-                                 metrics={"eval_f1": 1.0})  # fmt: skip
+            reporter.on_evaluate(
+                args, TrainerState(global_step=step, max_steps=10), TrainerControl(), metrics={"eval_f1": 1.0}
+            )
         reported[batch] = trial.reported
     assert reported == {4: [16, 32], 8: [16, 32]}
 
 
 def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once(tiny_model_dir, qa_files, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=40",
-                                "training.save_steps=2", "training.save_total_limit=null")  # fmt: skip
+    overrides = cheap_overrides(
+        tiny_model_dir("bert"),
+        qa_files,
+        tmp_path,
+        "training.max_steps=40",
+        "training.save_steps=2",
+        "training.save_total_limit=null",
+    )
     argv = sweep_command(overrides, sweep_dir, "ctrlc", "--grid", "lora.r=2,4")
     # Stopped in its first trial, after checkpoint-2: the Ctrl-C lands mid-trial however slow the machine.
     worker = start_worker(argv, tmp_path / "first.log", hang_at="step:2", markers=tmp_path / "stopped")
@@ -200,14 +227,16 @@ def test_ctrl_c_gives_the_trial_back_and_the_same_command_finishes_the_rest_once
 
 def test_sigterm_to_the_command_stops_every_worker_and_gives_their_trials_back(tiny_model_dir, qa_files, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=40",
-                                "training.save_steps=2")  # fmt: skip
+    overrides = cheap_overrides(
+        tiny_model_dir("bert"), qa_files, tmp_path, "training.max_steps=40", "training.save_steps=2"
+    )
     argv = sweep_command(overrides, sweep_dir, "term", "--grid", "lora.r=2,4", "--workers", "2")
     # Started as `nohup loraqa sweep ... &` starts it: SIGINT ignored, by the parent and its workers alike.
     # Each worker stops in its trial after checkpoint-2, so both trials are mid-training at the SIGTERM
     # (waiting for two checkpoints anywhere let one fast trial satisfy it alone, then finish: 1 != 2).
-    parent = start_worker(argv, tmp_path / "term.log", sigint=signal.SIG_IGN, hang_at="step:2",
-                          markers=tmp_path / "stopped")  # fmt: skip
+    parent = start_worker(
+        argv, tmp_path / "term.log", sigint=signal.SIG_IGN, hang_at="step:2", markers=tmp_path / "stopped"
+    )
     wait_until_stopped(parent, tmp_path / "stopped", tmp_path / "term.log", count=2)
     assert len({p.parents[1] for p in sweep_dir.glob("*/checkpoints/checkpoint-2")}) == 2
     workers = [int(pid) for pid in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from browser import browser_or_skip, open_page, page_images
+from sweep_helpers import cheap_overrides, sweep_command
 from synthetic_sweep import MODULES, write_sweep
 
 from loraqa.cli import main
@@ -16,7 +17,6 @@ from loraqa.reports.document import Code, Figure, Table
 from loraqa.reports.reading import read_source
 from loraqa.reports.sections import build_document
 from loraqa.reports.sweep import heatmap_plan, leaderboard
-from sweep_helpers import cheap_overrides, sweep_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from png_checks import assert_real_plot  # noqa: E402
@@ -101,14 +101,26 @@ def test_an_unfinished_sweep_and_a_search_without_grid_axes_still_report(tmp_pat
 def test_a_real_tiny_sweep_reports_and_renders_in_headless_chromium(tiny_model_dir, qa_files, tmp_path):
     sweep_dir = tmp_path / "real"
     overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path)
-    assert main(sweep_command(overrides, sweep_dir, "real", "--grid", "lora.r=2,4", "training.learning_rate=1e-3,1e-2",
-                              "lora.target_modules=qv,attention")) == 0  # fmt: skip
+    assert (
+        main(
+            sweep_command(
+                overrides,
+                sweep_dir,
+                "real",
+                "--grid",
+                "lora.r=2,4",
+                "training.learning_rate=1e-3,1e-2",
+                "lora.target_modules=qv,attention",
+            )
+        )
+        == 0
+    )
     assert main(["report", str(sweep_dir)]) == 0
     # sweep.json (from the study) and the report (from the run directories) rank with one function: they agree
     summary = json.loads((sweep_dir / "sweep.json").read_text())
     board = leaderboard(read_source(sweep_dir).details["trials"], maximize=True)
     assert [c["config"] for c in summary["configurations"]] == [r["config"] for r in board]
-    for configuration, row in zip(summary["configurations"], board):
+    for configuration, row in zip(summary["configurations"], board, strict=True):
         assert configuration["validation_mean"] == pytest.approx(row["mean"])
         assert configuration["validation_standard_error"] == pytest.approx(row["standard_error"])
         assert configuration["trainable_params"] == row["trainable_params"]

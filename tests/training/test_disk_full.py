@@ -52,8 +52,9 @@ def small_filesystem(tmp_path):
         pytest.skip("mounting a small filesystem needs root (CI runs the suite as root)")
     mount = tmp_path / "small-disk"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     try:
@@ -64,22 +65,37 @@ def small_filesystem(tmp_path):
 
 def train(args: list[str], **env: str) -> subprocess.CompletedProcess:
     # The same thread count in every run: CPU float sums depend on it.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(torch.get_num_threads()),
-           **env}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        **env,
+    }
     code = (
         FILLING_CHILD if "BALLAST" in env else "import sys; from loraqa.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    return subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True, text=True, env=env,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code, "train", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 # The files a checkpoint save writes, in order (peft's, the tokenizer's, then Trainer's torch.save
 # calls), and what each one's writer raises when the disk is full: Python's open, safetensors and
 # tokenizers (Rust, "(os error 28)" in the message), torch.save (RuntimeError naming no errno).
-WRITE_ORDER = ("README.md", "adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json",
-               "tokenizer.json", "training_args.bin", "optimizer.pt")  # fmt: skip
-RAISED_BY = {"adapter_model.safetensors": "SafetensorError", "tokenizer.json": "Exception",
-             "optimizer.pt": "RuntimeError"}  # fmt: skip
+WRITE_ORDER = (
+    "README.md",
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "training_args.bin",
+    "optimizer.pt",
+)
+RAISED_BY = {
+    "adapter_model.safetensors": "SafetensorError",
+    "tokenizer.json": "Exception",
+    "optimizer.pt": "RuntimeError",
+}
 
 
 def room_before(checkpoint: Path, name: str) -> int:
@@ -98,8 +114,9 @@ def straight(tiny_model_dir, qa_files, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("full_at", list(RAISED_BY))
-def test_disk_full_during_a_checkpoint_save_is_one_line_then_resume_finishes(full_at, small_filesystem, straight,
-                                                                             tiny_model_dir, qa_files, tmp_path):  # fmt: skip
+def test_disk_full_during_a_checkpoint_save_is_one_line_then_resume_finishes(
+    full_at, small_filesystem, straight, tiny_model_dir, qa_files, tmp_path
+):
     run, ballast, cause = small_filesystem / "run", small_filesystem / "ballast", tmp_path / "cause"
     leave = room_before(straight / "checkpoints" / "checkpoint-3", full_at)
     args = tiny_overrides(tiny_model_dir("gpt2"), qa_files, run, *SETTINGS)

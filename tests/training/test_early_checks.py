@@ -4,12 +4,12 @@ run directory is claimed; a refused run leaves nothing behind (issue 13, items 1
 from __future__ import annotations
 
 import pytest
+from run_helpers import tiny_config
 
 import loraqa.pipeline.evaluate_phase as evaluate_phase
 import loraqa.pipeline.prepare_phase as prepare_phase
 from loraqa.errors import ConfigError
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 
 @pytest.fixture
@@ -39,15 +39,22 @@ def test_a_misspelt_target_module_is_refused_before_the_baseline_listing_valid_n
             "training.max_steps=1",
             "evaluation.baseline=false",
         )
-    )  # fmt: skip — no --overwrite
+    )  # no --overwrite
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_the_trainable_share_is_refused_before_the_baseline(tiny_model_dir, qa_files, tmp_path, no_baseline_allowed):
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match="modules_to_save 'lm_head'"):
-        run_training(tiny_config(tiny_model_dir("t5"), qa_files, run, "lora.allow_large_trainable_share=false",
-                                 "lora.modules_to_save=[lm_head]"))  # fmt: skip
+        run_training(
+            tiny_config(
+                tiny_model_dir("t5"),
+                qa_files,
+                run,
+                "lora.allow_large_trainable_share=false",
+                "lora.modules_to_save=[lm_head]",
+            )
+        )
     assert not run.exists()
 
 

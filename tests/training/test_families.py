@@ -9,14 +9,14 @@ import json
 
 import pytest
 from peft import PeftModel
+from run_helpers import tiny_config
 
 from loraqa.data.sources import load_records
-from loraqa.inference.evaluate import predict_settings
-from loraqa.metrics import squad_scores
-from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 from loraqa.device import plan_device
+from loraqa.inference.evaluate import predict_settings
+from loraqa.inference.ready import load_ready_model, model_config_for_adapter
+from loraqa.metrics import squad_scores
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config
 
 FAMILY_FORMULATION = {
     "t5": "seq2seq",

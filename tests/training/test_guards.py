@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers.trainer
+from run_helpers import tiny_config
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
@@ -18,10 +19,14 @@ import loraqa
 from loraqa.errors import TrainingError
 from loraqa.pipeline import run_training
 from loraqa.training.trainer import QATrainer, last_complete_checkpoint, weights_are_finite
-from run_helpers import tiny_config
 
-SAVE_EVERY_STEP = ("training.save_strategy=steps", "training.save_steps=1", "training.max_steps=5",
-                   "training.save_total_limit=null", "evaluation.baseline=false")  # fmt: skip
+SAVE_EVERY_STEP = (
+    "training.save_strategy=steps",
+    "training.save_steps=1",
+    "training.max_steps=5",
+    "training.save_total_limit=null",
+    "evaluation.baseline=false",
+)
 
 
 def _with_callback(monkeypatch, callback: TrainerCallback) -> None:
@@ -55,8 +60,9 @@ class BreakGradients(TrainerCallback):
             _first_lora(model).register_hook(lambda grad: grad * float("nan"))
 
 
-@pytest.mark.parametrize("poison, what", [(BreakWeightsAfterUpdate(), "trainable weight"),
-                                          (BreakGradients(), "gradient")])  # fmt: skip
+@pytest.mark.parametrize(
+    "poison, what", [(BreakWeightsAfterUpdate(), "trainable weight"), (BreakGradients(), "gradient")]
+)
 def test_non_finite_weights_or_gradients_stop_at_their_step_with_a_finite_loss(
     poison, what, tiny_model_dir, qa_files, tmp_path, monkeypatch
 ):
@@ -75,8 +81,14 @@ def test_non_finite_weights_or_gradients_stop_at_their_step_with_a_finite_loss(
 
 def test_a_checkpoint_with_non_finite_weights_is_never_resumed(tiny_model_dir, qa_files, tmp_path):
     run = tmp_path / "run"
-    config = tiny_config(tiny_model_dir("gpt2"), qa_files, run, *SAVE_EVERY_STEP[:-2], "training.max_steps=3",
-                         "evaluation.baseline=false")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("gpt2"),
+        qa_files,
+        run,
+        *SAVE_EVERY_STEP[:-2],
+        "training.max_steps=3",
+        "evaluation.baseline=false",
+    )
     run_training(config)
     checkpoints = run / "checkpoints"
     weights = checkpoints / "checkpoint-3" / "adapter_model.safetensors"
@@ -97,8 +109,12 @@ def test_a_checkpoint_with_non_finite_weights_is_never_resumed(tiny_model_dir, q
 # issue's reproduction); the tiny GPT-2 and T5 saturate instead. The config check refuses rates
 # above 1 now (none of them trains); the guard stands behind it, for whatever else makes a loss
 # explode, so these tests lift that limit to reach it (`allow_huge_rates`).
-EXPLODING = ("training.learning_rate=1e4", "training.max_steps=8", "training.save_strategy=no",
-             "evaluation.baseline=false")  # fmt: skip
+EXPLODING = (
+    "training.learning_rate=1e4",
+    "training.max_steps=8",
+    "training.save_strategy=no",
+    "evaluation.baseline=false",
+)
 
 
 @pytest.fixture
@@ -109,8 +125,9 @@ def allow_huge_rates(monkeypatch):
 
 
 def test_an_exploding_loss_stops_training_naming_the_step(tiny_model_dir, qa_files, tmp_path, capsys, allow_huge_rates):
-    from loraqa.cli import main
     from run_helpers import tiny_overrides
+
+    from loraqa.cli import main
 
     run = tmp_path / "run"
     assert main(["train", *tiny_overrides(tiny_model_dir("bert"), qa_files, run, *EXPLODING)]) == 2
@@ -121,19 +138,29 @@ def test_an_exploding_loss_stops_training_naming_the_step(tiny_model_dir, qa_fil
     assert not (run / "adapter").exists()
 
 
-def test_an_exploding_loss_let_through_ends_with_a_warning(tiny_model_dir, qa_files, tmp_path, capsys,
-                                                          allow_huge_rates):  # fmt: skip
+def test_an_exploding_loss_let_through_ends_with_a_warning(
+    tiny_model_dir, qa_files, tmp_path, capsys, allow_huge_rates
+):
     run = tmp_path / "run"
-    summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, run, *EXPLODING,
-                                       "training.stop_on_divergence=false"))  # fmt: skip
+    summary = run_training(
+        tiny_config(tiny_model_dir("bert"), qa_files, run, *EXPLODING, "training.stop_on_divergence=false")
+    )
     assert "diverged at step" in summary["divergence_warning"]
     assert json.loads((run / "summary.json").read_text())["divergence_warning"] == summary["divergence_warning"]
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("loraqa: warning: the training loss diverged")
 
 
 def test_an_ordinary_run_is_not_called_divergent(tiny_model_dir, qa_files, tmp_path):
-    summary = run_training(tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", "training.max_steps=8",
-                                       "evaluation.baseline=false", "training.save_strategy=no"))  # fmt: skip
+    summary = run_training(
+        tiny_config(
+            tiny_model_dir("bert"),
+            qa_files,
+            tmp_path / "run",
+            "training.max_steps=8",
+            "evaluation.baseline=false",
+            "training.save_strategy=no",
+        )
+    )
     assert "divergence_warning" not in summary
 
 
@@ -185,13 +212,23 @@ class CountHostReads(TrainerCallback):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bert"])
-def test_one_host_read_per_optimizer_step_and_one_more_per_logging_step(family, tiny_model_dir, qa_files, tmp_path,
-                                                                        monkeypatch):  # fmt: skip
+def test_one_host_read_per_optimizer_step_and_one_more_per_logging_step(
+    family, tiny_model_dir, qa_files, tmp_path, monkeypatch
+):
     counter = CountHostReads(monkeypatch)
     _with_callback(monkeypatch, counter)
-    run_training(tiny_config(tiny_model_dir(family), qa_files, tmp_path / "run", "training.max_steps=6",
-                             "training.logging_steps=3", "training.save_strategy=no", "evaluation.baseline=false",
-                             "training.gradient_accumulation_steps=2"))  # fmt: skip
+    run_training(
+        tiny_config(
+            tiny_model_dir(family),
+            qa_files,
+            tmp_path / "run",
+            "training.max_steps=6",
+            "training.logging_steps=3",
+            "training.save_strategy=no",
+            "evaluation.baseline=false",
+            "training.gradient_accumulation_steps=2",
+        )
+    )
     # Steps 3 and 6 log (6 is also the last): their weights are read too; the others read once, for
     # the losses of both micro-steps and the gradients together.
     assert counter.guard == {1: 1, 2: 1, 3: 2, 4: 1, 5: 1, 6: 2}

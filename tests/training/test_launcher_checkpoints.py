@@ -16,11 +16,17 @@ from loraqa.training.trainer import checkpoint_layout, is_complete_checkpoint, l
 # What each launcher's save writes besides trainer_state.json (deepspeed-zero2.yaml; fsdp.yaml: sharded).
 LAYOUTS = {
     "plain": ["adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"],
-    "deepspeed": ["adapter_model.safetensors", "adapter_config.json", "scheduler.pt", "rng_state_0.pth", "latest",
-                  "global_step4/mp_rank_00_model_states.pt",
-                  "global_step4/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"],
+    "deepspeed": [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "scheduler.pt",
+        "rng_state_0.pth",
+        "latest",
+        "global_step4/mp_rank_00_model_states.pt",
+        "global_step4/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt",
+    ],
     "fsdp": ["pytorch_model_fsdp_0/__0_0.distcp", "optimizer_0/__0_0.distcp", "scheduler.pt", "rng_state_0.pth"],
-}  # fmt: skip
+}
 
 
 def _checkpoint(root, layout: str, step: int = 4, without: str | None = None):
@@ -37,8 +43,9 @@ def _checkpoint(root, layout: str, step: int = 4, without: str | None = None):
     return folder
 
 
-@pytest.mark.parametrize("layout, env", [("plain", None), ("deepspeed", "ACCELERATE_USE_DEEPSPEED"),
-                                         ("fsdp", "ACCELERATE_USE_FSDP")])  # fmt: skip
+@pytest.mark.parametrize(
+    "layout, env", [("plain", None), ("deepspeed", "ACCELERATE_USE_DEEPSPEED"), ("fsdp", "ACCELERATE_USE_FSDP")]
+)
 def test_each_launchers_checkpoint_is_complete_and_resumed_under_that_launcher(layout, env, tmp_path, monkeypatch):
     folder = _checkpoint(tmp_path, layout)
     assert checkpoint_layout(str(folder)) == layout and is_complete_checkpoint(str(folder))
@@ -52,14 +59,17 @@ def test_each_launchers_checkpoint_is_complete_and_resumed_under_that_launcher(l
 LAUNCHER_VARIABLES = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
 
 
-@pytest.mark.parametrize("layout, without", [("deepspeed", "global_step4/bf16"), ("fsdp", "optimizer_0"),
-                                             ("deepspeed", "scheduler.pt")])  # fmt: skip
+@pytest.mark.parametrize(
+    "layout, without", [("deepspeed", "global_step4/bf16"), ("fsdp", "optimizer_0"), ("deepspeed", "scheduler.pt")]
+)
 def test_a_launchers_checkpoint_without_its_optimizer_state_is_incomplete(layout, without, tmp_path):
     assert not is_complete_checkpoint(str(_checkpoint(tmp_path, layout, without=without)))
 
 
-@pytest.mark.parametrize("layout, env", [("deepspeed", None), ("fsdp", None), ("plain", "ACCELERATE_USE_DEEPSPEED"),
-                                         ("fsdp", "ACCELERATE_USE_DEEPSPEED")])  # fmt: skip
+@pytest.mark.parametrize(
+    "layout, env",
+    [("deepspeed", None), ("fsdp", None), ("plain", "ACCELERATE_USE_DEEPSPEED"), ("fsdp", "ACCELERATE_USE_DEEPSPEED")],
+)
 def test_resuming_under_another_launcher_is_refused(layout, env, tmp_path, monkeypatch):
     for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)

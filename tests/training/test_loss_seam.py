@@ -11,8 +11,9 @@ from loraqa.training.trainer import QATrainer
 
 
 def test_a_formulations_own_loss_is_divided_over_accumulation_steps():
-    trainer = SimpleNamespace(formulation=SimpleNamespace(compute_loss=lambda model, batch: torch.tensor(2.0)),
-                              loss_is_scaled_for_ga=None)  # fmt: skip
+    trainer = SimpleNamespace(
+        formulation=SimpleNamespace(compute_loss=lambda model, batch: torch.tensor(2.0)), loss_is_scaled_for_ga=None
+    )
     loss = QATrainer.compute_loss(trainer, model=None, inputs={})
     assert float(loss) == 2.0
     assert trainer.loss_is_scaled_for_ga is False  # Trainer.training_step divides by the accumulation steps

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import tiny_config
 
 from loraqa.pipeline import run_training
 from loraqa.training import memory
 from loraqa.training.memory import MIB, PeakMemoryMeter, process_peak_rss
-from run_helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,8 +68,13 @@ def test_a_training_run_records_a_positive_peak_of_its_device_kind(tiny_model_di
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
 def test_cpu_peak_is_training_s_own_and_the_kind_says_how_it_was_measured():
-    done = subprocess.run([sys.executable, "-c", CPU_WINDOWS], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CPU_WINDOWS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.splitlines()[-1])
     peak, kind, process_peak = out["raised"]

@@ -12,16 +12,31 @@ from loraqa.device import answer_dtype, frozen_base_dtype, plan_device, resolve_
 from loraqa.errors import ConfigError
 
 # Compute capabilities as torch.cuda.get_device_capability reports them.
-CARDS = {"Tesla T4": (7, 5), "Tesla V100": (7, 0), "GeForce GTX 1650": (7, 5), "A100-SXM4-80GB": (8, 0),
-         "NVIDIA A10G": (8, 6), "NVIDIA L4": (8, 9), "NVIDIA H100 80GB HBM3": (9, 0)}  # fmt: skip
+CARDS = {
+    "Tesla T4": (7, 5),
+    "Tesla V100": (7, 0),
+    "GeForce GTX 1650": (7, 5),
+    "A100-SXM4-80GB": (8, 0),
+    "NVIDIA A10G": (8, 6),
+    "NVIDIA L4": (8, 9),
+    "NVIDIA H100 80GB HBM3": (9, 0),
+}
 
 
 @pytest.mark.parametrize(
     "card, model_type, expected",
-    [("Tesla T4", "llama", "fp16"), ("Tesla V100", "bert", "fp16"), ("GeForce GTX 1650", "gpt2", "fp16"),
-     ("A100-SXM4-80GB", "llama", "bf16"), ("NVIDIA L4", "bert", "bf16"), ("NVIDIA H100 80GB HBM3", "gpt2", "bf16"),
-     ("Tesla T4", "t5", "fp32"), ("Tesla V100", "mt5", "fp32"), ("A100-SXM4-80GB", "t5", "bf16")],
-)  # fmt: skip
+    [
+        ("Tesla T4", "llama", "fp16"),
+        ("Tesla V100", "bert", "fp16"),
+        ("GeForce GTX 1650", "gpt2", "fp16"),
+        ("A100-SXM4-80GB", "llama", "bf16"),
+        ("NVIDIA L4", "bert", "bf16"),
+        ("NVIDIA H100 80GB HBM3", "gpt2", "bf16"),
+        ("Tesla T4", "t5", "fp32"),
+        ("Tesla V100", "mt5", "fp32"),
+        ("A100-SXM4-80GB", "t5", "bf16"),
+    ],
+)
 def test_auto_precision_is_the_fastest_the_card_really_has(card, model_type, expected):
     assert resolve_precision("auto", "cuda", model_type, CARDS[card]) == expected
 
@@ -97,7 +112,10 @@ def test_half_precision_holds_the_frozen_base_and_answers_on_cuda_only():
     assert frozen_base_dtype(fp32_cuda, plain_lora=True) == torch.float32
     assert frozen_base_dtype(cpu, plain_lora=True) == frozen_base_dtype(mps, plain_lora=True) == torch.float32
     assert (answer_dtype(bf16), answer_dtype(fp16), answer_dtype(fp32_cuda)) == (
-        torch.bfloat16, torch.float16, torch.float32)  # fmt: skip
+        torch.bfloat16,
+        torch.float16,
+        torch.float32,
+    )
     assert answer_dtype(cpu) == answer_dtype(mps) == torch.float32
 
 
@@ -114,7 +132,8 @@ def test_the_qlora_compute_dtype_follows_the_precision():
     plain = load_config(None, [])
     assert base_dtype(plain, device.DevicePlan("cuda", "fp16", "")) == torch.float16
     assert base_dtype(load_config(None, ["lora.use_dora=true"]), device.DevicePlan("cuda", "bf16", "")) == (
-        torch.float32)  # fmt: skip
+        torch.float32
+    )
     assert base_dtype(plain, device.DevicePlan("cpu", "fp32", "")) == torch.float32
 
 
@@ -129,10 +148,12 @@ def test_no_pinned_memory_off_cuda_and_no_per_step_loss_filter(tmp_path):
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
-def test_a_half_precision_base_trains_fp32_lora_weights_and_answers(family, tiny_model_dir, qa_files, tmp_path,
-                                                                      monkeypatch):  # fmt: skip
+def test_a_half_precision_base_trains_fp32_lora_weights_and_answers(
+    family, tiny_model_dir, qa_files, tmp_path, monkeypatch
+):
     """What a capable GPU does (bf16 frozen base, fp32 LoRA and heads, autocast), on the CPU: the
     dtype decision is patched in, the precision asked for explicitly (CPU bf16 is allowed, only slow)."""
+    from run_helpers import tiny_config
     from safetensors.torch import load_file
 
     import loraqa.inference.ready as ready_module
@@ -140,7 +161,6 @@ def test_a_half_precision_base_trains_fp32_lora_weights_and_answers(family, tiny
     from loraqa.config.loader import load_config
     from loraqa.inference.ready import load_ready_model, model_config_for_adapter
     from loraqa.pipeline import run_training
-    from run_helpers import tiny_config
 
     seen = {}
     attach = prepare_phase.attach_lora
@@ -154,8 +174,9 @@ def test_a_half_precision_base_trains_fp32_lora_weights_and_answers(family, tiny
     monkeypatch.setattr(prepare_phase, "frozen_base_dtype", lambda plan, plain_lora: torch.bfloat16)
     monkeypatch.setattr(prepare_phase, "attach_lora", attach_and_look)
     run = tmp_path / "run"
-    summary = run_training(tiny_config(tiny_model_dir(family), qa_files, run, "training.precision=bf16",
-                                       "training.save_strategy=no"))  # fmt: skip
+    summary = run_training(
+        tiny_config(tiny_model_dir(family), qa_files, run, "training.precision=bf16", "training.save_strategy=no")
+    )
     assert seen == {"frozen": {torch.bfloat16}, "trainable": {torch.float32}}  # the QA head's copy upcast too
     assert torch.isfinite(torch.tensor(summary["train_loss"]))
     assert summary["adapter"]["count"] == summary["baseline"]["count"] > 0  # answered under autocast

@@ -9,12 +9,12 @@ import weakref
 
 import pytest
 import torch
+from run_helpers import tiny_config
 
 import loraqa.pipeline.prepare_phase as prepare_phase
 from loraqa.errors import TrainingError
 from loraqa.pipeline import run_training
 from loraqa.training.trainer import QATrainer
-from run_helpers import tiny_config
 
 
 def _live_tensors() -> int:
@@ -55,8 +55,11 @@ def watched(monkeypatch):
 
 
 def test_a_second_run_starts_from_the_memory_the_first_started_from(watched, tiny_model_dir, qa_files, tmp_path):
-    config = lambda name: tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / name,  # noqa: E731
-                                      "evaluation.baseline=false", "training.save_strategy=no")  # fmt: skip
+    def config(name):
+        return tiny_config(
+            tiny_model_dir("gpt2"), qa_files, tmp_path / name, "evaluation.baseline=false", "training.save_strategy=no"
+        )
+
     run_training(config("warm-up"))  # imports, caches and lazily built tables stay: measured after it
     before = (_live_tensors(), _cuda_allocated())
     run_training(config("first"))

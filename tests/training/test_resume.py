@@ -18,8 +18,7 @@ from safetensors.torch import save_file
 from loraqa.config.loader import load_config
 from loraqa.pipeline import run_training
 
-SETTINGS = ("training.max_steps=9", "training.save_strategy=steps", "training.save_steps=1",
-            "lora.lora_dropout=0.1")  # fmt: skip
+SETTINGS = ("training.max_steps=9", "training.save_strategy=steps", "training.save_steps=1", "lora.lora_dropout=0.1")
 
 
 def scores(run: Path) -> dict:
@@ -92,9 +91,10 @@ def landed(point: str, run: Path) -> bool:
         "step:3": last == str(checkpoints / "checkpoint-3") and not (run / "adapter").exists(),
         "checkpoint-save:4": half_saved["checkpoint-4"] and last == str(checkpoints / "checkpoint-3"),
         "adapter-save": not (run / "adapter").exists() and bool(list(run.glob(".adapter.tmp-*"))),
-        "final-metrics": (run / "adapter").is_dir() and (run / "predictions.jsonl").is_file()
+        "final-metrics": (run / "adapter").is_dir()
+        and (run / "predictions.jsonl").is_file()
         and not (run / "metrics.json").exists(),
-    }[point]  # fmt: skip
+    }[point]
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -113,8 +113,9 @@ def _baseline(run: Path) -> dict:
 
 @pytest.mark.parametrize("point, how", KILLS, ids=[point for point, _ in KILLS])
 @pytest.mark.parametrize("family", list(SHIPPED))
-def test_killed_anywhere_then_resumed_equals_the_uninterrupted_run(family, point, how, uninterrupted, tiny_model_dir,
-                                                                   qa_files, tmp_path):  # fmt: skip
+def test_killed_anywhere_then_resumed_equals_the_uninterrupted_run(
+    family, point, how, uninterrupted, tiny_model_dir, qa_files, tmp_path
+):
     """`loraqa train` (a real process) stopped at `point` and killed there by `how`; the same command
     with --resume ends with the uninterrupted run's adapter bytes, metrics, predictions, baseline and
     per-step training losses."""
@@ -152,8 +153,9 @@ def test_a_run_keeps_its_thread_count_to_itself(tiny_model_dir, qa_files, tmp_pa
     threads = 1 if before > 1 else 2  # any count other than the caller's
     model, seen, fit = tiny_model_dir("gpt2"), [], train_module.fit
     monkeypatch.setattr(train_module, "fit", lambda *a, **k: seen.append(torch.get_num_threads()) or fit(*a, **k))
-    run_training(tiny_config(model, qa_files, tmp_path / "run", "training.max_steps=1",
-                             f"training.torch_threads={threads}"))  # fmt: skip
+    run_training(
+        tiny_config(model, qa_files, tmp_path / "run", "training.max_steps=1", f"training.torch_threads={threads}")
+    )
     assert seen == [threads]  # the run trained on its own count
     assert torch.get_num_threads() == before
     with pytest.raises(RunDirError, match="no run to resume"):  # refused after prepare set the count
@@ -195,8 +197,9 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
     checkpoint(2)
     checkpoint(3, state="{}")  # parses as a state of step 0
     checkpoint(4, state_step=3)
-    for step, missing in enumerate(("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
-                                    "trainer_state.json"), start=5):  # fmt: skip
+    for step, missing in enumerate(
+        ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"), start=5
+    ):
         checkpoint(step, missing=missing)
     checkpoint(10, state="[1, 2]")
     (checkpoints / ".staging" / "checkpoint-11").mkdir(parents=True)
@@ -226,8 +229,16 @@ def test_a_real_save_is_staged_fsynced_then_renamed(tiny_model_dir, qa_files, tm
 
     monkeypatch.setattr(trainer_module, "replace_directory", recording_replace)
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    run_training(tiny_config(tiny_model_dir("gpt2"), qa_files, run, "training.max_steps=2", "training.save_strategy=steps",
-                             "training.save_steps=1"))  # fmt: skip
+    run_training(
+        tiny_config(
+            tiny_model_dir("gpt2"),
+            qa_files,
+            run,
+            "training.max_steps=2",
+            "training.save_strategy=steps",
+            "training.save_steps=1",
+        )
+    )
     assert [(source, target) for source, target, *_ in renames] == [
         (checkpoints / ".staging" / f"checkpoint-{n}", checkpoints / f"checkpoint-{n}") for n in (1, 2)
     ]
@@ -265,8 +276,12 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tiny_model_d
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
-FINISHED = ("training.max_steps=3", "training.save_strategy=steps", "training.save_steps=1",
-            "training.lr_scheduler_type=constant")  # fmt: skip
+FINISHED = (
+    "training.max_steps=3",
+    "training.save_strategy=steps",
+    "training.save_steps=1",
+    "training.lr_scheduler_type=constant",
+)
 
 
 @pytest.mark.parametrize("lost", ["nothing", "final evaluation", "adapter save"])

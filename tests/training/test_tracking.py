@@ -6,10 +6,10 @@ import json
 import struct
 
 import pytest
+from run_helpers import tiny_config, tiny_overrides
 
 from loraqa.cli import main
 from loraqa.pipeline import run_training
-from run_helpers import tiny_config, tiny_overrides
 
 
 def _scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
@@ -30,8 +30,9 @@ def mlflow_store(tmp_path, monkeypatch):
 
 def test_tensorboard_and_mlflow_hold_the_whole_run(tiny_model_dir, qa_files, tmp_path, mlflow_store):
     run_dir = tmp_path / "runs" / "tracked"
-    config = tiny_config(tiny_model_dir("bert"), qa_files, run_dir, "training.report_to=[tensorboard,mlflow]",
-                         "lora.r=4")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("bert"), qa_files, run_dir, "training.report_to=[tensorboard,mlflow]", "lora.r=4"
+    )
     summary = run_training(config)
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     losses = {e["step"]: e["loss"] for e in log if "loss" in e}
@@ -118,12 +119,18 @@ def test_wandb_offline_writes_a_run_whose_summary_holds_test_f1(tiny_model_dir, 
     final = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for s in summaries for item in s.update}
     assert final["test/f1"] == pytest.approx(summary["adapter"]["f1"])
     assert final["baseline/f1"] == pytest.approx(summary["baseline"]["f1"])
-    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]  # fmt: skip
+    history = [
+        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     losses = [(h["train/global_step"], h["train/loss"]) for h in history if "train/loss" in h]
     assert [step for step, _ in losses] == [1, 2, 3]  # WandbCallback logged into the same run
-    updates = [r.run.config if r.WhichOneof("record_type") == "run" else r.config
-               for r in records if r.WhichOneof("record_type") in ("run", "config")]  # fmt: skip
+    updates = [
+        r.run.config if r.WhichOneof("record_type") == "run" else r.config
+        for r in records
+        if r.WhichOneof("record_type") in ("run", "config")
+    ]
     config_items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for u in updates for i in u.update}
     lora = config_items["lora"]
     assert lora.get("value", lora)["r"] == 4  # the resolved config, as given to wandb.init
@@ -132,16 +139,19 @@ def test_wandb_offline_writes_a_run_whose_summary_holds_test_f1(tiny_model_dir, 
 
 def test_no_tracking_writes_no_event_files(tiny_model_dir, qa_files, tmp_path):
     run_dir = tmp_path / "run"
-    run_training(tiny_config(tiny_model_dir("bert"), qa_files, run_dir, "training.report_to=none",
-                             "evaluation.baseline=false"))  # fmt: skip
+    run_training(
+        tiny_config(tiny_model_dir("bert"), qa_files, run_dir, "training.report_to=none", "evaluation.baseline=false")
+    )
     assert not (run_dir / "tensorboard").exists()
     assert not (run_dir / "tracking.json").exists()
 
 
-@pytest.mark.parametrize("backend, extra", [("wandb", "loraqa[wandb]"), ("mlflow", "loraqa[mlflow]"),
-                                            ("tensorboard", "tensorboard")])  # fmt: skip
-def test_a_backend_not_installed_stops_before_anything_with_one_line(backend, extra, tiny_model_dir, qa_files,
-                                                                     tmp_path, monkeypatch, capsys):  # fmt: skip
+@pytest.mark.parametrize(
+    "backend, extra", [("wandb", "loraqa[wandb]"), ("mlflow", "loraqa[mlflow]"), ("tensorboard", "tensorboard")]
+)
+def test_a_backend_not_installed_stops_before_anything_with_one_line(
+    backend, extra, tiny_model_dir, qa_files, tmp_path, monkeypatch, capsys
+):
     import loraqa.config.validate as validate
 
     installed = validate.backend_installed

@@ -7,20 +7,31 @@ import json
 
 import pytest
 import torch
+from run_helpers import tiny_config
 
 from loraqa.errors import ConfigError, TrainingError
 from loraqa.pipeline import run_training
 from loraqa.training.trainer import QATrainer
-from run_helpers import tiny_config
 
-EVERY_STEP = ("training.eval_strategy=steps", "training.eval_steps=1", "training.save_strategy=steps",
-              "training.save_steps=1")  # fmt: skip
+EVERY_STEP = (
+    "training.eval_strategy=steps",
+    "training.eval_steps=1",
+    "training.save_strategy=steps",
+    "training.save_steps=1",
+)
 
 
 def test_best_model_is_kept_and_never_rotated_away(tiny_model_dir, qa_files, tmp_path):
-    config = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", *EVERY_STEP,
-                         "training.max_steps=5", "training.save_total_limit=1",
-                         "training.load_best_model_at_end=true", "training.metric_for_best_model=eval_loss")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("bert"),
+        qa_files,
+        tmp_path / "run",
+        *EVERY_STEP,
+        "training.max_steps=5",
+        "training.save_total_limit=1",
+        "training.load_best_model_at_end=true",
+        "training.metric_for_best_model=eval_loss",
+    )
     run_training(config)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     evals = [entry for entry in log if "eval_loss" in entry and "eval_f1" in entry]
@@ -32,10 +43,18 @@ def test_best_model_is_kept_and_never_rotated_away(tiny_model_dir, qa_files, tmp
 
 
 def test_early_stopping_ends_training_early(tiny_model_dir, qa_files, tmp_path, capsys):
-    config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", *EVERY_STEP,
-                         "training.max_steps=30", "training.learning_rate=1e-6",
-                         "training.load_best_model_at_end=true", "training.metric_for_best_model=f1",
-                         "training.early_stopping_patience=2", "evaluation.baseline=false")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("gpt2"),
+        qa_files,
+        tmp_path / "run",
+        *EVERY_STEP,
+        "training.max_steps=30",
+        "training.learning_rate=1e-6",
+        "training.load_best_model_at_end=true",
+        "training.metric_for_best_model=f1",
+        "training.early_stopping_patience=2",
+        "evaluation.baseline=false",
+    )
     summary = run_training(config)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     last_step = max(entry.get("step", 0) for entry in log)
@@ -62,8 +81,15 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_checkpoint(tiny_model_di
         return loss * float("nan") if self.state.global_step == 2 else loss
 
     monkeypatch.setattr(QATrainer, "compute_loss", poisoned)
-    config = tiny_config(tiny_model_dir("gpt2"), qa_files, tmp_path / "run", "training.save_strategy=steps",
-                         "training.save_steps=1", "training.max_steps=6", "evaluation.baseline=false")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("gpt2"),
+        qa_files,
+        tmp_path / "run",
+        "training.save_strategy=steps",
+        "training.save_steps=1",
+        "training.max_steps=6",
+        "evaluation.baseline=false",
+    )
     with pytest.raises(TrainingError, match="became nan at step 3") as caught:
         run_training(config)
     assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'checkpoint-2'}" in str(caught.value)
@@ -73,31 +99,43 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_checkpoint(tiny_model_di
 
 
 def test_gradient_checkpointing_trains_lora(tiny_model_dir, qa_files, tmp_path):
-    config = tiny_config(tiny_model_dir("llama"), qa_files, tmp_path / "run", "training.gradient_checkpointing=true",
-                         "evaluation.baseline=false")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("llama"),
+        qa_files,
+        tmp_path / "run",
+        "training.gradient_checkpointing=true",
+        "evaluation.baseline=false",
+    )
     summary = run_training(config)
     assert torch.isfinite(torch.tensor(summary["train_loss"]))
 
 
 def test_added_tokens_survive_save_and_reload(tiny_model_dir, qa_files, tmp_path):
-    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
     from loraqa.device import plan_device
+    from loraqa.inference.ready import load_ready_model, model_config_for_adapter
 
-    config = tiny_config(tiny_model_dir("t5"), qa_files, tmp_path / "run", 'model.add_tokens=["[Question]"]',
-                         "evaluation.baseline=false")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("t5"), qa_files, tmp_path / "run", 'model.add_tokens=["[Question]"]', "evaluation.baseline=false"
+    )
     run_training(config)
     adapter = tmp_path / "run" / "adapter"
     meta = json.loads((adapter / "loraqa.json").read_text())
     assert meta["embedding_rows"] == meta["vocab_size"] > 0
-    ready = load_ready_model(model_config_for_adapter(adapter, config.model), plan_device("cpu", "auto", "t5"),
-                             str(adapter), merge=False)  # fmt: skip
+    ready = load_ready_model(
+        model_config_for_adapter(adapter, config.model), plan_device("cpu", "auto", "t5"), str(adapter), merge=False
+    )
     assert ready.tokenizer.convert_tokens_to_ids("[Question]") == meta["vocab_size"] - 1
     assert ready.model.get_input_embeddings().weight.shape[0] >= meta["vocab_size"]
 
 
 def test_modules_to_save_trap_is_stopped_before_training(tiny_model_dir, qa_files, tmp_path):
-    config = tiny_config(tiny_model_dir("t5"), qa_files, tmp_path / "run", "lora.allow_large_trainable_share=false",
-                         "lora.modules_to_save=[lm_head]")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("t5"),
+        qa_files,
+        tmp_path / "run",
+        "lora.allow_large_trainable_share=false",
+        "lora.modules_to_save=[lm_head]",
+    )
     with pytest.raises(ConfigError) as caught:
         run_training(config)
     assert "modules_to_save 'lm_head'" in str(caught.value)
@@ -110,8 +148,10 @@ def test_squad_v2_data_reports_has_and_no_answer_scores(tiny_model_dir, qa_rows,
     rows = [dict(r) for r in qa_rows]
     for r in rows[::3]:
         r.update(question=r["question"].replace("?", " on the moon?"), answers=[], is_impossible=True)
-    files = {"train": write_jsonl(tmp_path / "train.jsonl", rows[:32]),
-             "test": write_jsonl(tmp_path / "test.jsonl", rows[32:])}  # fmt: skip
+    files = {
+        "train": write_jsonl(tmp_path / "train.jsonl", rows[:32]),
+        "test": write_jsonl(tmp_path / "test.jsonl", rows[32:]),
+    }
     for family in ("bert", "gpt2"):
         summary = run_training(
             tiny_config(tiny_model_dir(family), files, tmp_path / family, "evaluation.with_loss=false")
@@ -145,8 +185,13 @@ def test_upper_half_puts_lora_on_the_top_layers_only(tiny_model_dir, family):
 
 
 def test_upper_half_trains_and_the_adapter_records_its_layers(tiny_model_dir, qa_files, tmp_path):
-    config = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "run", "lora.layers_to_transform=upper_half",
-                         "evaluation.baseline=false")  # fmt: skip
+    config = tiny_config(
+        tiny_model_dir("bert"),
+        qa_files,
+        tmp_path / "run",
+        "lora.layers_to_transform=upper_half",
+        "evaluation.baseline=false",
+    )
     summary = run_training(config)
     assert torch.isfinite(torch.tensor(summary["train_loss"]))
     saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
@@ -163,11 +208,24 @@ def test_a_layer_the_model_lacks_is_named(tiny_model_dir, qa_files, tmp_path):
 
 def test_a_data_set_under_200_questions_trains_with_and_without_validation(tiny_model_dir, qa_files, tmp_path):
     # 32 training questions and the default data.validation_samples=200
-    plain = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "plain", "data.validation_samples=200",
-                        "evaluation.baseline=false", "training.max_steps=1")  # fmt: skip
+    plain = tiny_config(
+        tiny_model_dir("bert"),
+        qa_files,
+        tmp_path / "plain",
+        "data.validation_samples=200",
+        "evaluation.baseline=false",
+        "training.max_steps=1",
+    )
     assert run_training(plain)["adapter"]["count"] > 0
-    evaluated = tiny_config(tiny_model_dir("bert"), qa_files, tmp_path / "evaluated", "data.validation_samples=200",
-                            "evaluation.baseline=false", "training.max_steps=1", *EVERY_STEP)  # fmt: skip
+    evaluated = tiny_config(
+        tiny_model_dir("bert"),
+        qa_files,
+        tmp_path / "evaluated",
+        "data.validation_samples=200",
+        "evaluation.baseline=false",
+        "training.max_steps=1",
+        *EVERY_STEP,
+    )
     run_training(evaluated)
     log = [json.loads(line) for line in (tmp_path / "evaluated" / "train_log.jsonl").read_text().splitlines()]
     assert [e["eval_count"] for e in log if "eval_f1" in e] == [3.0]  # a tenth of train

@@ -57,8 +57,10 @@ RANGE_OF = {"beam": "num_beams", "topk": "top_k", "topp": "top_p", "temp": "temp
 def describe_ranges() -> str:
     """The RANGES in words, as `loraqa config` shows them."""
     letters = {"beam": "N", "topk": "K", "topp": "P", "temp": "T"}
-    return "; ".join(f"{kind}{letters[kind]}: {letters[kind]} in [{RANGES[s][0]:g}, {RANGES[s][1]:g}]"
-                     for kind, s in RANGE_OF.items())  # fmt: skip
+    return "; ".join(
+        f"{kind}{letters[kind]}: {letters[kind]} in [{RANGES[s][0]:g}, {RANGES[s][1]:g}]"
+        for kind, s in RANGE_OF.items()
+    )
 
 
 def _check_range(kwargs: dict, setting: str, name: str, key: str, error: type[ConfigError]) -> None:

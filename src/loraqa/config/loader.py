@@ -16,13 +16,13 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from loraqa.atomic import write_text_atomic
 from loraqa.config.schema import RunConfig, default_doc_stride, record_set_keys, set_by_user
 from loraqa.config.shipped import compare_configs, resolve_config_path, shipped_configs
 from loraqa.config.validate import validate_config
 from loraqa.errors import ConfigError
-from loraqa.suggest import close_matches, did_you_mean
 from loraqa.input_files import MAX_CONFIG_BYTES, DuplicateKeyError, input_file_problem
-from loraqa.atomic import write_text_atomic
+from loraqa.suggest import close_matches, did_you_mean
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:

@@ -7,7 +7,6 @@ dataclasses by `loraqa.config.loader`; names follow transformers and peft so use
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass, field
 from typing import Literal
 

@@ -96,7 +96,7 @@ def _entry(name: str, path: Path, prefix: str = "") -> str:
 
     comments = [
         line.lstrip("#").strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")
-    ][1:]  # fmt: skip (the first comment line is the command)
+    ][1:]  # the first comment line is the command
     description = " ".join(line for line in comments if line)
     sentence = re.match(r"(.+?\.)(\s|$)", description)
     text = prefix + (sentence[1] if sentence else description)

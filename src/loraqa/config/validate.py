@@ -281,8 +281,11 @@ def _check_training(config: RunConfig) -> None:
 
 
 # The package each tracking backend needs, and the extra that installs it.
-TRACKING_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "loraqa[wandb]"),
-                     "mlflow": ("mlflow", "loraqa[mlflow]")}  # fmt: skip
+TRACKING_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "loraqa[wandb]"),
+    "mlflow": ("mlflow", "loraqa[mlflow]"),
+}
 
 
 def tracking_backends(t) -> list[str]:
@@ -314,8 +317,17 @@ def _check_report_to(t) -> None:
 
 # transformers' SchedulerType values loraqa can pass, spelt out so a config checks without importing
 # transformers (seconds); tests/config compare this list with transformers' own.
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "reduce_lr_on_plateau", "greedy")  # fmt: skip
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "greedy",
+)
 # These need `lr_scheduler_kwargs` (min_lr, num_decay_steps), which the config does not expose.
 SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
 
@@ -323,8 +335,10 @@ SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", 
 def _check_scheduler(t) -> None:
     names = SCHEDULERS
     if t.lr_scheduler_type in SCHEDULERS_NEEDING_KWARGS:
-        raise ConfigError("training.lr_scheduler_type", f"'{t.lr_scheduler_type}' needs scheduler arguments loraqa "
-                          f"does not pass; use one of {', '.join(names)}")  # fmt: skip
+        raise ConfigError(
+            "training.lr_scheduler_type",
+            f"'{t.lr_scheduler_type}' needs scheduler arguments loraqa does not pass; use one of {', '.join(names)}",
+        )
     if t.lr_scheduler_type not in names:
         raise ConfigError(
             "training.lr_scheduler_type",

@@ -62,8 +62,9 @@ def split_leakage(train: Sequence[QARecord], held_out: Sequence[QARecord], split
     # Exact questions are counted one by one (two held-out records may ask the same thing); near ones by text.
     train_questions = {normalize_answer(r.question) for r in train}
     exact_questions = sum(normalize_answer(r.question) in train_questions for r in held_out)
-    return SplitLeakage(split, context_count, exact_contexts, near_contexts, len(held_out), exact_questions,
-                        near_questions)  # fmt: skip
+    return SplitLeakage(
+        split, context_count, exact_contexts, near_contexts, len(held_out), exact_questions, near_questions
+    )
 
 
 def _overlap(train_texts: set[str], held_out_texts: set[str]) -> tuple[int, int, int]:
@@ -93,5 +94,6 @@ def _shingles(text: str) -> set[str]:
 
 def _minhashes(shingle_sets: list[set[str]]) -> list[MinHash]:
     # bulk shares one set of permutations between all sketches (building them per sketch dominated the time)
-    return MinHash.bulk([[s.encode("utf-8") for s in shingles] for shingles in shingle_sets],
-                        num_perm=PERMUTATIONS, seed=SEED)  # fmt: skip
+    return MinHash.bulk(
+        [[s.encode("utf-8") for s in shingles] for shingles in shingle_sets], num_perm=PERMUTATIONS, seed=SEED
+    )

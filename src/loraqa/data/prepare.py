@@ -15,11 +15,11 @@ import sys
 from dataclasses import dataclass, field
 
 from loraqa.config.schema import DataConfig
-from loraqa.errors import DataError
 from loraqa.data.leakage import split_leakage
 from loraqa.data.records import QARecord
 from loraqa.data.sources import LoadResult, load_records
 from loraqa.data.splits import sample_paragraphs, sample_records, split_train_validation
+from loraqa.errors import DataError
 
 
 @dataclass
@@ -103,14 +103,18 @@ def check_leakage(run_data: RunData, data: DataConfig) -> None:
     recorded in `run_data.leakage`, printed, and with "error" a DataError when any context leaked."""
     if data.leakage == "ignore":
         return
-    for split, records, source in (("validation", run_data.validation, data.validation or data.train),
-                                   ("test", run_data.test, data.test)):  # fmt: skip
+    for split, records, source in (
+        ("validation", run_data.validation, data.validation or data.train),
+        ("test", run_data.test, data.test),
+    ):
         if not records:
             continue
         found = split_leakage(run_data.train, records, split)
         run_data.leakage[split] = found.as_dict()
         if found.leaked:
-            print(f"loraqa: {'error' if data.leakage == 'error' else 'warning'}: leakage: {found.describe()}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"loraqa: {'error' if data.leakage == 'error' else 'warning'}: leakage: {found.describe()}",
+                file=sys.stderr,
+            )
         if data.leakage == "error" and found.exact_contexts + found.near_contexts:
             raise DataError(source, f"{split} shares contexts with train ({found.describe()}); data.leakage=error")

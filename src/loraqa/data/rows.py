@@ -23,8 +23,8 @@ from loraqa.data.collector import RecordCollector
 from loraqa.data.records import Answer, QARecord
 from loraqa.data.validate import (
     RecordProblem,
-    answers_from_objects,
     answers_from_columns,
+    answers_from_objects,
     check_context,
     check_question,
     checked_answers,

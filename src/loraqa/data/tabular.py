@@ -71,7 +71,7 @@ def _check_header(header: list[str], path: str) -> None:
 def _row(header: list[str], cells: list[str]) -> Any:
     if len(cells) != len(header):
         return schema_problem(f"row has {len(cells)} cells but the header has {len(header)} columns")
-    row: dict[str, Any] = dict(zip(header, cells))
+    row: dict[str, Any] = dict(zip(header, cells, strict=True))
     for name in _OPTIONAL_COLUMNS:
         if name in row and row[name] == "":
             row[name] = None

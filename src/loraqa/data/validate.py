@@ -177,7 +177,7 @@ def answers_from_columns(value: dict) -> list[tuple[str, int]]:
     if len(texts) != len(starts):
         raise schema_problem(f"'answers' has {len(texts)} texts but {len(starts)} answer_starts")
     pairs = []
-    for i, (text, start) in enumerate(zip(texts, starts)):
+    for i, (text, start) in enumerate(zip(texts, starts, strict=True)):
         if not isinstance(text, str):
             raise schema_problem(f"answers.text[{i}] must be a string, not {type_name(text)}")
         pairs.append((text, _offset(start, f"answers.answer_start[{i}]")))

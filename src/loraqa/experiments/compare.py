@@ -20,13 +20,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loraqa.atomic import write_json_atomic, write_text_atomic
 from loraqa.config.loader import config_to_dict, load_config
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.errors import ConfigError
 from loraqa.inference.uncertainty import describe_comparison, paired_comparison, read_question_rows
 from loraqa.pipeline import run_training
-from loraqa.atomic import write_json_atomic, write_text_atomic
 from loraqa.runs import files
 from loraqa.runs.reading import flatten, read_json
 from loraqa.runs.rundir import RunDirectory
@@ -57,8 +57,9 @@ class ComparisonResult:
     rows: list[dict] = field(default_factory=list)
 
 
-def compare(configs: list[str], overrides: list[str], name: str, *, root: str | Path = "runs",
-            command: list[str] | None = None) -> ComparisonResult:  # fmt: skip
+def compare(
+    configs: list[str], overrides: list[str], name: str, *, root: str | Path = "runs", command: list[str] | None = None
+) -> ComparisonResult:
     """Train every config in `configs` (+ `overrides`) into `root/name/<run-name>/`, on identical
     questions; write `root/name/comparison.json`; return the result (table, best on validation)."""
     if len(configs) < 2:
@@ -68,7 +69,7 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
     _check_identical(configs, loaded)
     names = run_names(configs, loaded)
     runs = []
-    for path, config, run_name in zip(configs, loaded, names):
+    for path, config, run_name in zip(configs, loaded, names, strict=True):
         config = load_config(path, [*overrides, f"name={run_name}", f"output_dir={directory / run_name}"])
         runs.append(_run_one(path, config, run_name, command))
     identical = len({json.dumps(r.summary.questions, sort_keys=True) for r in runs}) == 1
@@ -77,10 +78,19 @@ def compare(configs: list[str], overrides: list[str], name: str, *, root: str | 
     best = max(scored, key=lambda r: r["validation_f1"])["run"] if scored else None
     _pair_with_best(runs, rows, best, _question_rows(runs))
     table = format_comparison(rows, best)
-    write_json_atomic(directory / files.COMPARISON_FILE, {
-        "name": name, "configs": list(configs), "overrides": list(overrides), "chosen_on": CHOSEN_ON,
-        "best": best, "identical_questions": identical, "runs": rows, "command": command,
-    })  # fmt: skip
+    write_json_atomic(
+        directory / files.COMPARISON_FILE,
+        {
+            "name": name,
+            "configs": list(configs),
+            "overrides": list(overrides),
+            "chosen_on": CHOSEN_ON,
+            "best": best,
+            "identical_questions": identical,
+            "runs": rows,
+            "command": command,
+        },
+    )
     return ComparisonResult(name, directory, runs, best, table, identical, rows)
 
 
@@ -89,8 +99,14 @@ def is_finished_run(item: str) -> bool:
     return files.is_finished_run(item)
 
 
-def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs",
-                     command: list[str] | None = None, data: str | None = None) -> ComparisonResult:  # fmt: skip
+def compare_existing(
+    run_dirs: list[str],
+    name: str,
+    *,
+    root: str | Path = "runs",
+    command: list[str] | None = None,
+    data: str | None = None,
+) -> ComparisonResult:
     """Score finished runs against each other on their common test questions, training nothing.
 
     Writes `root/name/comparison.json` (the same rows and paired differences as a trained
@@ -104,7 +120,10 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
         raise ConfigError("compare", f"needs at least two runs to compare, got {len(run_dirs)}")
     directory = Path(root) / name
     names = _unique_names([Path(d).resolve().name for d in run_dirs])
-    runs = [ComparedRun(n, str(d), Path(d), _read_summary(Path(d)), "existing") for d, n in zip(run_dirs, names)]
+    runs = [
+        ComparedRun(n, str(d), Path(d), _read_summary(Path(d)), "existing")
+        for d, n in zip(run_dirs, names, strict=True)
+    ]
     if data:
         runs = [_evaluated_on(run, data, directory / run.name) for run in runs]
     questions = _question_rows(runs, directory if data else None)  # each run's predictions.jsonl, read once
@@ -121,15 +140,26 @@ def compare_existing(run_dirs: list[str], name: str, *, root: str | Path = "runs
     table = format_comparison(rows, best)
     if best is None:
         table += f"\n  (not every run recorded validation F1: each is paired with the first, {reference})"
-    write_json_atomic(directory / files.COMPARISON_FILE, {
-        "name": name, "source": "existing", "runs_compared": [str(d) for d in run_dirs], "chosen_on": CHOSEN_ON,
-        "best": best, "reference": reference, "common_test_questions": common,
-        "identical_questions": all(r["versus_best"] is None or r["versus_best"]["questions"] == common
-                                   for r in rows),
-        "runs": rows, "changes": {run: dict(Counter(c["change"] for c in changes if c["run"] == run))
-                                  for run in names if run != reference},
-        "command": command,
-    })  # fmt: skip
+    write_json_atomic(
+        directory / files.COMPARISON_FILE,
+        {
+            "name": name,
+            "source": "existing",
+            "runs_compared": [str(d) for d in run_dirs],
+            "chosen_on": CHOSEN_ON,
+            "best": best,
+            "reference": reference,
+            "common_test_questions": common,
+            "identical_questions": all(
+                r["versus_best"] is None or r["versus_best"]["questions"] == common for r in rows
+            ),
+            "runs": rows,
+            "changes": {
+                run: dict(Counter(c["change"] for c in changes if c["run"] == run)) for run in names if run != reference
+            },
+            "command": command,
+        },
+    )
     write_text_atomic(
         directory / files.CHANGES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes)
     )
@@ -148,11 +178,18 @@ def _changes(questions: dict[str, list[dict] | None], reference: str) -> list[di
             row = mine.get(theirs["id"])
             if row is None or row["exact_match"] == theirs["exact_match"]:
                 continue
-            changes.append({
-                "run": name, "reference": reference, "id": theirs["id"], "question": theirs.get("question"),
-                "gold_answers": theirs.get("gold_answers"), "change": "fixed" if row["exact_match"] else "broken",
-                "answer": row.get("prediction"), "reference_answer": theirs.get("prediction"),
-            })  # fmt: skip
+            changes.append(
+                {
+                    "run": name,
+                    "reference": reference,
+                    "id": theirs["id"],
+                    "question": theirs.get("question"),
+                    "gold_answers": theirs.get("gold_answers"),
+                    "change": "fixed" if row["exact_match"] else "broken",
+                    "answer": row.get("prediction"),
+                    "reference_answer": theirs.get("prediction"),
+                }
+            )
     return changes
 
 
@@ -171,7 +208,7 @@ def _unique_names(names: list[str]) -> list[str]:
 
 def _check_identical(paths: list[str], configs: list[RunConfig]) -> None:
     first = config_to_dict(configs[0])
-    for path, config in zip(paths[1:], configs[1:]):
+    for path, config in zip(paths[1:], configs[1:], strict=True):
         other = config_to_dict(config)
         for section in IDENTICAL_SECTIONS:
             for key in sorted(set(first[section]) | set(other[section])):
@@ -182,7 +219,7 @@ def _check_identical(paths: list[str], configs: list[RunConfig]) -> None:
                         f"comparison needs identical {' and '.join(IDENTICAL_SECTIONS)} sections (set it once on the "
                         "command line for all)",
                     )
-    for path, config in zip(paths, configs):
+    for path, config in zip(paths, configs, strict=True):
         if config.data.validation_samples < 1:
             raise ConfigError(
                 "data.validation_samples", f"{path}: a comparison chooses on validation: it must be at least 1"
@@ -200,7 +237,7 @@ def run_names(paths: list[str], configs: list[RunConfig]) -> list[str]:
         k for k in set().union(*flat) if k not in _NOT_DIFFERENCES and len({repr(f.get(k)) for f in flat}) > 1
     )
     names = []
-    for stem, values in zip(stems, flat):
+    for stem, values in zip(stems, flat, strict=True):
         extra = "-".join(f"{k.split('.')[-1]}{_slug(str(values.get(k)))}" for k in differing)
         names.append(_slug(f"{stem}-{extra}" if extra else stem))
     seen: dict[str, int] = {}
@@ -227,14 +264,24 @@ def _row(run: ComparedRun) -> dict:
     test, validation, base = s.adapter, s.validation or {}, s.baseline or {}
     formulation = s.formulation or _adapter_formulation(run.run_dir)
     return {
-        "run": run.name, "config": run.config, "run_dir": str(run.run_dir), "status": run.status,
-        "model": s.model or None, "formulation": formulation,
-        "trainable_params": s.trainable_params, "total_params": s.total_params,
-        "trainable_share": s.trainable_share, "train_seconds": s.train_seconds,
-        "peak_memory_mib": s.peak_memory_mib, "peak_memory_kind": s.peak_memory_kind,
-        "baseline_f1": base.get("f1"), "validation_f1": validation.get("f1"),
-        "test_exact_match": test.get("exact_match"), "test_f1": test.get("f1"), "test_rougeL": test.get("rougeL"),
-    }  # fmt: skip
+        "run": run.name,
+        "config": run.config,
+        "run_dir": str(run.run_dir),
+        "status": run.status,
+        "model": s.model or None,
+        "formulation": formulation,
+        "trainable_params": s.trainable_params,
+        "total_params": s.total_params,
+        "trainable_share": s.trainable_share,
+        "train_seconds": s.train_seconds,
+        "peak_memory_mib": s.peak_memory_mib,
+        "peak_memory_kind": s.peak_memory_kind,
+        "baseline_f1": base.get("f1"),
+        "validation_f1": validation.get("f1"),
+        "test_exact_match": test.get("exact_match"),
+        "test_f1": test.get("f1"),
+        "test_rougeL": test.get("rougeL"),
+    }
 
 
 def _question_rows(runs: list[ComparedRun], evaluated: Path | None = None) -> dict[str, list[dict] | None]:
@@ -257,11 +304,12 @@ def _evaluated_on(run: ComparedRun, data: str, out: Path) -> ComparedRun:
     return dataclasses.replace(run, summary=dataclasses.replace(run.summary, adapter=outcome.metrics))
 
 
-def _pair_with_best(runs: list[ComparedRun], rows: list[dict], best: str | None,
-                    questions: dict[str, list[dict] | None]) -> None:  # fmt: skip
+def _pair_with_best(
+    runs: list[ComparedRun], rows: list[dict], best: str | None, questions: dict[str, list[dict] | None]
+) -> None:
     """Each run's test F1/EM minus the best-on-validation run's, paired on their common test questions."""
     best_rows = questions.get(best) if best else None
-    for run, row in zip(runs, rows):
+    for run, row in zip(runs, rows, strict=True):
         mine = questions[run.name]
         row["versus_best"] = (
             None if run.name == best or not mine or not best_rows else paired_comparison(mine, best_rows)
@@ -293,15 +341,29 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
     lines = []
     for r in rows:
         share = f"{r['trainable_params']:,} ({r['trainable_share']:.2f}%)" if r["trainable_params"] else "n/a"
-        lines.append([
-            "*" if r["run"] == best else "", r["run"], str(r["model"]), str(r["formulation"] or "n/a"), share,
-            _num(r["train_seconds"], "s", 0), peak_memory(r), _num(r["baseline_f1"]), _num(r["validation_f1"]),
-            _num(r["test_exact_match"]), _num(r["test_f1"]), _num(r["test_rougeL"]), _versus(r.get("versus_best")),
-        ])  # fmt: skip
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
+        lines.append(
+            [
+                "*" if r["run"] == best else "",
+                r["run"],
+                str(r["model"]),
+                str(r["formulation"] or "n/a"),
+                share,
+                _num(r["train_seconds"], "s", 0),
+                peak_memory(r),
+                _num(r["baseline_f1"]),
+                _num(r["validation_f1"]),
+                _num(r["test_exact_match"]),
+                _num(r["test_f1"]),
+                _num(r["test_rougeL"]),
+                _versus(r.get("versus_best")),
+            ]
+        )
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *lines, strict=True)]
 
     def render(cells) -> str:
-        return "  ".join(str(c).ljust(w) if i < 5 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            str(c).ljust(w) if i < 5 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     out = [render(header), "-" * len(render(header)), *(render(line) for line in lines)]
     out.append(f"* best on validation F1 ({best})" if best else "no run recorded validation F1: no best chosen")

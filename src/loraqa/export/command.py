@@ -8,11 +8,11 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from loraqa.atomic import atomic_directory
 from loraqa.errors import FlagError, LoraqaError
 from loraqa.inference.merge import check_output_directory
 from loraqa.inference.onnx_model import EXPORT_META_FILE
 from loraqa.lora.calibration_file import CALIBRATION_FILE
-from loraqa.atomic import atomic_directory
 
 FORMATS = ("onnx", "gguf", "gguf-lora")
 
@@ -26,9 +26,18 @@ def load_merged(adapter: str, config, base_name: str | None = None, overrides: I
     return load_for_answering(on_cpu, adapter, base_name=base_name, overrides=overrides, full_precision=True)
 
 
-def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, base_name: str | None = None,
-               overrides: Iterable[str] = (), gguf_type: str = "f16", int8: bool = False,
-               force: bool = False) -> Path:  # fmt: skip
+def run_export(
+    adapter: str,
+    fmt: str,
+    output: str,
+    overwrite: bool,
+    config,
+    base_name: str | None = None,
+    overrides: Iterable[str] = (),
+    gguf_type: str = "f16",
+    int8: bool = False,
+    force: bool = False,
+) -> Path:
     """Write `adapter` (merged into its base) as `fmt` into `output`; return the directory written."""
     if fmt not in FORMATS:
         raise FlagError("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
@@ -37,7 +46,6 @@ def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, bas
     target = check_output_directory(output, overwrite)  # before minutes of loading
     if fmt == "gguf-lora":
         from loraqa.export.gguf_lora import write_gguf_lora
-
         from loraqa.inference.ready import answer_setup
 
         setup = answer_setup(config, adapter, base_name=base_name, overrides=overrides)  # no weights
@@ -64,8 +72,10 @@ def run_export(adapter: str, fmt: str, output: str, overwrite: bool, config, bas
         from loraqa.export.int8 import write_int8
 
         summary = write_int8(written, records, settings, force)
-        print(f"int8 ({summary['recipe']}): F1 {summary['int8']['f1']:.2f} vs {summary['float']['f1']:.2f} float, "
-              f"{summary['speedup_per_cpu_second']}x answers per CPU second, on {summary['questions']} test questions")  # fmt: skip
+        print(
+            f"int8 ({summary['recipe']}): F1 {summary['int8']['f1']:.2f} vs {summary['float']['f1']:.2f} float, "
+            f"{summary['speedup_per_cpu_second']}x answers per CPU second, on {summary['questions']} test questions"
+        )
     return written
 
 

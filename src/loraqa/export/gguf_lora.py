@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from loraqa.atomic import atomic_directory
 from loraqa.errors import LoraqaError
 from loraqa.export.gguf_model import check_gguf_architecture, permute_rotary
-from loraqa.atomic import atomic_directory
 
 GGUF_LORA_FILE = "adapter.gguf"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loraqa.errors import LoraqaError
 from loraqa.atomic import atomic_directory
+from loraqa.errors import LoraqaError
 
 GGUF_FILE = "model.gguf"
 LLAMA_FAMILY = ("llama",)  # model_type values written with llama.cpp's "llama" architecture
@@ -43,9 +43,9 @@ def permute_rotary(weight: np.ndarray, heads: int) -> np.ndarray:
 
 def write_gguf(ready, target: Path, gguf_type: str = "f16") -> Path:
     """Write `ready`'s merged model as `target/model.gguf` with a Modelfile and a README (whole or not at all)."""
-    from loraqa.export.modelfile import modelfile, ollama_template
-
     import gguf
+
+    from loraqa.export.modelfile import modelfile, ollama_template
 
     if gguf_type not in GGUF_TYPES:
         raise LoraqaError(f"--gguf-type {gguf_type!r} is not one of {', '.join(GGUF_TYPES)}")
@@ -80,8 +80,11 @@ def _write_metadata(writer, config, gguf_type: str) -> None:
     writer.add_rope_freq_base(float(_rope_theta(config)))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_vocab_size(config.vocab_size)
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]  # fmt: skip
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[gguf_type]
     writer.add_file_type(file_type)
 
 
@@ -120,8 +123,12 @@ def _write_tokenizer(writer, tokenizer, vocab_size: int) -> None:
     writer.add_token_types(types)
     merges = backend["model"]["merges"]
     writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
-    for name, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id),
-                      ("pad", writer.add_pad_token_id), ("unk", writer.add_unk_token_id)):  # fmt: skip
+    for name, add in (
+        ("bos", writer.add_bos_token_id),
+        ("eos", writer.add_eos_token_id),
+        ("pad", writer.add_pad_token_id),
+        ("unk", writer.add_unk_token_id),
+    ):
         value = getattr(tokenizer, f"{name}_token_id")
         if value is not None:
             add(value)

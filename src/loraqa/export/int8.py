@@ -50,8 +50,14 @@ def quantize_graph(source: Path, target: Path, recipe: Recipe) -> None:
 
     nodes = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node if n.op_type == "MatMul"]
     excluded = [name for name in nodes if recipe.keep_float and re.search(recipe.keep_float, name)]
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=recipe.per_channel,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded)  # fmt: skip
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=recipe.per_channel,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=excluded,
+    )
 
 
 def score(directory: Path, records, settings) -> dict:
@@ -65,8 +71,12 @@ def score(directory: Path, records, settings) -> dict:
     cpu = time.process_time() - started
     answers = {p.id: p.text for p in result.predictions}
     scores = squad_scores(answers, {r.id: r.answer_texts for r in records})
-    return {"f1": scores["f1"], "exact_match": scores["exact_match"], "answers_per_cpu_second": len(records) / cpu,
-            "answers": answers}  # fmt: skip
+    return {
+        "f1": scores["f1"],
+        "exact_match": scores["exact_match"],
+        "answers_per_cpu_second": len(records) / cpu,
+        "answers": answers,
+    }
 
 
 def write_int8(float_dir: Path, records, settings, force: bool) -> dict:
@@ -86,12 +96,16 @@ def write_int8(float_dir: Path, records, settings, force: bool) -> dict:
     recipe, chosen, figures, changed = min(tried, key=lambda t: floating["f1"] - t[2]["f1"])
     loss = floating["f1"] - figures["f1"]
     summary = {
-        "recipe": recipe.name, "questions": len(records), "max_f1_loss": MAX_F1_LOSS,
-        "float": _figures(floating), "int8": _figures(figures), "f1_loss": round(loss, 2),
-        "answers_changed": changed, "speedup_per_cpu_second": round(figures["answers_per_cpu_second"]
-                                                                     / floating["answers_per_cpu_second"], 2),
+        "recipe": recipe.name,
+        "questions": len(records),
+        "max_f1_loss": MAX_F1_LOSS,
+        "float": _figures(floating),
+        "int8": _figures(figures),
+        "f1_loss": round(loss, 2),
+        "answers_changed": changed,
+        "speedup_per_cpu_second": round(figures["answers_per_cpu_second"] / floating["answers_per_cpu_second"], 2),
         "tried": [{"recipe": r.name, "f1": round(f["f1"], 2)} for r, _, f, _ in tried],
-    }  # fmt: skip
+    }
     for _, path, _, _ in tried:
         if path != chosen:
             shutil.rmtree(path, ignore_errors=True)
@@ -102,8 +116,10 @@ def write_int8(float_dir: Path, records, settings, force: bool) -> dict:
             f"(more than {MAX_F1_LOSS}); the float export is written; --force writes the int8 variant anyway"
         )
     if loss > MAX_F1_LOSS:
-        print(f"loraqa: WARNING: int8 loses {loss:.2f} F1 ({recipe.name}); written only because of --force",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"loraqa: WARNING: int8 loses {loss:.2f} F1 ({recipe.name}); written only because of --force",
+            file=sys.stderr,
+        )
     (chosen / FIGURES_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (float_dir / FIGURES_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     chosen.rename(float_dir / INT8_DIR)

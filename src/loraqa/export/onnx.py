@@ -41,8 +41,13 @@ class _Causal(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask, position_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=False, return_dict=True)  # fmt: skip
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            return_dict=True,
+        )
         return out.logits[:, -1:, :]
 
 
@@ -63,9 +68,13 @@ class _Decoder(torch.nn.Module):
     def forward(self, decoder_input_ids, encoder_hidden_states, attention_mask):
         from transformers.modeling_outputs import BaseModelOutput
 
-        out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
-                         attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False,
-                         return_dict=True)  # fmt: skip
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+            return_dict=True,
+        )
         return out.logits[:, -1:, :]
 
 
@@ -86,8 +95,17 @@ def _example(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], axes) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about Python branches on shapes: checked by the tests
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)  # fmt: skip
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 @torch.no_grad()
@@ -99,8 +117,14 @@ def export_graphs(model, kind: str, directory: Path) -> list[str]:
     if kind == "span":
         names = ["input_ids", "attention_mask", "token_type_ids"]
         axes = {name: BATCH_SEQ for name in [*names, "start_logits", "end_logits"]}
-        _export(_Span(model), (ids, mask, torch.zeros_like(ids)), directory / GRAPHS[kind][0], names,
-                ["start_logits", "end_logits"], axes)  # fmt: skip
+        _export(
+            _Span(model),
+            (ids, mask, torch.zeros_like(ids)),
+            directory / GRAPHS[kind][0],
+            names,
+            ["start_logits", "end_logits"],
+            axes,
+        )
     elif kind == "decoder":
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         names = ["input_ids", "attention_mask", "position_ids"]
@@ -109,13 +133,23 @@ def export_graphs(model, kind: str, directory: Path) -> list[str]:
     elif kind == "encoder-decoder":
         encoder, decoder = GRAPHS[kind]
         enc_axes = {name: BATCH_SEQ for name in ("input_ids", "attention_mask", "last_hidden_state")}
-        _export(_Encoder(model), (ids, mask), directory / encoder, ["input_ids", "attention_mask"],
-                ["last_hidden_state"], enc_axes)  # fmt: skip
+        _export(
+            _Encoder(model),
+            (ids, mask),
+            directory / encoder,
+            ["input_ids", "attention_mask"],
+            ["last_hidden_state"],
+            enc_axes,
+        )
         hidden = _Encoder(model)(ids, mask)
         start = torch.zeros((2, 3), dtype=torch.long)
         names = ["decoder_input_ids", "encoder_hidden_states", "attention_mask"]
-        dec_axes = {"decoder_input_ids": {0: "batch", 1: "decoded"}, "encoder_hidden_states": BATCH_SEQ,
-                    "attention_mask": BATCH_SEQ, "logits": {0: "batch"}}  # fmt: skip
+        dec_axes = {
+            "decoder_input_ids": {0: "batch", 1: "decoded"},
+            "encoder_hidden_states": BATCH_SEQ,
+            "attention_mask": BATCH_SEQ,
+            "logits": {0: "batch"},
+        }
         _export(_Decoder(model), (start, hidden, mask), directory / decoder, names, ["logits"], dec_axes)
     else:
         raise ValueError(kind)
@@ -133,8 +167,12 @@ def _check_inputs(model) -> dict[str, torch.Tensor]:
     ids = torch.randint(4, max(5, min(model.config.vocab_size, 1000)), (3, 13), generator=generator)
     mask = torch.ones_like(ids)
     mask[2, :5] = 0
-    return {"ids": ids, "mask": mask, "positions": (mask.cumsum(-1) - 1).clamp(min=0),
-            "start": torch.zeros((3, 4), dtype=torch.long)}  # fmt: skip
+    return {
+        "ids": ids,
+        "mask": mask,
+        "positions": (mask.cumsum(-1) - 1).clamp(min=0),
+        "start": torch.zeros((3, 4), dtype=torch.long),
+    }
 
 
 @torch.no_grad()
@@ -167,10 +205,11 @@ def check_graphs(directory: Path, kind: str, model_type: str, reference) -> None
         got = run_session(sessions[0], input_ids=x["ids"], attention_mask=x["mask"], position_ids=x["positions"])
     else:
         got = run_session(sessions[0], input_ids=x["ids"], attention_mask=x["mask"])
-        got += run_session(sessions[1], decoder_input_ids=x["start"], encoder_hidden_states=expected[0],
-                           attention_mask=x["mask"])  # fmt: skip
+        got += run_session(
+            sessions[1], decoder_input_ids=x["start"], encoder_hidden_states=expected[0], attention_mask=x["mask"]
+        )
     keep = x["mask"].bool().numpy()
-    for value, wanted in zip(got, expected):
+    for value, wanted in zip(got, expected, strict=True):
         difference = abs(value - wanted.numpy())
         difference = difference[keep] if difference.shape[:2] == keep.shape else difference  # padding is not read
         if difference.max() > CHECK_ATOL:

@@ -83,14 +83,22 @@ def onnx_readme(ready, kind: str) -> str:
         "",
     ]
     if kind == "span":
-        lines.append(_EXTRACTIVE.format(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
-                                        max_answer_length=config.max_answer_length))  # fmt: skip
+        lines.append(
+            _EXTRACTIVE.format(
+                max_seq_length=config.max_seq_length,
+                doc_stride=config.doc_stride,
+                max_answer_length=config.max_answer_length,
+            )
+        )
     else:
         body = _CAUSAL if kind == "decoder" else _SEQ2SEQ
         start = getattr(ready.model.config, "decoder_start_token_id", None)
         lines.append(body.format(max_new_tokens=24, decoder_start=start))
         lines += ["", "The prompt is built as loraqa built it in training:", ""]
         lines += ready.spec.formulation.usage_notes()
-    lines += ["", "Files: the graphs (`*.onnx`), `config.json`, the tokenizer, and `loraqa_export.json` "
-              "(the model settings loraqa answers with)."]  # fmt: skip
+    lines += [
+        "",
+        "Files: the graphs (`*.onnx`), `config.json`, the tokenizer, and `loraqa_export.json` "
+        "(the model settings loraqa answers with).",
+    ]
     return "\n".join(lines) + "\n"

@@ -28,8 +28,8 @@ from loraqa.errors import ConfigError
 from loraqa.formulations.base import PredictSettings
 from loraqa.formulations.config_rules import render_prompt
 from loraqa.formulations.generative import GenerativeFormulation
-from loraqa.formulations.teacher_forcing import labelled_logprobs
 from loraqa.formulations.shared_prefix import group_by_shared_start, positions, prefix_cache, split_rows, training_split
+from loraqa.formulations.teacher_forcing import labelled_logprobs
 
 INSTRUCTION = "Answer the question with a short span copied from the context."
 CLOSED_BOOK_INSTRUCTION = "Answer the question with a short phrase."
@@ -56,9 +56,12 @@ class CausalFormulation(GenerativeFormulation):
         # Prompt and answer share the model.max_seq_length window: a target as long as the window
         # leaves no token of the prompt (and a negative room reads from the wrong end).
         if model_config.max_answer_length + 1 >= model_config.max_seq_length:
-            raise ConfigError("model.max_answer_length", f"{model_config.max_answer_length} (+ 1 end token) leaves no "
-                              f"room for the prompt in model.max_seq_length={model_config.max_seq_length}; a causal "
-                              "model reads the prompt and writes the answer in one window")  # fmt: skip
+            raise ConfigError(
+                "model.max_answer_length",
+                f"{model_config.max_answer_length} (+ 1 end token) leaves no "
+                f"room for the prompt in model.max_seq_length={model_config.max_seq_length}; a causal "
+                "model reads the prompt and writes the answer in one window",
+            )
 
     def auto_model_class(self) -> type:
         return AutoModelForCausalLM
@@ -69,9 +72,12 @@ class CausalFormulation(GenerativeFormulation):
 
     def check_generation(self, max_new_tokens: int) -> None:
         if max_new_tokens >= self.config.max_seq_length:
-            raise ConfigError("generation.max_new_tokens", f"{max_new_tokens} leaves no room for the prompt in "
-                              f"model.max_seq_length={self.config.max_seq_length}: a causal model reads the prompt "
-                              f"and writes the answer in one window; use less than {self.config.max_seq_length}")  # fmt: skip
+            raise ConfigError(
+                "generation.max_new_tokens",
+                f"{max_new_tokens} leaves no room for the prompt in "
+                f"model.max_seq_length={self.config.max_seq_length}: a causal model reads the prompt "
+                f"and writes the answer in one window; use less than {self.config.max_seq_length}",
+            )
 
     def prepare_tokenizer(self, tokenizer) -> None:
         super().prepare_tokenizer(tokenizer)
@@ -153,8 +159,12 @@ class CausalFormulation(GenerativeFormulation):
             ids = torch.tensor(feature["input_ids"], dtype=torch.long)
             input_ids[row, width - len(ids) :] = ids
             attention[row, width - len(ids) :] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions(attention),
-                **self._answer_labels(features, input_ids)}  # fmt: skip
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "position_ids": positions(attention),
+            **self._answer_labels(features, input_ids),
+        }
 
     def _collate_split(self, features: list[dict[str, list[int]]], split: list[int], pad: int) -> dict:
         """A batch whose shared prompt starts run once, in a prefix pass (`shared_prefix.split_rows`)."""
@@ -230,8 +240,12 @@ class CausalFormulation(GenerativeFormulation):
 
     def target_logprobs(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels, keep = batch["labels"], batch["logits_to_keep"]
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"], logits_to_keep=keep)  # fmt: skip
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            logits_to_keep=keep,
+        )
         return labelled_logprobs(out.logits[:, :-1, :].float(), labels[:, labels.shape[1] - keep + 1 :])
 
 

@@ -47,7 +47,7 @@ def sequence_logprobs(model, features, collate, batch_size: int, row_logprobs) -
     for batch_index in batches_by_length([len(f["input_ids"]) for f in features], batch_size):
         collated = collate([features[i] for i in batch_index])
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collated.items()}
-        for i, value in zip(batch_index, row_logprobs(model, batch).tolist()):
+        for i, value in zip(batch_index, row_logprobs(model, batch).tolist(), strict=True):
             out[i] = value
     model.train(was_training)
     return out

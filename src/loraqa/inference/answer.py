@@ -73,7 +73,7 @@ def answer(
     raw = [p.confidence for p in result.predictions]
     calibrated = calibrator.apply(raw).tolist() if calibrator and raw else raw
     answers = []
-    for record, prediction, confidence in zip(records, result.predictions, calibrated):
+    for record, prediction, confidence in zip(records, result.predictions, calibrated, strict=True):
         start, end = answer_offsets(record.context, prediction.text)
         found = Answer(
             text=prediction.text,

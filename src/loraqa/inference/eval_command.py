@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers import set_seed
 
+from loraqa import distributed
+from loraqa.atomic import write_text_atomic
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.data.prepare import load_test
@@ -28,11 +30,9 @@ from loraqa.inference.evaluate import (
     side_by_side_rows,
     write_outcome,
 )
-from loraqa.inference.uncertainty import describe_comparison, paired_comparison
 from loraqa.inference.ready import ReadyModel, answer_setup, load_for_answering
-from loraqa.atomic import write_text_atomic
+from loraqa.inference.uncertainty import describe_comparison, paired_comparison
 from loraqa.runs.rundir import loraqa_outputs
-from loraqa import distributed
 
 
 @dataclass
@@ -52,8 +52,9 @@ def default_output(config: RunConfig, adapter: str | None) -> Path:
     return Path(config.run_dir) / "eval-base"
 
 
-def load_for_evaluation(config: RunConfig, adapter: str | None, base_name: str | None = None,
-                        overrides: Sequence[str] = ()) -> Loaded:  # fmt: skip
+def load_for_evaluation(
+    config: RunConfig, adapter: str | None, base_name: str | None = None, overrides: Sequence[str] = ()
+) -> Loaded:
     """The load phase of `loraqa eval`: with `adapter`, the model section is the adapter's, plus the
     user's trust settings and the inference lengths its `overrides` set (`answer_setup`); the test
     questions are read before any weights load."""
@@ -108,7 +109,7 @@ def run_evaluation(
     for decoding in decodings:
         outcome = evaluate_loaded(loaded, decoding)
         target = out_dir if len(decodings) == 1 else out_dir / decoding
-        extra = {
+        extra: dict[str, object] = {
             "model": config.model.name,
             "adapter": adapter,
             "decoding": decoding if formulation.generates else None,

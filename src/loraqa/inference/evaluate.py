@@ -8,30 +8,29 @@ answers, scores, confidence and a failure category).
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from loraqa.console import bars_enabled
+from loraqa import distributed
+from loraqa.atomic import write_json_atomic, write_text_atomic
 from loraqa.config.decoding import parse_decoding
 from loraqa.config.schema import RunConfig
+from loraqa.console import bars_enabled
 from loraqa.data.records import QARecord
 from loraqa.device import autocast_for
+from loraqa.formulations import Prediction, PredictSettings
 from loraqa.inference.uncertainty import score_intervals
-from loraqa.formulations import PredictSettings, Prediction
 from loraqa.lora.no_answer import stored_threshold
 from loraqa.metrics import exact_match, f1, failure_category, rouge_scores, squad_scores
 from loraqa.metrics.slices import answer_position, answer_type, context_quartiles, question_word, slice_metrics
-from loraqa.atomic import write_json_atomic, write_text_atomic
-from loraqa import distributed
 from loraqa.runs.files import METRICS_FILE, PREDICTIONS_FILE, QUESTION_ROWS_FILE
-
 
 # The formulations' own metrics (teacher-forced, independent of which answer is chosen).
 MODEL_METRICS = ("eval_loss", "token_accuracy", "start_accuracy", "end_accuracy")
@@ -86,8 +85,14 @@ def evaluate_records(
         settings = dataclasses.replace(settings, with_loss=False)
     started = time.perf_counter()
     share = distributed.shard(records)
-    with tqdm(total=len(share), desc=label, unit="q", leave=False, dynamic_ncols=True,
-              disable=not distributed.is_main() or not bars_enabled()) as bar:  # fmt: skip
+    with tqdm(
+        total=len(share),
+        desc=label,
+        unit="q",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not distributed.is_main() or not bars_enabled(),
+    ) as bar:
         with autocast_for(model):  # a half frozen base beside fp32 LoRA weights (training's model on a GPU)
             result = formulation.predict(model, tokenizer, share, settings, progress=bar.update)
     if distributed.is_distributed():
@@ -96,17 +101,23 @@ def evaluate_records(
     return score_predictions(records, result.predictions, result.metrics, tokenizer, settings, seconds)
 
 
-def score_predictions(records: Sequence[QARecord], answers: Sequence[Prediction], model_metrics: dict,
-                      tokenizer, settings: PredictSettings, seconds: float) -> EvalOutcome:  # fmt: skip
+def score_predictions(
+    records: Sequence[QARecord],
+    answers: Sequence[Prediction],
+    model_metrics: dict,
+    tokenizer,
+    settings: PredictSettings,
+    seconds: float,
+) -> EvalOutcome:
     """Score answers given in record order (`model_metrics`: the formulation's own, e.g. eval_loss)."""
     predictions = {p.id: p.text for p in answers}
     gold = {r.id: r.answer_texts for r in records}
-    metrics: dict[str, float] = dict(squad_scores(predictions, gold))
+    metrics: dict[str, Any] = dict(squad_scores(predictions, gold))  # scores, then slices and failures
     metrics.update(rouge_scores([predictions[r.id] for r in records], [r.answer_texts for r in records]))
     metrics.update(model_metrics)
     rows = []
     slices = record_slices(records, tokenizer, settings.window_tokens, settings.version_2)
-    for record, prediction, in_slices in zip(records, answers, slices):
+    for record, prediction, in_slices in zip(records, answers, slices, strict=True):
         row = {
             "id": record.id,
             "question": record.question,
@@ -131,8 +142,9 @@ def score_predictions(records: Sequence[QARecord], answers: Sequence[Prediction]
     return EvalOutcome(metrics, rows, list(answers))
 
 
-def at_threshold(outcome: EvalOutcome, records: Sequence[QARecord], tokenizer, settings: PredictSettings,
-                 threshold: float) -> EvalOutcome:  # fmt: skip
+def at_threshold(
+    outcome: EvalOutcome, records: Sequence[QARecord], tokenizer, settings: PredictSettings, threshold: float
+) -> EvalOutcome:
     """The same answers decided at another no-answer threshold, scored again (no model runs)."""
     model_metrics = {key: outcome.metrics[key] for key in MODEL_METRICS if key in outcome.metrics}
     answers = [p.at_threshold(threshold) for p in outcome.predictions]
@@ -146,7 +158,7 @@ def record_slices(records: Sequence[QARecord], tokenizer, window_tokens: int | N
     quartiles = context_quartiles([len(r.context) for r in records])
     windows: dict[tuple[str, str], int | None] = {}
     out = []
-    for record, quartile in zip(records, quartiles):
+    for record, quartile in zip(records, quartiles, strict=True):
         answer_end = None
         if record.answers and record.answers[0].answer_start >= 0:
             answer_end = record.answers[0].answer_start + len(record.answers[0].text)

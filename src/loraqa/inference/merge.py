@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loraqa.atomic import atomic_directory
 from loraqa.errors import RunDirError
 from loraqa.inference.ready import ReadyModel
-from loraqa.atomic import atomic_directory
 
 
 def quantized_base_notice(meta: dict) -> str | None:

@@ -194,7 +194,9 @@ class OnnxSeq2SeqLM(PreTrainedModel, GenerationMixin):
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long)
         (logits,) = run_session(
-            self.decoder_session, decoder_input_ids=decoder_input_ids, encoder_hidden_states=hidden,
+            self.decoder_session,
+            decoder_input_ids=decoder_input_ids,
+            encoder_hidden_states=hidden,
             attention_mask=attention_mask,
-        )  # fmt: skip
+        )
         return Seq2SeqLMOutput(logits=torch.from_numpy(logits))

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from loraqa.atomic import write_text_exclusive
 from loraqa.config.schema import DataConfig
 from loraqa.data.collector import RecordCollector
 from loraqa.data.reading import read_text
@@ -30,7 +31,6 @@ from loraqa.data.validate import (
 )
 from loraqa.errors import DataError, RunDirError
 from loraqa.inference.answer import Answer
-from loraqa.atomic import write_text_exclusive
 
 NO_ANSWER_TEXT = "(no answer)"
 

@@ -23,11 +23,13 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from loraqa.config.schema import ModelConfig, RunConfig, replace_keeping_set_keys
 from loraqa.config.validate import fit_window
+from loraqa.device import DevicePlan, answer_dtype, plan_device
 from loraqa.errors import ConfigError
 from loraqa.formulations import FORMULATIONS
 from loraqa.inference.onnx_model import is_onnx_export, load_onnx_parts
@@ -40,7 +42,6 @@ from loraqa.models.loading import (
     load_model,
     load_tokenizer,
 )
-from loraqa.device import DevicePlan, answer_dtype, plan_device
 
 # model.* keys a user may change when answering with an adapter: they bound windows and answers,
 # and do not change what the adapter's weights mean.
@@ -51,8 +52,8 @@ USER_MODEL_KEYS = ("trust_remote_code", "revision")
 
 @dataclass
 class ReadyModel:
-    model: object
-    tokenizer: object
+    model: Any  # a transformers model, a PeftModel or an ONNX stand-in (inference/onnx_model.py)
+    tokenizer: Any
     spec: BaseSpec
     model_config: ModelConfig
     adapter: str | None
@@ -194,8 +195,8 @@ def _unrecorded_template(meta: dict, saved: dict) -> str | None:
 
 def load_onnx_export(directory: str | Path) -> ReadyModel:
     """The ONNX export in `directory` (`loraqa export --format onnx`), answering with ONNX Runtime."""
-    model, tokenizer, spec, config, directory, version_2 = load_onnx_parts(directory)
-    return ReadyModel(model, tokenizer, spec, config, directory, version_2=version_2)
+    model, tokenizer, spec, config, where, version_2 = load_onnx_parts(directory)
+    return ReadyModel(model, tokenizer, spec, config, str(where), version_2=version_2)
 
 
 def load_ready_model(

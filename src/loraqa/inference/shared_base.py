@@ -21,6 +21,7 @@ def add_named_adapter(shared: ReadyModel, setup: AnswerSetup, meta: dict, peft_n
     """Attach `setup.adapter` (its checked loraqa.json is `meta`) to `shared.model`, a PeftModel, as
     the peft adapter `peft_name`; the ReadyModel answering as it once `set_adapter(peft_name)`.
     An adapter that does not fit the base is an `AdapterError`."""
+    assert setup.adapter is not None, "add_named_adapter: a setup with an adapter"
     directory = Path(setup.adapter)
     _check_same_base(directory, meta, setup.spec)
     peft_model = shared.model
@@ -28,7 +29,7 @@ def add_named_adapter(shared: ReadyModel, setup: AnswerSetup, meta: dict, peft_n
         # Registered from the checked config first, so peft's load_adapter never reads adapter_config.json itself.
         lora_config = read_lora_config(directory, base_path=setup.spec.path)
         lora_config.inference_mode = True
-        rows = int(meta.get("embedding_rows", peft_model.get_input_embeddings().weight.shape[0]))
+        rows = int(meta.get("embedding_rows") or peft_model.get_input_embeddings().weight.shape[0])
         base_class = type(peft_model.get_base_model())
         check_adapter_weights(directory, lora_config, base_class, setup.spec.hf_config, rows)
         peft_model.add_adapter(peft_name, lora_config)

@@ -26,19 +26,19 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from loraqa import families
-from loraqa.version import __version__
+from loraqa.atomic import atomic_directory, write_json_atomic
 from loraqa.config.schema import LoraSettings, ModelConfig
 from loraqa.config.validate import mutates_base
 from loraqa.errors import AdapterError, ConfigError
 from loraqa.formulations.base import Formulation, model_device
 from loraqa.lora.adapter_files import ADAPTER_FILES, ADAPTER_MODEL_KEYS, META_FILE, read_adapter_meta, read_lora_config
+from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.lora.adapter_weights import check_adapter_weights
 from loraqa.lora.presets import PRESET_NAMES, resolve_target_modules
 from loraqa.models.cheap_dropout import use_cheap_masks
-from loraqa.lora.adapter_readme import README_FILE, adapter_readme
 from loraqa.models.loading import ignore_segment_ids
 from loraqa.models.offline import describe_base, plain_base_id, portable_base_name
-from loraqa.atomic import atomic_directory, write_json_atomic
+from loraqa.version import __version__
 
 # peft reads `model.is_gradient_checkpointing` when it wraps a model, a name transformers 5 deprecated:
 # a FutureWarning on every `loraqa.load()` that no user can act on (this one only; others still show).
@@ -111,8 +111,13 @@ def is_plain_lora(settings: LoraSettings, adds_tokens: bool) -> bool:
     """Whether training changes LoRA matrices and saved modules only: no added token rows, no DoRA
     magnitudes, no initialisation that moves base weights, no trained biases, a full-precision base.
     Only then may the frozen base be held in half precision (`device.frozen_base_dtype`)."""
-    return (not adds_tokens and not settings.use_dora and not mutates_base(settings) and settings.bias == "none"
-            and settings.quantize_base == "none")  # fmt: skip
+    return (
+        not adds_tokens
+        and not settings.use_dora
+        and not mutates_base(settings)
+        and settings.bias == "none"
+        and settings.quantize_base == "none"
+    )
 
 
 def inert_segment_modules(model) -> list[str]:
@@ -297,12 +302,19 @@ def training_summary(config) -> dict:
     lora, training, data = config.lora, config.training, config.data
     targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
     return {
-        "train_data": data.train, "train_samples": data.train_samples, "r": lora.r,
-        "lora_alpha": float(lora.lora_alpha), "lora_dropout": float(lora.lora_dropout), "target_modules": targets,
-        "learning_rate": float(training.learning_rate), "batch_size": training.per_device_train_batch_size,
+        "train_data": data.train,
+        "train_samples": data.train_samples,
+        "r": lora.r,
+        "lora_alpha": float(lora.lora_alpha),
+        "lora_dropout": float(lora.lora_dropout),
+        "target_modules": targets,
+        "learning_rate": float(training.learning_rate),
+        "batch_size": training.per_device_train_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
-        "num_train_epochs": float(training.num_train_epochs), "max_steps": training.max_steps, "seed": training.seed,
-    }  # fmt: skip
+        "num_train_epochs": float(training.num_train_epochs),
+        "max_steps": training.max_steps,
+        "seed": training.seed,
+    }
 
 
 def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> None:
@@ -329,9 +341,11 @@ def save_adapter(peft_model, tokenizer, directory: str | Path, meta: dict) -> No
                 # PiSSA/OLoRA trained on a changed base: peft rewrites the adapter as plain LoRA of rank 2r
                 # (dW = AB - A0B0), which loads on the original base with the same answers.
                 peft_model.save_pretrained(
-                    str(tmp), safe_serialization=True, path_initial_model_for_weight_conversion=initial[1],
+                    str(tmp),
+                    safe_serialization=True,
+                    path_initial_model_for_weight_conversion=initial[1],
                     save_embedding_layers=embeddings,
-                )  # fmt: skip
+                )
                 _restore_non_lora_weights(peft_model, tmp, embeddings)
             save_tokenizer(tokenizer, tmp)
             write_json_atomic(tmp / META_FILE, meta)

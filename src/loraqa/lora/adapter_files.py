@@ -111,9 +111,21 @@ BASE_SCHEMA: dict[str, Any] = {
 _SCALAR = str | int | float | bool | None
 TRAINING_SCHEMA: dict[str, Any] = {
     key: _SCALAR | list[str]
-    for key in ("train_data", "train_samples", "r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
-                "batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps", "seed")
-}  # fmt: skip
+    for key in (
+        "train_data",
+        "train_samples",
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "learning_rate",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "max_steps",
+        "seed",
+    )
+}
 # Written by loraqa before adapters stopped recording them; type-checked, never used.
 IGNORED_MODEL_KEYS: dict[str, Any] = {"trust_remote_code": bool, "revision": str | None}
 

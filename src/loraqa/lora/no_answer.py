@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loraqa.atomic import write_json_atomic
 from loraqa.lora.adapter_files import META_FILE, read_threshold
 from loraqa.metrics.abstention import ThresholdChoice
-from loraqa.atomic import write_json_atomic
 
 
 def write_threshold(adapter_dir: str | Path, choice: ThresholdChoice, chosen_on: str, questions: int) -> None:

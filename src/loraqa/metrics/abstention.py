@@ -50,8 +50,8 @@ def best_threshold(rows: Sequence[dict]) -> ThresholdChoice:
     # Start with every question abstaining, then answer them one by one in ascending difference.
     f1_sum, em_sum = sum(f for f, _ in abstained), sum(e for _, e in abstained)
     has_sum, no_sum = (
-        sum(f for (f, _), h in zip(abstained, has_answer) if h),
-        sum(f for (f, _), h in zip(abstained, has_answer) if not h),
+        sum(f for (f, _), h in zip(abstained, has_answer, strict=True) if h),
+        sum(f for (f, _), h in zip(abstained, has_answer, strict=True) if not h),
     )
     candidates = [(ordered[0]["null_score_diff"] - 1.0, f1_sum, em_sum, has_sum, no_sum)]
     for i, row in enumerate(ordered):

@@ -80,8 +80,9 @@ class Calibrator:
         if method == "temperature":
             return cls("temperature", temperature=float(data["temperature"]))
         if method == "isotonic":
-            return cls("isotonic", knots_x=[float(x) for x in data["knots_x"]],
-                       knots_y=[float(y) for y in data["knots_y"]])  # fmt: skip
+            return cls(
+                "isotonic", knots_x=[float(x) for x in data["knots_x"]], knots_y=[float(y) for y in data["knots_y"]]
+            )
         return cls("identity")
 
 
@@ -108,8 +109,9 @@ def fit_calibrator(confidences: Sequence[float], correct: Sequence[bool]) -> Cal
     return temperature
 
 
-def coverage_curve(confidences: Sequence[float], f1s: Sequence[float], ems: Sequence[float],
-                   steps: int = 10) -> list[dict]:  # fmt: skip
+def coverage_curve(
+    confidences: Sequence[float], f1s: Sequence[float], ems: Sequence[float], steps: int = 10
+) -> list[dict]:
     """F1 and EM (0-100) when answering only the most confident X% of questions, X = 10, 20, ..., 100."""
     conf = np.asarray(confidences, dtype=float)
     order = np.argsort(-conf, kind="stable")
@@ -117,8 +119,15 @@ def coverage_curve(confidences: Sequence[float], f1s: Sequence[float], ems: Sequ
     curve = []
     for step in range(1, steps + 1):
         count = max(1, int(round(conf.size * step / steps)))
-        curve.append({"coverage": step / steps, "answered": count, "min_confidence": round(float(conf[order][count - 1]), 6),
-                      "f1": round(100 * float(f1[:count].mean()), 2), "exact_match": round(100 * float(em[:count].mean()), 2)})  # fmt: skip
+        curve.append(
+            {
+                "coverage": step / steps,
+                "answered": count,
+                "min_confidence": round(float(conf[order][count - 1]), 6),
+                "f1": round(100 * float(f1[:count].mean()), 2),
+                "exact_match": round(100 * float(em[:count].mean()), 2),
+            }
+        )
     return curve
 
 

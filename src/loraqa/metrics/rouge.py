@@ -40,7 +40,7 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
             f"{len(predictions)} predictions but {len(references)} reference lists; they must pair up one to one"
         )
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for i, (prediction, refs) in enumerate(zip(predictions, references)):
+    for i, (prediction, refs) in enumerate(zip(predictions, references, strict=True)):
         if isinstance(refs, str):
             raise TypeError(f"references[{i}] must be a sequence of strings, not a str: {refs!r}")
         if not any(ref.strip() for ref in refs):  # no-answer: right only when nothing was answered

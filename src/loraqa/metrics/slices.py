@@ -19,16 +19,29 @@ from collections.abc import Sequence
 from loraqa.metrics.significance import interval
 
 DIMENSIONS = ("question_word", "answer_type", "context_length", "answer_position", "answerable")
-_WORDS = {"who": "who", "whom": "who", "whose": "who", "what": "what", "when": "when", "where": "where",
-          "why": "why", "how": "how", "which": "which"}  # fmt: skip
+_WORDS = {
+    "who": "who",
+    "whom": "who",
+    "whose": "who",
+    "what": "what",
+    "when": "when",
+    "where": "where",
+    "why": "why",
+    "how": "how",
+    "which": "which",
+}
 _WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b")
 _HOW_MANY = re.compile(r"\bhow (many|much)\b")
-_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
-           "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")  # fmt: skip
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
 _DATE = re.compile(rf"\b({_MONTHS})\b|\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b\d{{1,2}}(st|nd|rd|th)? century\b")
-_NUMBER_WORDS = frozenset("zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty "
-                          "thirty forty fifty sixty seventy eighty ninety hundred thousand million billion half "
-                          "dozen several".split())  # fmt: skip
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty "
+    "thirty forty fifty sixty seventy eighty ninety hundred thousand million billion half "
+    "dozen several".split()
+)
 
 
 def question_word(question: str) -> str:

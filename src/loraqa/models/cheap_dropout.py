@@ -85,8 +85,13 @@ def cpu_dropout_attention(module, query, key, value, attention_mask, dropout: fl
     is_causal = bool(query.shape[2] > 1 and attention_mask is None and is_causal)
     position_bias = kwargs.get("position_bias")
     unhandled = any(kwargs.get(name) is not None for name in ("softcap", "s_aux", "sinks", "cache"))
-    if (not module.training or dropped_levels == 0 or query.device.type != "cpu" or unhandled
-            or (is_causal and (position_bias is None or key.shape[2] != query.shape[2]))):  # fmt: skip
+    if (
+        not module.training
+        or dropped_levels == 0
+        or query.device.type != "cpu"
+        or unhandled
+        or (is_causal and (position_bias is None or key.shape[2] != query.shape[2]))
+    ):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )

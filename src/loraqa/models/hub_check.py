@@ -33,8 +33,10 @@ def check_base_model(name: str, revision: str | None = None) -> None:
         return
     if cached:
         os.environ["HF_HUB_OFFLINE"] = "1"  # read before huggingface_hub is first imported
-        say(f"note: the Hugging Face Hub ({hub_endpoint()}) is unreachable; using the cached copy of {name} "
-            "(HF_HUB_OFFLINE=1)")  # fmt: skip
+        say(
+            f"note: the Hugging Face Hub ({hub_endpoint()}) is unreachable; using the cached copy of {name} "
+            "(HF_HUB_OFFLINE=1)"
+        )
         return
     close = did_you_mean(name, [known for known in known_model_names() if known != name])  # not gpt2 for gpt2
     raise LoraqaError(

@@ -92,7 +92,7 @@ def load_adapter_tokenizer(spec: BaseSpec, directory: str | Path):
     for name in ADAPTER_TOKENIZER_FILES:
         if not (directory / name).exists():
             raise AdapterError(f"{directory / name}: missing (the adapter's tokenizer is saved with it)")
-    for name, limit in zip(ADAPTER_TOKENIZER_FILES, (MAX_JSON_SIDECAR_BYTES, MAX_TOKENIZER_FILE_BYTES)):
+    for name, limit in zip(ADAPTER_TOKENIZER_FILES, (MAX_JSON_SIDECAR_BYTES, MAX_TOKENIZER_FILE_BYTES), strict=True):
         problem = input_file_problem(directory / name, limit)
         if problem:
             raise AdapterError(f"{directory / name}: {problem}")
@@ -131,8 +131,14 @@ def _transformers_tokenizer_class(name, config_path: Path):
     return found
 
 
-def load_model(spec: BaseSpec, model_config: ModelConfig, tokenizer, device: torch.device, quantize: str = "none",
-               dtype: torch.dtype = torch.float32):  # fmt: skip
+def load_model(
+    spec: BaseSpec,
+    model_config: ModelConfig,
+    tokenizer,
+    device: torch.device,
+    quantize: str = "none",
+    dtype: torch.dtype = torch.float32,
+):
     """Base model weights in `dtype` (fp32 unless asked) on `device`; embeddings grown to the tokenizer
     when tokens were added; segment ids made inert when the formulation asks
     (`Formulation.makes_segment_ids_inert`).
@@ -229,8 +235,12 @@ def quantization_kwargs(quantize: str, device: torch.device, compute_dtype: torc
     from transformers import BitsAndBytesConfig
 
     if quantize == "4bit":
-        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                    bnb_4bit_compute_dtype=compute_dtype)  # fmt: skip
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
     else:
         config = BitsAndBytesConfig(load_in_8bit=True)
     return {"quantization_config": config, "device_map": {"": device}}

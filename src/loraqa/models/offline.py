@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from loraqa.errors import LoraqaError
 from loraqa.atomic import replace_directory
+from loraqa.errors import LoraqaError
 
 try:
     import fcntl
@@ -105,8 +105,13 @@ def describe_base(name: str) -> dict:
             version = importlib.metadata.version(model.package)
         except importlib.metadata.PackageNotFoundError:
             version = None
-        return {"name": name, "kind": "offline", "package": model.package, "package_version": version,
-                "hub_id": model.hub_id}  # fmt: skip
+        return {
+            "name": name,
+            "kind": "offline",
+            "package": model.package,
+            "package_version": version,
+            "hub_id": model.hub_id,
+        }
     if Path(name).expanduser().exists():
         return {"name": name, "kind": "local", "path": str(Path(name).expanduser().resolve())}
     return {"name": name, "kind": "hub"}

@@ -10,17 +10,17 @@ from dataclasses import dataclass
 
 import torch
 
+from loraqa import distributed
 from loraqa.config.validate import mutates_base
 from loraqa.console import say
+from loraqa.inference.evaluate import EvalOutcome, at_threshold, evaluate_records, write_outcome
 from loraqa.inference.uncertainty import calibration_summary
 from loraqa.lora.calibration_file import write_calibration
-from loraqa.metrics.calibration import Calibrator
-from loraqa.inference.evaluate import EvalOutcome, at_threshold, evaluate_records, write_outcome
 from loraqa.lora.no_answer import write_threshold
 from loraqa.metrics.abstention import best_threshold
+from loraqa.metrics.calibration import Calibrator
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.runs.files import METRICS_FILE
-from loraqa import distributed
 
 
 @dataclass
@@ -50,9 +50,13 @@ def baseline(prepared: Prepared) -> dict | None:
     off = nullcontext() if mutates_base(config.lora) else peft_model.disable_adapter()
     with _trainable_kept(peft_model), off, _replayed_random_state(prepared.draws):
         outcome = evaluate_records(
-            prepared.spec.formulation, peft_model.get_base_model(), prepared.tokenizer, prepared.data.test,
-            prepared.settings, label="baseline",
-        )  # fmt: skip
+            prepared.spec.formulation,
+            peft_model.get_base_model(),
+            prepared.tokenizer,
+            prepared.data.test,
+            prepared.settings,
+            label="baseline",
+        )
     if distributed.is_main():  # [ddp]
         write_outcome(outcome, run.baseline, extra={"model": config.model.name, "adapter": None})
     prepared.phase_seconds["baseline"] = round(time.perf_counter() - started, 1)
@@ -112,8 +116,10 @@ def _thresholded(prepared: Prepared, test: EvalOutcome, on_validation: EvalOutco
         "validation_questions": len(on_validation.rows),
         "curve": choice.curve,  # validation F1, HasAns F1, NoAns F1 at each threshold (the report's plot)
     }
-    say(f"no-answer threshold {choice.threshold:.3f}: the best validation F1 ({choice.f1:.2f}) of "
-        f"{len(on_validation.rows)} questions")  # fmt: skip
+    say(
+        f"no-answer threshold {choice.threshold:.3f}: the best validation F1 ({choice.f1:.2f}) of "
+        f"{len(on_validation.rows)} questions"
+    )
     if distributed.is_main():  # [ddp] the adapter answers with it wherever it answers (eval, predict, serve, API)
         write_threshold(prepared.run.adapter, choice, "validation", len(on_validation.rows))
     return test, on_validation

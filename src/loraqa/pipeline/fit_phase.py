@@ -16,20 +16,19 @@ from transformers import EarlyStoppingCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 
-from loraqa import families
+from loraqa import distributed, families
+from loraqa.atomic import write_text_atomic
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.inference.evaluate import evaluate_records
 from loraqa.lora.adapter import ADAPTER_FILES, load_adapter_weights
 from loraqa.pipeline.prepare_phase import Prepared
-from loraqa.atomic import write_text_atomic
 from loraqa.runs.files import TRAIN_LOG_FILE
 from loraqa.runs.rundir import RunDirectory
-from loraqa import distributed
 from loraqa.training.arguments import training_arguments
 from loraqa.training.memory import PeakMemoryMeter
-from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
 from loraqa.training.tracking import trainer_callbacks
+from loraqa.training.trainer import FeatureDataset, QATrainer, last_complete_checkpoint, shared_prompt_groups
 
 
 @dataclass
@@ -96,10 +95,15 @@ def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
     seconds = round(time.perf_counter() - started, 1)
     prepared.phase_seconds["fit"] = seconds
     result = FitResult(
-        train_loss=train_loss, train_seconds=seconds, selection=_model_selection(config, trainer),
-        divergence_warning=getattr(trainer, "divergence_warning", None), finished=finished,
-        log_history=list(trainer.state.log_history), global_step=trainer.state.global_step, peak_memory=peak_memory,
-    )  # fmt: skip
+        train_loss=train_loss,
+        train_seconds=seconds,
+        selection=_model_selection(config, trainer),
+        divergence_warning=getattr(trainer, "divergence_warning", None),
+        finished=finished,
+        log_history=list(trainer.state.log_history),
+        global_step=trainer.state.global_step,
+        peak_memory=peak_memory,
+    )
     trainer.release()  # its optimizer and its guards' cycle: freed with the run, not at the next collection
     return result
 
@@ -193,8 +197,10 @@ def _model_selection(config: RunConfig, trainer) -> dict:
             "value": state.best_metric,
         }
         if checkpoint:
-            say(f"best model: {checkpoint} (step {state.best_global_step}, validation {metric} "
-                f"{state.best_metric:.4g}), loaded as the adapter")  # fmt: skip
+            say(
+                f"best model: {checkpoint} (step {state.best_global_step}, validation {metric} "
+                f"{state.best_metric:.4g}), loaded as the adapter"
+            )
         else:
             say("best model: no evaluation ran, so the last step's weights are the adapter")
     stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
@@ -209,9 +215,13 @@ def _model_selection(config: RunConfig, trainer) -> dict:
             "patience": stopper.early_stopping_patience,
         }
         if stopped:
-            say(f"early stopping: stopped at step {state.global_step} of {state.max_steps}, after {waited} "
-                f"evaluations without improvement in validation {metric}")  # fmt: skip
+            say(
+                f"early stopping: stopped at step {state.global_step} of {state.max_steps}, after {waited} "
+                f"evaluations without improvement in validation {metric}"
+            )
         else:
-            say(f"early stopping: did not trigger ({waited} of {stopper.early_stopping_patience} evaluations "
-                f"without improvement at the end)")  # fmt: skip
+            say(
+                f"early stopping: did not trigger ({waited} of {stopper.early_stopping_patience} evaluations "
+                f"without improvement at the end)"
+            )
     return result

@@ -14,20 +14,20 @@ from dataclasses import dataclass, field
 import torch
 from transformers import set_seed
 
+from loraqa import distributed
 from loraqa.config.schema import RunConfig
 from loraqa.config.validate import check_lora_for_model, fit_window, needs_validation
 from loraqa.console import say
 from loraqa.data.prepare import RunData, load_run_data
-from loraqa.families import trained_on_squad
+from loraqa.device import DTYPES, DevicePlan, frozen_base_dtype, plan_device
 from loraqa.errors import DataError
-from loraqa.inference.evaluate import predict_settings
+from loraqa.families import trained_on_squad
 from loraqa.formulations import PredictSettings
+from loraqa.inference.evaluate import predict_settings
 from loraqa.lora.adapter import adapted_layers, attach_lora, is_plain_lora, parameter_counts
 from loraqa.lora.rank import check_rank
 from loraqa.models.loading import BaseSpec, inspect_base, load_model, load_tokenizer
 from loraqa.runs.rundir import RunDirectory
-from loraqa.device import DTYPES, DevicePlan, frozen_base_dtype, plan_device
-from loraqa import distributed
 
 
 @dataclass
@@ -56,8 +56,14 @@ class Prepared:
         return 100 * self.trainable_params / max(self.total_params, 1)
 
 
-def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
-            validation: bool | None = None, data: RunData | None = None) -> Prepared:  # fmt: skip
+def prepare(
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    validation: bool | None = None,
+    data: RunData | None = None,
+) -> Prepared:
     """Check, load and claim: return a `Prepared` whose run directory is locked (call
     `prepared.run.release()` when done). `validation`: carve a validation split even when nothing
     evaluates during training (comparisons and sweeps choose on it); None: only when used.
@@ -66,9 +72,10 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     wants_validation = needs_validation(config) if validation is None else validation or needs_validation(config)
     if data is None:
         data = load_run_data(
-            config.data, validation=wants_validation,
+            config.data,
+            validation=wants_validation,
             validation_if_v2=config.evaluation.null_score_diff_threshold == "auto",  # chosen on validation
-        )  # fmt: skip
+        )
     spec = inspect_base(config.model)
     fit_window(config.model, spec.hf_config)  # a default window longer than the model reads is capped
     if config.training.torch_threads:  # before the plan, whose description (kept in summary.json) counts them
@@ -85,8 +92,14 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         say(f"note: {config.model.name} was trained on SQuAD itself: its baseline is not zero-shot")
     set_seed(config.training.seed)  # also fixes the freshly initialised QA head
     tokenizer = load_tokenizer(spec, config.model)
-    model = load_model(spec, config.model, tokenizer, plan.torch_device, quantize=config.lora.quantize_base,
-                       dtype=base_dtype(config, plan))  # fmt: skip
+    model = load_model(
+        spec,
+        config.model,
+        tokenizer,
+        plan.torch_device,
+        quantize=config.lora.quantize_base,
+        dtype=base_dtype(config, plan),
+    )
     draws = _random_state()  # what the baseline drew from when it ran before LoRA was attached
     new_tokens = tokenizer.convert_tokens_to_ids(config.model.add_tokens) if config.model.add_tokens else None
     peft_model = attach_lora(model, config.lora, spec.formulation, spec.model_type, new_tokens)
@@ -99,10 +112,21 @@ def prepare(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     distributed.run_on_main(lambda: run.open_for_training(config, resume=resume, overwrite=overwrite))
     say(f"run directory {run.path}")
     prepared = Prepared(
-        config=config, data=data, spec=spec, plan=plan, tokenizer=tokenizer, peft_model=peft_model,
-        features=features, settings=predict_settings(config, data.version_2), run=run, resume=resume,
-        draws=draws, trainable_params=trainable, total_params=total, started=started,
-    )  # fmt: skip
+        config=config,
+        data=data,
+        spec=spec,
+        plan=plan,
+        tokenizer=tokenizer,
+        peft_model=peft_model,
+        features=features,
+        settings=predict_settings(config, data.version_2),
+        run=run,
+        resume=resume,
+        draws=draws,
+        trainable_params=trainable,
+        total_params=total,
+        started=started,
+    )
     prepared.phase_seconds["prepare"] = round(time.perf_counter() - started, 1)
     return prepared
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from loraqa import distributed
 from loraqa.console import say
 from loraqa.lora.adapter import adapter_meta, save_adapter
 from loraqa.pipeline.fit_phase import FitResult
 from loraqa.pipeline.prepare_phase import Prepared
 from loraqa.runs.write_errors import saving
-from loraqa import distributed
 
 
 def save(prepared: Prepared, fit: FitResult) -> Path:
@@ -20,9 +20,15 @@ def save(prepared: Prepared, fit: FitResult) -> Path:
     run, config, spec = prepared.run, prepared.config, prepared.spec
     if fit.finished is None or fit.finished.weights != run.adapter:
         meta = adapter_meta(
-            config.model, spec.formulation, spec.hf_config, prepared.tokenizer, prepared.peft_model,
-            version_2=prepared.data.version_2, config=config, quantize_base=config.lora.quantize_base,
-        )  # fmt: skip
+            config.model,
+            spec.formulation,
+            spec.hf_config,
+            prepared.tokenizer,
+            prepared.peft_model,
+            version_2=prepared.data.version_2,
+            config=config,
+            quantize_base=config.lora.quantize_base,
+        )
         if distributed.is_main():  # [ddp]
             with saving(run.adapter):  # disk full: one OSError naming the adapter, whatever the library raised
                 save_adapter(prepared.peft_model, prepared.tokenizer, run.adapter, meta)

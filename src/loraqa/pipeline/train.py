@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import torch
 
+from loraqa import distributed
 from loraqa.config.schema import RunConfig
 from loraqa.console import say
 from loraqa.device import release_device_memory
@@ -27,12 +28,18 @@ from loraqa.pipeline.save_phase import directory_bytes, save
 from loraqa.runs.files import METRICS_FILE
 from loraqa.runs.summary import RunSummary
 from loraqa.runs.write_errors import write_failure
-from loraqa import distributed
 from loraqa.training.tracking import report_run
 
 
-def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks=(),
-                 validation: bool | None = None, command: list[str] | None = None) -> dict:  # fmt: skip
+def run_training(
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks=(),
+    validation: bool | None = None,
+    command: list[str] | None = None,
+) -> dict:
     """Train an adapter as configured; return the summary written to summary.json, as its JSON
     object (`RunSummary.to_dict()`; `loraqa.runs.summary.read_summary` reads it back typed).
 
@@ -49,8 +56,9 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
     the same process (compare, sweep trials) starts from the memory the first one did."""
     threads = torch.get_num_threads()
     try:
-        return _run_training(config, resume=resume, overwrite=overwrite, callbacks=callbacks, validation=validation,
-                             command=command)  # fmt: skip
+        return _run_training(
+            config, resume=resume, overwrite=overwrite, callbacks=callbacks, validation=validation, command=command
+        )
     except BaseException as exc:
         traceback.clear_frames(exc.__traceback__)  # a failed run's frames would keep its model and trainer
         raise
@@ -59,8 +67,9 @@ def run_training(config: RunConfig, *, resume: bool = False, overwrite: bool = F
         release_device_memory()  # the next run in this process starts from the memory this one did
 
 
-def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks, validation: bool | None,
-                  command: list[str] | None) -> dict:  # fmt: skip
+def _run_training(
+    config: RunConfig, *, resume: bool, overwrite: bool, callbacks, validation: bool | None, command: list[str] | None
+) -> dict:
     prepared = prepare(config, resume=resume, overwrite=overwrite, validation=validation)
     run = prepared.run
     try:
@@ -68,8 +77,14 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
         summary.baseline = baseline(prepared)
         fitted = fit(prepared, callbacks)
         # peak_memory_* (training/memory.py says what they count) and best_model / early_stopping
-        summary = replace(summary, train_loss=fitted.train_loss, train_seconds=fitted.train_seconds,
-                          divergence_warning=fitted.divergence_warning or None, **fitted.peak_memory, **fitted.selection)  # fmt: skip
+        summary = replace(
+            summary,
+            train_loss=fitted.train_loss,
+            train_seconds=fitted.train_seconds,
+            divergence_warning=fitted.divergence_warning or None,
+            **fitted.peak_memory,
+            **fitted.selection,
+        )
         adapter = save(prepared, fitted)
         evaluation = evaluate(prepared)
         summary.adapter = evaluation.test.metrics
@@ -84,8 +99,13 @@ def _run_training(config: RunConfig, *, resume: bool, overwrite: bool, callbacks
             return summary.to_dict()
         finish(prepared, summary)
         # What happened outside Trainer, to the runs the tracking callbacks started.
-        report_run(config, run.path, summary, step=fitted.global_step,
-                   parameters=(prepared.trainable_params, prepared.total_params))  # fmt: skip
+        report_run(
+            config,
+            run.path,
+            summary,
+            step=fitted.global_step,
+            parameters=(prepared.trainable_params, prepared.total_params),
+        )
     except Exception as exc:
         failure = write_failure(exc, run.path)
         if failure is None:

@@ -8,18 +8,17 @@ empty frame. Each run keeps one colour in every figure.
 
 from __future__ import annotations
 
-import numpy as np
-
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from loraqa.reports.curves import EMA_WEIGHT, ema, evaluation_metric, training_loss
 from loraqa.metrics.calibration import BINS, Calibrator
+from loraqa.reports.curves import EMA_WEIGHT, ema, evaluation_metric, training_loss
 from loraqa.runs.record import RunRecord
 
 DPI = 100
@@ -114,7 +113,7 @@ def failure_counts(runs: list[RunRecord], path: Path, categories: list[str]) -> 
         ys = [c + slot * bar - 0.4 + bar / 2 for c in range(len(categories))]
         values = [failures.get(category, 0) for category in categories]
         ax.barh(ys, values, height=bar, color=run_color(index), label=run.name)
-        for y, value in zip(ys, values):
+        for y, value in zip(ys, values, strict=True):
             if value:
                 ax.annotate(str(value), (value, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=9)
     ax.set_yticks(range(len(categories)), [c.replace("_", " ") for c in categories])
@@ -132,8 +131,13 @@ def slice_f1(run: RunRecord, path: Path) -> Path | None:
     slices = run.adapter.metrics.get("slices") if run.adapter else None
     if not isinstance(slices, dict) or not slices:
         return None
-    bars = [(f"{dimension.replace('_', ' ')}: {name}", s) for dimension, group in slices.items()
-            if isinstance(group, dict) for name, s in group.items() if isinstance(s, dict) and "f1" in s]  # fmt: skip
+    bars = [
+        (f"{dimension.replace('_', ' ')}: {name}", s)
+        for dimension, group in slices.items()
+        if isinstance(group, dict)
+        for name, s in group.items()
+        if isinstance(s, dict) and "f1" in s
+    ]
     if not bars:
         return None
     figure = _figure((WIDE[0], max(2.6, 1.0 + 0.28 * len(bars))))
@@ -143,8 +147,14 @@ def slice_f1(run: RunRecord, path: Path) -> Path | None:
     high = [s.get("f1_ci", {}).get("high", s["f1"]) - s["f1"] for _, s in bars]
     ax.barh(range(len(bars)), values, xerr=[low, high], color=run_color(0), alpha=0.8, capsize=2)
     for y, (_, s) in enumerate(bars):
-        ax.annotate(f"n={s['n']}", (min(100.0, s["f1"] + high[y]), y), xytext=(4, 0), textcoords="offset points",
-                    va="center", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"n={s['n']}",
+            (min(100.0, s["f1"] + high[y]), y),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 110)
@@ -180,8 +190,13 @@ def confidence(run: RunRecord, path: Path) -> Path | None:
     right_ax.plot(
         [100 * c["coverage"] for c in curve], [c["f1"] for c in curve], marker="o", color=run_color(0), label="F1"
     )
-    right_ax.plot([100 * c["coverage"] for c in curve], [c["exact_match"] for c in curve], marker="s", color=run_color(2),
-                  label="EM")  # fmt: skip
+    right_ax.plot(
+        [100 * c["coverage"] for c in curve],
+        [c["exact_match"] for c in curve],
+        marker="s",
+        color=run_color(2),
+        label="EM",
+    )
     right_ax.set_title("Answering only the most confident")
     right_ax.set_xlabel("questions answered (%)")
     right_ax.set_ylabel("score on those (0-100)")

@@ -25,8 +25,17 @@ EXAMPLES_PER_CATEGORY = 3
 # Keys that name a run rather than configure it: they always differ and say nothing.
 IDENTITY_KEYS = {"name", "output_dir"}
 # Shown for a single run (nothing to differ from): what a reader asks first.
-HEADLINE_KEYS = ("model.name", "lora.r", "lora.lora_alpha", "lora.target_modules", "training.learning_rate",
-                 "training.max_steps", "training.num_train_epochs", "data.train_samples", "data.test_samples")  # fmt: skip
+HEADLINE_KEYS = (
+    "model.name",
+    "lora.r",
+    "lora.lora_alpha",
+    "lora.target_modules",
+    "training.learning_rate",
+    "training.max_steps",
+    "training.num_train_epochs",
+    "data.train_samples",
+    "data.test_samples",
+)
 
 
 def build_document(source: ReportSource, files_dir: Path) -> Document:
@@ -40,8 +49,13 @@ def build_document(source: ReportSource, files_dir: Path) -> Document:
         from loraqa.reports.sweep import sweep_sections, top_runs
 
         best = top_runs(source)
-        document.sections = [*sweep_sections(source, files_dir), runs_section(source.runs),
-                             curves_section(best, files_dir), failures_section(best, files_dir), provenance_section(best)]  # fmt: skip
+        document.sections = [
+            *sweep_sections(source, files_dir),
+            runs_section(source.runs),
+            curves_section(best, files_dir),
+            failures_section(best, files_dir),
+            provenance_section(best),
+        ]
         return document
     document.sections = [
         runs_section(source.runs),
@@ -65,10 +79,12 @@ def differing_keys(configs: list[dict]) -> list[str]:
     keys = sorted(set().union(*flats)) if flats else []
     missing = object()
     return [
-        key for key in keys
-        if key.split(".")[0] not in IDENTITY_KEYS and key not in IDENTITY_KEYS
+        key
+        for key in keys
+        if key.split(".")[0] not in IDENTITY_KEYS
+        and key not in IDENTITY_KEYS
         and len({repr(f.get(key, missing)) for f in flats}) > 1
-    ]  # fmt: skip
+    ]
 
 
 def runs_section(runs: list[RunRecord]) -> Section:
@@ -79,32 +95,61 @@ def runs_section(runs: list[RunRecord]) -> Section:
         section.blocks.append(Paragraph(f"Config keys that differ between the runs: {shown}."))
     else:
         flat = flatten(runs[0].config)
-        section.blocks.append(Table(["config key", "value"], [[k, _value(flat[k])] for k in HEADLINE_KEYS if k in flat],
-                                    f"Configuration (all keys: {CONFIG_FILE})"))  # fmt: skip
-    header = ["run", "status", *keys, "formulation", "trainable params", "train time", "peak memory", "total time",
-              "baseline EM / F1 / ROUGE-L", "adapter EM / F1 / ROUGE-L", "adapter F1 95% CI",
-              "adapter - baseline F1 [95% CI]", "validation F1"]  # fmt: skip
+        section.blocks.append(
+            Table(
+                ["config key", "value"],
+                [[k, _value(flat[k])] for k in HEADLINE_KEYS if k in flat],
+                f"Configuration (all keys: {CONFIG_FILE})",
+            )
+        )
+    header = [
+        "run",
+        "status",
+        *keys,
+        "formulation",
+        "trainable params",
+        "train time",
+        "peak memory",
+        "total time",
+        "baseline EM / F1 / ROUGE-L",
+        "adapter EM / F1 / ROUGE-L",
+        "adapter F1 95% CI",
+        "adapter - baseline F1 [95% CI]",
+        "validation F1",
+    ]
     rows = []
     for run in runs:
         flat = flatten(run.config)
-        rows.append([
-            run.name, _status(run), *(_value(flat.get(k, NA)) for k in keys),
-            str(run.adapter_meta.get("formulation", NA)), trainable_params(run.summary),
-            _seconds(run.summary and run.summary.train_seconds), peak_memory(run.summary),
-            _seconds(run.summary and run.summary.total_seconds),
-            _scores(run.baseline), _scores(run.adapter), _interval(run.adapter),
-            versus_baseline(run.summary), validation_f1(run),
-        ])  # fmt: skip
+        rows.append(
+            [
+                run.name,
+                _status(run),
+                *(_value(flat.get(k, NA)) for k in keys),
+                str(run.adapter_meta.get("formulation", NA)),
+                trainable_params(run.summary),
+                _seconds(run.summary and run.summary.train_seconds),
+                peak_memory(run.summary),
+                _seconds(run.summary and run.summary.total_seconds),
+                _scores(run.baseline),
+                _scores(run.adapter),
+                _interval(run.adapter),
+                versus_baseline(run.summary),
+                validation_f1(run),
+            ]
+        )
     section.blocks.append(Table(header, rows, named_rows=True))
-    section.blocks.append(Paragraph(
-        "EM, F1 and ROUGE-L are on the test split (0-100). Validation F1 is measured on the questions "
-        "carved from the training data; compare runs on it, not on the test scores. The 95% intervals are "
-        "bootstrapped over the test questions; a difference whose interval holds 0 cannot be told from noise "
-        "on these questions (docs/evaluation.md). Peak memory is the "
-        "training's peak as the run measured it: GPU tensors on CUDA (cuda_allocated), the process's resident "
-        "memory on CPU (cpu_rss; cpu_rss_process counts from the process's start), sampled driver memory on "
-        "MPS (mps_driver); n/a where the run recorded none.", note=True,
-    ))  # fmt: skip
+    section.blocks.append(
+        Paragraph(
+            "EM, F1 and ROUGE-L are on the test split (0-100). Validation F1 is measured on the questions "
+            "carved from the training data; compare runs on it, not on the test scores. The 95% intervals are "
+            "bootstrapped over the test questions; a difference whose interval holds 0 cannot be told from noise "
+            "on these questions (docs/evaluation.md). Peak memory is the "
+            "training's peak as the run measured it: GPU tensors on CUDA (cuda_allocated), the process's resident "
+            "memory on CPU (cpu_rss; cpu_rss_process counts from the process's start), sampled driver memory on "
+            "MPS (mps_driver); n/a where the run recorded none.",
+            note=True,
+        )
+    )
     for run in runs:
         for problem in run.problems:
             section.blocks.append(Paragraph(f"{run.name}: {problem}", note=True))
@@ -117,11 +162,13 @@ def changes_section(details: dict) -> Section:
     comparison, changes = details["comparison"], details.get("changes") or []
     reference = comparison.get("reference")
     section = Section("Against the reference run")
-    section.blocks.append(Paragraph(
-        f"Each run is paired with {reference} on the {comparison.get('common_test_questions', NA)} test questions "
-        "they share. Fixed: the run answers exactly and the reference does not; broken: the reverse "
-        "(all of them in changes.jsonl)."
-    ))  # fmt: skip
+    section.blocks.append(
+        Paragraph(
+            f"Each run is paired with {reference} on the {comparison.get('common_test_questions', NA)} test questions "
+            "they share. Fixed: the run answers exactly and the reference does not; broken: the reverse "
+            "(all of them in changes.jsonl)."
+        )
+    )
     rows = []
     for row in comparison.get("runs", []):
         counts = comparison.get("changes", {}).get(row.get("run"), {})
@@ -132,11 +179,24 @@ def changes_section(details: dict) -> Section:
             difference += "" if f1.get("distinguishable") else " (not distinguishable)"
         rows.append([str(row.get("run")), difference, str(counts.get("fixed", 0)), str(counts.get("broken", 0))])
     section.blocks.append(Table(["run", "test F1 - reference [95% CI]", "fixed", "broken"], rows, named_rows=True))
-    examples = [[c.get("run", ""), c.get("change", ""), str(c.get("question", "")), str(c.get("answer", "")),
-                 str(c.get("reference_answer", ""))] for c in changes[:20]]  # fmt: skip
+    examples = [
+        [
+            c.get("run", ""),
+            c.get("change", ""),
+            str(c.get("question", "")),
+            str(c.get("answer", "")),
+            str(c.get("reference_answer", "")),
+        ]
+        for c in changes[:20]
+    ]
     if examples:
-        section.blocks.append(Table(["run", "change", "question", "answer", "reference's answer"], examples,
-                                    "The first 20 changed questions"))  # fmt: skip
+        section.blocks.append(
+            Table(
+                ["run", "change", "question", "answer", "reference's answer"],
+                examples,
+                "The first 20 changed questions",
+            )
+        )
     return section
 
 
@@ -237,8 +297,9 @@ def curves_section(runs: list[RunRecord], files_dir: Path) -> Section:
     if f1:
         section.blocks.append(Figure(f1, "Validation F1 and exact match per step, all runs"))
     else:
-        section.blocks.append(Paragraph(
-            "Validation F1 was not measured during training (training.eval_strategy=no).", note=True))  # fmt: skip
+        section.blocks.append(
+            Paragraph("Validation F1 was not measured during training (training.eval_strategy=no).", note=True)
+        )
     missing = [r.name for r in runs if not r.log]
     if missing and (loss or f1):
         section.blocks.append(Paragraph(f"No training log in: {', '.join(missing)}.", note=True))
@@ -268,28 +329,56 @@ def confidence_section(runs: list[RunRecord], files_dir: Path) -> Section:
     for index, run in enumerate(runs[:5]):
         path = figures.no_answer_threshold(run, files_dir / f"no_answer_{index}.png")
         if path:  # SQuAD v2
-            section.blocks.append(Figure(path, f"Validation F1, HasAns and NoAns F1 against the no-answer threshold "
-                                               f"for {run.name}, with the threshold chosen there"))  # fmt: skip
+            section.blocks.append(
+                Figure(
+                    path,
+                    f"Validation F1, HasAns and NoAns F1 against the no-answer threshold "
+                    f"for {run.name}, with the threshold chosen there",
+                )
+            )
         calibration = run.adapter.metrics.get("calibration") if run.adapter else None
         if not isinstance(calibration, dict):
             continue
         test = calibration.get("test") or {}
         thresholds = calibration.get("min_confidence_for_precision") or {}
-        rows.append([run.name, str((calibration.get("calibrator") or {}).get("method", NA)),
-                     f"{test.get('ece_before', 0):.3f} -> {test.get('ece_after', 0):.3f}",
-                     f"{test.get('brier_before', 0):.3f} -> {test.get('brier_after', 0):.3f}",
-                     _value(thresholds.get("0.9")), _value(thresholds.get("0.8"))])  # fmt: skip
+        rows.append(
+            [
+                run.name,
+                str((calibration.get("calibrator") or {}).get("method", NA)),
+                f"{test.get('ece_before', 0):.3f} -> {test.get('ece_after', 0):.3f}",
+                f"{test.get('brier_before', 0):.3f} -> {test.get('brier_after', 0):.3f}",
+                _value(thresholds.get("0.9")),
+                _value(thresholds.get("0.8")),
+            ]
+        )
         path = figures.confidence(run, files_dir / f"confidence_{index}.png")
         if path:
             section.blocks.append(Figure(path, f"Reliability diagram and coverage curve for {run.name}"))
     if rows:
-        section.blocks.insert(0, Table(["run", "calibration", "test ECE (15 bins)", "test Brier",
-                                        "min confidence for 90% EM precision", "for 80%"], rows,
-                                       "Fitted on the validation split, measured on test"))  # fmt: skip
-        section.blocks.append(Paragraph("ECE: the mean gap between confidence and accuracy over 15 bins (0 is "
-                                        "perfect); Brier: mean squared gap. The thresholds are calibrated "
-                                        "confidences on the test split: answering only above them kept exact-match "
-                                        "precision at 90% / 80% there.", note=True))  # fmt: skip
+        section.blocks.insert(
+            0,
+            Table(
+                [
+                    "run",
+                    "calibration",
+                    "test ECE (15 bins)",
+                    "test Brier",
+                    "min confidence for 90% EM precision",
+                    "for 80%",
+                ],
+                rows,
+                "Fitted on the validation split, measured on test",
+            ),
+        )
+        section.blocks.append(
+            Paragraph(
+                "ECE: the mean gap between confidence and accuracy over 15 bins (0 is "
+                "perfect); Brier: mean squared gap. The thresholds are calibrated "
+                "confidences on the test split: answering only above them kept exact-match "
+                "precision at 90% / 80% there.",
+                note=True,
+            )
+        )
     else:
         section.blocks.append(Paragraph("No run recorded a calibration (it needs a validation split).", note=True))
     return section
@@ -301,16 +390,30 @@ def slices_section(runs: list[RunRecord], files_dir: Path) -> Section:
     for index, run in enumerate(runs[:5]):
         path = figures.slice_f1(run, files_dir / f"slices_{index}.png")
         if path:
-            section.blocks.append(Figure(path, f"Test F1 by slice for {run.name}",
-                                         "Bars: F1 of the questions in each slice; whiskers: 95% bootstrap "
-                                         "interval; a slice of few questions has a wide one."))  # fmt: skip
+            section.blocks.append(
+                Figure(
+                    path,
+                    f"Test F1 by slice for {run.name}",
+                    "Bars: F1 of the questions in each slice; whiskers: 95% bootstrap "
+                    "interval; a slice of few questions has a wide one.",
+                )
+            )
     changes = [(run, run.summary and run.summary.slices_vs_baseline) for run in runs[:5]]
-    rows = [[run.name, f"{dimension}: {name}", f"{c['difference']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]", str(c["n"])]
-            for run, by_dimension in changes if isinstance(by_dimension, dict)
-            for dimension, group in by_dimension.items() for name, c in group.items()]  # fmt: skip
+    rows = [
+        [run.name, f"{dimension}: {name}", f"{c['difference']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]", str(c["n"])]
+        for run, by_dimension in changes
+        if isinstance(by_dimension, dict)
+        for dimension, group in by_dimension.items()
+        for name, c in group.items()
+    ]
     if rows:
-        section.blocks.append(Table(["run", "slice", "F1 change from no adapter [95% CI]", "n"], rows,
-                                    "What the adapter changed, slice by slice (paired on the same questions)"))  # fmt: skip
+        section.blocks.append(
+            Table(
+                ["run", "slice", "F1 change from no adapter [95% CI]", "n"],
+                rows,
+                "What the adapter changed, slice by slice (paired on the same questions)",
+            )
+        )
     if not section.blocks:
         section.blocks.append(Paragraph("No run recorded slices (evaluated before loraqa measured them).", note=True))
     return section
@@ -339,8 +442,15 @@ def _run_failures(run: RunRecord, categories: list[str]) -> list:
         rows = [r for r in wrong if r.get("failure") == category]
         if not rows:
             continue
-        examples = [[str(r.get("question", "")), " | ".join(dict.fromkeys(map(str, r.get("gold_answers") or []))) or "(unanswerable)",
-                     str(r.get("prediction", "")) or "(empty)", _f1(r)] for r in rows[:EXAMPLES_PER_CATEGORY]]  # fmt: skip
+        examples = [
+            [
+                str(r.get("question", "")),
+                " | ".join(dict.fromkeys(map(str, r.get("gold_answers") or []))) or "(unanswerable)",
+                str(r.get("prediction", "")) or "(empty)",
+                _f1(r),
+            ]
+            for r in rows[:EXAMPLES_PER_CATEGORY]
+        ]
         caption = f"{category.replace('_', ' ')}: {len(rows)} question(s)"
         if len(rows) > EXAMPLES_PER_CATEGORY:
             caption += f", first {EXAMPLES_PER_CATEGORY} shown"
@@ -370,19 +480,31 @@ def decodings_section(runs: list[RunRecord]) -> Section:
             continue
         for evaluation in evaluations:
             m = evaluation.metrics
-            rows.append([
-                run.name, evaluation.label, evaluation.decoding or f"{_config_decoding(run)} (config)",
-                "adapter" if m.get("adapter") or evaluation.label == "adapter" else "base model",
-                *(f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA for k in ("exact_match", "f1", "rougeL")),
-                _seconds(m.get("seconds")),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    run.name,
+                    evaluation.label,
+                    evaluation.decoding or f"{_config_decoding(run)} (config)",
+                    "adapter" if m.get("adapter") or evaluation.label == "adapter" else "base model",
+                    *(
+                        f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else NA
+                        for k in ("exact_match", "f1", "rougeL")
+                    ),
+                    _seconds(m.get("seconds")),
+                ]
+            )
     if rows:
         section.blocks.append(
             Table(["run", "evaluation", "decoding", "model", "EM", "F1", "ROUGE-L", "time"], rows, named_rows=True)
         )
     else:
-        section.blocks.append(Paragraph("Each run was evaluated with one decoding only (`loraqa eval --decoding "
-                                        "greedy,beam4` compares several).", note=True))  # fmt: skip
+        section.blocks.append(
+            Paragraph(
+                "Each run was evaluated with one decoding only (`loraqa eval --decoding "
+                "greedy,beam4` compares several).",
+                note=True,
+            )
+        )
     return section
 
 
@@ -407,10 +529,13 @@ def provenance_section(runs: list[RunRecord]) -> Section:
         Table(["run", "loraqa", "torch", "transformers", "peft", "git commit"], rows, named_rows=True)
     )
     if unrecorded:
-        section.blocks.append(Paragraph(
-            "* not recorded by the run: the version installed (or commit checked out) where this report was "
-            "written, which may differ from the one that trained it.", note=True,
-        ))  # fmt: skip
+        section.blocks.append(
+            Paragraph(
+                "* not recorded by the run: the version installed (or commit checked out) where this report was "
+                "written, which may differ from the one that trained it.",
+                note=True,
+            )
+        )
     for run in runs:
         command = run_provenance(run).command
         if command:
@@ -419,7 +544,10 @@ def provenance_section(runs: list[RunRecord]) -> Section:
             section.blocks.append(Paragraph(f"{run.name}: the command that {made} it"))
             section.blocks.append(Code(command))
         else:
-            section.blocks.append(Paragraph(
-                f"{run.name}: command not recorded; this reruns its configuration into a new directory:", note=True))  # fmt: skip
+            section.blocks.append(
+                Paragraph(
+                    f"{run.name}: command not recorded; this reruns its configuration into a new directory:", note=True
+                )
+            )
             section.blocks.append(Code(f"loraqa train {run.path / CONFIG_FILE} output_dir={run.path}-rerun"))
     return section

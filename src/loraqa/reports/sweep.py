@@ -65,8 +65,13 @@ def read_sweep(path: Path, runs: list[RunRecord]) -> ReportSource:
     for failed in summary.get("failed") or []:  # failed before it had a run directory (a bad combination)
         if isinstance(failed, dict) and failed.get("cell") and failed["cell"] not in have and not failed.get("retried"):
             trials.append(_trial_of_cell(str(failed["cell"]), "FAIL", error=str(failed.get("error", ""))))
-    details = {"summary": summary, "metric": metric, "direction": summary.get("direction", "maximize"),
-               "trials": trials, "problems": problems}  # fmt: skip
+    details = {
+        "summary": summary,
+        "metric": metric,
+        "direction": summary.get("direction", "maximize"),
+        "trials": trials,
+        "problems": problems,
+    }
     return ReportSource("sweep", path, runs, details)
 
 
@@ -193,32 +198,60 @@ def sweep_sections(source: ReportSource, files_dir: Path) -> list[Section]:
     heat = Section("Heatmaps")
     plan = heatmap_plan(axes)
     if plan is None:
-        heat.blocks.append(Paragraph("No heatmap: the sweep has fewer than two numeric axes with at most "
-                                     f"{HEATMAP_MAX_VALUES} values each (a search's values: see the next figure).", note=True))  # fmt: skip
+        heat.blocks.append(
+            Paragraph(
+                "No heatmap: the sweep has fewer than two numeric axes with at most "
+                f"{HEATMAP_MAX_VALUES} values each (a search's values: see the next figure).",
+                note=True,
+            )
+        )
     else:
         rows_key, cols_key, panel_key = plan
         for index, panel in enumerate(axes[panel_key] if panel_key else [None]):
             chosen = [t for t in trials if panel is None or t.params.get(panel_key) == panel]
             name = f"heatmap_{index}.png"
             title = (f"{panel_key}={panel}\n" if panel_key else "") + f"{label}: {rows_key} x {cols_key}"
-            path = sweep_figures.heatmap(chosen, rows_key, axes[rows_key], cols_key, axes[cols_key], title, label,
-                                         maximize, files_dir / name, _value_range(board))  # fmt: skip
-            heat.blocks.append(Figure(path, f"Heatmap of {title.replace(chr(10), ', ')}", "Mean over seeds (and any other axis); "
-                                      "a grey cell: no COMPLETE trial (failed, pruned or not run)."))  # fmt: skip
+            path = sweep_figures.heatmap(
+                chosen,
+                rows_key,
+                axes[rows_key],
+                cols_key,
+                axes[cols_key],
+                title,
+                label,
+                maximize,
+                files_dir / name,
+                _value_range(board),
+            )
+            heat.blocks.append(
+                Figure(
+                    path,
+                    f"Heatmap of {title.replace(chr(10), ', ')}",
+                    "Mean over seeds (and any other axis); a grey cell: no COMPLETE trial (failed, pruned or not run).",
+                )
+            )
     sections.append(heat)
 
     scatter = Section(f"{label} against trainable parameters")
     colour_key = plan[2] if plan and plan[2] else next(iter(axes), None)
     path = sweep_figures.metric_vs_parameters(trials, label, colour_key, files_dir / "metric_vs_parameters.png")
-    scatter.blocks.append(Figure(path, f"{label} against trainable parameters (log scale)") if path else
-                          Paragraph("No COMPLETE trial with a parameter count (adapter file) to plot.", note=True))  # fmt: skip
+    scatter.blocks.append(
+        Figure(path, f"{label} against trainable parameters (log scale)")
+        if path
+        else Paragraph("No COMPLETE trial with a parameter count (adapter file) to plot.", note=True)
+    )
     sections.append(scatter)
 
     effects = Section("Effect of each hyperparameter")
     path = sweep_figures.hyperparameter_effects(trials, axes, label, files_dir / "hyperparameter_effects.png")
     if path:
-        effects.blocks.append(Figure(path, f"Mean {label} per value of each hyperparameter",
-                                     "Bar: mean over every COMPLETE trial with that value; whisker: min to max; dots: trials."))  # fmt: skip
+        effects.blocks.append(
+            Figure(
+                path,
+                f"Mean {label} per value of each hyperparameter",
+                "Bar: mean over every COMPLETE trial with that value; whisker: min to max; dots: trials.",
+            )
+        )
         effects.blocks.append(_effects_table(trials, axes))
     else:
         effects.blocks.append(Paragraph("No hyperparameter varies between COMPLETE trials.", note=True))
@@ -253,27 +286,64 @@ def _overview(source: ReportSource, trials, board, label: str, maximize: bool) -
         counts[t.state] += 1
     summary = source.details["summary"]
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-    section.blocks.append(Paragraph(f"{len(trials)} trial(s): {states}. Ranked on {label} "
-                                    f"({'higher' if maximize else 'lower'} is better), the mean over each "
-                                    "configuration's seeds; the test scores beside it are never used to choose."))  # fmt: skip
+    section.blocks.append(
+        Paragraph(
+            f"{len(trials)} trial(s): {states}. Ranked on {label} "
+            f"({'higher' if maximize else 'lower'} is better), the mean over each "
+            "configuration's seeds; the test scores beside it are never used to choose."
+        )
+    )
     if not summary:
-        section.blocks.append(Paragraph(f"No {SWEEP_FILE}: the sweep has not finished (run its command again); "
-                                        "this report is built from the trials' run directories.", note=True))  # fmt: skip
-    header = ["rank", "configuration", "seeds", f"{label} mean", "s.e.", "std", "range", "test F1", "test EM",
-              "trainable params", "best run"]  # fmt: skip
-    rows = [[str(i + 1), r["config"] or "(one configuration)", str(len(r["trials"])), f"{r['mean']:.3f}",
-             f"{r['standard_error']:.3f}", f"{r['std']:.3f}", f"{r['range']:.3f}", _number(r["test_f1"]),
-             _number(r["test_exact_match"]),
-             _count(r["best"].trainable), r["best"].run.name if r["best"].run else NA] for i, r in enumerate(board)]  # fmt: skip
+        section.blocks.append(
+            Paragraph(
+                f"No {SWEEP_FILE}: the sweep has not finished (run its command again); "
+                "this report is built from the trials' run directories.",
+                note=True,
+            )
+        )
+    header = [
+        "rank",
+        "configuration",
+        "seeds",
+        f"{label} mean",
+        "s.e.",
+        "std",
+        "range",
+        "test F1",
+        "test EM",
+        "trainable params",
+        "best run",
+    ]
+    rows = [
+        [
+            str(i + 1),
+            r["config"] or "(one configuration)",
+            str(len(r["trials"])),
+            f"{r['mean']:.3f}",
+            f"{r['standard_error']:.3f}",
+            f"{r['std']:.3f}",
+            f"{r['range']:.3f}",
+            _number(r["test_f1"]),
+            _number(r["test_exact_match"]),
+            _count(r["best"].trainable),
+            r["best"].run.name if r["best"].run else NA,
+        ]
+        for i, r in enumerate(board)
+    ]
     if rows:
         section.blocks.append(Table(header, rows, "Configurations, best first"))
     else:
         section.blocks.append(Paragraph("No trial has completed yet.", note=True))
-    section.blocks.append(Paragraph("s.e.: standard error of the mean, from the spread over seeds and the finite "
-                                    "validation questions (each trial's bootstrap interval); std: sample standard "
-                                    "deviation over seeds; range: best minus worst seed. Two configurations whose "
-                                    "means differ by less than about two standard errors are not told apart by "
-                                    "this sweep.", note=True))  # fmt: skip
+    section.blocks.append(
+        Paragraph(
+            "s.e.: standard error of the mean, from the spread over seeds and the finite "
+            "validation questions (each trial's bootstrap interval); std: sample standard "
+            "deviation over seeds; range: best minus worst seed. Two configurations whose "
+            "means differ by less than about two standard errors are not told apart by "
+            "this sweep.",
+            note=True,
+        )
+    )
     for problem in source.details["problems"]:
         section.blocks.append(Paragraph(problem, note=True))
     return section
@@ -295,13 +365,25 @@ def _effects_table(trials, axes) -> Table:
 
 def _failed_and_pruned(trials) -> Section:
     section = Section("Failed and pruned trials")
-    rows = [[t.cell, t.state, f"pruned at step {t.pruned_at}" if t.state == "PRUNED" else (t.error or "no error recorded"),
-             t.run.name if t.run else "(no run directory)"]
-            for t in trials if t.state in ("FAIL", "PRUNED", "UNFINISHED")]  # fmt: skip
+    rows = [
+        [
+            t.cell,
+            t.state,
+            f"pruned at step {t.pruned_at}" if t.state == "PRUNED" else (t.error or "no error recorded"),
+            t.run.name if t.run else "(no run directory)",
+        ]
+        for t in trials
+        if t.state in ("FAIL", "PRUNED", "UNFINISHED")
+    ]
     if rows:
         section.blocks.append(Table(["trial", "state", "why", "run directory"], rows))
-        section.blocks.append(Paragraph("A pruned trial stopped early because its validation metric lagged the other "
-                                        "trials at the same step; its adapter is the partly trained one.", note=True))  # fmt: skip
+        section.blocks.append(
+            Paragraph(
+                "A pruned trial stopped early because its validation metric lagged the other "
+                "trials at the same step; its adapter is the partly trained one.",
+                note=True,
+            )
+        )
     else:
         section.blocks.append(Paragraph("Every trial completed.", note=True))
     return section
@@ -314,23 +396,37 @@ def _best(board, label: str, choice: tuple[dict | None, str]) -> Section:
         section.blocks.append(Paragraph("No trial has completed yet.", note=True))
         return section
     best = top["best"]
-    section.blocks.append(Paragraph(f"`{top['config'] or '(one configuration)'}`: {label} {top['mean']:.3f} over "
-                                    f"{len(top['trials'])} seed(s) (std {top['std']:.3f}, s.e. {top['standard_error']:.3f}); "
-                                    f"test F1 {_number(top['test_f1'])}, EM {_number(top['test_exact_match'])}. "
-                                    f"Best seed's run: {best.run.path if best.run else NA}."))  # fmt: skip
+    section.blocks.append(
+        Paragraph(
+            f"`{top['config'] or '(one configuration)'}`: {label} {top['mean']:.3f} over "
+            f"{len(top['trials'])} seed(s) (std {top['std']:.3f}, s.e. {top['standard_error']:.3f}); "
+            f"test F1 {_number(top['test_f1'])}, EM {_number(top['test_exact_match'])}. "
+            f"Best seed's run: {best.run.path if best.run else NA}."
+        )
+    )
     section.blocks.append(Paragraph(f"Chosen by `--select`: {why}.", note=True))
     if best.run:
         command = recorded_command(best.run)  # the trial's own `loraqa train` line (its summary's `command`)
         if command:
-            section.blocks.append(Paragraph("Reproduce it as an ordinary run (the sweep's config, its overrides and "
-                                            "this trial's values and seed; from the directory the sweep ran in):"))  # fmt: skip
+            section.blocks.append(
+                Paragraph(
+                    "Reproduce it as an ordinary run (the sweep's config, its overrides and "
+                    "this trial's values and seed; from the directory the sweep ran in):"
+                )
+            )
             section.blocks.append(Code(command))
         else:
-            section.blocks.append(Paragraph("Command not recorded (a sweep from before trials recorded theirs); retrain "
-                                            "it from its config.yaml, which holds every setting the trial used:", note=True))  # fmt: skip
+            section.blocks.append(
+                Paragraph(
+                    "Command not recorded (a sweep from before trials recorded theirs); retrain "
+                    "it from its config.yaml, which holds every setting the trial used:",
+                    note=True,
+                )
+            )
             rerun = f"output_dir={best.run.path.parent}-rerun/best"
-            section.blocks.append(Code(shlex.join(["loraqa", "train", str(best.run.path / CONFIG_FILE), rerun,
-                                                   "--validation"])))  # fmt: skip
+            section.blocks.append(
+                Code(shlex.join(["loraqa", "train", str(best.run.path / CONFIG_FILE), rerun, "--validation"]))
+            )
         section.blocks.append(Paragraph("Use the adapter it trained:"))
         adapter = shlex.quote(str(best.run.path / ADAPTER_DIR))
         section.blocks.append(Code(f"loraqa predict --adapter {adapter} --question '...' --context '...'"))

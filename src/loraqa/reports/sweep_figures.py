@@ -16,14 +16,30 @@ from loraqa.reports.figures import WIDE, _figure, _save, run_color
 SQUARE = (7.0, 5.0)  # inches: 700 x 500 px
 
 
-def heatmap(trials, rows_key: str, rows: list[str], cols_key: str, cols: list[str], title: str, label: str,
-            maximize: bool, path: Path, value_range: tuple[float, float] | None) -> Path:  # fmt: skip
+def heatmap(
+    trials,
+    rows_key: str,
+    rows: list[str],
+    cols_key: str,
+    cols: list[str],
+    title: str,
+    label: str,
+    maximize: bool,
+    path: Path,
+    value_range: tuple[float, float] | None,
+) -> Path:
     """Mean validation metric per (row value, column value) over COMPLETE trials; NaN cells grey."""
     grid = np.full((len(rows), len(cols)), np.nan)
     for i, row in enumerate(rows):
         for j, col in enumerate(cols):
-            values = [t.value for t in trials if t.state == "COMPLETE" and t.value is not None
-                      and t.params.get(rows_key) == row and t.params.get(cols_key) == col]  # fmt: skip
+            values = [
+                t.value
+                for t in trials
+                if t.state == "COMPLETE"
+                and t.value is not None
+                and t.params.get(rows_key) == row
+                and t.params.get(cols_key) == col
+            ]
             if values:
                 grid[i, j] = statistics.fmean(values)
     figure = _figure((max(6.5, 2.5 + 1.1 * len(cols)), max(3.6, 1.6 + 0.6 * len(rows))))
@@ -70,8 +86,16 @@ def metric_vs_parameters(trials, label: str, colour_key: str | None, path: Path)
     groups = sorted({t.params.get(colour_key, "") for t in points}) if colour_key else [""]
     for index, group in enumerate(groups):
         chosen = [t for t in points if not colour_key or t.params.get(colour_key, "") == group]
-        ax.scatter([t.trainable for t in chosen], [t.value for t in chosen], color=run_color(index), s=36, alpha=0.8,
-                   label=f"{colour_key}={group}" if colour_key else None, edgecolors="white", linewidths=0.5)  # fmt: skip
+        ax.scatter(
+            [t.trainable for t in chosen],
+            [t.value for t in chosen],
+            color=run_color(index),
+            s=36,
+            alpha=0.8,
+            label=f"{colour_key}={group}" if colour_key else None,
+            edgecolors="white",
+            linewidths=0.5,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel(label)
@@ -90,11 +114,14 @@ def hyperparameter_effects(trials, axes: dict[str, list[str]], label: str, path:
         return None
     figure = _figure((max(WIDE[0], 3.7 * len(keys)), WIDE[1]))
     panels = figure.subplots(1, len(keys), sharey=True, squeeze=False)[0]
-    for index, (ax, key) in enumerate(zip(panels, keys)):
+    for index, (ax, key) in enumerate(zip(panels, keys, strict=True)):
         values = [v for v in axes[key] if any(t.params.get(key) == v for t in done)]
         scores = [[t.value for t in done if t.params.get(key) == v] for v in values]
         means = [statistics.fmean(s) for s in scores]
-        spread = [[m - min(s) for m, s in zip(means, scores)], [max(s) - m for m, s in zip(means, scores)]]
+        spread = [
+            [m - min(s) for m, s in zip(means, scores, strict=True)],
+            [max(s) - m for m, s in zip(means, scores, strict=True)],
+        ]
         ax.bar(range(len(values)), means, color=run_color(index), alpha=0.55, yerr=spread, capsize=4)
         for x, s in enumerate(scores):
             ax.scatter([x] * len(s), s, color="0.15", s=10, zorder=3)

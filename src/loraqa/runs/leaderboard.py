@@ -67,8 +67,10 @@ def select(rows: list[dict], rule: str, maximize: bool) -> tuple[dict | None, st
         return top, "one-se: no trainable parameter counts recorded, so the best mean"
     chosen = min(sized, key=lambda r: (r["trainable_params"], -r["mean"] if maximize else r["mean"]))
     if chosen is top:
-        return top, (f"one-se: the best mean ({top['mean']:.4g}, standard error {top['standard_error']:.3g}) is "
-                     f"also the smallest of the {len(close)} configuration(s) within one standard error")  # fmt: skip
+        return top, (
+            f"one-se: the best mean ({top['mean']:.4g}, standard error {top['standard_error']:.3g}) is "
+            f"also the smallest of the {len(close)} configuration(s) within one standard error"
+        )
     return chosen, (
         f"one-se: {chosen['mean']:.4g} is within one standard error ({top['standard_error']:.3g}) of the best mean "
         f"{top['mean']:.4g}, with {chosen['trainable_params']:,} trainable parameters against {top['trainable_params']:,}"

@@ -89,10 +89,20 @@ class RunSummary:
 
 
 # Entries a run writes only when they happened (a baseline, best-model selection, a warning, ...).
-_OPTIONAL = frozenset({
-    "baseline", "peak_memory_mib", "peak_memory_kind", "peak_memory_per_rank_mib", "best_model", "early_stopping",
-    "divergence_warning", "adapter_vs_baseline", "slices_vs_baseline", "validation",
-})  # fmt: skip
+_OPTIONAL = frozenset(
+    {
+        "baseline",
+        "peak_memory_mib",
+        "peak_memory_kind",
+        "peak_memory_per_rank_mib",
+        "best_model",
+        "early_stopping",
+        "divergence_warning",
+        "adapter_vs_baseline",
+        "slices_vs_baseline",
+        "validation",
+    }
+)
 
 
 def _has_type(value: Any, hint: Any) -> bool:

@@ -25,9 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loraqa.config.decoding import parse_decoding
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
-from loraqa.config.decoding import parse_decoding
 from loraqa.inference.answer import Answer
 from loraqa.serving.admin import add_admin_routes
 from loraqa.serving.auth import RequestGate
@@ -106,7 +106,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
         futures = []
         try:
-            for key, record in zip(keys, records):
+            for key, record in zip(keys, records, strict=True):
                 futures.append(batcher.submit(key, record))
         except (QueueFull, ShuttingDown) as exc:
             for future in futures:
@@ -116,7 +116,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
 
         async def answers() -> list[dict]:
             rows = await _wait(request, futures, settings.request_timeout_s)
-            return [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows)]
+            return [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows, strict=True)]
 
         return answers()
 
@@ -375,9 +375,17 @@ class BodyReader:
 async def _send_error(send, status: int, message: str) -> None:
     """A JSON error sent by hand (outside the app); it closes the connection, whose body is unread."""
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -28,8 +28,9 @@ from loraqa.serving.errors import error_body
 LOG = logging.getLogger("loraqa.serve")
 REQUEST_ID_HEADER = b"x-request-id"
 _CLIENT_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
-KNOWN_ENDPOINTS = frozenset({"/v1/answer", "/v1/adapters", "/v1/models", "/v1/chat/completions", "/v1/completions",
-                             "/health", "/metrics", "/"})  # fmt: skip
+KNOWN_ENDPOINTS = frozenset(
+    {"/v1/answer", "/v1/adapters", "/v1/models", "/v1/chat/completions", "/v1/completions", "/health", "/metrics", "/"}
+)
 
 
 def bearer_token(headers: dict[bytes, bytes]) -> str | None:
@@ -96,13 +97,28 @@ class RequestGate:
         path = scope.get("path", "")
         if self.metrics is not None:
             self.metrics.observe_request(endpoint_label(path), adapter, status, seconds)
-        LOG.info("request %s %s %s %d %.1f ms%s", request_id, scope.get("method"), endpoint_label(path), status,
-                 1000 * seconds, f" adapter={adapter}" if adapter else "")  # fmt: skip
+        LOG.info(
+            "request %s %s %s %d %.1f ms%s",
+            request_id,
+            scope.get("method"),
+            endpoint_label(path),
+            status,
+            1000 * seconds,
+            f" adapter={adapter}" if adapter else "",
+        )
 
 
 async def _send_json(send, path: str, status: int, message: str) -> None:
     body = json.dumps(error_body(path, status, message)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"www-authenticate", b"Bearer")]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

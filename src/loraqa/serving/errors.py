@@ -10,9 +10,16 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 OPENAI_PREFIXES = ("/v1/models", "/v1/chat/completions", "/v1/completions")
-OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 408: "invalid_request_error", 413: "invalid_request_error",
-                422: "invalid_request_error", 499: "invalid_request_error"}  # fmt: skip
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    499: "invalid_request_error",
+}
 
 
 def one_line(message: str) -> str:

@@ -68,8 +68,13 @@ class CompletionRequest(_Common):
     prompt: str | list[str]
 
 
-def add_openai_routes(app: FastAPI, submit: Submit, model_names: Callable[[], list[str]], created: int,
-                      token_stream: Callable[[AnswerRequest], TokenStream | None]) -> None:  # fmt: skip
+def add_openai_routes(
+    app: FastAPI,
+    submit: Submit,
+    model_names: Callable[[], list[str]],
+    created: int,
+    token_stream: Callable[[AnswerRequest], TokenStream | None],
+) -> None:
     @app.get("/v1/models")
     async def models():
         """The served adapters as OpenAI models (`model` in the completion requests)."""
@@ -96,13 +101,19 @@ def _model(name: str, created: int) -> dict:
     return {"id": name, "object": "model", "created": created, "owned_by": "loraqa"}
 
 
-async def _complete(request: Request, submit: Submit, model_names, token_stream, body: _Common, question: str, context: str,
-                    chat: bool):  # fmt: skip
+async def _complete(
+    request: Request, submit: Submit, model_names, token_stream, body: _Common, question: str, context: str, chat: bool
+):
     if body.n != 1:
         raise ServeError(400, f"n={body.n}: this server gives one answer per request (n=1)")
     try:
-        item = AnswerRequest(question=question, context=context, adapter=body.model, decoding=body.decoding,
-                             min_confidence=body.min_confidence)  # fmt: skip
+        item = AnswerRequest(
+            question=question,
+            context=context,
+            adapter=body.model,
+            decoding=body.decoding,
+            min_confidence=body.min_confidence,
+        )
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error.get("loc", ())) or "request"
@@ -124,8 +135,14 @@ def _completion(result: dict, model: str, chat: bool) -> dict:
         choice["message"] = {"role": "assistant", "content": text}
     else:
         choice["text"] = text
-    return {"id": _id(chat), "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-            "model": model, "choices": [choice], "usage": None}  # fmt: skip
+    return {
+        "id": _id(chat),
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": None,
+    }
 
 
 def answer_fields(result: dict) -> tuple[str, dict]:
@@ -146,8 +163,11 @@ async def _stream(answers: Awaitable[list[dict]], stream: TokenStream | None, mo
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     def content(text: str) -> str:
-        return chunk({"index": 0, "delta": {"content": text}, "finish_reason": None} if chat else
-                     {"index": 0, "text": text, "finish_reason": None, "logprobs": None})  # fmt: skip
+        return chunk(
+            {"index": 0, "delta": {"content": text}, "finish_reason": None}
+            if chat
+            else {"index": 0, "text": text, "finish_reason": None, "logprobs": None}
+        )
 
     task = asyncio.ensure_future(answers)
     try:

@@ -24,9 +24,14 @@ def require_serving_extra() -> None:
 
 
 def serve(
-    adapter_args: list[str], config: RunConfig, settings: ServeSettings, host: str, port: int,
-    base_name: str | None = None, base_only: bool = False,
-) -> int:  # fmt: skip
+    adapter_args: list[str],
+    config: RunConfig,
+    settings: ServeSettings,
+    host: str,
+    port: int,
+    base_name: str | None = None,
+    base_only: bool = False,
+) -> int:
     """Serve until SIGTERM or Ctrl-C, then shut down gracefully (`graceful_server`); 0 when it did."""
     require_serving_extra()
     from loraqa.serving.app import create_app
@@ -39,8 +44,12 @@ def serve(
         print(f"loraqa: serving '{row['name']}': {row['formulation']} on {row['base_model']}", file=sys.stderr)
     _log_requests()
     auth = "bearer key required on /v1" if settings.api_key else "no API key"
-    print(f"loraqa: listening on http://{host}:{port}/ (API docs at /docs, OpenAI API at /v1, metrics at /metrics; "
-          f"{auth})", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"loraqa: listening on http://{host}:{port}/ (API docs at /docs, OpenAI API at /v1, metrics at /metrics; "
+        f"{auth})",
+        file=sys.stderr,
+        flush=True,
+    )
     app = create_app(registry, settings)
     graceful_server(app, settings, host, port).run()
     if app.state.batcher.busy:
@@ -88,10 +97,13 @@ def graceful_server(app, settings: ServeSettings, host: str, port: int):
             app.state.batcher.drain_threadsafe(settings.drain_timeout_s)
 
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning",
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
         http=timed_protocol(settings.read_timeout_s),
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s) + SHUTDOWN_MARGIN_S,
-    )  # fmt: skip
+    )
     return GracefulServer(config)
 
 

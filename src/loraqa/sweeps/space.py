@@ -75,7 +75,7 @@ def parse_grid(items: list[str]) -> list[Axis]:
 def grid_cells(axes: list[Axis], seeds: list[int]) -> list[Cell]:
     """Every cell, in one fixed order (axes as given, then seeds): the same on every worker."""
     return [
-        Cell(tuple(zip([a.key for a in axes], combo)), seed)
+        Cell(tuple(zip([a.key for a in axes], combo, strict=True)), seed)
         for combo in itertools.product(*[a.values for a in axes])
         for seed in seeds
     ]
@@ -85,7 +85,10 @@ def configurations_to_check(axes: list[Axis], space: dict) -> list[list[str]]:
     """The overrides that make each trial's config, seeds aside, to check before any trial runs:
     every grid cell, and each search key at its bounds or each of its choices (a sampled value
     lies between the bounds, and every check on one number is a range)."""
-    cells = [[f"{a.key}={v}" for a, v in zip(axes, combo)] for combo in itertools.product(*[a.values for a in axes])]
+    cells = [
+        [f"{a.key}={v}" for a, v in zip(axes, combo, strict=True)]
+        for combo in itertools.product(*[a.values for a in axes])
+    ]
     searched = [[f"{key}={value}"] for key, dist in space.items() for value in _extremes(dist)]
     return (cells if axes else []) + searched
 

@@ -71,12 +71,14 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSto
     return storage
 
 
-def open_study(storage: RDBStorage, name: str, direction: str, definition: dict, cells: list[Cell] | None,
-               sampler, pruner) -> optuna.Study:  # fmt: skip
+def open_study(
+    storage: RDBStorage, name: str, direction: str, definition: dict, cells: list[Cell] | None, sampler, pruner
+) -> optuna.Study:
     """Create the study and enqueue its cells once, or load it and check it is the same sweep."""
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
-                                    pruner=pruner)  # fmt: skip
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
+        )
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
         _check_same_sweep(storage, study, name, definition)
@@ -128,8 +130,14 @@ def configurations_started(study: optuna.Study) -> int:
 
 def cell_attrs(cell: Cell, repeat: int) -> dict:
     """What a worker needs to train a trial, kept on the trial itself (retries copy user attrs)."""
-    return {CELL_ATTR: cell.key, "config": cell.config_key, "seed": cell.seed, "repeat": repeat,
-            "overrides": cell.overrides(), "dirname": cell.dirname}  # fmt: skip
+    return {
+        CELL_ATTR: cell.key,
+        "config": cell.config_key,
+        "seed": cell.seed,
+        "repeat": repeat,
+        "overrides": cell.overrides(),
+        "dirname": cell.dirname,
+    }
 
 
 def record_space_params(trial: optuna.Trial, space: dict) -> None:
@@ -150,8 +158,9 @@ def unfinished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
 
 
-def finish(study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None,
-           attrs: dict | None = None) -> bool:  # fmt: skip
+def finish(
+    study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None, attrs: dict | None = None
+) -> bool:
     """Record the trial's outcome; False when another worker already declared it dead."""
     try:
         for key, item in (attrs or {}).items():
@@ -182,9 +191,10 @@ def _check_same_sweep(storage: RDBStorage, study: optuna.Study, name: str, defin
     if saved is not None and saved != json.loads(json.dumps(definition)):
         changed = sorted(k for k in set(saved) | set(definition) if saved.get(k) != definition.get(k))
         raise ConfigError(
-            "--name", f"sweep '{name}' already exists with a different {', '.join(changed)}; "
-            "run it with its original arguments or choose another --name"
-        )  # fmt: skip
+            "--name",
+            f"sweep '{name}' already exists with a different {', '.join(changed)}; "
+            "run it with its original arguments or choose another --name",
+        )
 
 
 def _wait_for_founder(storage: RDBStorage, study: optuna.Study, name: str) -> None:
@@ -220,9 +230,12 @@ def _create_storage(url: str, kwargs: dict, heartbeat_interval: int, grace_perio
     for attempt in range(6):
         try:
             return RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
                 heartbeat_stale_trial_callback=RetryFailedTrialCallback(inherit_intermediate_values=True),
-            )  # fmt: skip
+            )
         except sqlalchemy.exc.SQLAlchemyError as exc:
             racing = any(word in str(exc).lower() for word in ("duplicate key", "already exists"))
             if not racing or attempt == 5:

@@ -29,12 +29,20 @@ def summarize(study: optuna.Study, metric: str, maximize: bool, select_rule: str
     for t in trials:
         states[t.state.name] += 1
     failed = [
-        {"trial": t.number, "cell": t.user_attrs.get(CELL_ATTR), "error": t.user_attrs.get("error", "worker lost (heartbeat)"),
-         "retried": t.user_attrs.get(CELL_ATTR) in finished_cells}
-        for t in trials if t.state == TrialState.FAIL
-    ]  # fmt: skip
-    pruned = [{"trial": t.number, "cell": t.user_attrs.get(CELL_ATTR), "step": t.user_attrs.get("pruned_at_step")}
-              for t in trials if t.state == TrialState.PRUNED]  # fmt: skip
+        {
+            "trial": t.number,
+            "cell": t.user_attrs.get(CELL_ATTR),
+            "error": t.user_attrs.get("error", "worker lost (heartbeat)"),
+            "retried": t.user_attrs.get(CELL_ATTR) in finished_cells,
+        }
+        for t in trials
+        if t.state == TrialState.FAIL
+    ]
+    pruned = [
+        {"trial": t.number, "cell": t.user_attrs.get(CELL_ATTR), "step": t.user_attrs.get("pruned_at_step")}
+        for t in trials
+        if t.state == TrialState.PRUNED
+    ]
     return {
         "study": study.study_name,
         "metric": f"validation {metric}",
@@ -85,13 +93,16 @@ def format_summary(summary: dict, top: int = 10) -> str:
     lines = [
         f"sweep {summary['study']}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["trials"].items()))
     ]
-    lines.append(f"{'configuration':<60} {'seeds':>5} {metric + ' mean':>22} {'s.e.':>7} {'std':>7} {'range':>7} "
-                 f"{'test f1':>8}")  # fmt: skip
+    lines.append(
+        f"{'configuration':<60} {'seeds':>5} {metric + ' mean':>22} {'s.e.':>7} {'std':>7} {'range':>7} {'test f1':>8}"
+    )
     for c in summary["configurations"][:top]:
         test_f1 = f"{c['test_f1_mean']:.2f}" if c["test_f1_mean"] is not None else "-"
-        lines.append(f"{c['config'][:60]:<60} {len(c['seeds']):>5} {c['validation_mean']:>22.3f} "
-                     f"{c['validation_standard_error']:>7.3f} {c['validation_std']:>7.3f} {c['validation_range']:>7.3f} "
-                     f"{test_f1:>8}")  # fmt: skip
+        lines.append(
+            f"{c['config'][:60]:<60} {len(c['seeds']):>5} {c['validation_mean']:>22.3f} "
+            f"{c['validation_standard_error']:>7.3f} {c['validation_std']:>7.3f} {c['validation_range']:>7.3f} "
+            f"{test_f1:>8}"
+        )
     for f in summary["failed"]:
         if not f["retried"]:
             lines.append(f"failed: {f['cell']}: {f['error']}")
@@ -100,10 +111,13 @@ def format_summary(summary: dict, top: int = 10) -> str:
     best = summary["best"]
     if best:
         lines.append(f"chosen by --select {summary['selection']['rule']}: {summary['selection']['reason']}")
-        lines.append(f"best on {metric}: {best['config']} ({best['validation_mean']:.3f} over {len(best['seeds'])} "
-                     f"seed(s), std {best['validation_std']:.3f}); its test f1 {best['test_f1_mean']}")  # fmt: skip
-        lines.append(f"best run directory: {best['best_run_dir']}  "
-                     f"(loraqa predict --adapter {best['best_run_dir']}/adapter ...)")  # fmt: skip
+        lines.append(
+            f"best on {metric}: {best['config']} ({best['validation_mean']:.3f} over {len(best['seeds'])} "
+            f"seed(s), std {best['validation_std']:.3f}); its test f1 {best['test_f1_mean']}"
+        )
+        lines.append(
+            f"best run directory: {best['best_run_dir']}  (loraqa predict --adapter {best['best_run_dir']}/adapter ...)"
+        )
         if best.get("command"):
             lines.append(f"reproduce it as an ordinary run: {best['command']}")
     return "\n".join(lines)

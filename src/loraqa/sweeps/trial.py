@@ -22,13 +22,13 @@ import yaml
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
+from loraqa.atomic import write_json_atomic
 from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
-from loraqa.atomic import write_json_atomic
+from loraqa.pipeline import run_training
 from loraqa.runs.files import CONFIG_FILE, TRIAL_FILE
 from loraqa.runs.rundir import RunDirectory
 from loraqa.runs.summary import RunSummary, read_summary
-from loraqa.pipeline import run_training
 from loraqa.training.arguments import examples_per_step
 from loraqa.training.trainer import last_complete_checkpoint
 
@@ -73,8 +73,14 @@ class PruningReporter(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial, run_dir: Path, metric: str,
-              prune_warmup: float | None) -> TrialOutcome:  # fmt: skip
+def run_trial(
+    config_path: str | None,
+    overrides: list[str],
+    trial: optuna.Trial,
+    run_dir: Path,
+    metric: str,
+    prune_warmup: float | None,
+) -> TrialOutcome:
     """Train the trial's cell into run_dir; any error becomes a FAIL outcome naming it.
 
     The outcome is also written to run_dir/sweep_trial.json when the run got a directory, so the
@@ -82,14 +88,25 @@ def run_trial(config_path: str | None, overrides: list[str], trial: optuna.Trial
     prune_warmup None: the sweep does not prune; else the share of steps no pruner may stop."""
     outcome = _train_cell(config_path, overrides, trial, run_dir, metric, prune_warmup)
     if run_dir.is_dir():
-        record = {"trial": trial.number, "cell": trial.user_attrs.get("cell"), "state": outcome.state.name,
-                  f"validation_{metric}": outcome.value, **outcome.attrs}  # fmt: skip
+        record = {
+            "trial": trial.number,
+            "cell": trial.user_attrs.get("cell"),
+            "state": outcome.state.name,
+            f"validation_{metric}": outcome.value,
+            **outcome.attrs,
+        }
         write_json_atomic(run_dir / TRIAL_FILE, record)
     return outcome
 
 
-def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Trial, run_dir: Path, metric: str,
-                prune_warmup: float | None) -> TrialOutcome:  # fmt: skip
+def _train_cell(
+    config_path: str | None,
+    overrides: list[str],
+    trial: optuna.Trial,
+    run_dir: Path,
+    metric: str,
+    prune_warmup: float | None,
+) -> TrialOutcome:
     attrs: dict = {"run_dir": str(run_dir)}
     try:
         run = RunDirectory(run_dir)
@@ -105,11 +122,18 @@ def _train_cell(config_path: str | None, overrides: list[str], trial: optuna.Tri
             resume = run.holds_run()
             if resume:
                 attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
-            summary = RunSummary.from_dict(run_training(config, resume=resume, callbacks=[reporter] if reporter else [],
-                                                        validation=True, command=command))  # fmt: skip
+            summary = RunSummary.from_dict(
+                run_training(
+                    config, resume=resume, callbacks=[reporter] if reporter else [], validation=True, command=command
+                )
+            )
         validation, test = summary.validation, summary.adapter
-        attrs.update(validation=validation, test=test, train_seconds=summary.train_seconds,
-                     trainable_params=summary.trainable_params)  # fmt: skip
+        attrs.update(
+            validation=validation,
+            test=test,
+            train_seconds=summary.train_seconds,
+            trainable_params=summary.trainable_params,
+        )
         if not validation or metric not in validation:
             raise TrainingError(f"the run recorded no validation {metric} (is data.validation_samples > 0?)")
         value = float(validation[metric])
@@ -136,8 +160,14 @@ def reproduce_command(config_path: str | None, overrides: list[str], output_dir:
     those questions. Earlier output_dir overrides are left out: they never applied to the trial,
     whose directory the sweep chose. A pruned trial's command trains to the end."""
     kept = [o for o in overrides if o.partition("=")[0].strip() != "output_dir"]
-    return ["loraqa", "train", *([config_path] if config_path else []), *kept, f"output_dir={output_dir}",
-            "--validation"]  # fmt: skip
+    return [
+        "loraqa",
+        "train",
+        *([config_path] if config_path else []),
+        *kept,
+        f"output_dir={output_dir}",
+        "--validation",
+    ]
 
 
 def rerun_dir(run_dir: Path) -> Path:

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import optuna
 
+from loraqa.atomic import write_json_atomic
 from loraqa.config.loader import build_config, config_to_dict, read_config_file
 from loraqa.errors import ConfigError, FlagError, TrainingError
-from loraqa.atomic import write_json_atomic
+from loraqa.runs.files import SWEEP_FILE
 from loraqa.sweeps import study as storage_ops
 from loraqa.sweeps.space import configurations_to_check, grid_cells, parse_grid, parse_space
-from loraqa.runs.files import SWEEP_FILE
 from loraqa.sweeps.summary import format_summary, summarize
 from loraqa.sweeps.trial import run_trial
 
@@ -63,12 +63,23 @@ def run_sweep(spec: SweepSpec) -> dict | None:
     url = spec.storage or storage_ops.default_storage(spec.sweep_dir)
     storage = storage_ops.open_storage(url, spec.heartbeat_interval, spec.grace_period or 3 * spec.heartbeat_interval)
     maximize = METRICS[spec.metric]
-    definition = {"grid": spec.grid, "space": spec.space, "search": spec.search, "seeds": seeds,
-                  "metric": spec.metric, "trials": spec.trials}  # fmt: skip
+    definition = {
+        "grid": spec.grid,
+        "space": spec.space,
+        "search": spec.search,
+        "seeds": seeds,
+        "metric": spec.metric,
+        "trials": spec.trials,
+    }
     study = storage_ops.open_study(
-        storage, spec.name, "maximize" if maximize else "minimize", definition,
-        grid_cells(axes, seeds) if axes else None, _sampler(spec), _pruner(spec.prune),
-    )  # fmt: skip
+        storage,
+        spec.name,
+        "maximize" if maximize else "minimize",
+        definition,
+        grid_cells(axes, seeds) if axes else None,
+        _sampler(spec),
+        _pruner(spec.prune),
+    )
     if spec.workers > 1 and not spec.worker:
         _run_workers(spec)
     else:
@@ -117,8 +128,14 @@ def _work(spec: SweepSpec, study: optuna.Study, storage, axes, space, seeds) -> 
         _say(f"trial {trial.number}: {trial.user_attrs['cell']} -> {run_dir}")
         try:
             with storage_ops.heartbeat(storage, trial):
-                outcome = run_trial(spec.config, overrides, trial, run_dir, spec.metric,
-                                    None if spec.prune == "none" else spec.prune_warmup)  # fmt: skip
+                outcome = run_trial(
+                    spec.config,
+                    overrides,
+                    trial,
+                    run_dir,
+                    spec.metric,
+                    None if spec.prune == "none" else spec.prune_warmup,
+                )
         except KeyboardInterrupt:
             storage_ops.give_back(study, trial)
             raise
@@ -208,8 +225,10 @@ def _check(spec: SweepSpec):
     if base.data.validation_samples < 1:
         raise ConfigError("data.validation_samples", "a sweep chooses on validation: it must be at least 1")
     if spec.prune != "none" and base.training.eval_strategy == "no":
-        raise ConfigError("training.eval_strategy", "--prune needs evaluations during training: set "
-                          "training.eval_strategy=steps and training.eval_steps=N")  # fmt: skip
+        raise ConfigError(
+            "training.eval_strategy",
+            "--prune needs evaluations during training: set training.eval_strategy=steps and training.eval_steps=N",
+        )
     seeds = [base.training.seed + i for i in range(spec.seeds)]  # training.seed given is the first
     return axes, space, seeds
 

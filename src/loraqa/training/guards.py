@@ -36,7 +36,7 @@ def first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
         return None
     norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
     finite = read_flags(torch.stack([norm.float() for norm in norms]).isfinite())
-    return next((name for (name, _), ok in zip(named, finite) if not ok), None)
+    return next((name for (name, _), ok in zip(named, finite, strict=True) if not ok), None)
 
 
 def read_flags(flags: torch.Tensor) -> list[bool]:
@@ -64,8 +64,11 @@ class FiniteGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         losses, self.losses = self.losses, []
-        gradients = [] if args.fp16 else [(n, p.grad) for n, p in model.named_parameters()
-                                          if p.requires_grad and p.grad is not None]  # fmt: skip
+        gradients = (
+            []
+            if args.fp16
+            else [(n, p.grad) for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
+        )
         name = first_non_finite([(LOSS, loss) for loss in losses] + gradients)
         if name == LOSS:
             value = next(float(loss) for loss in losses if not torch.isfinite(loss))
@@ -104,9 +107,11 @@ class DivergenceGuard(TrainerCallback):
             return
         first = losses[0]
         if loss > DIVERGENCE_FACTOR * first and loss > DIVERGENCE_FLOOR:
-            problem = (f"the training loss diverged at step {state.global_step}: {loss:.4g}, over "
-                       f"{DIVERGENCE_FACTOR:g}x the first logged {first:.4g} and above {DIVERGENCE_FLOOR:g} "
-                       "(worse than guessing)")  # fmt: skip
+            problem = (
+                f"the training loss diverged at step {state.global_step}: {loss:.4g}, over "
+                f"{DIVERGENCE_FACTOR:g}x the first logged {first:.4g} and above {DIVERGENCE_FLOOR:g} "
+                "(worse than guessing)"
+            )
             if self.stop:
                 self.trainer.stop(problem, "; set training.stop_on_divergence=false to train on regardless")
             self.trainer.divergence_warning = f"{problem}; the adapter is probably useless"

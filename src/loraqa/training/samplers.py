@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 
-from loraqa.errors import TrainingError
 from loraqa import distributed
+from loraqa.errors import TrainingError
 
 
 class ShuffledLengthGroupedSampler(LengthGroupedSampler):
@@ -53,8 +53,9 @@ class GroupKeepingSampler(ShuffledLengthGroupedSampler):
 
     LOOKAHEAD = 8
 
-    def __init__(self, batch_size: int, groups: list[list[int]], lengths: list[int], by_length: bool = True,
-                 generator=None):  # fmt: skip
+    def __init__(
+        self, batch_size: int, groups: list[list[int]], lengths: list[int], by_length: bool = True, generator=None
+    ):
         super().__init__(batch_size, lengths=lengths, generator=generator)
         self.groups = groups
         self.by_length = by_length

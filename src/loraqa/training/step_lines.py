@@ -42,8 +42,15 @@ class StepLines(TrainerCallback):
         if state.is_world_process_zero and bars_enabled():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", desc="training",
-                            dynamic_ncols=True, leave=False, file=sys.stderr)  # fmt: skip
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                unit="step",
+                desc="training",
+                dynamic_ncols=True,
+                leave=False,
+                file=sys.stderr,
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -77,8 +84,11 @@ def step_line(logs: dict, step: int, max_steps: int, steps_per_second: float | N
     (eval_* keys) reads `step 20/100  validation: eval_loss 1.2  f1 45.6`."""
     parts = [f"step {step}/{max_steps}"]
     if any(key.startswith("eval_") for key in logs):
-        values = [f"{key.removeprefix('eval_')} {_number(value)}" for key, value in logs.items()
-                  if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")) and _is_number(value)]  # fmt: skip
+        values = [
+            f"{key.removeprefix('eval_')} {_number(value)}"
+            for key, value in logs.items()
+            if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")) and _is_number(value)
+        ]
         return "  ".join([*parts, "validation: " + "  ".join(values)])
     if _is_number(logs.get("loss")):
         parts.append(f"loss {float(logs['loss']):.4g}")

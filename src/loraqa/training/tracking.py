@@ -29,12 +29,11 @@ from urllib.parse import urlparse
 
 import yaml
 
+from loraqa.atomic import write_json_atomic
 from loraqa.config.schema import RunConfig
 from loraqa.config.validate import tracking_backends
-from loraqa.atomic import write_json_atomic
 from loraqa.runs.files import ADAPTER_DIR, TENSORBOARD_DIR, TRACKING_FILE
 from loraqa.runs.summary import RunSummary
-
 
 # What this process started, so a run that died mid-way (its runs still open) cannot leak its
 # MLflow or W&B run into the next run started in the same process (compare, sweeps).
@@ -91,8 +90,13 @@ def run_metrics(summary: RunSummary, parameters: tuple[int, int] | None, adapter
     add("run/peak_memory_mib", summary.peak_memory_mib)  # its kind is in the summary (training/memory.py)
     if parameters:
         trainable, total = parameters
-        metrics.update({"run/trainable_parameters": trainable, "run/total_parameters": total,
-                        "run/trainable_share": trainable / total})  # fmt: skip
+        metrics.update(
+            {
+                "run/trainable_parameters": trainable,
+                "run/total_parameters": total,
+                "run/trainable_share": trainable / total,
+            }
+        )
     if adapter_dir is not None and adapter_dir.is_dir():
         metrics["run/adapter_bytes"] = float(sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file()))
     return metrics
@@ -154,8 +158,12 @@ def _start_mlflow(config: RunConfig, run_dir: Path, run_id: str | None) -> str:
     if run_id:
         active = mlflow.start_run(run_id=run_id, nested=nested)
     else:
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=config.name, nested=nested,
-                                  tags={"loraqa.run_dir": str(run_dir.resolve())})  # fmt: skip
+        active = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=config.name,
+            nested=nested,
+            tags={"loraqa.run_dir": str(run_dir.resolve())},
+        )
     _started["mlflow"] = active.info.run_id
     say(f"MLflow run {active.info.run_id} in experiment '{name}' at {mlflow.get_tracking_uri()}")
     return active.info.run_id
@@ -246,8 +254,9 @@ class Tracker:
                 say(f"warning: {type(backend).__name__.strip('_')} could not record the run: {exc}")
 
 
-def report_run(config: RunConfig, run_dir: str | Path, summary: RunSummary, *, step: int,
-               parameters: tuple[int, int] | None = None) -> None:  # fmt: skip
+def report_run(
+    config: RunConfig, run_dir: str | Path, summary: RunSummary, *, step: int, parameters: tuple[int, int] | None = None
+) -> None:
     """Send the end-of-run numbers and the resolved config to every backend, then close their runs."""
     if not tracking_backends(config.training):
         return

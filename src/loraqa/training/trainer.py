@@ -34,17 +34,17 @@ from transformers.trainer import FSDP_MODEL_NAME, OPTIMIZER_NAME, SCHEDULER_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from loraqa import distributed
+from loraqa.atomic import replace_directory
 from loraqa.config.schema import TrainingConfig
 from loraqa.errors import TrainingError
 from loraqa.formulations.base import takes_position_ids
-from loraqa.atomic import replace_directory
 from loraqa.runs.files import STAGING_DIR
 from loraqa.runs.write_errors import saving
-from loraqa import distributed
 from loraqa.training.arguments import examples_per_step
 from loraqa.training.guards import DivergenceGuard, FiniteGuard, non_finite_parameter
-from loraqa.training.step_lines import use_step_lines
 from loraqa.training.samplers import GroupKeepingSampler, RankBatches, ShuffledLengthGroupedSampler
+from loraqa.training.step_lines import use_step_lines
 
 # STAGING_DIR is not matched by `checkpoint-*`: Trainer and resume never see a save in progress.
 # What resuming reads from a checkpoint; a folder missing any of them is not a checkpoint.
@@ -67,8 +67,16 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 
 class QATrainer(Trainer):
-    def __init__(self, *args, formulation, qa_evaluator: Callable[[object], dict] | None, nan_hint: str,
-                 stop_on_divergence: bool = True, loraplus_lr_ratio: float | None = None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *args,
+        formulation,
+        qa_evaluator: Callable[[object], dict] | None,
+        nan_hint: str,
+        stop_on_divergence: bool = True,
+        loraplus_lr_ratio: float | None = None,
+        **kwargs,
+    ):
         self.loraplus_lr_ratio = loraplus_lr_ratio  # read by create_optimizer, which Trainer may call early
         super().__init__(*args, **kwargs)
         self.formulation = formulation
@@ -90,9 +98,13 @@ class QATrainer(Trainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
             lr = optimizer_kwargs.pop("lr", self.args.learning_rate)
             self.optimizer = create_loraplus_optimizer(
-                model or self.model, optimizer_cls, lr=lr, loraplus_lr_ratio=self.loraplus_lr_ratio,
-                loraplus_weight_decay=self.args.weight_decay, **optimizer_kwargs,
-            )  # fmt: skip
+                model or self.model,
+                optimizer_cls,
+                lr=lr,
+                loraplus_lr_ratio=self.loraplus_lr_ratio,
+                loraplus_weight_decay=self.args.weight_decay,
+                **optimizer_kwargs,
+            )
         return super().create_optimizer(model)
 
     def _get_train_sampler(self, train_dataset=None):
