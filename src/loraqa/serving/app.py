@@ -14,7 +14,6 @@ reaches only the question that caused it (batching.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from loraqa.inference.answer import Answer
 from loraqa.serving.admin import add_admin_routes
 from loraqa.serving.auth import RequestGate
 from loraqa.serving.batching import Batcher, QueueFull, ShuttingDown
-from loraqa.serving.errors import ServeError, error_response, is_openai_path
+from loraqa.serving.errors import ServeError, error_response, is_openai_path, send_json_error
 from loraqa.serving.metrics import CONTENT_TYPE, ServeMetrics
 from loraqa.serving.openai_api import add_openai_routes
 from loraqa.serving.registry import Registry
@@ -374,19 +373,7 @@ class BodyReader:
 
 async def _send_error(send, status: int, message: str) -> None:
     """A JSON error sent by hand (outside the app); it closes the connection, whose body is unread."""
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json_error(send, {"error": message}, status, (b"connection", b"close"))
 
 
 class _TooLarge(Exception):

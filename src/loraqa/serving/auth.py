@@ -17,13 +17,12 @@ see a client's disconnect on the real one (a hung-up client withdraws its questi
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import time
 import uuid
 
-from loraqa.serving.errors import error_body
+from loraqa.serving.errors import error_body, send_json_error
 
 LOG = logging.getLogger("loraqa.serve")
 REQUEST_ID_HEADER = b"x-request-id"
@@ -109,16 +108,4 @@ class RequestGate:
 
 
 async def _send_json(send, path: str, status: int, message: str) -> None:
-    body = json.dumps(error_body(path, status, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json_error(send, error_body(path, status, message), status, (b"www-authenticate", b"Bearer"))

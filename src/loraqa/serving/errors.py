@@ -7,6 +7,8 @@ turns into its typed exceptions (NotFoundError, AuthenticationError, ...) with t
 
 from __future__ import annotations
 
+import json
+
 from fastapi.responses import JSONResponse
 
 OPENAI_PREFIXES = ("/v1/models", "/v1/chat/completions", "/v1/completions")
@@ -50,3 +52,11 @@ class ServeError(Exception):
     def __init__(self, status: int, message: str):
         self.status = status
         self.message = message
+
+
+async def send_json_error(send, body: dict, status: int, *headers: tuple[bytes, bytes]) -> None:
+    """A JSON error sent on a raw ASGI `send`, by middleware that answers before (or outside) the app."""
+    encoded = json.dumps(body).encode()
+    start_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*start_headers, *headers]})
+    await send({"type": "http.response.body", "body": encoded})
