@@ -204,7 +204,7 @@ def trainable_params(summary: RunSummary | None) -> str:
     """ "166,658 of 22.7M (0.73%)" from the summary's trainable_params / total_params, else n/a."""
     if summary is None or summary.trainable_params is None:
         return NA
-    trainable, total, share = summary.trainable_params, summary.total_params, summary.trainable_share
+    trainable, total, share = summary.trainable_params, summary.total_params, summary.trainable_percent
     text = f"{int(trainable):,}"
     if total is not None and total > 0:
         text += f" of {_millions(total)}"
