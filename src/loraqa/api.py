@@ -15,7 +15,8 @@ CLI's: a `LoraqaError` whose message is one line. Heavy libraries load on first 
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,9 @@ class QA:
         return self._ready.spec.formulation.name
 
     def answer(self, question: str, context: str, min_confidence: float | None = None) -> Answer:
-        """The answer to one question about `context` (withheld below `min_confidence`, see answer_batch)."""
-        return self.answer_batch([(question, context)], min_confidence=min_confidence)[0]
+        """The answer to one question about `context` (withheld below `min_confidence`, see answer_batch).
+        Errors name the parameter: "question is empty"."""
+        return self._answer([self._record(question, context, "q0", "")], min_confidence)[0]
 
     def answer_batch(
         self, records: Iterable[Mapping[str, str] | Sequence[str]], min_confidence: float | None = None
@@ -56,17 +58,33 @@ class QA:
         """Answers in order, for (question, context) pairs or dicts with "question" and "context";
         batched by length as `loraqa predict` batches them (evaluation.batch_size per batch).
         Confidences are calibrated when the adapter carries a calibration; an answer below
-        `min_confidence` (a probability) is withheld: text "", abstained True."""
+        `min_confidence` (a probability) is withheld: text "", abstained True. Errors name the
+        record by its position: "record 2: question is empty"."""
+        checked = [
+            self._record(*_pair(item, index), f"q{index}", f"record {index}: ") for index, item in enumerate(records)
+        ]
+        return self._answer(checked, min_confidence)
+
+    def _record(self, question, context, qid: str, where: str):
+        """The checked record, or a LoraqaError worded for the API (`where` prefixes it)."""
+        from loraqa.data.validate import CONTEXT_TOO_LONG, RecordProblem
+        from loraqa.inference.predict import question_record
+
+        if not isinstance(question, str) or not isinstance(context, str):
+            raise LoraqaError(f"{where}question and context must be strings")
+        try:
+            return question_record(question, context, self._config.data, qid)
+        except RecordProblem as problem:
+            hint = ""
+            if problem.kind == CONTEXT_TOO_LONG:
+                hint = "; to allow it, load with overrides={'data.max_context_chars': N}"
+            raise LoraqaError(f"{where}{problem.problem}{hint}") from None
+
+    def _answer(self, checked: list, min_confidence: float | None) -> list[Answer]:
         if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence: {min_confidence} is not a probability in [0, 1]")
         from loraqa.inference.answer import answer
-        from loraqa.inference.predict import command_line_question
 
-        checked = []
-        for index, item in enumerate(records):
-            question, context = _pair(item, index)
-            record = command_line_question(question, context, self._config.data)
-            checked.append(dataclasses.replace(record, id=f"q{index}"))
         return answer(self._ready, self._config, checked, min_confidence=min_confidence) if checked else []
 
 
@@ -78,10 +96,15 @@ def load(
     An adapter answers with the settings it was trained with (its loraqa.json); `overrides` may
     change what inference may (model.max_seq_length, evaluation.batch_size, generation.decoding...).
     """
+    settings = _override_list(overrides, kwargs)
+    with _api_words():
+        return _load(path_or_model_name, device, settings)
+
+
+def _load(path_or_model_name: str | Path, device: str, settings: list[str]) -> QA:
     from loraqa.config.loader import load_config
     from loraqa.inference.ready import load_for_answering
 
-    settings = _override_list(overrides, kwargs)
     config = load_config(None, [f"training.device={device}", *settings])
     target = Path(path_or_model_name).expanduser()
     adapter = None
@@ -111,8 +134,9 @@ def train(
     from loraqa.runs.files import ADAPTER_DIR
     from loraqa.runs.summary import RunSummary
 
-    run_config = load_config(str(config) if config is not None else None, _override_list(overrides, kwargs))
-    summary = RunSummary.from_dict(run_training(run_config, resume=resume, overwrite=overwrite))
+    with _api_words():
+        run_config = load_config(str(config) if config is not None else None, _override_list(overrides, kwargs))
+        summary = RunSummary.from_dict(run_training(run_config, resume=resume, overwrite=overwrite))
     run_dir = Path(summary.run_dir)
     return RunResult(run_dir, run_dir / ADAPTER_DIR, summary.adapter, summary)
 
@@ -131,15 +155,41 @@ def evaluate(
     from loraqa.inference.eval_command import run_evaluation
 
     settings = _override_list(overrides, kwargs)
-    run_config = load_config(str(config) if config is not None else None, settings)
-    return run_evaluation(
-        run_config,
-        adapter=str(adapter) if adapter else None,
-        decodings=[run_config.generation.decoding],
-        output=str(output) if output else None,
-        overwrite=overwrite,
-        overrides=settings,
-    )
+    with _api_words():
+        run_config = load_config(str(config) if config is not None else None, settings)
+        return run_evaluation(
+            run_config,
+            adapter=str(adapter) if adapter else None,
+            decodings=[run_config.generation.decoding],
+            output=str(output) if output else None,
+            overwrite=overwrite,
+            overrides=settings,
+        )
+
+
+# The CLI's flags in the pipeline's messages, as the API's parameters: the pipeline words its errors
+# for the command line, which most users meet first; the API rewords them here, in one place.
+_API_PARAMETERS = {
+    "--resume": "resume=True",
+    "--overwrite": "overwrite=True",
+    "--output DIR": "output=DIR",
+    "--output": "output",
+    "--model NAME": "overrides={'model.name': NAME}",
+    "--model": "overrides={'model.name': ...}",
+    "--adapter": "adapter",
+}
+_FLAG = re.compile("|".join(re.escape(flag) for flag in sorted(_API_PARAMETERS, key=len, reverse=True)) + r"(?![\w-])")
+
+
+@contextlib.contextmanager
+def _api_words():
+    """Re-raise a LoraqaError (same type) with the API's parameter names where it names a CLI flag."""
+    try:
+        yield
+    except LoraqaError as error:
+        if error.args and isinstance(error.args[0], str):
+            error.args = (_FLAG.sub(lambda match: _API_PARAMETERS[match.group(0)], error.args[0]), *error.args[1:])
+        raise
 
 
 def _override_list(overrides: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> list[str]:
@@ -154,13 +204,9 @@ def _override_list(overrides: Mapping[str, Any] | None, kwargs: Mapping[str, Any
     return items
 
 
-def _pair(item, index: int) -> tuple[str, str]:
+def _pair(item, index: int) -> tuple:
     if isinstance(item, Mapping):
-        question, context = item.get("question"), item.get("context")
-    elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
-        question, context = item
-    else:
-        raise LoraqaError(f"record {index}: expected a (question, context) pair or a dict with question and context")
-    if not isinstance(question, str) or not isinstance(context, str):
-        raise LoraqaError(f"record {index}: question and context must be strings")
-    return question, context
+        return item.get("question"), item.get("context")
+    if isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
+        return item[0], item[1]
+    raise LoraqaError(f"record {index}: expected a (question, context) pair or a dict with question and context")

@@ -75,3 +75,24 @@ def test_import_is_light():
         timeout=60,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_errors_name_the_api_parameters_not_cli_flags(tmp_path):
+    from loraqa.config.loader import load_config
+
+    qa = loraqa.QA(None, load_config(None, []))  # inputs are checked before the model is used
+    with pytest.raises(LoraqaError) as info:
+        qa.answer(question=" ", context="Ada wrote it.")
+    assert str(info.value) == "question is empty"
+    with pytest.raises(LoraqaError) as info:
+        qa.answer_batch([("Who?", "Ada wrote it."), {"question": "Who?", "context": ""}])
+    assert str(info.value) == "record 1: context is empty"
+    with pytest.raises(LoraqaError) as info:
+        qa.answer("Who?", "x" * 10**6)
+    assert "load with overrides={'data.max_context_chars': N}" in str(info.value)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "metrics.json").write_text("{}")
+    with pytest.raises(LoraqaError) as info:
+        loraqa.evaluate(output=taken)
+    assert "--" not in str(info.value) and "use overwrite=True or output=DIR" in str(info.value)

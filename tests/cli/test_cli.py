@@ -128,6 +128,8 @@ def test_merge_writes_a_plain_model_that_answers_the_same(trained_gpt2, tmp_path
     merged = tmp_path / "merged"
     code, _, _ = run_cli(capsys, "merge", "--adapter", str(trained_gpt2 / "adapter"), "--output", str(merged))
     assert code == 0 and (merged / "model.safetensors").is_file()
+    readme = (merged / "README.md").read_text()  # what it is and how to load it
+    assert str(trained_gpt2 / "adapter") in readme and "loraqa predict --model DIR" in readme
     assert not any("lora" in name for name, _ in AutoModelForCausalLM.from_pretrained(merged).named_parameters())
     code, _, err = run_cli(capsys, "merge", "--adapter", str(trained_gpt2 / "adapter"), "--output", str(merged))
     assert code == 2 and "not empty" in one_line_error(err)

@@ -40,7 +40,7 @@ def test_the_summary_records_what_the_report_reads(tiny_model_dir, qa_files, tmp
     saved = json.loads((run / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))
     assert 0 < saved["trainable_params"] < saved["total_params"]
-    assert abs(saved["trainable_share"] - 100 * saved["trainable_params"] / saved["total_params"]) < 1e-3
+    assert abs(saved["trainable_percent"] - 100 * saved["trainable_params"] / saved["total_params"]) < 1e-3
     assert set(saved["versions"]) == {"loraqa", "torch", "transformers", "peft"} and saved["versions"]["torch"]
     assert saved["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", saved["git_commit"])
     assert saved["command"] == ["loraqa", "train"]

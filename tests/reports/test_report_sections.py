@@ -211,3 +211,18 @@ def test_a_squad_v2_run_plots_validation_f1_against_the_no_answer_threshold(tmp_
     assert "no_answer_0.png" in [p.name for p in paths.figures]
     assert_real_plot(run / "report_files" / "no_answer_0.png", (round(WIDE[0] * DPI), round(WIDE[1] * DPI)))
     assert "against the no-answer threshold" in paths.markdown.read_text()
+
+
+def test_no_training_log_says_why(tmp_path):
+    from loraqa.reports.sections import curves_section
+    from loraqa.runs.record import RunRecord
+    from loraqa.runs.summary import RunSummary
+
+    short = RunRecord("short", tmp_path, {"training": {"logging_steps": 10, "max_steps": 3}}, summary=RunSummary())
+    epochs = RunRecord("epochs", tmp_path, {"training": {"logging_steps": 500, "max_steps": -1}}, summary=RunSummary())
+    notes = [b.text for b in curves_section([short, epochs], tmp_path).blocks if isinstance(b, Paragraph)]
+    assert (
+        "short (training.logging_steps=10 is above the 3 steps it ran: set training.logging_steps=3 or less)"
+        in (notes[0])
+    )
+    assert "epochs (no step reached training.logging_steps=500" in notes[0]

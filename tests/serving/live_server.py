@@ -44,7 +44,7 @@ class CountingRegistry:
                 "base_model": "none",
                 "formulation": "extractive",
                 "shares_base": False,
-                "trainable_share": None,
+                "trainable_percent": None,
                 "exact_match": None,
                 "f1": None,
             }

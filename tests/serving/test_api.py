@@ -87,7 +87,7 @@ def test_adapters_listing_health_page_and_docs(client):
     # Any client may ask: names and bases only, never where a file lives (the tiny bases are directories).
     assert all(set(a) == set(listed[0]) and "adapter_dir" not in a for a in listed)
     assert not any("/" in str(value) for a in listed for value in a.values()), listed
-    assert 0 < by_name["seq2seq"]["trainable_share"] < 1
+    assert 0 < by_name["seq2seq"]["trainable_percent"] < 100  # a percentage, as in summary.json
     assert isinstance(by_name["causal"]["f1"], float)  # recorded by the run next to the adapter
     assert client.get("/health").json()["status"] == "ok"
     page = client.get("/")

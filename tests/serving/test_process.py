@@ -176,6 +176,9 @@ def test_web_page_highlights_the_answer(server, tmp_path):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
+            failed: list[str] = []  # every request succeeds (headless asks no favicon: test_page_files checks it)
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
             page.goto(server + "/")
             page.wait_for_selector("#adapter option[value='squad']", state="attached")
             page.select_option("#sample", "0")  # the Avalon sample context
@@ -196,6 +199,7 @@ def test_web_page_highlights_the_answer(server, tmp_path):
             assert "Who founded Avalon?" in page.inner_text("#history")
             page.locator("#history button", has_text="Who founded Avalon?").click()  # history re-shows an answer
             assert page.inner_text("#highlighted mark") == expected["answer"]
+            assert failed == []
             shot = os.environ.get("LORAQA_PAGE_SCREENSHOT")
             if shot:
                 page.screenshot(path=shot, full_page=True)

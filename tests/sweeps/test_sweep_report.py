@@ -98,6 +98,24 @@ def test_an_unfinished_sweep_and_a_search_without_grid_axes_still_report(tmp_pat
     assert len(_blocks(_sections(document)["Heatmaps"], Figure)) == 2
 
 
+def test_sweep_report_tables_fit_a_1280_px_page(tmp_path):
+    """The runs table (a column per swept key, long trial names) wraps within the page: neither the
+    page nor a table's own box scrolls sideways at 1280 px."""
+    browser_or_skip()
+    sweep_dir = write_sweep(tmp_path / "sweep")
+    assert main(["report", str(sweep_dir)]) == 0
+    errors: list[str] = []
+    with open_page((sweep_dir / "report.html").as_uri(), errors, viewport=(1280, 900)) as page:
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        boxes = page.evaluate(
+            "Array.from(document.querySelectorAll('.scroll')).map(e => [e.scrollWidth, e.clientWidth])"
+        )
+        headers = page.evaluate("Array.from(document.querySelectorAll('th')).map(e => e.textContent)")
+    assert errors == [] and page_width <= 1280
+    assert boxes and all(scroll <= client for scroll, client in boxes), boxes
+    assert "lora.target_modules" in headers  # wrapped with <wbr>, the text is unchanged
+
+
 def test_a_real_tiny_sweep_reports_and_renders_in_headless_chromium(tiny_model_dir, qa_files, tmp_path):
     sweep_dir = tmp_path / "real"
     overrides = cheap_overrides(tiny_model_dir("bert"), qa_files, tmp_path)

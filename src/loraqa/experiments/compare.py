@@ -272,7 +272,7 @@ def _row(run: ComparedRun) -> dict:
         "formulation": formulation,
         "trainable_params": s.trainable_params,
         "total_params": s.total_params,
-        "trainable_share": s.trainable_share,
+        "trainable_percent": s.trainable_percent,
         "train_seconds": s.train_seconds,
         "peak_memory_mib": s.peak_memory_mib,
         "peak_memory_kind": s.peak_memory_kind,
@@ -340,7 +340,7 @@ def format_comparison(rows: list[dict], best: str | None) -> str:
     ]
     lines = []
     for r in rows:
-        share = f"{r['trainable_params']:,} ({r['trainable_share']:.2f}%)" if r["trainable_params"] else "n/a"
+        share = f"{r['trainable_params']:,} ({r['trainable_percent']:.2f}%)" if r["trainable_params"] else "n/a"
         lines.append(
             [
                 "*" if r["run"] == best else "",

@@ -53,12 +53,19 @@ def read_questions(path: str, data: DataConfig) -> list[QARecord]:
     return sink.finish()
 
 
+def question_record(question: str, context: str, data: DataConfig, qid: str = "q1") -> QARecord:
+    """One question about a context as a record, checked as `read_questions` checks a line;
+    raises `RecordProblem`, whose message names the field ("question is empty"), for the caller
+    to word for its own inputs (CLI flags, API parameters)."""
+    record = _record({"question": question, "context": context}, qid, data.max_context_chars)
+    check_record_text(record)  # an undecodable byte in an argument arrives as a lone surrogate
+    return record
+
+
 def command_line_question(question: str, context: str, data: DataConfig) -> QARecord:
-    """The --question/--context pair as a record, checked as `read_questions` checks a line."""
+    """The --question/--context pair as a record (`question_record`); errors name the flag."""
     try:
-        record = _record({"question": question, "context": context}, "q1", data.max_context_chars)
-        check_record_text(record)  # an undecodable byte in an argument arrives as a lone surrogate
-        return record
+        return question_record(question, context, data)
     except RecordProblem as problem:
         raise DataError(
             "--context" if "context" in problem.problem else "--question", _with_hint(problem).problem

@@ -4,13 +4,16 @@ split (and the adapter on validation, which is what anything choosing between ru
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from loraqa import distributed
+from loraqa.atomic import atomic_directory
 from loraqa.config.validate import mutates_base
 from loraqa.console import say
 from loraqa.inference.evaluate import EvalOutcome, at_threshold, evaluate_records, write_outcome
@@ -20,7 +23,7 @@ from loraqa.lora.no_answer import write_threshold
 from loraqa.metrics.abstention import best_threshold
 from loraqa.metrics.calibration import Calibrator
 from loraqa.pipeline.prepare_phase import Prepared
-from loraqa.runs.files import METRICS_FILE
+from loraqa.runs.files import EVALUATION_FILES, METRICS_FILE
 
 
 @dataclass
@@ -32,9 +35,17 @@ class Evaluation:
     validation: dict | None
 
 
-def baseline(prepared: Prepared) -> dict | None:
+# What baseline/metrics.json adds to the metrics (which base, no adapter).
+_BASELINE_EXTRA = ("model", "adapter")
+
+
+def baseline(prepared: Prepared, measured: Path | None = None) -> dict | None:
     """The base model (LoRA disabled) on the test questions: its metrics, also written under
-    `baseline/`; read back when a resumed run already measured it. None when not asked for."""
+    `baseline/`; read back when a resumed run already measured it. None when not asked for.
+
+    `measured`: another run's complete `baseline/` measured with the same model, data, evaluation
+    and seed (a sweep's earlier trial, `sweeps.trial.baseline_donor`): copied, not evaluated again.
+    Training does not depend on it (`_trainable_kept`, `_replayed_random_state`)."""
     config, run = prepared.config, prepared.run
     if not config.evaluation.baseline:
         return None
@@ -42,6 +53,16 @@ def baseline(prepared: Prepared) -> dict | None:
     saved = run.baseline / METRICS_FILE
     if distributed.broadcast(saved.exists()):  # a resumed run already measured it on the same questions
         return json.loads(saved.read_text(encoding="utf-8"))
+    if measured is not None and distributed.broadcast((measured / METRICS_FILE).is_file()):
+        say(f"baseline measured with the same settings in {measured}: reused")
+        if distributed.is_main():  # [ddp]
+            with atomic_directory(run.baseline) as tmp:  # whole or not at all, metrics.json included
+                for name in EVALUATION_FILES:
+                    if (measured / name).is_file():
+                        shutil.copyfile(measured / name, tmp / name)
+        prepared.phase_seconds["baseline"] = round(time.perf_counter() - started, 1)
+        metrics = json.loads((measured / METRICS_FILE).read_text(encoding="utf-8"))
+        return {key: value for key, value in metrics.items() if key not in _BASELINE_EXTRA}  # as if measured here
     say("evaluating the base model without adapter (baseline)")
     # The base model itself: disabled LoRA layers pass their input through, and sampled decodings
     # draw the numbers they drew before LoRA was attached (its init consumed some since).
@@ -58,7 +79,7 @@ def baseline(prepared: Prepared) -> dict | None:
             label="baseline",
         )
     if distributed.is_main():  # [ddp]
-        write_outcome(outcome, run.baseline, extra={"model": config.model.name, "adapter": None})
+        write_outcome(outcome, run.baseline, extra={_BASELINE_EXTRA[0]: config.model.name, _BASELINE_EXTRA[1]: None})
     prepared.phase_seconds["baseline"] = round(time.perf_counter() - started, 1)
     return outcome.metrics
 

@@ -62,7 +62,7 @@ def fit(prepared: Prepared, callbacks=(), wrap_collate=None) -> FitResult:
     if config.training.gradient_checkpointing:
         peft_model.get_base_model().enable_input_require_grads()  # LoRA-only grads need a grad path through frozen inputs
     say(
-        f"trainable parameters {prepared.trainable_params:,} of {prepared.total_params:,} ({prepared.trainable_share:.2f}%)"
+        f"trainable parameters {prepared.trainable_params:,} of {prepared.total_params:,} ({prepared.trainable_percent:.2f}%)"
     )
     meter = PeakMemoryMeter(prepared.plan.torch_device)
     trainer = _trainer(prepared, [*callbacks, meter], wrap_collate)

@@ -51,7 +51,7 @@ class Prepared:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase, in order
 
     @property
-    def trainable_share(self) -> float:
+    def trainable_percent(self) -> float:
         """Trainable parameters in percent of all."""
         return 100 * self.trainable_params / max(self.total_params, 1)
 

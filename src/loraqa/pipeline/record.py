@@ -17,7 +17,7 @@ def provenance(prepared: Prepared, command: list[str] | None) -> dict:
     return {
         "trainable_params": prepared.trainable_params,
         "total_params": prepared.total_params,
-        "trainable_share": round(prepared.trainable_share, 4),
+        "trainable_percent": round(prepared.trainable_percent, 4),
         "versions": versions(),
         "git_commit": source_commit(),
         "command": list(command) if command is not None else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -39,6 +40,7 @@ def run_training(
     callbacks=(),
     validation: bool | None = None,
     command: list[str] | None = None,
+    baseline_from: Path | None = None,
 ) -> dict:
     """Train an adapter as configured; return the summary written to summary.json, as its JSON
     object (`RunSummary.to_dict()`; `loraqa.runs.summary.read_summary` reads it back typed).
@@ -46,6 +48,7 @@ def run_training(
     `callbacks`: extra transformers TrainerCallbacks (a sweep's pruning reporter). `validation`:
     True carves a validation split even when training does not read it (see `prepare`); the
     adapter's scores on it are summary["validation"]. `command`: the command line, recorded.
+    `baseline_from`: an equivalent run's measured `baseline/` to reuse (see `evaluate_phase.baseline`).
 
     `training.torch_threads` holds for this run only: the caller's torch thread count is restored
     after it, so every run in a process (the Python API, `loraqa compare`, sweeps) trains on the
@@ -57,7 +60,13 @@ def run_training(
     threads = torch.get_num_threads()
     try:
         return _run_training(
-            config, resume=resume, overwrite=overwrite, callbacks=callbacks, validation=validation, command=command
+            config,
+            resume=resume,
+            overwrite=overwrite,
+            callbacks=callbacks,
+            validation=validation,
+            command=command,
+            baseline_from=baseline_from,
         )
     except BaseException as exc:
         traceback.clear_frames(exc.__traceback__)  # a failed run's frames would keep its model and trainer
@@ -68,13 +77,20 @@ def run_training(
 
 
 def _run_training(
-    config: RunConfig, *, resume: bool, overwrite: bool, callbacks, validation: bool | None, command: list[str] | None
+    config: RunConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+    callbacks,
+    validation: bool | None,
+    command: list[str] | None,
+    baseline_from: Path | None,
 ) -> dict:
     prepared = prepare(config, resume=resume, overwrite=overwrite, validation=validation)
     run = prepared.run
     try:
         summary = RunSummary(run_dir=str(run.path), model=config.model.name, device=prepared.plan.description)
-        summary.baseline = baseline(prepared)
+        summary.baseline = baseline(prepared, baseline_from)
         fitted = fit(prepared, callbacks)
         # peak_memory_* (training/memory.py says what they count) and best_model / early_stopping
         summary = replace(

@@ -7,6 +7,7 @@ attached as it is. All text is escaped here, so predictions and questions cannot
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 
 from loraqa.reports.document import Code, Document, Figure, Paragraph, Section, Table
@@ -26,7 +27,7 @@ th, td { border: 1px solid #d8d8d8; padding: 0.3em 0.6em; text-align: left; vert
 th { background: #f3f4f6; }
 tbody tr:nth-child(even) { background: #fafafa; }
 td { max-width: 28em; overflow-wrap: break-word; }
-table.named td:first-child { white-space: nowrap; max-width: none; font-weight: 600; }
+table.named td:first-child { max-width: 16em; font-weight: 600; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #666; font-size: 0.9em; }
@@ -71,10 +72,21 @@ def _block(block) -> str:
 
 def _table(table: Table) -> str:
     caption = f"<caption>{escape(table.caption)}</caption>" if table.caption else ""
-    head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
-    rows = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>\n" for row in table.rows)
+    head = "".join(f"<th>{_breakable(h)}</th>" for h in table.header)
+    rows = "".join("<tr>" + "".join(f"<td>{_breakable(c)}</td>" for c in row) + "</tr>\n" for row in table.rows)
     css = ' class="named"' if table.named_rows else ""
     return f'<div class="scroll"><table{css}>{caption}<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}</tbody></table></div>\n'
+
+
+# Where a long name may wrap: after a dot, underscore or equals sign before a letter, as in config
+# keys and trial names ("lora.target_modules", "r=16_learning_rate=1e-3"), never inside a number.
+_NAME_BREAK = re.compile(r"([._=])(?=[A-Za-z])")
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap between the parts of a name (<wbr>: copied text is unchanged), so a
+    wide table (a sweep's runs) fits the page instead of stretching past it."""
+    return _NAME_BREAK.sub(r"\1<wbr>", escape(text))
 
 
 def _inline(text: str) -> str:

@@ -204,7 +204,7 @@ def trainable_params(summary: RunSummary | None) -> str:
     """ "166,658 of 22.7M (0.73%)" from the summary's trainable_params / total_params, else n/a."""
     if summary is None or summary.trainable_params is None:
         return NA
-    trainable, total, share = summary.trainable_params, summary.total_params, summary.trainable_share
+    trainable, total, share = summary.trainable_params, summary.total_params, summary.trainable_percent
     text = f"{int(trainable):,}"
     if total is not None and total > 0:
         text += f" of {_millions(total)}"
@@ -292,7 +292,9 @@ def curves_section(runs: list[RunRecord], files_dir: Path) -> Section:
             Figure(loss, "Training and validation loss per step, all runs", "Loss per optimizer step.")
         )
     else:
-        section.blocks.append(Paragraph("No training log (train_log.jsonl) with losses in any run.", note=True))
+        section.blocks.append(
+            Paragraph(f"No training log (train_log.jsonl) with losses in any run: {_no_log_reasons(runs)}.", note=True)
+        )
     f1 = figures.validation_f1(runs, files_dir / "validation_f1.png")
     if f1:
         section.blocks.append(Figure(f1, "Validation F1 and exact match per step, all runs"))
@@ -300,10 +302,34 @@ def curves_section(runs: list[RunRecord], files_dir: Path) -> Section:
         section.blocks.append(
             Paragraph("Validation F1 was not measured during training (training.eval_strategy=no).", note=True)
         )
-    missing = [r.name for r in runs if not r.log]
+    missing = [r for r in runs if not _losses(r)]
     if missing and (loss or f1):
-        section.blocks.append(Paragraph(f"No training log in: {', '.join(missing)}.", note=True))
+        section.blocks.append(Paragraph(f"No training log in: {_no_log_reasons(missing)}.", note=True))
     return section
+
+
+def _losses(run: RunRecord) -> list[dict]:
+    return [entry for entry in run.log if "loss" in entry]
+
+
+def _no_log_reasons(runs: list[RunRecord]) -> str:
+    """Each run's name and why it has no loss logged, as far as its config tells."""
+    return "; ".join(f"{run.name} ({_no_log_reason(run)})" for run in runs)
+
+
+def _no_log_reason(run: RunRecord) -> str:
+    training = run.config.get("training") or {}
+    every, max_steps = training.get("logging_steps"), training.get("max_steps")
+    ran = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    if isinstance(every, int) and ran is not None and every > ran:
+        return (
+            f"training.logging_steps={every} is above the {ran} steps it ran: set training.logging_steps={ran} or less"
+        )
+    if run.summary is None:
+        return "the run has not finished, or stopped before its first logging step"
+    if isinstance(every, int) and ran is None:
+        return f"no step reached training.logging_steps={every}: an epoch may hold fewer steps"
+    return "no train_log.jsonl"
 
 
 # --- failures -------------------------------------------------------------------------------------

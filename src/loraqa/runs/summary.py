@@ -6,7 +6,8 @@ presence marks a finished run. Reports, sweeps, compare and the API read it back
 
 Compatibility: a summary written by an older or newer loraqa still reads. A missing key leaves its
 field at the default; a key this version does not know is kept in `extra` (and written back); a
-value of the wrong type is dropped (its field keeps the default) and named in `problems`.
+value of the wrong type is dropped (its field keeps the default) and named in `problems`. Renamed
+keys are read under their old name too (`trainable_share`, a percentage, is `trainable_percent`).
 
 Metrics dicts (`baseline`, `adapter`, `validation`) are an evaluation's `metrics.json` contents
 (inference/evaluate.py): `exact_match`, `f1`, their `_ci` intervals, `slices`, ... for extractive
@@ -49,7 +50,7 @@ class RunSummary:
     validation: dict | None = None  # the adapter on the validation split: what sweeps and compare choose on
     trainable_params: int | None = None
     total_params: int | None = None
-    trainable_share: float | None = None
+    trainable_percent: float | None = None  # trainable parameters in percent of all (0.73 = 0.73%)
     versions: dict = field(default_factory=dict)  # library -> installed version (runs/provenance.py)
     git_commit: str | None = None  # loraqa's own checkout (runs/provenance.py says why that one)
     command: list | str | None = None  # argv as a list; older runs may hold one string
@@ -75,6 +76,7 @@ class RunSummary:
     def from_dict(cls, data: dict, problems: list[str] | None = None) -> RunSummary:
         """Tolerant reading: see the module docstring. `problems` collects what was dropped."""
         hints = typing.get_type_hints(cls)
+        data = {(_RENAMED[key] if key in _RENAMED and _RENAMED[key] not in data else key): v for key, v in data.items()}
         known, extra = {}, {}
         for key, value in data.items():
             if key == "extra" or key not in hints:
@@ -87,6 +89,9 @@ class RunSummary:
         summary.extra = extra
         return summary
 
+
+# Keys older loraqa versions wrote, by their name now (same unit).
+_RENAMED = {"trainable_share": "trainable_percent"}
 
 # Entries a run writes only when they happened (a baseline, best-model selection, a warning, ...).
 _OPTIONAL = frozenset(

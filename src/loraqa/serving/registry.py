@@ -182,7 +182,7 @@ def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:
         "base_model": _public_base_name(ready.model_config.name),
         "formulation": ready.spec.formulation.name,
         "shares_base": shared,
-        "trainable_share": None,
+        "trainable_percent": None,
         "exact_match": None,
         "f1": None,
     }
@@ -191,7 +191,7 @@ def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:
     adapter_params = _tensor_elements(directory / "adapter_model.safetensors")
     base_params = _base_parameters(ready.model)
     if adapter_params and base_params:
-        info["trainable_share"] = round(adapter_params / (base_params + adapter_params), 6)
+        info["trainable_percent"] = round(100 * adapter_params / (base_params + adapter_params), 4)
     info.update(_recorded_scores(directory.parent / METRICS_FILE))
     return info
 

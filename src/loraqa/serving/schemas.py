@@ -62,7 +62,7 @@ class AdapterInfo(BaseModel):
     base_model: str
     formulation: str
     shares_base: bool = Field(description="loaded as a named adapter on a base shared with other adapters")
-    trainable_share: float | None = Field(description="adapter parameters / (base + adapter parameters)")
+    trainable_percent: float | None = Field(description="adapter parameters in percent of base + adapter parameters")
     exact_match: float | None = Field(description="EM recorded by the run next to the adapter (metrics.json)")
     f1: float | None
 

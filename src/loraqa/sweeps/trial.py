@@ -11,6 +11,7 @@ new directory beside the sweep's (`reproduce_command`); its shell form goes to t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import traceback
@@ -26,7 +27,7 @@ from loraqa.atomic import write_json_atomic
 from loraqa.config.loader import load_config
 from loraqa.errors import LoraqaError, TrainingError
 from loraqa.pipeline import run_training
-from loraqa.runs.files import CONFIG_FILE, TRIAL_FILE
+from loraqa.runs.files import CONFIG_FILE, METRICS_FILE, TRIAL_FILE
 from loraqa.runs.rundir import RunDirectory
 from loraqa.runs.summary import RunSummary, read_summary
 from loraqa.training.arguments import examples_per_step
@@ -122,9 +123,17 @@ def _train_cell(
             resume = run.holds_run()
             if resume:
                 attrs["resumed_from"] = last_complete_checkpoint(str(run.checkpoints))
+            donor = None if resume else baseline_donor(config, run_dir)
+            if donor is not None:
+                attrs["baseline_from"] = str(donor)
             summary = RunSummary.from_dict(
                 run_training(
-                    config, resume=resume, callbacks=[reporter] if reporter else [], validation=True, command=command
+                    config,
+                    resume=resume,
+                    callbacks=[reporter] if reporter else [],
+                    validation=True,
+                    command=command,
+                    baseline_from=donor,
                 )
             )
         validation, test = summary.validation, summary.adapter
@@ -181,3 +190,40 @@ def _saved_threads(run: RunDirectory):
     saved = yaml.safe_load((run.path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
     threads = (saved.get("training") or {}).get("torch_threads")
     return "null" if threads is None else threads
+
+
+# What a baseline (the base model alone on the test split) depends on, beyond the model, data,
+# evaluation and generation settings: the seed (the extractive head's initialisation, sampled
+# decodings), numerics (precision, device, CPU threads) and LoRA settings that change the base
+# itself. Everything else a sweep varies (rank, learning rate, steps, modules...) only trains.
+_BASELINE_TRAINING_KEYS = ("seed", "precision", "device", "torch_threads")
+_BASELINE_LORA_KEYS = ("init", "quantize_base")
+
+
+def baseline_view(config) -> dict:
+    """The settings a run's baseline depends on (two runs that agree on them measure the same baseline)."""
+    view = dataclasses.asdict(config)
+    for key in ("name", "output_dir"):
+        view.pop(key)
+    view["training"] = {key: view["training"][key] for key in _BASELINE_TRAINING_KEYS}
+    view["lora"] = {key: view["lora"][key] for key in _BASELINE_LORA_KEYS}
+    return view
+
+
+def baseline_donor(config, run_dir: Path) -> Path | None:
+    """An earlier trial's measured `baseline/` in this sweep with the same `baseline_view`: once per
+    sweep is enough. Read from the sweep directory, so every worker finds what any other measured."""
+    if not config.evaluation.baseline or not run_dir.parent.is_dir():
+        return None
+    wanted = baseline_view(config)
+    for sibling in sorted(run_dir.parent.iterdir()):
+        measured = RunDirectory(sibling).baseline
+        if sibling == run_dir or not (measured / METRICS_FILE).is_file() or not (sibling / CONFIG_FILE).is_file():
+            continue
+        try:
+            other = load_config(str(sibling / CONFIG_FILE), [])
+        except LoraqaError:
+            continue
+        if baseline_view(other) == wanted:
+            return measured
+    return None

@@ -6,7 +6,7 @@ Two moments, one run per backend:
   log the training loss, learning rate and validation metrics into them, and returns a
   TensorBoardCallback writing under RUN/tensorboard.
 - `report_run(...)`, at the end of the pipeline, sends what happens outside Trainer (baseline, test
-  and validation metrics, failure counts, trainable parameters and share, adapter size on disk, wall
+  and validation metrics, failure counts, trainable parameters and their percentage, adapter size on disk, wall
   times, the resolved config as hyperparameters) to the same runs through a `Tracker`, then closes them.
 
 Where runs go: TensorBoard to RUN/tensorboard (`tensorboard --logdir runs/`); W&B to RUN/wandb
@@ -94,7 +94,7 @@ def run_metrics(summary: RunSummary, parameters: tuple[int, int] | None, adapter
             {
                 "run/trainable_parameters": trainable,
                 "run/total_parameters": total,
-                "run/trainable_share": trainable / total,
+                "run/trainable_percent": 100 * trainable / total,
             }
         )
     if adapter_dir is not None and adapter_dir.is_dir():
