@@ -1,11 +1,14 @@
 """The adapters a server answers with, loaded once at start-up and fixed for its lifetime.
 
 Each base model is loaded once. Adapters that fit the same loaded base (same weights, same
-vocabulary, same segment-id handling) share it as peft named adapters, switched with
-`set_adapter` before each batch; a base with a single adapter has it merged, exactly as
-`loraqa predict` loads it. Adapters on different bases get their own base. `--base-only` on a
-base some adapters already use joins their group (which then stays unmerged) and answers inside
-peft's `disable_adapter()`, so the base is not loaded a second time.
+vocabulary, same segment-id handling) share it as peft named adapters, unmerged; a base with a
+single adapter has it merged, exactly as `loraqa predict` loads it. Questions for adapters of one
+mixing group (same base, a formulation that `mixes_adapters`, same tokenizer and model settings)
+are answered in one model call with peft's per-row `adapter_names` (`answer_rows`); an adapter in
+no group answers its questions alone, after `set_adapter`. Adapters on different bases get their
+own base. `--base-only` on a base some adapters already use joins their group (which then stays
+unmerged) and answers as peft's "__base__" (inside `disable_adapter()` when alone), so the base is
+not loaded a second time.
 
 Nothing here is reachable from a request: the HTTP layer only calls `answer` and `describe`
 with the name of an adapter already in the registry.
@@ -13,8 +16,9 @@ with the name of an adapter already in the registry.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from loraqa.data.records import QARecord
 from loraqa.errors import FlagError
 from loraqa.inference.answer import Answer, answer
 from loraqa.inference.ready import AnswerSetup, ReadyModel, answer_setup, load_base_tokenizer, load_for_answering
-from loraqa.inference.shared_base import add_named_adapter, base_view
+from loraqa.inference.shared_base import add_named_adapter, answer_mixed, base_view
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
 from loraqa.runs.files import METRICS_FILE
 
@@ -59,6 +63,7 @@ class ServedAdapter:
     ready: ReadyModel  # model possibly shared with other adapters (then peft_name selects this one)
     peft_name: str | None  # None: the model answers as this adapter alone (merged, or a bare base)
     info: dict  # what GET /v1/adapters shows (no paths)
+    mix_group: Hashable | None = None  # adapters with an equal group may share a model call (answer_rows)
 
 
 class Registry:
@@ -90,6 +95,19 @@ class Registry:
         if served.peft_name is not None:
             served.ready.model.set_adapter(served.peft_name)
         return answer(served.ready, self.config, records, decoding)
+
+    def batch_key(self, name: str) -> Hashable:
+        """What a question for `name` may share a model call with: its mixing group, else its adapter."""
+        group = self.adapters[name].mix_group
+        return ("adapter", name) if group is None else ("group", group)
+
+    def answer_rows(self, names: list[str], records: list[QARecord], decoding: str | None) -> list[Answer]:
+        """Record i answered by adapter names[i], each as `answer` answers it alone; one set of model
+        calls when the names share a `batch_key` (callers batch only such names together)."""
+        if len(set(names)) == 1:
+            return self.answer(names[0], records, decoding)
+        rows = [(self.adapters[n].ready, self.adapters[n].peft_name) for n in names]
+        return answer_mixed(rows, self.config, records, decoding)
 
     def describe(self) -> list[dict]:
         return [{"name": a.name, "default": a.name == self.default, **a.info} for a in self.adapters.values()]
@@ -169,7 +187,25 @@ def _load_group(members: list[tuple], config: RunConfig) -> list[ServedAdapter]:
         ready = add_named_adapter(first, setup, meta, peft_name)
         served.append(ServedAdapter(source.name, ready, peft_name, _info(ready, source.directory, True)))
     first.model.eval()
+    base = object()  # this loaded base, by identity (an id() could be reused once it is freed)
+    for adapter in served:
+        adapter.mix_group = _mix_group(base, adapter.ready)
     return served
+
+
+def _mix_group(base: object, ready: ReadyModel) -> tuple | None:
+    """Adapters on one base whose questions may share a model call: the formulation passes per-row
+    adapter names on, and everything else that shapes the call (tokenizer, model settings, SQuAD v2) is equal."""
+    formulation = ready.spec.formulation
+    if not formulation.mixes_adapters(ready.version_2):
+        return None
+    return (base, repr(formulation.config), _tokenizer_fingerprint(ready.tokenizer), ready.version_2)
+
+
+def _tokenizer_fingerprint(tokenizer) -> tuple:
+    vocab = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
+    settings = ("padding_side", "truncation_side", "pad_token_id", "eos_token_id", "bos_token_id", "chat_template")
+    return (type(tokenizer).__name__, len(tokenizer), vocab, *(repr(getattr(tokenizer, k, None)) for k in settings))
 
 
 def _info(ready: ReadyModel, directory: Path | None, shared: bool) -> dict:
