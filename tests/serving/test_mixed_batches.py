@@ -98,3 +98,46 @@ def test_a_request_mixing_adapters_is_one_model_call(registry):
     got = [(row["adapter"], row["answer"], row["start"], row["end"]) for row in response.json()]
     expected = [(n, text, start, end) for n, (text, start, end, _, _) in zip(names, alone(registry, names))]
     assert got == expected
+
+
+def test_a_runtime_adapter_joins_its_loaded_base_mixes_and_leaves_it(trained_adapters, serve_config, tmp_path):
+    """POST /v1/adapters of an adapter whose base is loaded unmerged attaches it there (no base load),
+    it answers as it does alone and mixes with the others; DELETE removes its weights from the base,
+    and unloading the base's last adapter frees the base."""
+    import gc
+    import weakref
+
+    copies = redrawn_copies(trained_adapters["extractive"], tmp_path)
+    shutil.copytree(trained_adapters["causal"], tmp_path / "gpt")  # a base of its own
+    registry = build_registry([AdapterSource(n, copies[n]) for n in ADAPTERS[:2]], serve_config)
+    # c answering alone, on a base shared with d (unmerged, as it will be when it joins a and b)
+    alone_registry = build_registry([AdapterSource("c", copies["c"]), AdapterSource("d", copies["d"])], serve_config)
+    expected = [shown(a) for a in alone_registry.answer("c", QUESTIONS[:4], None)]
+    del alone_registry
+    model = weakref.ref(registry.adapters["a"].ready.model)
+    admin = {"Authorization": "Bearer token"}
+    settings = ServeSettings(max_batch=8, admin_token="token", adapter_root=str(tmp_path))
+    with TestClient(create_app(registry, settings)) as client:
+        assert client.post("/v1/adapters", json={"name": "c", "path": "c"}, headers=admin).status_code == 201
+        joined = registry.adapters["c"]
+        assert joined.ready.model is model() and joined.peft_name in model().peft_config  # no second base
+        assert registry.batch_key("c") == registry.batch_key("a")
+        assert [shown(a) for a in registry.answer("c", QUESTIONS[:4], None)] == expected
+        items = [{"question": q.question, "context": q.context, "adapter": n} for q, n in zip(QUESTIONS, "cacb")]
+        before = client.app.state.batcher.batches
+        rows = client.post("/v1/answer", json=items).json()
+        assert client.app.state.batcher.batches - before == 1
+        assert [r["answer"] for r in rows[::2]] == [e[0] for e in expected[::2]]  # c's questions 0 and 2
+        assert client.delete("/v1/adapters/c", headers=admin).status_code == 200
+        assert joined.peft_name not in model().peft_config
+        del joined
+        assert client.delete("/v1/adapters/a", headers=admin).status_code == 200  # "default", the first
+        assert client.post("/v1/adapters", json={"name": "c", "path": "c"}, headers=admin).status_code == 201
+        assert client.delete("/v1/adapters/b", headers=admin).status_code == 200
+        assert client.post("/v1/answer", json={**items[0], "adapter": "c"}).json()["answer"] == expected[0][0]
+        assert registry.adapters["c"].ready.model is model()
+        assert client.post("/v1/adapters", json={"name": "gpt", "path": "gpt"}, headers=admin).status_code == 201
+        assert client.delete("/v1/adapters/c", headers=admin).status_code == 200  # the bert base's last adapter
+        gc.collect()
+        assert model() is None
+        assert client.post("/v1/answer", json={**items[0], "adapter": "gpt"}).status_code == 200
