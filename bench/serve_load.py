@@ -115,7 +115,8 @@ def _mixed_main(args) -> int:
     bodies = [{"question": r.question, "context": r.context} for r in records]
     names = [f"a{i}" for i in range(args.mixed)]
     results = {**provenance(sys.argv), "adapter": args.adapter, "mixed_names": len(names), "seconds": args.seconds,
-               "rounds": args.rounds, "device": args.device, "runs": [], "summary": []}  # fmt: skip
+               "rounds": args.rounds, "device": args.device, "runs": [], "summary": [],
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}  # the servers inherit it  # fmt: skip
     with _server(args, 16) as single, _server(args, 16, names) as mixed:
         for clients in [int(c) for c in args.clients.split(",")]:
             speeds: dict[str, list[float]] = {"single": [], "mixed": []}

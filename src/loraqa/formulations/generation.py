@@ -66,7 +66,7 @@ def generate_answers(
     reuse_cache = _reuses_cache(model, settings, decoder_only)
     # A shared prefix's cache is one adapter's: with several adapters, prompts run whole.
     share_prefixes = reuse_cache and (adapter_names is None or len(set(adapter_names)) == 1)
-    for plan in _plan(prompts, settings, reuse_cache, share_prefixes):
+    for plan in _plan(prompts, settings, share_prefixes):
         batch = plan.rows
         names = None if adapter_names is None else [adapter_names[i] for i in batch]
         if any(plan.shared):
@@ -146,10 +146,8 @@ def _adapters(names: list[str] | None) -> dict:
     return {} if names is None else {"adapter_names": names}
 
 
-def _plan(
-    prompts: Sequence[list[int]], settings: PredictSettings, reuse_cache: bool, share_prefixes: bool
-) -> list[PromptBatch]:
-    if reuse_cache and share_prefixes:
+def _plan(prompts: Sequence[list[int]], settings: PredictSettings, share_prefixes: bool) -> list[PromptBatch]:
+    if share_prefixes:
         return plan_batches(prompts, settings.batch_size)
     batches = batches_by_length([len(p) for p in prompts], settings.batch_size)
     return [PromptBatch(rows, [0] * len(rows)) for rows in batches]
