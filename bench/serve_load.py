@@ -53,9 +53,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from record import provenance  # noqa: E402  (bench/record.py, next to this script)
+
 from loraqa.allocator import reexec_with_tcmalloc  # noqa: E402
 from loraqa.data.sources import load_records  # noqa: E402
-from record import provenance  # noqa: E402  (bench/record.py, next to this script)
 
 
 def main() -> int:
@@ -86,9 +87,16 @@ def main() -> int:
 
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
-    results = {**provenance(sys.argv), "adapter": args.adapter, "model": None if args.adapter else args.model,
-               "seconds": args.seconds, "max_requests": args.max_requests, "device": args.device,
-               "predict_per_question_ms": _predict_ms(args, records[: args.predict_questions]), "runs": []}  # fmt: skip
+    results = {
+        **provenance(sys.argv),
+        "adapter": args.adapter,
+        "model": None if args.adapter else args.model,
+        "seconds": args.seconds,
+        "max_requests": args.max_requests,
+        "device": args.device,
+        "predict_per_question_ms": _predict_ms(args, records[: args.predict_questions]),
+        "runs": [],
+    }
     for mode in args.modes.split(","):
         max_batch = 16 if mode == "on" else 1
         with _server(args, max_batch) as url:
@@ -114,9 +122,17 @@ def _mixed_main(args) -> int:
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
     names = [f"a{i}" for i in range(args.mixed)]
-    results = {**provenance(sys.argv), "adapter": args.adapter, "mixed_names": len(names), "seconds": args.seconds,
-               "rounds": args.rounds, "device": args.device, "runs": [], "summary": [],
-               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}  # the servers inherit it  # fmt: skip
+    results = {
+        **provenance(sys.argv),
+        "adapter": args.adapter,
+        "mixed_names": len(names),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "device": args.device,
+        "runs": [],
+        "summary": [],
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }  # the servers inherit it
     with _server(args, 16) as single, _server(args, 16, names) as mixed:
         for clients in [int(c) for c in args.clients.split(",")]:
             speeds: dict[str, list[float]] = {"single": [], "mixed": []}
@@ -128,11 +144,15 @@ def _mixed_main(args) -> int:
                     results["runs"].append(row)
                     print(json.dumps(row), flush=True)
             single_aps, mixed_aps = statistics.median(speeds["single"]), statistics.median(speeds["mixed"])
-            summary = {"clients": clients, "single_answers_per_second": single_aps,
-                       "mixed_answers_per_second": mixed_aps,
-                       "mixed_over_single": round(mixed_aps / single_aps, 3) if single_aps else None,
-                       "per_round_ratio": [round(m / s, 3) if s else None
-                                           for s, m in zip(speeds["single"], speeds["mixed"])]}  # fmt: skip
+            summary = {
+                "clients": clients,
+                "single_answers_per_second": single_aps,
+                "mixed_answers_per_second": mixed_aps,
+                "mixed_over_single": round(mixed_aps / single_aps, 3) if single_aps else None,
+                "per_round_ratio": [
+                    round(m / s, 3) if s else None for s, m in zip(speeds["single"], speeds["mixed"], strict=True)
+                ],
+            }
             results["summary"].append(summary)
             print(json.dumps(summary), flush=True)
     label = args.label or Path(args.adapter).parent.name
@@ -199,10 +219,14 @@ async def _load(
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         elapsed = time.perf_counter() - began
     return {
-        "sent": sent, "answered": len(latencies), "errors": errors, "error_statuses": statuses, "lost": lost,
+        "sent": sent,
+        "answered": len(latencies),
+        "errors": errors,
+        "error_statuses": statuses,
+        "lost": lost,
         "answers_per_second": round(len(latencies) / elapsed, 3),
         **{f"p{q}_ms": _percentile(latencies, q) for q in (50, 95, 99)},
-    }  # fmt: skip
+    }
 
 
 def _percentile(values: list[float], q: int) -> float | None:
@@ -223,9 +247,21 @@ class _server:
         served = ["--adapter", f"bench={args.adapter}"] if args.adapter else ["--base-only", "--model", args.model]
         if names:  # the one adapter under several names: they share one base, unmerged
             served = [part for name in names for part in ("--adapter", f"{name}={args.adapter}")]
-        self.command = [sys.executable, "-m", "loraqa", "serve", *served, "--port", str(self.port),
-                        "--max-batch", str(max_batch), "--device", args.device,
-                        "--request-timeout-s", str(args.request_timeout_s)]  # fmt: skip
+        self.command = [
+            sys.executable,
+            "-m",
+            "loraqa",
+            "serve",
+            *served,
+            "--port",
+            str(self.port),
+            "--max-batch",
+            str(max_batch),
+            "--device",
+            args.device,
+            "--request-timeout-s",
+            str(args.request_timeout_s),
+        ]
 
     def __enter__(self) -> str:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

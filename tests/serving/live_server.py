@@ -37,8 +37,18 @@ class CountingRegistry:
         return list(self.adapters)
 
     def describe(self) -> list[dict]:
-        return [{"name": "echo", "default": True, "base_model": "none", "formulation": "extractive",
-                 "shares_base": False, "trainable_share": None, "exact_match": None, "f1": None}]  # fmt: skip
+        return [
+            {
+                "name": "echo",
+                "default": True,
+                "base_model": "none",
+                "formulation": "extractive",
+                "shares_base": False,
+                "trainable_share": None,
+                "exact_match": None,
+                "f1": None,
+            }
+        ]
 
     def hold(self) -> None:
         self._gate.clear()

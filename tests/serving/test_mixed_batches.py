@@ -14,12 +14,12 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
+from tiny_models import synthetic_records
 
 from loraqa.data.records import QARecord
 from loraqa.serving.app import create_app
 from loraqa.serving.registry import AdapterSource, build_registry
 from loraqa.serving.settings import ServeSettings
-from tiny_models import synthetic_records
 
 ADAPTERS = ("a", "b", "c", "d")
 QUESTIONS = [QARecord(r["id"], r["context"], r["question"]) for r in synthetic_records(12)]
@@ -56,7 +56,7 @@ def alone(registry, names: list[str]) -> list[tuple]:
     rows: list[tuple | None] = [None] * len(names)
     for adapter in ADAPTERS:
         mine = [i for i, n in enumerate(names) if n == adapter]
-        for i, found in zip(mine, registry.answer(adapter, [QUESTIONS[i] for i in mine], None)):
+        for i, found in zip(mine, registry.answer(adapter, [QUESTIONS[i] for i in mine], None), strict=True):
             rows[i] = found
     return [shown(found) for found in rows]
 
@@ -82,21 +82,27 @@ def test_a_mixed_batch_answers_as_each_adapter_alone(registry):
     expected = []
     for adapter in ADAPTERS:
         mine = [i for i, n in enumerate(names) if n == adapter]
-        expected += list(zip(mine, confidences(registry.answer(adapter, [QUESTIONS[i] for i in mine], None))))
+        expected += list(
+            zip(mine, confidences(registry.answer(adapter, [QUESTIONS[i] for i in mine], None)), strict=True)
+        )
     for i, confidence in expected:
         assert mixed[i].confidence == pytest.approx(confidence, abs=2e-4)
 
 
 def test_a_request_mixing_adapters_is_one_model_call(registry):
     names = owners(8)
-    items = [{"question": q.question, "context": q.context, "adapter": n} for q, n in zip(QUESTIONS, names)]
+    items = [
+        {"question": q.question, "context": q.context, "adapter": n} for q, n in zip(QUESTIONS, names, strict=True)
+    ]
     with TestClient(create_app(registry, ServeSettings(max_batch=8))) as client:
         before = client.app.state.batcher.batches
         response = client.post("/v1/answer", json=items)
         assert response.status_code == 200, response.text
         assert client.app.state.batcher.batches - before == 1
     got = [(row["adapter"], row["answer"], row["start"], row["end"]) for row in response.json()]
-    expected = [(n, text, start, end) for n, (text, start, end, _, _) in zip(names, alone(registry, names))]
+    expected = [
+        (n, text, start, end) for n, (text, start, end, _, _) in zip(names, alone(registry, names), strict=True)
+    ]
     assert got == expected
 
 
@@ -123,7 +129,9 @@ def test_a_runtime_adapter_joins_its_loaded_base_mixes_and_leaves_it(trained_ada
         assert joined.ready.model is model() and joined.peft_name in model().peft_config  # no second base
         assert registry.batch_key("c") == registry.batch_key("a")
         assert [shown(a) for a in registry.answer("c", QUESTIONS[:4], None)] == expected
-        items = [{"question": q.question, "context": q.context, "adapter": n} for q, n in zip(QUESTIONS, "cacb")]
+        items = [
+            {"question": q.question, "context": q.context, "adapter": n} for q, n in zip(QUESTIONS, "cacb", strict=True)
+        ]
         before = client.app.state.batcher.batches
         rows = client.post("/v1/answer", json=items).json()
         assert client.app.state.batcher.batches - before == 1

@@ -97,7 +97,7 @@ class Formulation(ABC):
     def auto_model_class(self) -> type:
         """The transformers Auto class that builds this formulation's model."""
 
-    def check_generation(self, max_new_tokens: int) -> None:
+    def check_generation(self, max_new_tokens: int) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Refuse a `generation.max_new_tokens` this formulation cannot honour (ConfigError), before
         any weights load. Most can: an encoder-decoder writes into its own sequence."""
 

@@ -22,9 +22,9 @@ from loraqa.data.records import QARecord
 from loraqa.errors import LoraqaError
 from loraqa.formulations.base import (
     Formulation,
+    Prediction,
     PredictResult,
     PredictSettings,
-    Prediction,
     Progress,
     batches_by_length,
     model_device,

@@ -16,7 +16,6 @@ import torch
 from loraqa.formulations.base import PredictSettings, Progress, batches_by_length, model_device, takes_position_ids
 from loraqa.formulations.shared_prefix import PromptBatch, plan_batches, positions, prefix_cache, split_rows
 
-
 # Most SQuAD answers stop within this many tokens. Then a batch goes on with only the rows that have
 # not: one rambling row would otherwise keep all 32 decoding, and a decoding step costs ~3x at
 # batch 32 what it costs at batch 1 (SmolLM2: 188 vs 63 ms).
@@ -76,7 +75,7 @@ def generate_answers(
                 device
             )
         answers = _generate(model, encoded, settings, eos_ids, tokenizer, decoder_only, reuse_cache, names)
-        for index, (ids, logprobs) in zip(batch, answers):
+        for index, (ids, logprobs) in zip(batch, answers, strict=True):
             results[index] = _finish(tokenizer, ids, logprobs, eos_ids)
         if progress:
             progress(len(batch))
@@ -100,8 +99,13 @@ def _generate(
     the same KV cache, only the rows that have not stopped. Each phase is one `generate()` call, so
     the answers are generate()'s own.
     """
-    kwargs = dict(eos_token_id=eos_ids or None, pad_token_id=tokenizer.pad_token_id,
-                  return_dict_in_generate=True, output_scores=True, **settings.generate_kwargs)  # fmt: skip
+    kwargs = dict(
+        eos_token_id=eos_ids or None,
+        pad_token_id=tokenizer.pad_token_id,
+        return_dict_in_generate=True,
+        output_scores=True,
+        **settings.generate_kwargs,
+    )
     two_phases = reuse_cache and settings.max_new_tokens > FIRST_PHASE_TOKENS
     first = FIRST_PHASE_TOKENS if two_phases else settings.max_new_tokens
     out = model.generate(**encoded, max_new_tokens=first, **kwargs, **_adapters(names))
@@ -119,10 +123,14 @@ def _generate(
     cache.batch_select_indices(going)
     mask = torch.cat([encoded["attention_mask"], torch.ones_like(new)], dim=1)[going]
     more = model.generate(
-        input_ids=out.sequences[going], attention_mask=mask, position_ids=positions(mask),
-        past_key_values=cache, max_new_tokens=settings.max_new_tokens - first, **kwargs,
+        input_ids=out.sequences[going],
+        attention_mask=mask,
+        position_ids=positions(mask),
+        past_key_values=cache,
+        max_new_tokens=settings.max_new_tokens - first,
+        **kwargs,
         **_adapters(None if names is None else [names[r] for r in going.tolist()]),
-    )  # fmt: skip
+    )
     more_new = more.sequences[:, out.sequences.shape[1] :]
     more_logprobs = _token_logprobs(model, more)
     for j, r in enumerate(going.tolist()):
@@ -164,10 +172,14 @@ def _with_shared_prefixes(
     tensor = lambda lists: torch.tensor(lists, dtype=torch.long, device=device)  # noqa: E731
     adapters = _adapters(None if names is None else names[:1] * len(split.prefix_ids))
     cache = prefix_cache(model, tensor(split.prefix_ids), tensor(split.prefix_mask), tensor(split.owner), **adapters)
-    input_ids = tensor([split.prefix_ids[p] + rest for p, rest in zip(split.owner, split.rest_ids)])
-    attention = tensor([split.prefix_mask[p] + rest for p, rest in zip(split.owner, split.rest_mask)])
-    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions(attention),
-            "past_key_values": cache}  # fmt: skip
+    input_ids = tensor([split.prefix_ids[p] + rest for p, rest in zip(split.owner, split.rest_ids, strict=True)])
+    attention = tensor([split.prefix_mask[p] + rest for p, rest in zip(split.owner, split.rest_mask, strict=True)])
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "position_ids": positions(attention),
+        "past_key_values": cache,
+    }
 
 
 def _token_logprobs(model, out) -> torch.Tensor:
@@ -177,7 +189,7 @@ def _token_logprobs(model, out) -> torch.Tensor:
 
 def _finish(tokenizer, ids: torch.Tensor, logprobs: torch.Tensor, eos_ids: list[int]) -> tuple[str, float, float]:
     kept, scores = [], []
-    for token, logprob in zip(ids.tolist(), logprobs.tolist()):
+    for token, logprob in zip(ids.tolist(), logprobs.tolist(), strict=True):
         if token == tokenizer.pad_token_id and token not in eos_ids:
             break  # a row that finished early is padded
         if math.isfinite(logprob):

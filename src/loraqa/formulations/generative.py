@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from loraqa.data.records import QARecord
-from loraqa.formulations.base import Formulation, PredictResult, PredictSettings, Prediction, Progress
+from loraqa.formulations.base import Formulation, Prediction, PredictResult, PredictSettings, Progress
 from loraqa.formulations.generation import generate_answers
 from loraqa.formulations.teacher_forcing import sequence_logprobs, teacher_forced_metrics
 from loraqa.metrics.squad import normalize_answer
@@ -57,12 +57,19 @@ class GenerativeFormulation(Formulation):
         if settings.adapter_names is not None and (settings.version_2 or settings.with_loss):
             raise ValueError("adapter_names: generative answers mix adapters without SQuAD v2 and with_loss only")
         prompts = [self.generation_prompt(r, tokenizer, settings) for r in records]
-        answers = generate_answers(model, tokenizer, prompts, settings, decoder_only=self.decoder_only,
-                                   progress=progress, adapter_names=settings.adapter_names)  # fmt: skip
+        answers = generate_answers(
+            model,
+            tokenizer,
+            prompts,
+            settings,
+            decoder_only=self.decoder_only,
+            progress=progress,
+            adapter_names=settings.adapter_names,
+        )
         if settings.version_2:
             predictions = self._abstaining(model, tokenizer, records, prompts, answers, settings)
         else:
-            predictions = [Prediction(r.id, text, conf) for r, (text, conf, _) in zip(records, answers)]
+            predictions = [Prediction(r.id, text, conf) for r, (text, conf, _) in zip(records, answers, strict=True)]
         metrics: dict[str, float] = {}
         if settings.with_loss:
             features = self.training_features(records, tokenizer)
@@ -87,13 +94,14 @@ class GenerativeFormulation(Formulation):
             banned = self._target_ids(unanswerable[0], tokenizer)[:-1]  # the text without its end token
             kwargs = {**settings.generate_kwargs, "bad_words_ids": [banned]}
             retry = dataclasses.replace(settings, generate_kwargs=kwargs)
-            redone = generate_answers(model, tokenizer, [prompts[i] for i in again], retry,
-                                      decoder_only=self.decoder_only)  # fmt: skip
-            for i, answer in zip(again, redone):
+            redone = generate_answers(
+                model, tokenizer, [prompts[i] for i in again], retry, decoder_only=self.decoder_only
+            )
+            for i, answer in zip(again, redone, strict=True):
                 best[i] = answer
         predictions = []
         for record, (text, confidence, logprob), null_logprob, length in zip(
-            records, best, null_logprobs, null_lengths
+            records, best, null_logprobs, null_lengths, strict=False
         ):
             null_confidence = math.exp(null_logprob / max(length, 1))
             if self.is_no_answer(text) or not text:  # nothing else to answer: "no answer" is all there is

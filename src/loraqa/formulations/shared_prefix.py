@@ -54,10 +54,10 @@ class SplitRows:
 
 def split_rows(rows: Sequence[Sequence[int]], split: Sequence[int], pad: int) -> SplitRows:
     distinct: dict[tuple[int, ...], int] = {}
-    owner = [distinct.setdefault(tuple(ids[:n]), len(distinct)) for ids, n in zip(rows, split)]
+    owner = [distinct.setdefault(tuple(ids[:n]), len(distinct)) for ids, n in zip(rows, split, strict=True)]
     longest = max(len(p) for p in distinct)
-    width = max(len(ids) - n for ids, n in zip(rows, split))
-    rests = [list(ids[n:]) for ids, n in zip(rows, split)]
+    width = max(len(ids) - n for ids, n in zip(rows, split, strict=True))
+    rests = [list(ids[n:]) for ids, n in zip(rows, split, strict=True)]
     return SplitRows(
         prefix_ids=[[pad] * (longest - len(p)) + list(p) for p in distinct],
         prefix_mask=[[0] * (longest - len(p)) + [1] * len(p) for p in distinct],
@@ -93,7 +93,7 @@ def prefix_cache(model, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, own
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the shorter one ends the common prefix
         if x != y:
             break
         n += 1
@@ -123,8 +123,8 @@ def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[Prom
     0, at least MIN_SHARED_TOKENS.
     """
     groups, shared = group_by_shared_start(prompts)
-    loose = [i for group, n in zip(groups, shared) if not n for i in group]
-    groups, shared = [g for g, n in zip(groups, shared) if n], [n for n in shared if n]
+    loose = [i for group, n in zip(groups, shared, strict=True) if not n for i in group]
+    groups, shared = [g for g, n in zip(groups, shared, strict=True) if n], [n for n in shared if n]
     batches = []
     for group_rows in _pack(groups, shared, batch_size):
         batches.append(_batch(prompts, [i for i, _ in group_rows], [n for _, n in group_rows]))
@@ -146,7 +146,7 @@ def training_split(prompts: Sequence[Sequence[int]]) -> list[int] | None:
     if not any(shared):
         return None
     split = [0] * len(prompts)
-    for group, n in zip(groups, shared):
+    for group, n in zip(groups, shared, strict=True):
         for i in group:
             split[i] = n or max(len(prompts[i]) - 1, 0)
     return split
@@ -154,7 +154,7 @@ def training_split(prompts: Sequence[Sequence[int]]) -> list[int] | None:
 
 def _batch(prompts: Sequence[Sequence[int]], rows: list[int], shared: list[int]) -> PromptBatch:
     # When no two rows share their prefix, a prefix pass only splits one pass in two (batch 1, say).
-    if len({tuple(prompts[i][:n]) for i, n in zip(rows, shared)}) == len(rows):
+    if len({tuple(prompts[i][:n]) for i, n in zip(rows, shared, strict=True)}) == len(rows):
         shared = [0] * len(rows)
     return PromptBatch(rows, shared)
 

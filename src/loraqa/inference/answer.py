@@ -82,7 +82,7 @@ def answers_from(
     raw = [p.confidence for p in predictions]
     calibrated = calibrator.apply(raw).tolist() if calibrator and raw else raw
     answers = []
-    for record, prediction, confidence in zip(records, predictions, calibrated):
+    for record, prediction, confidence in zip(records, predictions, calibrated, strict=True):
         start, end = answer_offsets(record.context, prediction.text)
         found = Answer(
             text=prediction.text,

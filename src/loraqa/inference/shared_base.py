@@ -73,7 +73,7 @@ def answer_mixed(
         mine = [i for i, (other, _) in enumerate(rows) if other is ready]
         threshold = answering_threshold(config, ready.adapter)
         own = [predictions[i].at_threshold(threshold) for i in mine]
-        for i, found in zip(mine, answers_from(ready, [records[i] for i in mine], own)):
+        for i, found in zip(mine, answers_from(ready, [records[i] for i in mine], own), strict=True):
             answers[i] = found
     return answers
 

@@ -25,9 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loraqa.config.decoding import parse_decoding
 from loraqa.data.records import QARecord
 from loraqa.errors import ConfigError
-from loraqa.config.decoding import parse_decoding
 from loraqa.inference.answer import Answer
 from loraqa.serving.admin import add_admin_routes
 from loraqa.serving.auth import RequestGate
@@ -107,12 +107,15 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         _check_limits(items, settings)
         names = [_adapter_name(item, registry) for item in items]
         # Questions for adapters that can share a model call (registry.batch_key) share a key.
-        keys = [(registry.batch_key(name), _decoding(item, settings), stream) for name, item in zip(names, items)]
+        keys = [
+            (registry.batch_key(name), _decoding(item, settings), stream)
+            for name, item in zip(names, items, strict=True)
+        ]
         request.state.adapter = ",".join(sorted(set(names)))  # the metrics' and the log's label
         records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
         futures = []
         try:
-            for key, name, record in zip(keys, names, records):
+            for key, name, record in zip(keys, names, records, strict=True):
                 futures.append(batcher.submit(key, (name, record)))
         except (QueueFull, ShuttingDown) as exc:
             for future in futures:
@@ -122,7 +125,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
 
         async def answers() -> list[dict]:
             rows = await _wait(request, futures, settings.request_timeout_s)
-            return [_response(item, name, row, started) for item, name, row in zip(items, names, rows)]
+            return [_response(item, name, row, started) for item, name, row in zip(items, names, rows, strict=True)]
 
         return answers()
 
@@ -381,9 +384,17 @@ class BodyReader:
 async def _send_error(send, status: int, message: str) -> None:
     """A JSON error sent by hand (outside the app); it closes the connection, whose body is unread."""
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -188,7 +188,7 @@ class Batcher:
             for pending in live:  # one item's failure must not fail its neighbours: each alone
                 await self._run(key, [pending])
             return
-        for pending, result in zip(live, results):
+        for pending, result in zip(live, results, strict=True):
             _settle(pending, result=result)
 
     async def _call(self, key: Hashable, live: list[_Pending]) -> list[Any]:

@@ -24,8 +24,13 @@ class ServeMetrics:
         self.requests = Counter(
             "loraqa_requests", "HTTP requests answered", ["endpoint", "adapter", "status"], registry=r
         )
-        self.latency = Histogram("loraqa_request_seconds", "time from a request's arrival to its response's start",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.latency = Histogram(
+            "loraqa_request_seconds",
+            "time from a request's arrival to its response's start",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram("loraqa_batch_size", "questions per model call", buckets=BATCH_BUCKETS, registry=r)
         self.model_seconds = Counter("loraqa_model_seconds", "seconds spent in model calls", ["adapter"], registry=r)
         self.questions = Counter("loraqa_questions", "questions answered by the model", ["adapter"], registry=r)

@@ -224,8 +224,13 @@ def _base_only_entry(config: RunConfig, base_name: str | None) -> tuple[tuple, t
     spec, model_config = setup.spec, setup.model_config
     # The rows load_model gives the base alone: its own, grown to the tokenizer when tokens were added.
     rows = max(int(spec.hf_config.vocab_size), len(tokenizer))
-    key = (spec.path, model_config.revision, spec.formulation.auto_model_class().__name__,
-           model_config.use_token_type_ids, rows)  # fmt: skip
+    key = (
+        spec.path,
+        model_config.revision,
+        spec.formulation.auto_model_class().__name__,
+        model_config.use_token_type_ids,
+        rows,
+    )
     return key, (None, tokenizer, setup)
 
 
