@@ -11,6 +11,19 @@ The full benchmark (issue 17's bars; run on a quiet machine, one adapter per com
 A smoke run (seconds): `--seconds 5 --clients 1,8 --predict-questions 5`; `--model minilm-l6`
 without `--adapter` serves the base alone (`loraqa serve --base-only`).
 
+Mixed adapters (issue 27's bar: mixed >= 0.8x single), `--mixed 4`: two servers run side by side,
+"single" serving the adapter alone (merged, as one would serve it) and "mixed" serving it under 4
+names on one base (unmerged; peft's per-row adapter names put questions for all 4 in one model call),
+each with batching on; clients spread their questions over the 4 names round-robin. The load phases
+alternate single, mixed, single, ... `--rounds` times per client count, so a machine whose load
+drifts weighs on both alike; reported per client count: the median answers/s of each and
+`mixed_over_single`. One adapter directory under 4 names costs what 4 different adapters on that
+base cost (the LoRA work per row is the same); the equality of mixed answers with each adapter's
+own is tests/serving/test_mixed_batches.py's. Results go to bench/results/serve-mixed<N>-<label>.json.
+
+    PYTHONPATH=src .venv/bin/python bench/serve_load.py --adapter runs/minilm-l6-squad/adapter \
+        --mixed 4 --seconds 20 --rounds 3 --clients 8 --label minilm-l6
+
 For each batching mode (on: --max-batch 16, off: --max-batch 1, i.e. one question at a time) a real
 server process is started on a free loopback port; for each client count every client sends one
 SQuAD dev question at a time, waiting for its answer before the next, until the time is up or the
@@ -66,7 +79,11 @@ def main() -> int:
     parser.add_argument(
         "--predict-questions", type=int, default=30, help="questions timed as `loraqa predict` (0: skip)"
     )
+    parser.add_argument("--mixed", type=int, default=0, help="N: the adapter under N names, mixed vs alone")
+    parser.add_argument("--rounds", type=int, default=3, help="with --mixed: alternations per client count")
     args = parser.parse_args()
+    if args.mixed:
+        return _mixed_main(args)
 
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
@@ -98,6 +115,54 @@ def main() -> int:
     return 0
 
 
+def _mixed_main(args) -> int:
+    """Answers/s with the adapter under `args.mixed` names (mixed batches) vs served alone, alternated."""
+    if not args.adapter or args.mixed < 2:
+        raise SystemExit("--mixed N needs --adapter and N >= 2")
+    records = load_records("squad-v1.1:dev").records[: args.questions]
+    bodies = [{"question": r.question, "context": r.context} for r in records]
+    names = [f"a{i}" for i in range(args.mixed)]
+    results = {
+        **provenance(sys.argv),
+        "adapter": args.adapter,
+        "mixed_names": len(names),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "device": args.device,
+        "runs": [],
+        "summary": [],
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }  # the servers inherit it
+    with _server(args, 16) as single, _server(args, 16, names) as mixed:
+        for clients in [int(c) for c in args.clients.split(",")]:
+            speeds: dict[str, list[float]] = {"single": [], "mixed": []}
+            for round_index in range(args.rounds):
+                for kind, url, adapters in (("single", single, None), ("mixed", mixed, names)):
+                    row = asyncio.run(_load(url, bodies, clients, args.seconds, args.max_requests, adapters))
+                    row.update(kind=kind, round=round_index, clients=clients)
+                    speeds[kind].append(row["answers_per_second"])
+                    results["runs"].append(row)
+                    print(json.dumps(row), flush=True)
+            single_aps, mixed_aps = statistics.median(speeds["single"]), statistics.median(speeds["mixed"])
+            summary = {
+                "clients": clients,
+                "single_answers_per_second": single_aps,
+                "mixed_answers_per_second": mixed_aps,
+                "mixed_over_single": round(mixed_aps / single_aps, 3) if single_aps else None,
+                "per_round_ratio": [
+                    round(m / s, 3) if s else None for s, m in zip(speeds["single"], speeds["mixed"], strict=True)
+                ],
+            }
+            results["summary"].append(summary)
+            print(json.dumps(summary), flush=True)
+    label = args.label or Path(args.adapter).parent.name
+    out = ROOT / "bench" / "results" / f"serve-mixed{args.mixed}-{label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
 def _predict_ms(args, records) -> float | None:
     """Median ms per question answered alone, loaded and answered as `loraqa predict` does."""
     if not records:
@@ -118,7 +183,10 @@ def _predict_ms(args, records) -> float | None:
     return round(1000 * statistics.median(times), 2)
 
 
-async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int) -> dict:
+async def _load(
+    url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int, adapters: list[str] | None = None
+) -> dict:
+    """Every client sends one question at a time; with `adapters`, question k names adapters[k % len]."""
     latencies: list[float] = []
     errors = lost = sent = 0
     statuses: dict[str, int] = {}  # the errors by HTTP status (504: waited past --request-timeout-s)
@@ -130,6 +198,8 @@ async def _load(url: str, bodies: list[dict], clients: int, seconds: float, max_
         while time.perf_counter() < deadline and sent < max_requests:
             sent += 1
             body = bodies[position % len(bodies)]
+            if adapters:
+                body = {**body, "adapter": adapters[position % len(adapters)]}
             position += clients
             started = time.perf_counter()
             try:
@@ -170,11 +240,13 @@ def _percentile(values: list[float], q: int) -> float | None:
 class _server:
     """A `loraqa serve` process on a free loopback port, stopped on exit."""
 
-    def __init__(self, args, max_batch: int):
+    def __init__(self, args, max_batch: int, names: list[str] | None = None):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         served = ["--adapter", f"bench={args.adapter}"] if args.adapter else ["--base-only", "--model", args.model]
+        if names:  # the one adapter under several names: they share one base, unmerged
+            served = [part for name in names for part in ("--adapter", f"{name}={args.adapter}")]
         self.command = [
             sys.executable,
             "-m",

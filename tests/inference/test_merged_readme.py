@@ -21,7 +21,7 @@ def test_merged_readme_names_base_adapter_version_date_formulation_prompt_and_lo
     ready = SimpleNamespace(
         model_config=config, spec=SimpleNamespace(formulation=FORMULATIONS["causal"](config)), adapter="runs/r/adapter"
     )
-    text = merged_readme(ready, when=datetime.datetime(2026, 12, 7, 2, 10, tzinfo=datetime.UTC))
+    text = merged_readme(ready, when=datetime.datetime(2026, 12, 7, 2, 10, tzinfo=datetime.timezone.utc))
     assert "`tiny-gpt2`" in text and "`runs/r/adapter`" in text and f"loraqa {__version__}" in text
     assert "2026-12-07 02:10 UTC" in text and "causal" in text
     assert 'AutoModelForCausalLM.from_pretrained("DIR")' in text

@@ -56,6 +56,12 @@ class CountingRegistry:
     def release(self) -> None:
         self._gate.set()
 
+    def batch_key(self, name: str):
+        return ("adapter", name)  # one adapter: never mixed
+
+    def answer_rows(self, names, records, decoding) -> list[Answer]:
+        return self.answer(names[0], records, decoding)
+
     def answer(self, name, records, decoding) -> list[Answer]:
         self.calls.append([r.question for r in records])
         assert self._gate.wait(PATIENCE_S)

@@ -54,6 +54,10 @@ class PredictSettings:
     version_2: bool = False
     with_loss: bool = True  # also compute teacher-forced loss and token/position accuracy
     window_tokens: int | None = None  # model.max_seq_length: where the first window ends (evaluation slices)
+    # Per record, the peft adapter that answers it (peft's mixed-batch `adapter_names`, "__base__" for the
+    # base alone): records for several adapters on one unmerged base share model calls. None: the model as
+    # it is. Only for a formulation whose `mixes_adapters` says so, and without `with_loss`.
+    adapter_names: list[str] | None = None
 
 
 @dataclass
@@ -136,6 +140,11 @@ class Formulation(ABC):
         the sampler to keep together (and `collate(..., share_prefixes=True)` to split); None when
         this formulation cannot share them."""
         return None
+
+    def mixes_adapters(self, version_2: bool) -> bool:
+        """Whether `predict` honours `settings.adapter_names`: every model call it makes passes each
+        row's adapter name on, so one call answers for several adapters on one base."""
+        return False
 
     @abstractmethod
     def predict(

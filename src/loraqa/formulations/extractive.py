@@ -106,6 +106,9 @@ class ExtractiveFormulation(Formulation):
             batch["end_positions"] = torch.tensor([f["end_positions"][0] for f in features])
         return batch
 
+    def mixes_adapters(self, version_2: bool) -> bool:
+        return True  # one forward per batch of windows; a window's adapter is its record's
+
     @torch.no_grad()
     def predict(
         self,
@@ -128,7 +131,7 @@ class ExtractiveFormulation(Formulation):
         for batch_index in batches_by_length([len(f["input_ids"]) for f in features], settings.batch_size):
             batch = self.collate([features[i] for i in batch_index], tokenizer)
             gold_start, gold_end = batch.pop("start_positions"), batch.pop("end_positions")
-            out = model(**{k: v.to(device) for k, v in batch.items()})
+            out = model(**{k: v.to(device) for k, v in batch.items()}, **_row_adapters(settings, windows, batch_index))
             starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()
             if settings.with_loss:
                 loss = (F.cross_entropy(starts, gold_start) + F.cross_entropy(ends, gold_end)) / 2
@@ -161,6 +164,13 @@ class ExtractiveFormulation(Formulation):
                 "end_accuracy": 100.0 * end_hits / len(windows),
             }
         return PredictResult(predictions, metrics)
+
+
+def _row_adapters(settings: PredictSettings, windows: list[Window], rows: list[int]) -> dict:
+    """peft's `adapter_names` for a batch of windows: each window answers as its record's adapter."""
+    if settings.adapter_names is None:
+        return {}
+    return {"adapter_names": [settings.adapter_names[windows[i].record_index] for i in rows]}
 
 
 def _feature(window: Window) -> dict[str, list[int]]:

@@ -48,9 +48,11 @@ def generate_answers(
     *,
     decoder_only: bool,
     progress: Progress | None = None,
+    adapter_names: Sequence[str] | None = None,
 ) -> list[tuple[str, float, float]]:
     """Generate one answer per prompt (token ids); return (text, confidence, log probability) in
-    prompt order.
+    prompt order. With `adapter_names` (one per prompt), each prompt is answered by its peft adapter
+    within the shared batches (peft's mixed-batch `adapter_names`).
 
     Confidence is the geometric mean of the chosen tokens' probabilities: exp(mean log p); the log
     probability is their sum, the stop token's included (what SQuAD v2 abstention compares).
@@ -61,15 +63,18 @@ def generate_answers(
     was_training = model.training
     model.eval()
     reuse_cache = _reuses_cache(model, settings, decoder_only)
-    for plan in _plan(prompts, settings, reuse_cache):
+    # A shared prefix's cache is one adapter's: with several adapters, prompts run whole.
+    share_prefixes = reuse_cache and (adapter_names is None or len(set(adapter_names)) == 1)
+    for plan in _plan(prompts, settings, share_prefixes):
         batch = plan.rows
+        names = None if adapter_names is None else [adapter_names[i] for i in batch]
         if any(plan.shared):
-            encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], plan.shared, tokenizer, device)
+            encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], plan.shared, tokenizer, device, names)
         else:
             encoded = tokenizer.pad({"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt").to(
                 device
             )
-        answers = _generate(model, encoded, settings, eos_ids, tokenizer, decoder_only, reuse_cache)
+        answers = _generate(model, encoded, settings, eos_ids, tokenizer, decoder_only, reuse_cache, names)
         for index, (ids, logprobs) in zip(batch, answers, strict=True):
             results[index] = _finish(tokenizer, ids, logprobs, eos_ids)
         if progress:
@@ -86,8 +91,9 @@ def _generate(
     tokenizer,
     decoder_only: bool,
     reuse_cache: bool,
+    names: list[str] | None = None,
 ):
-    """(new token ids, their log-probabilities) per row of one batch.
+    """(new token ids, their log-probabilities) per row of one batch; `names`: each row's peft adapter.
 
     With `reuse_cache`, a batch decodes in two phases: FIRST_PHASE_TOKENS for every row, then, from
     the same KV cache, only the rows that have not stopped. Each phase is one `generate()` call, so
@@ -102,7 +108,7 @@ def _generate(
     )
     two_phases = reuse_cache and settings.max_new_tokens > FIRST_PHASE_TOKENS
     first = FIRST_PHASE_TOKENS if two_phases else settings.max_new_tokens
-    out = model.generate(**encoded, max_new_tokens=first, **kwargs)
+    out = model.generate(**encoded, max_new_tokens=first, **kwargs, **_adapters(names))
     # Scores cover only new tokens: after the prompt (decoder-only) or after the decoder start token.
     new = out.sequences[:, encoded["input_ids"].shape[1] if decoder_only else 1 :]
     logprobs = _token_logprobs(model, out)
@@ -123,6 +129,7 @@ def _generate(
         cache=cache,
         max_new_tokens=settings.max_new_tokens - first,
         **kwargs,
+        **_adapters(None if names is None else [names[r] for r in going.tolist()]),
     )
     more_new = more.sequences[:, out.sequences.shape[1] :]
     more_logprobs = _token_logprobs(model, more)
@@ -142,23 +149,37 @@ def _reuses_cache(model, settings: PredictSettings, decoder_only: bool) -> bool:
     return takes_position_ids(model)
 
 
-def _plan(prompts: Sequence[list[int]], settings: PredictSettings, reuse_cache: bool) -> list[PromptBatch]:
-    if reuse_cache:
+def _adapters(names: list[str] | None) -> dict:
+    """The peft kwarg that answers each row with its own adapter (nothing without names)."""
+    return {} if names is None else {"adapter_names": names}
+
+
+def _plan(prompts: Sequence[list[int]], settings: PredictSettings, share_prefixes: bool) -> list[PromptBatch]:
+    if share_prefixes:
         return plan_batches(prompts, settings.batch_size)
     batches = batches_by_length([len(p) for p in prompts], settings.batch_size)
     return [PromptBatch(rows, [0] * len(rows)) for rows in batches]
 
 
 @torch.no_grad()
-def _with_shared_prefixes(model, rows: list[list[int]], shared: list[int], tokenizer, device) -> dict:
+def _with_shared_prefixes(
+    model, rows: list[list[int]], shared: list[int], tokenizer, device, names: list[str] | None
+) -> dict:
     """generate() inputs for `rows`, whose first `shared[r]` tokens are already in the cache
-    (`shared_prefix.split_rows`: each distinct prefix run once; generate() extends the positions)."""
+    (`shared_prefix.split_rows`: each distinct prefix run once; generate() extends the positions).
+    `names`: the rows' peft adapter, one and the same (prefixes are shared only then)."""
     split = split_rows(rows, shared, tokenizer.pad_token_id)
     tensor = lambda lists: torch.tensor(lists, dtype=torch.long, device=device)  # noqa: E731
-    cache = prefix_cache(model, tensor(split.prefix_ids), tensor(split.prefix_mask), tensor(split.owner))
+    adapters = _adapters(None if names is None else names[:1] * len(split.prefix_ids))
+    cache = prefix_cache(model, tensor(split.prefix_ids), tensor(split.prefix_mask), tensor(split.owner), **adapters)
     input_ids = tensor([split.prefix_ids[p] + rest for p, rest in zip(split.owner, split.rest_ids, strict=True)])
     attention = tensor([split.prefix_mask[p] + rest for p, rest in zip(split.owner, split.rest_mask, strict=True)])
-    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions(attention), "cache": cache}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "position_ids": positions(attention),
+        "cache": cache,
+    }
 
 
 def _token_logprobs(model, out) -> torch.Tensor:

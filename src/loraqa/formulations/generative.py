@@ -42,6 +42,10 @@ class GenerativeFormulation(Formulation):
     def score_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         """(mean loss over answer tokens, answer tokens, answer tokens predicted right) for a collated batch."""
 
+    def mixes_adapters(self, version_2: bool) -> bool:
+        # Generation passes each row's adapter on; SQuAD v2's teacher-forced no-answer scores do not (yet).
+        return not version_2
+
     def predict(
         self,
         model,
@@ -50,9 +54,17 @@ class GenerativeFormulation(Formulation):
         settings: PredictSettings,
         progress: Progress | None = None,
     ) -> PredictResult:
+        if settings.adapter_names is not None and (settings.version_2 or settings.with_loss):
+            raise ValueError("adapter_names: generative answers mix adapters without SQuAD v2 and with_loss only")
         prompts = [self.generation_prompt(r, tokenizer, settings) for r in records]
         answers = generate_answers(
-            model, tokenizer, prompts, settings, decoder_only=self.decoder_only, progress=progress
+            model,
+            tokenizer,
+            prompts,
+            settings,
+            decoder_only=self.decoder_only,
+            progress=progress,
+            adapter_names=settings.adapter_names,
         )
         if settings.version_2:
             predictions = self._abstaining(model, tokenizer, records, prompts, answers, settings)

@@ -72,8 +72,9 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
-def prefix_cache(model, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, owner: torch.Tensor):
+def prefix_cache(model, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, owner: torch.Tensor, **adapters):
     """One pass over the distinct prefixes; their KV cache, copied to the rows that own them.
+    `adapters`: peft's `adapter_names` for the prefixes, when a batch names its adapter per row.
 
     The copy is an index, so in training the gradient of every row reaches its prefix's pass,
     summed: the same gradient as running the prefix in each row.
@@ -84,6 +85,7 @@ def prefix_cache(model, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, own
         position_ids=positions(prefix_mask),
         use_cache=True,
         logits_to_keep=1,  # only the cache is wanted, not the prefix's logits
+        **adapters,
     ).cache
     cache.batch_select_indices(owner)
     return cache

@@ -64,16 +64,25 @@ def answer(
     validation split; `raw_confidence` is the model's own), rounded to 4 places. With `min_confidence`,
     an answer below it is withheld (`Answer.withheld_below`)."""
     from loraqa.inference.evaluate import predict_settings
-    from loraqa.lora.calibration_file import read_calibration
 
     settings = predict_settings(config, version_2=ready.version_2, decoding=decoding, adapter=ready.adapter)
     settings.with_loss = False
     result = ready.spec.formulation.predict(ready.model, ready.tokenizer, records, settings)
+    return answers_from(ready, records, result.predictions, min_confidence)
+
+
+def answers_from(
+    ready: ReadyModel, records: list[QARecord], predictions: list, min_confidence: float | None = None
+) -> list[Answer]:
+    """The `Answer`s for `ready`'s predictions (a formulation's `Prediction`s, one per record):
+    calibrated with the adapter's calibration, with character offsets, withheld below `min_confidence`."""
+    from loraqa.lora.calibration_file import read_calibration
+
     calibrator = read_calibration(ready.adapter)
-    raw = [p.confidence for p in result.predictions]
+    raw = [p.confidence for p in predictions]
     calibrated = calibrator.apply(raw).tolist() if calibrator and raw else raw
     answers = []
-    for record, prediction, confidence in zip(records, result.predictions, calibrated, strict=True):
+    for record, prediction, confidence in zip(records, predictions, calibrated, strict=True):
         start, end = answer_offsets(record.context, prediction.text)
         found = Answer(
             text=prediction.text,

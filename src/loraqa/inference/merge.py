@@ -60,7 +60,7 @@ def merged_readme(ready: ReadyModel, when: datetime.datetime | None = None) -> s
     """The README.md of a merged model: what it is, how it was made, and how to load it."""
     formulation = ready.spec.formulation
     auto = formulation.auto_model_class().__name__
-    made = (when or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    made = (when or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# {ready.model_config.name} + LoRA adapter, merged ({formulation.name} question answering)",
         "",

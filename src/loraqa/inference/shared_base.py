@@ -3,14 +3,18 @@
 The first adapter on a base is loaded unmerged (`load_for_answering(..., merge=False)`: its checks
 and resizing); each other adapter on that base joins it with `add_named_adapter`, and `base_view`
 is the same model answering with its adapters disabled. Whoever answers selects one with peft's
-`set_adapter` (or `disable_adapter()`) before each batch.
+`set_adapter` (or `disable_adapter()`) before each batch, or answers questions for several of
+them in one batch with `answer_mixed` (peft's per-row `adapter_names`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from loraqa.config.schema import RunConfig
+from loraqa.data.records import QARecord
 from loraqa.errors import AdapterError
+from loraqa.inference.answer import Answer, answers_from
 from loraqa.inference.ready import AnswerSetup, ReadyModel
 from loraqa.lora.adapter import read_lora_config
 from loraqa.lora.adapter_weights import check_adapter_weights
@@ -45,6 +49,35 @@ def base_view(shared: ReadyModel, setup: AnswerSetup, tokenizer) -> ReadyModel:
     """`shared.model` as the base alone (`setup` without an adapter, `tokenizer` its base's): it
     answers inside peft's `disable_adapter()`, with the base's own weights and heads."""
     return ReadyModel(shared.model, tokenizer, setup.spec, setup.model_config, None)
+
+
+def answer_mixed(
+    rows: list[tuple[ReadyModel, str]], config: RunConfig, records: list[QARecord], decoding: str | None = None
+) -> list[Answer]:
+    """Per record, the `Answer` its adapter gives alone (`answer.answer`), from one set of model calls.
+
+    `rows[i]` is record i's (ReadyModel, peft adapter name): adapters attached to one unmerged model
+    (`add_named_adapter`; "__base__" for `base_view`), whose formulation `mixes_adapters` and whose
+    tokenizer and model settings are the same (the registry groups only such adapters). The formulation
+    passes each row's name to peft; what differs per adapter after the model, its SQuAD v2 threshold and
+    its calibration, is applied per record.
+    """
+    from loraqa.inference.evaluate import answering_threshold, predict_settings
+
+    first = rows[0][0]
+    settings = predict_settings(config, version_2=first.version_2, decoding=decoding, adapter=first.adapter)
+    settings.with_loss = False
+    settings.adapter_names = [name for _, name in rows]
+    predictions = first.spec.formulation.predict(first.model, first.tokenizer, records, settings).predictions
+    answers: list[Answer | None] = [None] * len(records)
+    for ready in {id(ready): ready for ready, _ in rows}.values():
+        mine = [i for i, (other, _) in enumerate(rows) if other is ready]
+        threshold = answering_threshold(config, ready.adapter)
+        own = [predictions[i].at_threshold(threshold) for i in mine]
+        for i, found in zip(mine, answers_from(ready, [records[i] for i in mine], own), strict=True):
+            answers[i] = found
+    assert all(a is not None for a in answers), "every row belongs to one of the batch's adapters"
+    return [a for a in answers if a is not None]
 
 
 def _check_same_base(directory: Path, meta: dict, spec) -> None:

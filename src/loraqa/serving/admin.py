@@ -8,10 +8,13 @@ the operator chose. The adapter goes through `build_registry`, the checks `predi
 in a thread of its own: the event loop and the model worker keep answering the other adapters while
 it loads. A failed load is a one-line 4xx and changes nothing.
 
-A runtime adapter gets a base of its own (loaded with it), never joins a base that is answering:
-attaching peft adapters to a model while the worker runs it is not safe. Unloading drops the
-registry's references; when the last adapter of a base goes, the base is freed (collected, and the
-allocator asked to return the memory).
+A runtime adapter whose base is already loaded unmerged (two or more adapters on it, or an
+adapter and `--base-only`) joins it as one more peft adapter, and mixes into its batches; attaching
+runs in the model's worker thread (`Batcher.in_worker`), between model calls, never during one.
+Otherwise it gets a base of its own (a merged single adapter cannot take another). Unloading drops
+the registry's references and deletes the adapter's weights from a shared base (in the worker
+thread too); when the last adapter of a base goes, the base is freed (collected, and the allocator
+asked to return the memory).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 from loraqa.errors import LoraqaError
 from loraqa.serving.auth import bearer_token, token_matches
 from loraqa.serving.errors import ServeError
-from loraqa.serving.registry import AdapterSource, Registry, build_registry, parse_adapter_arg
+from loraqa.serving.registry import AdapterSource, Registry, ServedAdapter, build_registry, parse_adapter_arg
 
 
 class LoadRequest(BaseModel):
@@ -60,16 +63,14 @@ def add_admin_routes(app: FastAPI, registry: Registry, admin_token: str | None, 
             if source.name in registry.adapters:
                 raise ServeError(409, f"adapter {source.name!r} is already served; DELETE it first")
             try:
-                loaded = await asyncio.to_thread(
-                    build_registry, [AdapterSource(source.name, directory)], registry.config
-                )
+                loaded = await _load(request.app.state.batcher, registry, AdapterSource(source.name, directory))
             except LoraqaError as exc:
                 raise ServeError(422, f"cannot load {body.path[:200]!r}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - whatever a broken adapter raises: the client's 4xx
                 raise ServeError(
                     422, f"cannot load {body.path[:200]!r}: {type(exc).__name__}: {str(exc)[:200]}"
                 ) from None
-            registry.adapters[source.name] = loaded.adapters[source.name]
+            registry.serve(loaded)
         request.state.adapter = source.name
         return {"adapter": next(a for a in registry.describe() if a["name"] == source.name)}
 
@@ -81,11 +82,21 @@ def add_admin_routes(app: FastAPI, registry: Registry, admin_token: str | None, 
                 raise ServeError(404, f"unknown adapter {name[:80]!r}")
             if len(registry.adapters) == 1:
                 raise ServeError(409, "the last adapter cannot be unloaded: load another first")
-            del registry.adapters[name]
-            if registry.default == name:
-                registry.default = next(iter(registry.adapters))
+            forgotten = registry.forget(name)
+            await request.app.state.batcher.in_worker(registry.leave, forgotten)
+            del forgotten
             await asyncio.to_thread(release_memory)
         return {"unloaded": name}
+
+
+async def _load(batcher, registry: Registry, source: AdapterSource) -> ServedAdapter:
+    """The adapter loaded, not yet served: joined to its loaded base in the worker thread, or on a
+    base of its own loaded in a thread of its own (the model worker keeps answering meanwhile)."""
+    plan = await asyncio.to_thread(registry.joining_plan, source)
+    if plan is not None:
+        return await batcher.in_worker(registry.join, source, plan)
+    loaded = await asyncio.to_thread(build_registry, [source], registry.config)
+    return loaded.adapters[source.name]
 
 
 def confined(path: str, root: str) -> Path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -52,19 +52,23 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 408, 413, 422, 5
 
 def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) -> FastAPI:
     def run_batch(
-        key: tuple[str, str | None, TokenStream | None], records: list[QARecord]
+        key: tuple[Hashable, str | None, TokenStream | None], items: list[tuple[str, QARecord]]
     ) -> list[tuple[Answer, float]]:
+        """Items are (adapter, question) pairs of one batch key: one adapter, or a mixing group of one base."""
         began = time.perf_counter()
-        if key[0] not in registry.adapters:  # unloaded (admin.py) while its questions waited
-            raise ServeError(404, f"adapter {key[0]!r} was unloaded before this question was answered")
+        names = [name for name, _ in items]
+        gone = next((name for name in names if name not in registry.adapters), None)
+        if gone is not None:  # unloaded (admin.py) while its questions waited; the batcher retries the rest alone
+            raise ServeError(404, f"adapter {gone!r} was unloaded before this question was answered")
+        records = [record for _, record in items]
         try:
-            with streaming_into(_model(registry, key[0]) if key[2] else None, key[2]):
-                answers = registry.answer(key[0], records, key[1])  # in the worker thread, off the event loop
+            with streaming_into(_model(registry, names[0]) if key[2] else None, key[2]):
+                answers = registry.answer_rows(names, records, key[1])  # in the worker thread, off the event loop
         except StreamCancelled:
             metrics.generations_stopped.inc()
             raise
         finished = time.perf_counter()
-        metrics.observe_batch(key[0], len(records), finished - began)
+        metrics.observe_batch(names, finished - began)
         return [(found, finished) for found in answers]
 
     metrics = ServeMetrics(queue_depth=lambda: batcher.pending, loaded_adapters=lambda: len(registry.adapters))
@@ -100,13 +104,18 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
         With a `stream` (one item), its model call is its own and streams its tokens (streaming.py)."""
         started = time.perf_counter()
         _check_limits(items, settings)
-        keys = [(_adapter_name(item, registry), _decoding(item, settings), stream) for item in items]
-        request.state.adapter = ",".join(sorted({key[0] for key in keys}))  # the metrics' and the log's label
+        names = [_adapter_name(item, registry) for item in items]
+        # Questions for adapters that can share a model call (registry.batch_key) share a key.
+        keys = [
+            (registry.batch_key(name), _decoding(item, settings), stream)
+            for name, item in zip(names, items, strict=True)
+        ]
+        request.state.adapter = ",".join(sorted(set(names)))  # the metrics' and the log's label
         records = [QARecord(f"q{i}", item.context, item.question) for i, item in enumerate(items)]
         futures = []
         try:
-            for key, record in zip(keys, records, strict=True):
-                futures.append(batcher.submit(key, record))
+            for key, name, record in zip(keys, names, records, strict=True):
+                futures.append(batcher.submit(key, (name, record)))
         except (QueueFull, ShuttingDown) as exc:
             for future in futures:
                 future.cancel()  # the request's other questions leave the queue with it
@@ -115,7 +124,7 @@ def create_app(registry: Registry, settings: ServeSettings = ServeSettings()) ->
 
         async def answers() -> list[dict]:
             rows = await _wait(request, futures, settings.request_timeout_s)
-            return [_response(item, key[0], row, started) for item, key, row in zip(items, keys, rows, strict=True)]
+            return [_response(item, name, row, started) for item, name, row in zip(items, names, rows, strict=True)]
 
         return answers()
 

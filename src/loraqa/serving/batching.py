@@ -87,6 +87,11 @@ class Batcher:
                 pass
         self._worker.shutdown(wait=False, cancel_futures=True)
 
+    async def in_worker(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run `function(*args)` in the model's worker thread, between model calls (changes to a model
+        that must never overlap one: attaching or deleting a peft adapter)."""
+        return await self._loop.run_in_executor(self._worker, function, *args)
+
     @property
     def pending(self) -> int:
         """Items waiting for the model (withdrawn ones have left)."""

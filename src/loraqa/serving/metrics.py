@@ -44,11 +44,14 @@ class ServeMetrics:
         self.requests.labels(endpoint, adapter, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 
-    def observe_batch(self, adapter: str, size: int, seconds: float) -> None:
-        """One model call; called from the worker thread (prometheus_client's metrics are thread-safe)."""
-        self.batch_size.observe(size)
-        self.model_seconds.labels(adapter).inc(seconds)
-        self.questions.labels(adapter).inc(size)
+    def observe_batch(self, adapters: list[str], seconds: float) -> None:
+        """One model call, its questions' adapters (several in a mixed batch: each is charged its share
+        of the seconds); called from the worker thread (prometheus_client's metrics are thread-safe)."""
+        self.batch_size.observe(len(adapters))
+        for adapter in sorted(set(adapters)):
+            count = adapters.count(adapter)
+            self.model_seconds.labels(adapter).inc(seconds * count / len(adapters))
+            self.questions.labels(adapter).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
