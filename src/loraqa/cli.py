@@ -11,7 +11,7 @@ import os
 import sys
 
 from loraqa.allocator import preload_plan, reexec_with_tcmalloc
-from loraqa.cli_checks import check_before_loading, split_config_arg
+from loraqa.cli_checks import check_before_loading, serve_settings, split_config_arg
 from loraqa.cli_parser import build_parser, config_reference
 from loraqa.console import bars_enabled, set_verbosity, verbosity
 from loraqa.errors import LoraqaError
@@ -303,8 +303,6 @@ def _compare(args) -> int:
         if not args.no_report:
             _report_or_warn(str(result.directory))
         return 0
-    if args.data:
-        raise FlagError("--data", "evaluates finished runs' adapters; configs are trained and tested on data.test")
     configs = [i for i in items if "=" not in i or i.endswith((".yaml", ".yml"))]
     overrides = [i for i in items if i not in configs]
     result = compare(configs, overrides, args.name, root=args.dir, command=["loraqa", *args.argv])
@@ -334,21 +332,10 @@ def _merge(args, load_config) -> int:
 
 def _serve(args, load_config) -> int:
     from loraqa.serving.server import require_serving_extra, serve
-    from loraqa.serving.settings import ServeSettings
 
     require_serving_extra()
     config = load_config(None, [*args.overrides, f"training.device={args.device}"])
-    settings = ServeSettings(
-        max_batch=args.max_batch,
-        batch_window_ms=args.batch_window_ms,
-        max_context_chars=args.max_context_chars,
-        request_timeout_s=args.request_timeout_s,
-        read_timeout_s=args.read_timeout_s,
-        drain_timeout_s=args.drain_timeout_s,
-        api_key=args.api_key or os.environ.get("LORAQA_API_KEY") or None,
-        admin_token=args.admin_token or os.environ.get("LORAQA_ADMIN_TOKEN") or None,
-        adapter_root=args.adapter_root,
-    )
+    settings = serve_settings(args)
     return serve(args.adapter, config, settings, args.host, args.port, base_name=args.model, base_only=args.base_only)
 
 

@@ -78,10 +78,32 @@ def _merge(args) -> None:
     _check_model_source(args.adapter, args.model, config)
 
 
+def serve_settings(args):
+    """`loraqa serve`'s flags as the server's settings (read once here: the checks and the command share it)."""
+    from loraqa.serving.settings import ServeSettings
+
+    return ServeSettings(
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        max_context_chars=args.max_context_chars,
+        request_timeout_s=args.request_timeout_s,
+        read_timeout_s=args.read_timeout_s,
+        drain_timeout_s=args.drain_timeout_s,
+        api_key=args.api_key or os.environ.get("LORAQA_API_KEY") or None,
+        admin_token=args.admin_token or os.environ.get("LORAQA_ADMIN_TOKEN") or None,
+        adapter_root=args.adapter_root,
+    )
+
+
 def _serve(args) -> None:
+    from loraqa.serving.server import check_settings, require_serving_extra
+    from loraqa.serving.settings import parse_adapter_arg
+
+    require_serving_extra()
+    check_settings(serve_settings(args))
     config = load_config(None, [*args.overrides, f"training.device={args.device}"])
     for item in args.adapter:
-        _check_model_source(item.partition("=")[2] or item, None, config)
+        _check_model_source(str(parse_adapter_arg(item).directory), None, config)
     if args.base_only or not args.adapter:
         check_base_model(args.model or config.model.name, config.model.revision)
 
@@ -96,6 +118,8 @@ def _compare(args) -> None:
     items = expand_compare_sets([*args.items, *args.overrides])
     if any(Path(item).is_dir() for item in items):
         return  # finished runs: compared as they are (experiments/compare.py says what is wrong)
+    if getattr(args, "data", None):
+        raise FlagError("--data", "evaluates finished runs' adapters; configs are trained and tested on data.test")
     overrides = [item for item in items if "=" in item and not item.endswith((".yaml", ".yml"))]
     for item in items:
         if item not in overrides:

@@ -79,7 +79,10 @@ def _install(point: str) -> None:
             if name == "adapter-save":
                 stop = path.name == "loraqa.json"
             else:
-                stop = path.name == "metrics.json" and (path.parent.name == "baseline") == (name == "baseline-metrics")
+                # baseline/metrics.json, or the test split's (beside the adapter; not validation/'s)
+                wanted = "baseline" if name == "baseline-metrics" else "run"
+                where = path.parent.name if path.parent.name in ("baseline", "validation") else "run"
+                stop = path.name == "metrics.json" and where == wanted
             if stop and here(path):
                 hang()
             return write(path, data)

@@ -43,8 +43,9 @@ def test_each_trial_records_a_train_command_that_reproduces_it_and_the_report_sh
     assert main([argv[0], str(config), *argv[1:]]) == 0
     out = capsys.readouterr().out
 
-    trial_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    trial_dirs = sorted(p for p in sweep_dir.iterdir() if (p / "sweep_trial.json").is_file())
     assert [p.name for p in trial_dirs] == ["r=2_seed=7", "r=4_seed=7"]
+    assert (sweep_dir / "report.html").is_file()  # the sweep's report, written at its end
     for trial_dir in trial_dirs:  # (a) recorded where `loraqa train` records its own, and in sweep_trial.json
         recorded = json.loads((trial_dir / "summary.json").read_text())["command"]
         assert recorded[:3] == ["loraqa", "train", str(config)]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loraqa.errors import LoraqaError
+from loraqa.runs import files
 
 MAX_F1_LOSS = 1.0  # points of F1 on the run's test questions; the bar
 INT8_DIR = "int8"
@@ -136,7 +137,7 @@ def run_test_questions(adapter: str):
     from loraqa.data.prepare import load_test
     from loraqa.inference.evaluate import predict_settings
 
-    run_config = Path(adapter).parent / "config.yaml"
+    run_config = Path(adapter).parent / files.CONFIG_FILE
     if not run_config.is_file():
         raise LoraqaError(f"--int8 measures on the run's test questions, and {run_config} is missing")
     config = load_config(str(run_config), ["training.device=cpu"])

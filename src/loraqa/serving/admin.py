@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 from loraqa.errors import LoraqaError
 from loraqa.serving.auth import bearer_token, token_matches
 from loraqa.serving.errors import ServeError
-from loraqa.serving.registry import AdapterSource, Registry, ServedAdapter, build_registry, parse_adapter_arg
+from loraqa.serving.registry import Registry, ServedAdapter, build_registry
+from loraqa.serving.settings import AdapterSource, parse_adapter_arg
 
 
 class LoadRequest(BaseModel):

@@ -32,29 +32,11 @@ from loraqa.inference.ready import AnswerSetup, ReadyModel, answer_setup, load_b
 from loraqa.inference.shared_base import add_named_adapter, answer_mixed, base_view
 from loraqa.lora.adapter import read_adapter_meta, read_lora_config
 from loraqa.runs.files import METRICS_FILE
+from loraqa.serving.settings import AdapterSource
 
 BASE_ONLY_NAME = "base"
 FIRST_PEFT_NAME = "default"  # the name PeftModel.from_pretrained gives the first adapter on a base
 BASE_PEFT_NAME = "__base__"  # peft's own name for "no adapter" (mixed batches); here: answer with adapters disabled
-
-
-@dataclass(frozen=True)
-class AdapterSource:
-    """`--adapter NAME=DIR` as given on the command line."""
-
-    name: str
-    directory: Path
-
-
-def parse_adapter_arg(text: str) -> AdapterSource:
-    """`NAME=DIR` -> AdapterSource; the name is what clients send as `adapter`."""
-    name, sep, directory = text.partition("=")
-    name = name.strip()
-    if not sep or not name or not directory.strip():
-        raise FlagError("--adapter", f"expected NAME=DIR (e.g. squad=runs/A/adapter), got {text!r}")
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise FlagError("--adapter", f"adapter name {name!r}: use letters, digits, '-', '_' or '.'")
-    return AdapterSource(name, Path(directory.strip()))
 
 
 @dataclass

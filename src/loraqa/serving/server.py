@@ -35,9 +35,10 @@ def serve(
     """Serve until SIGTERM or Ctrl-C, then shut down gracefully (`graceful_server`); 0 when it did."""
     require_serving_extra()
     from loraqa.serving.app import create_app
-    from loraqa.serving.registry import build_registry, parse_adapter_arg
+    from loraqa.serving.registry import build_registry
+    from loraqa.serving.settings import parse_adapter_arg
 
-    _check_settings(settings)
+    check_settings(settings)
     sources = [parse_adapter_arg(text) for text in adapter_args]
     registry = build_registry(sources, config, base_name=base_name, base_only=base_only)
     for row in registry.describe():
@@ -107,7 +108,8 @@ def graceful_server(app, settings: ServeSettings, host: str, port: int):
     return GracefulServer(config)
 
 
-def _check_settings(settings: ServeSettings) -> None:
+def check_settings(settings: ServeSettings) -> None:
+    """The flags' values, refused before anything loads (cli_checks.py calls it too)."""
     if settings.max_batch < 1 or settings.batch_window_ms < 0 or settings.max_context_chars < 1:
         raise FlagError("--max-batch/--batch-window-ms/--max-context-chars", "must be positive (window may be 0)")
     if settings.drain_timeout_s < 0 or not math.isfinite(settings.drain_timeout_s):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from loraqa.errors import FlagError
 
 
 @dataclass(frozen=True)
@@ -24,3 +27,22 @@ class ServeSettings:
     def max_body_bytes(self) -> int:
         # a full batch of maximal items in JSON with room for escapes (\uXXXX is 6 bytes per char)
         return self.max_batch * (self.max_context_chars + self.max_question_chars) * 6 + 64_000
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """`--adapter NAME=DIR` as given on the command line."""
+
+    name: str
+    directory: Path
+
+
+def parse_adapter_arg(text: str) -> AdapterSource:
+    """`NAME=DIR` -> AdapterSource; the name is what clients send as `adapter`."""
+    name, sep, directory = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not directory.strip():
+        raise FlagError("--adapter", f"expected NAME=DIR (e.g. squad=runs/A/adapter), got {text!r}")
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise FlagError("--adapter", f"adapter name {name!r}: use letters, digits, '-', '_' or '.'")
+    return AdapterSource(name, Path(directory.strip()))
