@@ -179,6 +179,7 @@ _API_PARAMETERS = {
     "--adapter": "adapter",
 }
 _FLAG = re.compile("|".join(re.escape(flag) for flag in sorted(_API_PARAMETERS, key=len, reverse=True)) + r"(?![\w-])")
+_MODEL_NAMED = re.compile(r"--model (?!NAME\b)([^\s,;]+)")  # "--model gpt2": the override with that name
 
 
 @contextlib.contextmanager
@@ -188,7 +189,8 @@ def _api_words():
         yield
     except LoraqaError as error:
         if error.args and isinstance(error.args[0], str):
-            error.args = (_FLAG.sub(lambda match: _API_PARAMETERS[match.group(0)], error.args[0]), *error.args[1:])
+            message = _MODEL_NAMED.sub(lambda match: f"overrides={{'model.name': {match.group(1)!r}}}", error.args[0])
+            error.args = (_FLAG.sub(lambda match: _API_PARAMETERS[match.group(0)], message), *error.args[1:])
         raise
 
 

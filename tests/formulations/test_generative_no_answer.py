@@ -65,7 +65,7 @@ def test_the_no_answer_text_scores_as_no_answer_against_the_best_other_answer(fa
     formulation, tokenizer, model = _loaded(family, tiny_model_dir)
     calls = []
 
-    def generated(model, tokenizer, prompts, settings, *, decoder_only, progress=None):
+    def generated(model, tokenizer, prompts, settings, *, decoder_only, progress=None, adapter_names=None):
         """The answerable question gets "Ada"; the other the no-answer text, and "Brun" when it is banned."""
         calls.append(settings.generate_kwargs.get("bad_words_ids"))
         if len(prompts) == 1:

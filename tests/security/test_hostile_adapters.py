@@ -26,6 +26,7 @@ from loraqa.errors import LoraqaError
 
 QUESTION = ("--question", "Who founded Avalon?", "--context", "The town of Avalon was founded in 1800 by Ada.")
 ENTRY_POINTS = ("predict", "eval", "merge", "serve", "serve-shared", "api")
+API_MODEL_HINT = "add overrides={'model.name': 'someone/a-base-never-downloaded'}"
 GIB = 1024**3
 
 
@@ -239,6 +240,9 @@ def test_every_entry_point_refuses_a_hostile_adapter_in_one_line(
         code, _, err = run_cli(capsys, *_command(entry, adapter, trained_bert, qa_files, out))
         line = one_line_error(err)
         assert code == 2, line
+    if entry == "api":  # the API names its own parameters where the command line names a flag
+        expected = expected.replace("add --model someone/a-base-never-downloaded", API_MODEL_HINT)
+        expected = expected.replace("with --model", "with overrides={'model.name': ...}")
     assert expected in line, line
     assert not out.exists()  # nothing written for a refused adapter
 
