@@ -39,3 +39,17 @@ def tiny_model_dir(tmp_path_factory, qa_rows):
         return built[family]
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _hub_offline_mode_stays_per_test(monkeypatch):
+    """`models/hub_check.py` turns offline mode on in the process's environment when the hub is unreachable
+    and the model is cached (what a user's command wants); in one test it must not outlive that test, or
+    every later subprocess (`loraqa train` in the kill tests) runs in another mode than the test process."""
+    import os
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)

@@ -473,4 +473,9 @@ def save_tokenizer(tokenizer, directory: str | Path) -> None:
     if backend is not None:
         backend.no_truncation()
         backend.no_padding()
+    # How it was loaded (offline or not: whether the hub answered that day) is not the tokenizer's, and
+    # transformers would write it into tokenizer_config.json, so the same run's bytes varied with the network.
+    init_kwargs = getattr(tokenizer, "init_kwargs", None)
+    if isinstance(init_kwargs, dict):
+        init_kwargs.pop("local_files_only", None)
     tokenizer.save_pretrained(str(directory))
