@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from record import stamped  # bench/record.py, next to this script
 
 from loraqa.config.loader import load_config
 from loraqa.export.command import load_merged, write_onnx
@@ -45,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         torch_ready = load_merged(args.adapter, load_config(None, ["training.device=cpu"]))
         write_onnx(load_merged(args.adapter, load_config(None, ["training.device=cpu"])), Path(tmp) / "onnx")
-        chosen = write_int8(Path(tmp) / "onnx", records, settings, force=True)
+        chosen = write_int8(Path(tmp) / "onnx", records, settings, force=True, torch_ready=torch_ready)
         variants = {
             "torch fp32": torch_ready,
             "onnx fp32": load_onnx_export(Path(tmp) / "onnx"),
@@ -85,7 +88,7 @@ def main() -> None:
         "int8_recipes_tried": figures["tried"],
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    Path(args.output).write_text(json.dumps(stamped(result, sys.argv), indent=2) + "\n", encoding="utf-8")
     print(f"written to {args.output}")
 
 

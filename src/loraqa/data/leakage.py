@@ -50,8 +50,9 @@ class SplitLeakage:
 
     def describe(self) -> str:
         return (
-            f"{self.split}: {self.exact_contexts} of {self.contexts} contexts and {self.exact_questions} of "
-            f"{self.questions} questions also in train ({self.near_contexts} and {self.near_questions} near-duplicates)"
+            f"{self.split}: {self.exact_contexts} of {self.contexts} contexts in train exactly and "
+            f"{self.near_contexts} nearly (5-gram overlap >= {NEAR_THRESHOLD}); {self.exact_questions} of "
+            f"{self.questions} questions exactly and {self.near_questions} nearly"
         )
 
 

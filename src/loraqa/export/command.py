@@ -71,10 +71,10 @@ def run_export(
     if int8:
         from loraqa.export.int8 import write_int8
 
-        summary = write_int8(written, records, settings, force)
+        summary = write_int8(written, records, settings, force, ready)
         print(
             f"int8 ({summary['recipe']}): F1 {summary['int8']['f1']:.2f} vs {summary['float']['f1']:.2f} float, "
-            f"{summary['speedup_per_cpu_second']}x answers per CPU second, on {summary['questions']} test questions"
+            f"{summary['speedup_over_torch']}x torch fp32's answers per CPU second, on {summary['questions']} test questions"
         )
     return written
 
@@ -92,6 +92,7 @@ def write_onnx(ready, target: Path) -> Path:
 
     kind = graph_kind(ready)
     with atomic_directory(target) as tmp:
+        attention = ready.model.config._attn_implementation
         try:
             ready.model.set_attn_implementation("eager")  # plain matmul + mask: traced exactly by every runtime
             reference = reference_outputs(ready.model, kind)
@@ -104,6 +105,8 @@ def write_onnx(ready, target: Path) -> Path:
                 f"cannot export {ready.spec.model_type} to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
                 "tested architectures: bert, distilbert, t5, gpt2, llama"
             ) from None
+        finally:
+            ready.model.set_attn_implementation(attention)  # as loaded: `--int8` times it as `predict` runs it
         write_beside(ready, tmp, {"format": "onnx", "kind": kind, "graphs": graphs})
         (tmp / "README.md").write_text(onnx_readme(ready, kind), encoding="utf-8")
     return target

@@ -91,7 +91,7 @@ def step_line(logs: dict, step: int, max_steps: int, steps_per_second: float | N
         ]
         return "  ".join([*parts, "validation: " + "  ".join(values)])
     if _is_number(logs.get("loss")):
-        parts.append(f"loss {float(logs['loss']):.4g}")
+        parts.append(f"loss {float(logs['loss']):.3f}")
     if _is_number(logs.get("learning_rate")):
         parts.append(f"lr {float(logs['learning_rate']):.2e}")
     if steps_per_second:
