@@ -17,7 +17,12 @@ names on one base (unmerged; peft's per-row adapter names put questions for all 
 each with batching on; clients spread their questions over the 4 names round-robin. The load phases
 alternate single, mixed, single, ... `--rounds` times per client count, so a machine whose load
 drifts weighs on both alike; reported per client count: the median answers/s of each and
-`mixed_over_single`. One adapter directory under 4 names costs what 4 different adapters on that
+`mixed_over_single`. `--assign paragraph` (default) gives each paragraph's questions to one name, as
+a tenant asks about its own documents: SQuAD asks ~5 questions per paragraph, and a causal batch runs a
+paragraph shared by its questions once per adapter (formulations/shared_prefix.py), so this keeps for
+the mixed server the sharing the single one has. `--assign question` lets the names take turns
+question by question, which splits each paragraph's questions over the adapters and so measures the
+loss of that sharing as well. One adapter directory under 4 names costs what 4 different adapters on that
 base cost (the LoRA work per row is the same); the equality of mixed answers with each adapter's
 own is tests/serving/test_mixed_batches.py's. Results go to bench/results/serve-mixed<N>-<label>.json.
 
@@ -81,6 +86,13 @@ def main() -> int:
     )
     parser.add_argument("--mixed", type=int, default=0, help="N: the adapter under N names, mixed vs alone")
     parser.add_argument("--rounds", type=int, default=3, help="with --mixed: alternations per client count")
+    parser.add_argument(
+        "--assign",
+        default="paragraph",
+        choices=["paragraph", "question"],
+        help="with --mixed: each paragraph's questions go to one name (a tenant asks about its own documents), "
+        "or the names take turns question by question",
+    )
     args = parser.parse_args()
     if args.mixed:
         return _mixed_main(args)
@@ -122,10 +134,18 @@ def _mixed_main(args) -> int:
     records = load_records("squad-v1.1:dev").records[: args.questions]
     bodies = [{"question": r.question, "context": r.context} for r in records]
     names = [f"a{i}" for i in range(args.mixed)]
+    paragraphs: dict[str, int] = {}
+    owners = [  # which name asks each question
+        names[paragraphs.setdefault(r.context, len(paragraphs)) % len(names)]
+        if args.assign == "paragraph"
+        else names[k % len(names)]
+        for k, r in enumerate(records)
+    ]
     results = {
         **provenance(sys.argv),
         "adapter": args.adapter,
         "mixed_names": len(names),
+        "assign": args.assign,
         "seconds": args.seconds,
         "rounds": args.rounds,
         "device": args.device,
@@ -137,7 +157,7 @@ def _mixed_main(args) -> int:
         for clients in [int(c) for c in args.clients.split(",")]:
             speeds: dict[str, list[float]] = {"single": [], "mixed": []}
             for round_index in range(args.rounds):
-                for kind, url, adapters in (("single", single, None), ("mixed", mixed, names)):
+                for kind, url, adapters in (("single", single, None), ("mixed", mixed, owners)):
                     row = asyncio.run(_load(url, bodies, clients, args.seconds, args.max_requests, adapters))
                     row.update(kind=kind, round=round_index, clients=clients)
                     speeds[kind].append(row["answers_per_second"])
@@ -186,7 +206,7 @@ def _predict_ms(args, records) -> float | None:
 async def _load(
     url: str, bodies: list[dict], clients: int, seconds: float, max_requests: int, adapters: list[str] | None = None
 ) -> dict:
-    """Every client sends one question at a time; with `adapters`, question k names adapters[k % len]."""
+    """Every client sends one question at a time; with `adapters`, question k names adapters[k]."""
     latencies: list[float] = []
     errors = lost = sent = 0
     statuses: dict[str, int] = {}  # the errors by HTTP status (504: waited past --request-timeout-s)
@@ -199,7 +219,7 @@ async def _load(
             sent += 1
             body = bodies[position % len(bodies)]
             if adapters:
-                body = {**body, "adapter": adapters[position % len(adapters)]}
+                body = {**body, "adapter": adapters[position % len(bodies)]}
             position += clients
             started = time.perf_counter()
             try:

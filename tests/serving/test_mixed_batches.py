@@ -89,6 +89,21 @@ def test_a_mixed_batch_answers_as_each_adapter_alone(registry):
         assert mixed[i].confidence == pytest.approx(confidence, abs=2e-4)
 
 
+def test_questions_on_one_paragraph_for_several_adapters_answer_as_each_alone(registry):
+    """Causal prompts on one paragraph share its tokens (a prefix run once per adapter, as each alone runs
+    it); rows are ordered by adapter inside the batch and answers come back in the questions' order."""
+    context = QUESTIONS[0].context
+    asked = [QARecord(f"p{i}", context, q.question) for i, q in enumerate(QUESTIONS[:8])]
+    names = ["b", "a", "b", "c", "a", "a", "d", "b"]  # not in adapter order: the batch reorders its rows
+    mixed = [shown(a) for a in registry.answer_rows(names, asked, None)]
+    expected: list[tuple | None] = [None] * len(names)
+    for adapter in ADAPTERS:
+        mine = [i for i, n in enumerate(names) if n == adapter]
+        for i, found in zip(mine, registry.answer(adapter, [asked[i] for i in mine], None), strict=True):
+            expected[i] = shown(found)
+    assert mixed == expected
+
+
 def test_a_request_mixing_adapters_is_one_model_call(registry):
     names = owners(8)
     items = [

@@ -158,6 +158,15 @@ class Formulation(ABC):
         """Answer every record; with settings.with_loss also score the gold answers."""
 
 
+def rows_by_adapter(rows: Sequence[int], adapter_of: Sequence[str] | None) -> list[int]:
+    """A batch's rows (indices into `adapter_of`, each row's peft adapter) with each adapter's rows side
+    by side, otherwise in their order: a mixed batch then slices each adapter's rows instead of
+    gathering them (`inference/grouped_lora.py`). Without adapters, the rows as they are."""
+    if adapter_of is None:
+        return list(rows)
+    return sorted(rows, key=lambda row: adapter_of[row])
+
+
 def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches of similar length (longest first), so padding is small and OOM shows up early."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

@@ -28,6 +28,7 @@ from loraqa.formulations.base import (
     Progress,
     batches_by_length,
     model_device,
+    rows_by_adapter,
 )
 
 
@@ -128,10 +129,14 @@ class ExtractiveFormulation(Formulation):
         loss_sum, start_hits, end_hits = 0.0, 0, 0
         windows_per_record = np.bincount([w.record_index for w in windows], minlength=len(records))
         done, reported = 0.0, 0
+        window_adapters = (
+            None if settings.adapter_names is None else [settings.adapter_names[w.record_index] for w in windows]
+        )
         for batch_index in batches_by_length([len(f["input_ids"]) for f in features], settings.batch_size):
+            batch_index = rows_by_adapter(batch_index, window_adapters)
             batch = self.collate([features[i] for i in batch_index], tokenizer)
             gold_start, gold_end = batch.pop("start_positions"), batch.pop("end_positions")
-            out = model(**{k: v.to(device) for k, v in batch.items()}, **_row_adapters(settings, windows, batch_index))
+            out = model(**{k: v.to(device) for k, v in batch.items()}, **_row_adapters(window_adapters, batch_index))
             starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()
             if settings.with_loss:
                 loss = (F.cross_entropy(starts, gold_start) + F.cross_entropy(ends, gold_end)) / 2
@@ -166,11 +171,9 @@ class ExtractiveFormulation(Formulation):
         return PredictResult(predictions, metrics)
 
 
-def _row_adapters(settings: PredictSettings, windows: list[Window], rows: list[int]) -> dict:
+def _row_adapters(window_adapters: list[str] | None, rows: list[int]) -> dict:
     """peft's `adapter_names` for a batch of windows: each window answers as its record's adapter."""
-    if settings.adapter_names is None:
-        return {}
-    return {"adapter_names": [settings.adapter_names[windows[i].record_index] for i in rows]}
+    return {} if window_adapters is None else {"adapter_names": [window_adapters[i] for i in rows]}
 
 
 def _feature(window: Window) -> dict[str, list[int]]:

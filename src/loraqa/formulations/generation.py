@@ -13,7 +13,14 @@ from functools import lru_cache
 
 import torch
 
-from loraqa.formulations.base import PredictSettings, Progress, batches_by_length, model_device, takes_position_ids
+from loraqa.formulations.base import (
+    PredictSettings,
+    Progress,
+    batches_by_length,
+    model_device,
+    rows_by_adapter,
+    takes_position_ids,
+)
 from loraqa.formulations.shared_prefix import PromptBatch, plan_batches, positions, prefix_cache, split_rows
 
 # Most SQuAD answers stop within this many tokens. Then a batch goes on with only the rows that have
@@ -63,13 +70,14 @@ def generate_answers(
     was_training = model.training
     model.eval()
     reuse_cache = _reuses_cache(model, settings, decoder_only)
-    # A shared prefix's cache is one adapter's: with several adapters, prompts run whole.
-    share_prefixes = reuse_cache and (adapter_names is None or len(set(adapter_names)) == 1)
-    for plan in _plan(prompts, settings, share_prefixes):
-        batch = plan.rows
+    for plan in _plan(prompts, settings, reuse_cache):
+        order = rows_by_adapter(
+            range(len(plan.rows)), None if adapter_names is None else [adapter_names[i] for i in plan.rows]
+        )
+        batch, shared = [plan.rows[k] for k in order], [plan.shared[k] for k in order]
         names = None if adapter_names is None else [adapter_names[i] for i in batch]
-        if any(plan.shared):
-            encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], plan.shared, tokenizer, device, names)
+        if any(shared):
+            encoded = _with_shared_prefixes(model, [prompts[i] for i in batch], shared, tokenizer, device, names)
         else:
             encoded = tokenizer.pad({"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt").to(
                 device
@@ -167,10 +175,10 @@ def _with_shared_prefixes(
 ) -> dict:
     """generate() inputs for `rows`, whose first `shared[r]` tokens are already in the cache
     (`shared_prefix.split_rows`: each distinct prefix run once; generate() extends the positions).
-    `names`: the rows' peft adapter, one and the same (prefixes are shared only then)."""
-    split = split_rows(rows, shared, tokenizer.pad_token_id)
+    `names`: the rows' peft adapters; a prefix is shared by the rows of one adapter, which runs it."""
+    split = split_rows(rows, shared, tokenizer.pad_token_id, names)
     tensor = lambda lists: torch.tensor(lists, dtype=torch.long, device=device)  # noqa: E731
-    adapters = _adapters(None if names is None else names[:1] * len(split.prefix_ids))
+    adapters = _adapters(None if names is None else [names[r] for r in split.first_row])
     cache = prefix_cache(model, tensor(split.prefix_ids), tensor(split.prefix_mask), tensor(split.owner), **adapters)
     input_ids = tensor([split.prefix_ids[p] + rest for p, rest in zip(split.owner, split.rest_ids, strict=True)])
     attention = tensor([split.prefix_mask[p] + rest for p, rest in zip(split.owner, split.rest_mask, strict=True)])

@@ -50,18 +50,28 @@ class SplitRows:
     owner: list[int]  # per row, the index of its prefix
     rest_ids: list[list[int]]
     rest_mask: list[list[int]]
+    first_row: list[int]  # per prefix, the first row that owns it (whose adapter runs it)
 
 
-def split_rows(rows: Sequence[Sequence[int]], split: Sequence[int], pad: int) -> SplitRows:
-    distinct: dict[tuple[int, ...], int] = {}
-    owner = [distinct.setdefault(tuple(ids[:n]), len(distinct)) for ids, n in zip(rows, split, strict=True)]
-    longest = max(len(p) for p in distinct)
+def split_rows(
+    rows: Sequence[Sequence[int]], split: Sequence[int], pad: int, adapters: Sequence[str] | None = None
+) -> SplitRows:
+    """`adapters` (one peft adapter name per row): a prefix is shared only by rows of one adapter, whose
+    weights make its cache; equal tokens under two adapters are two prefixes."""
+    distinct: dict[tuple, int] = {}
+    keys = [
+        (None if adapters is None else adapters[r], tuple(ids[:n]))
+        for r, (ids, n) in enumerate(zip(rows, split, strict=True))
+    ]
+    owner = [distinct.setdefault(key, len(distinct)) for key in keys]
+    longest = max(len(p) for _, p in distinct)
     width = max(len(ids) - n for ids, n in zip(rows, split, strict=True))
     rests = [list(ids[n:]) for ids, n in zip(rows, split, strict=True)]
     return SplitRows(
-        prefix_ids=[[pad] * (longest - len(p)) + list(p) for p in distinct],
-        prefix_mask=[[0] * (longest - len(p)) + [1] * len(p) for p in distinct],
+        prefix_ids=[[pad] * (longest - len(p)) + list(p) for _, p in distinct],
+        prefix_mask=[[0] * (longest - len(p)) + [1] * len(p) for _, p in distinct],
         owner=owner,
+        first_row=[owner.index(i) for i in range(len(distinct))],
         rest_ids=[[pad] * (width - len(r)) + r for r in rests],
         rest_mask=[[0] * (width - len(r)) + [1] * len(r) for r in rests],
     )

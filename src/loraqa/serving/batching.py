@@ -28,6 +28,7 @@ runs is answered as usual, and whatever is still unanswered `timeout_s` later fa
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -185,7 +186,15 @@ class Batcher:
             if len(live) == 1:
                 _settle(live[0], exception=exc)
                 return
-            for pending in live:  # one item's failure must not fail its neighbours: each alone
+            # One item's failure must not fail its neighbours: each alone. Said once per batch, as a
+            # batch answered item by item costs up to its size in model calls.
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            print(
+                f"loraqa: a batch of {len(live)} failed ({type(exc).__name__}: {first_line}); answering each alone",
+                file=sys.stderr,
+                flush=True,
+            )
+            for pending in live:
                 await self._run(key, [pending])
             return
         for pending, result in zip(live, results, strict=True):
