@@ -49,13 +49,15 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
     if extras:
         args.overrides = [*args.overrides, *extras]
+    args.argv = list(
+        sys.argv[1:] if argv is None else argv
+    )  # sweep workers re-run the same command line; resume notes quote it
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_command_line(argv)
-    args.argv = argv  # sweep workers re-run the same command line
     _console_settings(args)
     try:
         return _dispatch(args)
@@ -252,33 +254,10 @@ def _predict(args, load_config) -> int:
 
 
 def _sweep(args) -> int:
-    from pathlib import Path
+    from loraqa.cli_checks import sweep_spec
+    from loraqa.sweeps.worker import run_sweep
 
-    from loraqa.sweeps.worker import SweepSpec, run_sweep
-
-    config_path, overrides = split_config_arg(args.config, args.overrides)
-    spec = SweepSpec(
-        config=config_path,
-        overrides=overrides,
-        name=args.name,
-        sweep_dir=Path(args.dir or f"runs/{args.name}"),
-        grid=args.grid,
-        search=args.search,
-        space=args.space,
-        trials=args.trials,
-        seeds=args.seeds,
-        workers=args.workers,
-        storage=args.storage,
-        metric=args.metric,
-        select=args.select,
-        prune=args.prune,
-        prune_warmup=args.prune_warmup,
-        heartbeat_interval=args.heartbeat,
-        grace_period=args.grace,
-        worker=args.worker,
-        torch_threads=args.torch_threads,
-        argv=args.argv,
-    )
+    spec = sweep_spec(args)
     summary = run_sweep(spec)  # None in a worker process: the parent reports
     if summary is not None and not args.no_report:
         _report_or_warn(str(spec.sweep_dir))

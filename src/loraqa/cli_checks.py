@@ -109,7 +109,38 @@ def _serve(args) -> None:
 
 
 def _sweep(args) -> None:
-    load_config(*split_config_arg(args.config, args.overrides))  # the trials' own values: sweeps/worker.py
+    from loraqa.sweeps.spec import check_spec
+
+    check_spec(sweep_spec(args))  # the shared config, the flags and every trial's config
+
+
+def sweep_spec(args):
+    """`loraqa sweep`'s arguments as the SweepSpec the sweep runs (and `_sweep` checks)."""
+    from loraqa.sweeps.spec import SweepSpec
+
+    config_path, overrides = split_config_arg(args.config, args.overrides)
+    return SweepSpec(
+        config=config_path,
+        overrides=overrides,
+        name=args.name,
+        sweep_dir=Path(args.dir or f"runs/{args.name}"),
+        grid=args.grid,
+        search=args.search,
+        space=args.space,
+        trials=args.trials,
+        seeds=args.seeds,
+        workers=args.workers,
+        storage=args.storage,
+        metric=args.metric,
+        select=args.select,
+        prune=args.prune,
+        prune_warmup=args.prune_warmup,
+        heartbeat_interval=args.heartbeat,
+        grace_period=args.grace,
+        worker=args.worker,
+        torch_threads=args.torch_threads,
+        argv=args.argv,
+    )
 
 
 def _compare(args) -> None:

@@ -70,6 +70,16 @@ def assert_one_line_before_torch(result: subprocess.CompletedProcess) -> str:
         (["train", "minilm-l6-squad", "data.train=missing.jsonl"], "missing.jsonl: file not found"),
         (["predict", "--question", "Who?"], "--question needs --context"),
         (["compare", "minilm-l6-squad", "gpt2-squad", "--name", "x", "lora.rr=4"], "did you mean 'lora.r'?"),
+        (
+            ["sweep", "minilm-l6-squad", "--name", "x", "--grid", "training.learning_rate=1e-4,abc"],
+            "expected a number, got 'abc' (in the sweep's trials with training.learning_rate=abc)",
+        ),
+        (["sweep", "minilm-l6-squad", "--name", "x", "--grid", "lora.r=4,-3"], "the rank must be at least 1, got -3"),
+        (
+            ["sweep", "minilm-l6-squad", "--name", "x", "--grid", "training.learning_rat=1e-4"],
+            "did you mean 'training.learning_rate'?",
+        ),
+        (["sweep", "minilm-l6-squad", "--name", "x", "--metric", "f2", "--grid", "lora.r=4"], "--metric: must be one"),
     ],
 )
 def test_config_mistakes_are_one_line_before_torch(argv, expected, tmp_path):

@@ -161,7 +161,7 @@ class Formulation(ABC):
 def rows_by_adapter(rows: Sequence[int], adapter_of: Sequence[str] | None) -> list[int]:
     """A batch's rows (indices into `adapter_of`, each row's peft adapter) with each adapter's rows side
     by side, otherwise in their order: a mixed batch then slices each adapter's rows instead of
-    gathering them (`inference/grouped_lora.py`). Without adapters, the rows as they are."""
+    gathering them (`lora/grouped_lora.py`). Without adapters, the rows as they are."""
     if adapter_of is None:
         return list(rows)
     return sorted(rows, key=lambda row: adapter_of[row])

@@ -62,14 +62,14 @@ def answer_mixed(
     passes each row's name to peft; what differs per adapter after the model, its SQuAD v2 threshold and
     its calibration, is applied per record.
     """
-    from loraqa.inference import grouped_lora
     from loraqa.inference.evaluate import answering_threshold, predict_settings
+    from loraqa.lora import grouped_lora
 
     first = rows[0][0]
     settings = predict_settings(config, version_2=first.version_2, decoding=decoding, adapter=first.adapter)
     settings.with_loss = False
     settings.adapter_names = [name for _, name in rows]
-    grouped_lora.install(first.model)  # one gather and two matmuls per layer instead of peft's loop per adapter
+    grouped_lora.install(first.model)  # adapters as slices, few-token steps in two matmuls: not peft's loop
     predictions = first.spec.formulation.predict(first.model, first.tokenizer, records, settings).predictions
     answers: list[Answer | None] = [None] * len(records)
     for ready in {id(ready): ready for ready, _ in rows}.values():

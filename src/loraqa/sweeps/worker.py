@@ -15,50 +15,23 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 
 from loraqa.atomic import write_json_atomic
-from loraqa.config.loader import build_config, config_to_dict, read_config_file
-from loraqa.errors import ConfigError, FlagError, TrainingError
+from loraqa.errors import TrainingError
 from loraqa.runs.files import SWEEP_FILE
 from loraqa.sweeps import study as storage_ops
-from loraqa.sweeps.space import configurations_to_check, grid_cells, parse_grid, parse_space
+from loraqa.sweeps.space import grid_cells
+from loraqa.sweeps.spec import METRICS, SweepSpec, check_spec
 from loraqa.sweeps.summary import format_summary, summarize
 from loraqa.sweeps.trial import run_trial
-
-METRICS = {"f1": True, "exact_match": True, "rougeL": True, "eval_loss": False}  # name -> maximize
-
-
-@dataclass
-class SweepSpec:
-    config: str | None
-    overrides: list[str]
-    name: str
-    sweep_dir: Path
-    grid: list[str] = field(default_factory=list)
-    search: str | None = None  # tpe or random
-    space: list[str] = field(default_factory=list)
-    trials: int | None = None
-    seeds: int = 1
-    workers: int = 1
-    storage: str | None = None
-    metric: str = "f1"
-    select: str = "best"  # runs/leaderboard.py: best mean, or one-se (smallest within one standard error)
-    prune: str = "none"
-    prune_warmup: float = 0.25  # share of a trial's steps in which it is never pruned
-    heartbeat_interval: int = 30
-    grace_period: int | None = None  # None: 3 heartbeats
-    worker: bool = False  # this process is one of --workers N started by the command
-    torch_threads: int | None = None
-    argv: list[str] = field(default_factory=list)  # the command line, to start workers with
 
 
 def run_sweep(spec: SweepSpec) -> dict | None:
     """Run (or finish) the sweep; the parent returns and prints the summary, a worker returns None."""
-    axes, space, seeds = _check(spec)
+    axes, space, seeds = check_spec(spec)
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
     url = spec.storage or storage_ops.default_storage(spec.sweep_dir)
     storage = storage_ops.open_storage(url, spec.heartbeat_interval, spec.grace_period or 3 * spec.heartbeat_interval)
@@ -188,49 +161,6 @@ def _terminate_as_interrupt(before=None):
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _check(spec: SweepSpec):
-    if spec.metric not in METRICS:
-        raise FlagError("--metric", f"must be one of {', '.join(METRICS)}, got {spec.metric!r}")
-    if bool(spec.grid) == bool(spec.search):
-        raise FlagError("--grid/--search", "give either --grid AXIS... or --search tpe|random with --space")
-    if spec.search and (not spec.space or not spec.trials or spec.trials < 1):
-        raise FlagError("--space", "--search needs --space key=dist(...) and --trials N (N >= 1)")
-    if spec.seeds < 1 or spec.workers < 1:
-        raise FlagError("--seeds/--workers", "must be at least 1")
-    if not 0.0 <= spec.prune_warmup < 1.0:
-        raise FlagError("--prune-warmup", f"must be in [0, 1): a share of each trial's steps, got {spec.prune_warmup}")
-    axes, space = parse_grid(spec.grid), parse_space(spec.space)
-    raw = read_config_file(spec.config)
-    base = build_config(raw, spec.overrides)  # the shared part must be valid before any trial
-    known = config_to_dict(base)
-    for key in [a.key for a in axes] + list(space):
-        node = known
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(key, "unknown config key in the sweep's space (see `loraqa config`)")
-            node = node[part]
-    # Every trial's config too, before any worker starts: a value every trial would fail on (a
-    # mistyped `batch_size=4,x`, a rate out of range) is one line now, not N failed trials.
-    for overrides in configurations_to_check(axes, space):
-        try:
-            build_config(raw, [*spec.overrides, *overrides])
-        except ConfigError as exc:
-            raise ConfigError(exc.key, f"{exc.problem} (in the sweep's trials with {' '.join(overrides)})") from None
-    if spec.metric == "eval_loss" and not base.evaluation.with_loss:
-        raise ConfigError(
-            "evaluation.with_loss", "--metric eval_loss needs the validation loss: set evaluation.with_loss=true"
-        )
-    if base.data.validation_samples < 1:
-        raise ConfigError("data.validation_samples", "a sweep chooses on validation: it must be at least 1")
-    if spec.prune != "none" and base.training.eval_strategy == "no":
-        raise ConfigError(
-            "training.eval_strategy",
-            "--prune needs evaluations during training: set training.eval_strategy=steps and training.eval_steps=N",
-        )
-    seeds = [base.training.seed + i for i in range(spec.seeds)]  # training.seed given is the first
-    return axes, space, seeds
 
 
 def _sampler(spec: SweepSpec):

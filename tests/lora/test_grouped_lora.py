@@ -7,7 +7,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from loraqa.inference import grouped_lora
+from loraqa.lora import grouped_lora
 
 ADAPTERS = {
     "a": LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn", "c_proj"], init_lora_weights=False),
