@@ -30,6 +30,22 @@ def tiny_overrides(model_dir: Path, files: dict[str, Path], out: Path, *extra: s
     ]
 
 
+# Learning rates at which 12 steps make a tiny family's answers depend on its adapter (extractive: 3e-2).
+ADAPTER_DEPENDENT_RATES = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
+
+
+def adapter_dependent_overrides(family: str) -> list[str]:
+    """A tiny training whose answers depend on the adapter, every context in one window or prompt: what
+    tests comparing loraqa's answers with another runtime's (plain peft, ONNX Runtime) train."""
+    return [
+        "evaluation.baseline=false",
+        "training.max_steps=12",
+        f"training.learning_rate={ADAPTER_DEPENDENT_RATES.get(family, 3e-2)}",
+        "model.max_seq_length=256",
+        "model.doc_stride=64",
+    ]
+
+
 def tiny_config(model_dir: Path, files: dict[str, Path], out: Path, *extra: str):
     return load_config(None, tiny_overrides(model_dir, files, out, *extra))
 

@@ -8,28 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_helpers import one_line_error, run_cli, tiny_overrides
+from run_helpers import adapter_dependent_overrides, one_line_error, run_cli, tiny_overrides
 
 from loraqa.data.sources import load_records
 
-# Tiny generative models need a harder push before they say anything but EOS (as tests/interop).
-RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
 MAX_NEW_TOKENS = 4  # tiny_overrides' generation.max_new_tokens
 
 
 def _train(family: str, tiny_model_dir, qa_files, out: Path, capsys) -> Path:
     from loraqa.cli import main
 
-    args = tiny_overrides(
-        tiny_model_dir(family),
-        qa_files,
-        out,
-        "evaluation.baseline=false",
-        "training.max_steps=12",
-        f"training.learning_rate={RATE.get(family, 3e-2)}",
-        "model.max_seq_length=256",
-        "model.doc_stride=64",
-    )
+    args = tiny_overrides(tiny_model_dir(family), qa_files, out, *adapter_dependent_overrides(family))
     assert main(["train", *args, "--no-report"]) == 0
     capsys.readouterr()  # training's log lines
     return out / "adapter"

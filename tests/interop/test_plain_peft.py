@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
-from run_helpers import tiny_config
+from run_helpers import adapter_dependent_overrides, tiny_config
 from tiny_models import FAMILIES
 from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -34,22 +34,10 @@ AUTO = {
     "distilbert": AutoModelForQuestionAnswering,
 }
 MAX_NEW_TOKENS = 4  # tiny_overrides' generation.max_new_tokens
-# Tiny generative models need a harder push before they say anything but EOS.
-RATE = {"t5": 0.2, "gpt2": 0.1, "llama": 0.1}
 
 
 def _train(family: str, tiny_model_dir, qa_files, out: Path):
-    # Enough steps at a high rate that answers depend on the adapter; contexts fit one window/prompt.
-    config = tiny_config(
-        tiny_model_dir(family),
-        qa_files,
-        out,
-        "evaluation.baseline=false",
-        "training.max_steps=12",
-        f"training.learning_rate={RATE.get(family, 3e-2)}",
-        "model.max_seq_length=256",
-        "model.doc_stride=64",
-    )
+    config = tiny_config(tiny_model_dir(family), qa_files, out, *adapter_dependent_overrides(family))
     run_training(config)
     return config
 
