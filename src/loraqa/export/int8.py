@@ -8,7 +8,7 @@ whose inputs after GELU carry the outliers per-tensor int8 rounds worst), and th
 within MAX_F1_LOSS of the float export's is the candidate. It is written to OUTPUT/int8, with the
 figures beside it, only if it also answers at least MIN_SPEEDUP times as many questions per CPU second
 as the torch model `loraqa predict` runs, measured on the same questions on this machine: on CPUs
-without int8 dot-product instructions (AVX2 only) no recipe was faster than the float export
+without int8 dot-product instructions (AVX2 only) no recipe was more than 1.04x as fast as the float export
 (docs/deploy.md), and a smaller file that is no faster and answers differently is not worth shipping
 by default. Otherwise the export refuses, or with `--force` writes the closest one and says what it
 loses. Extractive (span) graphs only: generative graphs re-run per token, and their answers are a
