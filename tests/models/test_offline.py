@@ -246,6 +246,4 @@ def test_smollm2_converts_to_an_ordinary_fp32_model(tmp_path, monkeypatch, capsy
         raise AssertionError("the cache was not reused")
 
     monkeypatch.setattr(offline, "convert_gguf", no_second_conversion)
-    started = time.perf_counter()
-    assert resolve_model_path("smollm2-135m") == path
-    assert time.perf_counter() - started < 0.5
+    assert resolve_model_path("smollm2-135m") == path  # from the cache: a second conversion raises above
