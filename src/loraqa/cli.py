@@ -49,9 +49,8 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
     if extras:
         args.overrides = [*args.overrides, *extras]
-    args.argv = list(
-        sys.argv[1:] if argv is None else argv
-    )  # sweep workers re-run the same command line; resume notes quote it
+    # Sweep workers re-run the same command line; resume notes quote it.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 
 
