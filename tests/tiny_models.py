@@ -104,8 +104,12 @@ def minilm_tokenizer_dir() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
-def build_tiny_model(family: str, directory: Path, corpus: list[str]) -> Path:
-    """Save a tiny `family` model and its tokenizer into `directory`; return it."""
+def build_tiny_model(family: str, directory: Path, corpus: list[str], init_scale: float = 1.0) -> Path:
+    """Save a tiny `family` model and its tokenizer into `directory`; return it.
+
+    `init_scale` multiplies GPT-2's initial weight spread. At the usual spread (0.02, 32 dimensions)
+    the tied output embeddings cap the logits near uniform (the loss stays at log(vocabulary)), so
+    LoRA alone cannot teach the model an exact text; a test that needs one learned builds it wider."""
     torch.manual_seed(0)
     if family in ("bert", "distilbert"):
         tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_dir())
@@ -147,6 +151,7 @@ def build_tiny_model(family: str, directory: Path, corpus: list[str]) -> Path:
                 n_layer=2,
                 n_head=2,
                 n_positions=512,
+                initializer_range=0.02 * init_scale,
                 bos_token_id=tokenizer.bos_token_id,
                 **ids,
             )
