@@ -25,7 +25,6 @@ import types
 
 import torch
 
-BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 _STACKS = "_loraqa_lora_stacks"  # per layer: (key, slots, A stacked, B side by side, scales, column slots)
 # Up to this many tokens per row (a generated token, a short prompt) a layer computes every adapter's
 # low-rank product for every row in two matmuls and masks; longer inputs (prompts, extractive windows)

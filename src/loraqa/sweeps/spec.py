@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loraqa.config.loader import build_config, config_to_dict, read_config_file
 from loraqa.errors import ConfigError, FlagError
+from loraqa.runs.reading import flatten
 from loraqa.suggest import did_you_mean
 from loraqa.sweeps.space import configurations_to_check, parse_grid, parse_space
 
@@ -63,7 +64,7 @@ def check_spec(spec: SweepSpec) -> tuple[list, dict, list[int]]:
         node = known
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                close = did_you_mean(key, _dotted_keys(known))
+                close = did_you_mean(key, flatten(known))
                 raise ConfigError(key, f"unknown config key in the sweep's space{close or ' (see `loraqa config`)'}")
             node = node[part]
     # Every trial's config too, before any worker starts: a value every trial would fail on (a
@@ -86,11 +87,3 @@ def check_spec(spec: SweepSpec) -> tuple[list, dict, list[int]]:
         )
     seeds = [base.training.seed + i for i in range(spec.seeds)]  # training.seed given is the first
     return axes, space, seeds
-
-
-def _dotted_keys(node: dict, prefix: str = "") -> list[str]:
-    """Every leaf key of a config dict, dotted (`training.learning_rate`)."""
-    keys = []
-    for name, value in node.items():
-        keys += _dotted_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [f"{prefix}{name}"]
-    return keys
