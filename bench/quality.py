@@ -107,6 +107,8 @@ def _run(model: str, args, stamp: str) -> dict:
         # evaluation.baseline=false skips the no-adapter pass (~10 min for SmolLM2 on 1,000 questions)
         "baseline": _scores(summary["baseline"]) if summary.get("baseline") else None,
         "adapter": _scores(summary["adapter"]),
+        # the paired difference on the same questions (F1 bootstrap interval and p, EM McNemar)
+        "adapter_vs_baseline": summary.get("adapter_vs_baseline"),
         "bar_f1": BARS[model],
         "meets_bar": (
             not args.quick

@@ -104,12 +104,17 @@ def minilm_tokenizer_dir() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
-def build_tiny_model(family: str, directory: Path, corpus: list[str], init_scale: float = 1.0) -> Path:
+def build_tiny_model(
+    family: str, directory: Path, corpus: list[str], init_scale: float = 1.0, t5_width: int = 32
+) -> Path:
     """Save a tiny `family` model and its tokenizer into `directory`; return it.
 
-    `init_scale` multiplies GPT-2's initial weight spread. At the usual spread (0.02, 32 dimensions)
-    the tied output embeddings cap the logits near uniform (the loss stays at log(vocabulary)), so
-    LoRA alone cannot teach the model an exact text; a test that needs one learned builds it wider."""
+    A test that needs LoRA to teach the model an exact text builds it bigger:
+    - `init_scale` multiplies GPT-2's initial weight spread. At the usual spread (0.02, 32 dimensions)
+      the tied output embeddings cap the logits near uniform (the loss stays at log(vocabulary)).
+    - `t5_width` is T5's d_model (its feed-forward twice that). At 32, LoRA tells a v2 file's
+      unanswerable questions apart only at an edge (600 steps at rate 1e-2; not 450, not at 5e-3); at
+      64 it does from 200 to 400 steps at 3e-3 and at 5e-3 (2026-12-07)."""
     torch.manual_seed(0)
     if family in ("bert", "distilbert"):
         tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_dir())
@@ -135,9 +140,9 @@ def build_tiny_model(family: str, directory: Path, corpus: list[str], init_scale
         if family == "t5":
             config = T5Config(
                 vocab_size=vocab,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
+                d_model=t5_width,
+                d_kv=t5_width // 4,
+                d_ff=2 * t5_width,
                 num_layers=2,
                 num_heads=4,
                 decoder_start_token_id=tokenizer.pad_token_id,
